@@ -1,1 +1,10 @@
+//! quiver: the command line, the typed configuration and start-up wiring.
+//!
+//! - [`config`] — the configuration file (TOML, every key documented in the README);
+//! - [`server`] — opening the database and serving the Postgres wire protocol.
 
+pub mod config;
+pub mod server;
+
+pub use config::Config;
+pub use server::{RunningServer, start};

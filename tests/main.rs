@@ -1,1 +1,9 @@
+//! Quiver's one integration-test binary: the server driven in-process and over
+//! the wire by real clients.
 
+mod clients;
+mod common;
+mod concurrency;
+mod recall;
+mod restart;
+mod slt;

@@ -1,1 +1,39 @@
+//! quiver-engine: the catalog, tables stored as Lance datasets, the write path,
+//! index management and vector-search execution.
+//!
+//! The engine never sees SQL text or the wire: it receives typed requests
+//! (schemas, Arrow batches, DataFusion logical expressions as filters) from the
+//! sql crate. Storage locations come from the tiering crate.
+//!
+//! On disk (`<data_dir>/`):
+//! - `catalog.json` — table, column and index definitions, replaced atomically
+//!   (write a temporary file, fsync, rename) on every DDL statement;
+//! - `tables/<name>-<id>.lance` — one Lance dataset per table. Every
+//!   acknowledged write is exactly one committed Lance version, so after a
+//!   crash a reader sees a statement whole or not at all.
+//!
+//! Modules:
+//! - [`error`] — the engine's error type and its kinds;
+//! - [`schema`] — column types, table definitions, their Arrow schemas;
+//! - [`catalog`] — the persisted catalog;
+//! - [`table`] — one table: its dataset, snapshots and writes;
+//! - [`snapshot`] — an in-memory copy of a table version (hot vectors + rows);
+//! - [`index`] — index definitions and building Lance indexes;
+//! - [`distance`] — metrics and exact distance kernels;
+//! - [`ann`] — the ANN hot path over an opened Lance index;
+//! - [`search`] — one vector search: exact over memory, or ANN through Lance;
+//! - [`engine`] — the entry point tying the above together.
 
+pub mod ann;
+pub mod catalog;
+pub mod distance;
+pub mod engine;
+pub mod error;
+pub mod index;
+pub mod schema;
+pub mod search;
+pub mod snapshot;
+pub mod table;
+
+pub use engine::Engine;
+pub use error::{EngineError, ErrorKind, Result};

@@ -70,4 +70,115 @@ impl fmt::Display for SqlError {
 
 impl std::error::Error for SqlError {}
 
+impl From<quiver_engine::EngineError> for SqlError {
+    fn from(e: quiver_engine::EngineError) -> Self {
+        use quiver_engine::ErrorKind as K;
+        let code = match e.kind {
+            K::TableNotFound => StatusCode::UndefinedTable,
+            K::TableExists => StatusCode::DuplicateTable,
+            K::ColumnNotFound => StatusCode::UndefinedColumn,
+            K::IndexNotFound => StatusCode::UndefinedObject,
+            K::IndexExists => StatusCode::DuplicateObject,
+            K::InvalidData => StatusCode::DataException,
+            K::InvalidRequest => StatusCode::DatatypeMismatch,
+            K::Unsupported => StatusCode::FeatureNotSupported,
+            K::Io => StatusCode::IoError,
+            K::Internal => StatusCode::Internal,
+        };
+        SqlError::new(code, e.message)
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for SqlError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        SqlError::from_datafusion(&e)
+    }
+}
+
+impl SqlError {
+    /// The status code and message of a DataFusion error. Errors raised by
+    /// Quiver's own code travel through DataFusion as `External` (possibly
+    /// wrapped in context): an `SqlError` or `EngineError` anywhere in the
+    /// source chain keeps its status; otherwise the kind of the root decides.
+    pub fn from_datafusion(e: &datafusion::error::DataFusionError) -> SqlError {
+        use datafusion::arrow::error::ArrowError as A;
+        use datafusion::error::DataFusionError as D;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = source {
+            if let Some(sql) = err.downcast_ref::<SqlError>() {
+                return sql.clone();
+            }
+            if let Some(en) = err.downcast_ref::<quiver_engine::EngineError>() {
+                return SqlError::from(quiver_engine::EngineError::new(
+                    en.kind,
+                    en.message.clone(),
+                ));
+            }
+            source = err.source();
+        }
+        let root = e.find_root();
+        let code = match root {
+            D::SQL(..) => StatusCode::SyntaxError,
+            D::SchemaError(err, _) => match err.as_ref() {
+                datafusion::common::SchemaError::FieldNotFound { .. } => {
+                    StatusCode::UndefinedColumn
+                }
+                _ => StatusCode::SyntaxError,
+            },
+            D::Plan(msg) if msg.contains("table") && msg.contains("not found") => {
+                StatusCode::UndefinedTable
+            }
+            D::Plan(msg)
+                if msg.contains("Invalid function") || msg.contains("not found in registry") =>
+            {
+                StatusCode::UndefinedFunction
+            }
+            D::Plan(_) => StatusCode::SyntaxError,
+            D::NotImplemented(_) => StatusCode::FeatureNotSupported,
+            D::ResourcesExhausted(_) => StatusCode::OutOfMemory,
+            D::IoError(_) | D::ObjectStore(_) => StatusCode::IoError,
+            D::ArrowError(arrow, _) => match arrow.as_ref() {
+                A::CastError(_) | A::ParseError(_) => StatusCode::InvalidTextRepresentation,
+                A::DivideByZero | A::ArithmeticOverflow(_) => StatusCode::DataException,
+                A::MemoryError(_) => StatusCode::OutOfMemory,
+                A::IoError(..) => StatusCode::IoError,
+                _ => StatusCode::Internal,
+            },
+            _ => StatusCode::Internal,
+        };
+        let message = match root {
+            // `message()` appends a "please file a bug report" paragraph to internal errors.
+            D::Internal(desc) => desc.clone(),
+            other => other.message().into_owned(),
+        };
+        SqlError::new(code, message)
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for SqlError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        SqlError::new(StatusCode::DataException, e.to_string())
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        let msg = e.to_string();
+        SqlError::new(
+            StatusCode::SyntaxError,
+            msg.strip_prefix("sql parser error: ")
+                .unwrap_or(&msg)
+                .to_string(),
+        )
+    }
+}
+
+/// `Err(SqlError)` with a status code and a formatted message.
+#[macro_export]
+macro_rules! sql_err {
+    ($code:ident, $($arg:tt)*) => {
+        Err($crate::error::SqlError::new($crate::error::StatusCode::$code, format!($($arg)*)))
+    };
+}
+
 pub type Result<T, E = SqlError> = std::result::Result<T, E>;

@@ -1,13 +1,35 @@
 //! quiver-sql: sessions, statement dispatch, the DataFusion context, the
-//! `vector_search()` table function, pgvector operators and `pg_catalog`.
+//! `vector_search()` table function, pgvector operators and settings.
 //!
 //! It turns SQL text into work on the engine and never touches the wire.
+//!
+//! Modules:
+//! - [`session`] — `Database`, `Session`, statement dispatch, results;
+//! - [`statement`] — splitting and parsing query strings;
+//! - [`rewrite`] — pgvector operators, vector casts, parameter binding, k-NN rewrite;
+//! - [`vector_search`] — the table function and `VectorSearchExec`;
+//! - [`vector`] — vector text form and vector functions;
+//! - [`ddl`], [`dml`], [`copy`] — DDL, writes, COPY formats;
+//! - [`settings`] — SET/SHOW and the search knobs;
+//! - [`pg_catalog`] — the type rows drivers look up;
+//! - [`tables`] — the engine's tables as DataFusion tables;
+//! - [`error`] — the crate's error and status codes.
 
+pub mod copy;
+pub mod ddl;
+pub mod dml;
 pub mod error;
+pub mod pg_catalog;
+pub mod rewrite;
 pub mod session;
+pub mod settings;
+pub mod statement;
+pub mod tables;
+pub mod vector;
+pub mod vector_search;
 
 pub use error::{Result, SqlError, StatusCode};
 pub use session::{
     CopyFormat, CopyIn, Database, Described, Output, ParamValue, Session, Statement,
-    VECTOR_TYPE_OID,
+    VECTOR_TYPE_OID, VERSION,
 };

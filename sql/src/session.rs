@@ -1,38 +1,56 @@
-//! INTERFACE SKELETON (being filled in): the API the wire crate builds on.
+//! The database and its sessions: statement dispatch, planning with
+//! parameters bound, and the results handed to the wire.
+//!
+//! A statement is parsed once (kept by the wire for prepared statements) and
+//! planned at each Execute with its parameters substituted as literals: the
+//! `vector_search` arguments must be constants when DataFusion plans them.
+
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::logical_expr::{ScalarUDF, Volatility, create_udf};
 use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::sql::sqlparser::ast::{self, Expr};
+use quiver_engine::Engine;
+use quiver_engine::search::SearchKnobs;
 
+use crate::dml;
 use crate::error::Result;
+use crate::rewrite::{rewrite_expressions, rewrite_knn};
+use crate::settings::Settings;
+use crate::sql_err;
+pub use crate::statement::Statement;
+use crate::statement::{StatementKind, parse};
+use crate::tables::EngineSchema;
+use crate::vector_search::VectorSearchFunction;
+use crate::{ddl, vector};
 
 /// The type OID Quiver reports for `vector` columns and values.
 pub const VECTOR_TYPE_OID: u32 = 16385;
 
+/// Quiver's version string, as `SELECT version()` shows it.
+pub const VERSION: &str = concat!("PostgreSQL 16.0 (Quiver ", env!("CARGO_PKG_VERSION"), ")");
+
 /// The shared database: engine, catalog, registries. One per process.
-pub struct Database {}
+pub struct Database {
+    pub engine: Arc<Engine>,
+}
 
 impl Database {
     /// Opens (or creates) the data directory.
-    pub async fn open(_data_dir: &Path) -> Result<Arc<Database>> {
-        unimplemented!()
+    pub async fn open(data_dir: &Path) -> Result<Arc<Database>> {
+        Ok(Arc::new(Database {
+            engine: Engine::open(data_dir).await?,
+        }))
     }
+
     /// A new session (one per client connection).
     pub fn new_session(self: &Arc<Self>) -> Session {
-        unimplemented!()
-    }
-}
-
-/// One parsed SQL statement; cheap to clone; kept by the wire layer for
-/// named prepared statements and planned again at each Execute with parameters.
-#[derive(Debug, Clone)]
-pub struct Statement {}
-
-impl Statement {
-    /// The command tag's first word(s) as Postgres prints them, e.g. "SELECT".
-    pub fn kind(&self) -> &str {
-        unimplemented!()
+        Session::new(self.clone())
     }
 }
 
@@ -95,29 +113,316 @@ pub enum Output {
 }
 
 /// One client's session: settings (search knobs) and the DataFusion context.
-pub struct Session {}
+pub struct Session {
+    pub(crate) db: Arc<Database>,
+    pub(crate) ctx: SessionContext,
+    settings: Mutex<Settings>,
+    knobs: Arc<Mutex<SearchKnobs>>,
+}
+
+fn version_udf() -> ScalarUDF {
+    let f = Arc::new(|_: &[datafusion::logical_expr::ColumnarValue]| {
+        Ok(datafusion::logical_expr::ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::Utf8(Some(VERSION.to_string())),
+        ))
+    });
+    create_udf("version", vec![], DataType::Utf8, Volatility::Stable, f)
+}
+
+/// A one-column text result.
+pub(crate) fn text_rows(column: &str, values: Vec<String>) -> Result<Output> {
+    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(values)) as ArrayRef],
+    )?;
+    Ok(Output::Rows {
+        schema: schema.clone(),
+        stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+    })
+}
 
 impl Session {
+    fn new(db: Arc<Database>) -> Session {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "public")
+            .with_target_partitions(2);
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let ctx = SessionContext::new_with_config(config);
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            let _ = catalog.register_schema(
+                "public",
+                Arc::new(EngineSchema {
+                    engine: db.engine.clone(),
+                }),
+            );
+            match crate::pg_catalog::schema() {
+                Ok(pg) => {
+                    let _ = catalog.register_schema("pg_catalog", pg);
+                }
+                Err(e) => tracing::warn!(error = %e, "pg_catalog is unavailable"),
+            }
+        }
+        for f in vector::functions() {
+            ctx.register_udf(f);
+        }
+        ctx.register_udf(version_udf());
+        let knobs = Arc::new(Mutex::new(SearchKnobs::default()));
+        ctx.register_udtf(
+            "vector_search",
+            Arc::new(VectorSearchFunction {
+                engine: db.engine.clone(),
+                knobs: knobs.clone(),
+            }),
+        );
+        Session {
+            db,
+            ctx,
+            settings: Mutex::new(Settings::default()),
+            knobs,
+        }
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.db.engine
+    }
+
+    fn with_settings<T>(&self, f: impl FnOnce(&mut Settings) -> Result<T>) -> Result<T> {
+        let mut s = match self.settings.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let out = f(&mut s)?;
+        let knobs = s.knobs.clone();
+        match self.knobs.lock() {
+            Ok(mut k) => *k = knobs,
+            Err(p) => *p.into_inner() = knobs,
+        }
+        Ok(out)
+    }
+
     /// Splits and parses a query string (may hold several statements).
     /// Parameters `$n` are allowed and stay unbound.
-    pub fn parse(&self, _sql: &str) -> Result<Vec<Statement>> {
-        unimplemented!()
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        parse(sql)
     }
+
     /// Parameter and result types of a statement. `declared` are the types the
     /// client declared at Parse (`None` = unspecified).
     pub async fn describe(
         &self,
-        _stmt: &Statement,
-        _declared: &[Option<DataType>],
+        stmt: &Statement,
+        declared: &[Option<DataType>],
     ) -> Result<Described> {
-        unimplemented!()
+        let n = stmt.param_count().max(declared.len());
+        let mut params: Vec<DataType> = (0..n)
+            .map(|i| declared.get(i).cloned().flatten().unwrap_or(DataType::Utf8))
+            .collect();
+        let mut schema = None;
+        if let StatementKind::Sql(s) = &stmt.kind {
+            let mut s = s.as_ref().clone();
+            rewrite_expressions(&mut s, None)?;
+            match &mut s {
+                ast::Statement::Query(q) => {
+                    rewrite_knn(q, self.engine())?;
+                    let plan = self
+                        .ctx
+                        .state()
+                        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                            s,
+                        )))
+                        .await?;
+                    schema = Some(Arc::new(plan.schema().as_arrow().clone()));
+                    let types = plan.get_parameter_types()?;
+                    for (i, p) in params.iter_mut().enumerate() {
+                        if declared.get(i).cloned().flatten().is_some() {
+                            continue;
+                        }
+                        if let Some(Some(t)) = types.get(&format!("${}", i + 1)) {
+                            if !matches!(t, DataType::List(_) | DataType::FixedSizeList(..)) {
+                                *p = t.clone();
+                            }
+                        }
+                    }
+                }
+                ast::Statement::Insert(ins) => {
+                    for (i, t) in dml::insert_param_types(self.engine(), ins)? {
+                        if i < params.len() && declared.get(i).cloned().flatten().is_none() {
+                            params[i] = t;
+                        }
+                    }
+                }
+                _ => {
+                    if stmt.returns_rows() {
+                        // SHOW, EXPLAIN: run to learn the columns (cheap, no side effects).
+                        if let Output::Rows { schema: sc, .. } =
+                            self.execute(stmt, &vec![ParamValue::Null; n]).await?
+                        {
+                            schema = Some(sc);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Described { params, schema })
     }
+
     /// Executes a statement with its bound parameters.
-    pub async fn execute(&self, _stmt: &Statement, _params: &[ParamValue]) -> Result<Output> {
-        unimplemented!()
+    pub async fn execute(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
+        let s = match &stmt.kind {
+            StatementKind::Optimize(t) => {
+                self.engine().optimize(t).await?;
+                return Ok(Output::Command {
+                    tag: "OPTIMIZE".into(),
+                });
+            }
+            StatementKind::Reindex { table, name } => {
+                return Ok(Output::Command {
+                    tag: ddl::reindex(self.engine(), *table, name).await?,
+                });
+            }
+            StatementKind::Sql(s) => s,
+        };
+        let mut s = s.as_ref().clone();
+        rewrite_expressions(&mut s, Some(params))?;
+        use ast::Statement as S;
+        let tag = match &mut s {
+            S::Query(q) => {
+                rewrite_knn(q, self.engine())?;
+                return self.query(s).await;
+            }
+            S::Explain { statement, .. } => {
+                if let S::Query(q) = statement.as_mut() {
+                    rewrite_knn(q, self.engine())?;
+                }
+                return self.query(s).await;
+            }
+            S::Insert(ins) => dml::insert(self, ins).await?,
+            S::Update(u) => dml::update(self, u).await?,
+            S::Delete(d) => dml::delete(self, d).await?,
+            S::Copy {
+                source,
+                to,
+                target,
+                options,
+                legacy_options,
+                ..
+            } => {
+                return dml::copy(self, source, *to, target, options, legacy_options).await;
+            }
+            S::CreateTable(ct) => ddl::create_table(self.engine(), ct).await?,
+            S::CreateIndex(ci) => ddl::create_index(self.engine(), ci).await?,
+            S::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => ddl::drop(self.engine(), object_type, names, *if_exists).await?,
+            S::Set(set) => self.set(set)?,
+            S::Reset(r) => {
+                match &r.reset {
+                    ast::Reset::ALL => self.with_settings(|s| {
+                        s.reset_all();
+                        Ok(())
+                    })?,
+                    ast::Reset::ConfigurationParameter(name) => {
+                        self.with_settings(|s| s.reset(&name.to_string()))?
+                    }
+                }
+                "RESET".into()
+            }
+            S::ShowVariable { variable } => {
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                if name.eq_ignore_ascii_case("all") {
+                    let all = self.with_settings(|s| Ok(s.all()))?;
+                    return text_rows(
+                        "setting",
+                        all.into_iter().map(|(n, v)| format!("{n} = {v}")).collect(),
+                    );
+                }
+                let v = self.with_settings(|s| s.show(&name))?;
+                return text_rows(&name.to_ascii_lowercase(), vec![v]);
+            }
+            // Each statement commits on its own; transaction blocks are accepted
+            // so drivers that open them work, but they group nothing.
+            S::StartTransaction { .. } => "BEGIN".into(),
+            S::Commit { .. } => "COMMIT".into(),
+            S::Rollback { .. } => "ROLLBACK".into(),
+            S::Discard { .. } => "DISCARD ALL".into(),
+            other => {
+                let text = other.to_string();
+                let head: String = text
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return sql_err!(FeatureNotSupported, "{head} is not supported by Quiver");
+            }
+        };
+        Ok(Output::Command { tag })
     }
+
+    /// Plans and runs a query (or EXPLAIN) with DataFusion.
+    pub(crate) async fn query(&self, s: ast::Statement) -> Result<Output> {
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(s)))
+            .await?;
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok(Output::Rows { schema, stream })
+    }
+
+    fn set(&self, set: &ast::Set) -> Result<String> {
+        let value_text = |v: &Expr| -> String {
+            match v {
+                Expr::Value(v) => match &v.value {
+                    ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                        s.clone()
+                    }
+                    other => other.to_string(),
+                },
+                Expr::Identifier(i) => i.value.clone(),
+                other => other.to_string(),
+            }
+        };
+        match set {
+            ast::Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let value = values.iter().map(value_text).collect::<Vec<_>>().join(", ");
+                self.with_settings(|s| s.set(&variable.to_string(), &value))?;
+            }
+            ast::Set::SetTimeZone { value, .. } => {
+                let v = value_text(value);
+                self.with_settings(|s| s.set("timezone", &v))?;
+            }
+            ast::Set::SetNames { charset_name, .. } => {
+                let v = charset_name.to_string();
+                self.with_settings(|s| s.set("client_encoding", &v))?;
+            }
+            ast::Set::MultipleAssignments { assignments } => {
+                for a in assignments {
+                    let v = value_text(&a.value);
+                    self.with_settings(|s| s.set(&a.name.to_string(), &v))?;
+                }
+            }
+            ast::Set::SetTransaction { .. } => {}
+            other => return sql_err!(FeatureNotSupported, "{other} is not supported"),
+        }
+        Ok("SET".into())
+    }
+
     /// Loads the data of a finished COPY FROM STDIN; one atomic commit. Returns rows written.
-    pub async fn copy_in(&self, _copy: &CopyIn, _data: &[u8]) -> Result<u64> {
-        unimplemented!()
+    pub async fn copy_in(&self, copy: &CopyIn, data: &[u8]) -> Result<u64> {
+        let table = self.engine().table(&copy.table)?;
+        let batch = crate::copy::decode(&table.def, &copy.columns, data, &copy.format)?;
+        Ok(table.append(vec![batch]).await?)
     }
 }

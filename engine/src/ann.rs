@@ -1,0 +1,170 @@
+//! The ANN hot path: search an opened Lance vector index directly.
+//!
+//! Lance's scanner sets up a whole DataFusion plan for every query (the
+//! measured bulk of a query's cost, see DESIGN.md "Where the time goes"). Here
+//! the index is opened once per table version and kept with its snapshot;
+//! each query ranks the IVF partitions, searches the probed ones through the
+//! prepared-partition API, then searches the rows not yet covered by the index
+//! exactly (rows written after the build), and recomputes exact distances for
+//! the candidates from memory.
+//!
+//! This uses Lance's internal index traits (`DatasetIndexInternalExt`,
+//! `VectorIndex`): Lance is pinned to one version and this module is the only
+//! place that touches them.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, Float32Array};
+use arrow::datatypes::UInt64Type;
+use lance::index::DatasetIndexExt;
+use lance_index::metrics::NoOpMetricsCollector;
+use lance_index::prefilter::NoFilter;
+use lance_index::vector::{Query, VectorIndex};
+use lance_linalg::distance::DistanceType;
+
+use crate::engine_err;
+use crate::error::Result;
+use crate::search::SearchKnobs;
+use crate::snapshot::Snapshot;
+
+/// Default number of IVF partitions probed when `quiver.nprobes` is not set.
+pub const DEFAULT_NPROBES: usize = 20;
+
+/// One index (all its delta segments), opened for one table version.
+pub struct AnnHandle {
+    segments: Vec<Arc<dyn VectorIndex>>,
+    partitions: usize,
+    distance: DistanceType,
+    /// Snapshot rows the index does not cover (written after it was built).
+    pub unindexed_rows: Vec<u32>,
+    /// Indexed rows that are deleted: the search asks for this many more.
+    deleted_in_index: usize,
+}
+
+impl std::fmt::Debug for AnnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnnHandle")
+            .field("segments", &self.segments.len())
+            .field("partitions", &self.partitions)
+            .field("unindexed_rows", &self.unindexed_rows.len())
+            .finish()
+    }
+}
+
+impl AnnHandle {
+    /// Opens every segment of index `name` on the snapshot's dataset version.
+    pub async fn open(
+        snap: &Snapshot,
+        name: &str,
+        column: &str,
+        distance: DistanceType,
+    ) -> Result<AnnHandle> {
+        use lance::index::DatasetIndexInternalExt;
+        let ds = &snap.dataset;
+        let metas = ds.load_indices_by_name(name).await?;
+        if metas.is_empty() {
+            return engine_err!(IndexNotFound, "index {name} is missing from the dataset");
+        }
+        let mut segments = Vec::with_capacity(metas.len());
+        let mut covered = std::collections::HashSet::new();
+        for m in &metas {
+            segments.push(
+                ds.open_vector_index(column, &m.uuid, &NoOpMetricsCollector)
+                    .await?,
+            );
+            if let Some(b) = &m.fragment_bitmap {
+                covered.extend(b.iter());
+            }
+        }
+        let partitions = segments
+            .iter()
+            .map(|s| s.total_partitions())
+            .max()
+            .unwrap_or(1);
+        // Row ids are row addresses here: the fragment id is the upper 32 bits.
+        let unindexed_rows: Vec<u32> = snap
+            .row_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| !covered.contains(&((**id >> 32) as u32)))
+            .map(|(i, _)| i as u32)
+            .collect();
+        let indexed_live = snap.row_ids.len() - unindexed_rows.len();
+        let indexed_physical: usize = ds
+            .get_fragments()
+            .iter()
+            .filter(|f| covered.contains(&(f.id() as u32)))
+            .map(|f| f.metadata().physical_rows.unwrap_or(0))
+            .sum();
+        Ok(AnnHandle {
+            segments,
+            partitions,
+            distance,
+            unindexed_rows,
+            deleted_in_index: indexed_physical.saturating_sub(indexed_live),
+        })
+    }
+
+    /// Row ids of the index's nearest candidates for `query`.
+    pub async fn candidates(
+        &self,
+        query: &[f32],
+        k: usize,
+        knobs: &SearchKnobs,
+    ) -> Result<Vec<u64>> {
+        let key: Arc<dyn Array> = if self.distance == DistanceType::Cosine {
+            let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let n = if norm > 0.0 { norm } else { 1.0 };
+            Arc::new(Float32Array::from(
+                query.iter().map(|x| x / n).collect::<Vec<_>>(),
+            ))
+        } else {
+            Arc::new(Float32Array::from(query.to_vec()))
+        };
+        let nprobes = knobs
+            .nprobes
+            .unwrap_or(DEFAULT_NPROBES)
+            .clamp(1, self.partitions);
+        let fetch = (k * knobs.refine_factor.unwrap_or(1).max(1) as usize)
+            + self.deleted_in_index.min(10 * k);
+        let mut q = Query {
+            column: String::new(),
+            key,
+            k: fetch,
+            lower_bound: None,
+            upper_bound: None,
+            minimum_nprobes: nprobes,
+            maximum_nprobes: Some(nprobes),
+            search_effort: 0.5,
+            ef: knobs.ef.map(|ef| ef.max(fetch)),
+            refine_factor: None,
+            metric_type: Some(self.distance),
+            use_index: true,
+            query_parallelism: 1,
+            dist_q_c: 0.0,
+            approx_mode: Default::default(),
+        };
+        let metrics = NoOpMetricsCollector;
+        let mut ids = Vec::with_capacity(fetch * nprobes);
+        for seg in &self.segments {
+            let (parts, dists) = seg.find_partitions(&q)?;
+            for i in 0..parts.len().min(nprobes) {
+                q.dist_q_c = dists.value(i);
+                let part = parts.value(i) as usize;
+                let batch = if seg.supports_prepared_partition_search() {
+                    let h = seg
+                        .prepare_partition_search(part, &q, Arc::new(NoFilter), &metrics)
+                        .await?;
+                    seg.search_prepared_partition(h, &metrics)?
+                } else {
+                    seg.search_in_partition(part, &q, Arc::new(NoFilter), &metrics)
+                        .await?
+                };
+                if let Some(col) = batch.column_by_name("_rowid") {
+                    ids.extend_from_slice(col.as_primitive::<UInt64Type>().values());
+                }
+            }
+        }
+        Ok(ids)
+    }
+}

@@ -1,0 +1,295 @@
+//! The engine: opens a data directory, keeps the catalog and the open tables,
+//! and runs DDL, writes and searches on them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use arrow::array::RecordBatch;
+use datafusion::logical_expr::Expr;
+use quiver_tiering::StorageRoot;
+
+use crate::catalog::Catalog;
+use crate::engine_err;
+use crate::error::{EngineError, ErrorKind, Result};
+use crate::index::IndexDef;
+use crate::schema::{ColumnDef, TableDef};
+use crate::search::{self, SearchHits, SearchKnobs, SearchPlan};
+use crate::table::Table;
+
+pub struct Engine {
+    data_dir: PathBuf,
+    storage: StorageRoot,
+    catalog: RwLock<Catalog>,
+    tables: RwLock<HashMap<String, Arc<Table>>>,
+    /// Serialises catalog changes (DDL); data writes take per-table locks.
+    ddl: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+impl Engine {
+    /// Opens the data directory (created when missing) and every table in its catalog.
+    pub async fn open(data_dir: &Path) -> Result<Arc<Engine>> {
+        std::fs::create_dir_all(data_dir)?;
+        let storage = StorageRoot::local(data_dir)?;
+        let catalog = Catalog::load(data_dir)?;
+        let mut tables = HashMap::new();
+        for def in catalog.tables.values() {
+            let table = Table::open(storage.dataset_uri(&def.dir), def.clone())
+                .await
+                .map_err(|e| {
+                    EngineError::new(
+                        ErrorKind::Io,
+                        format!("cannot open table {}: {}", def.name, e.message),
+                    )
+                })?;
+            tables.insert(def.name.clone(), Arc::new(table));
+        }
+        Ok(Arc::new(Engine {
+            data_dir: data_dir.to_path_buf(),
+            storage,
+            catalog: RwLock::new(catalog),
+            tables: RwLock::new(tables),
+            ddl: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
+        let mut next = read(&self.catalog);
+        change(&mut next);
+        next.store(&self.data_dir)?;
+        match self.catalog.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        read(&self.catalog)
+    }
+
+    pub fn table(&self, name: &str) -> Result<Arc<Table>> {
+        let tables = match self.tables.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match tables.get(name) {
+            Some(t) => Ok(t.clone()),
+            None => engine_err!(TableNotFound, "relation \"{name}\" does not exist"),
+        }
+    }
+
+    pub fn table_names(&self) -> Vec<String> {
+        read(&self.catalog).tables.keys().cloned().collect()
+    }
+
+    /// Creates a table; `Ok(false)` when it exists and `if_not_exists` is set.
+    pub async fn create_table(
+        &self,
+        name: &str,
+        columns: Vec<ColumnDef>,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if self.catalog().tables.contains_key(name) {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return engine_err!(TableExists, "relation \"{name}\" already exists");
+        }
+        for (i, c) in columns.iter().enumerate() {
+            if columns[..i].iter().any(|o| o.name == c.name) {
+                return engine_err!(
+                    InvalidRequest,
+                    "column \"{}\" specified more than once",
+                    c.name
+                );
+            }
+        }
+        let def = TableDef {
+            name: name.to_string(),
+            dir: format!("{name}-{}.lance", uuid::Uuid::new_v4().simple()),
+            columns,
+        };
+        let table = Table::create(self.storage.dataset_uri(&def.dir), def.clone()).await?;
+        self.update_catalog(|c| {
+            c.tables.insert(name.to_string(), def);
+        })?;
+        self.insert_table(name, Arc::new(table));
+        Ok(true)
+    }
+
+    fn insert_table(&self, name: &str, table: Arc<Table>) {
+        match self.tables.write() {
+            Ok(mut g) => g.insert(name.to_string(), table),
+            Err(p) => p.into_inner().insert(name.to_string(), table),
+        };
+    }
+
+    /// Drops a table and its indexes; `Ok(false)` when missing and `if_exists` is set.
+    pub async fn drop_table(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let Some(def) = self.catalog().tables.get(name).cloned() else {
+            if if_exists {
+                return Ok(false);
+            }
+            return engine_err!(TableNotFound, "table \"{name}\" does not exist");
+        };
+        self.update_catalog(|c| {
+            c.tables.remove(name);
+            c.indexes.retain(|_, i| i.table != name);
+        })?;
+        match self.tables.write() {
+            Ok(mut g) => g.remove(name),
+            Err(p) => p.into_inner().remove(name),
+        };
+        if let Err(e) = self.storage.remove_dataset(&def.dir) {
+            tracing::warn!(table = name, error = %e, "dropped table's files were not removed");
+        }
+        Ok(true)
+    }
+
+    pub fn indexes_of(&self, table: &str) -> Vec<IndexDef> {
+        read(&self.catalog).indexes_of(table).cloned().collect()
+    }
+
+    /// Builds an index and records it; `Ok(false)` when it exists and `if_not_exists` is set.
+    pub async fn create_index(&self, def: IndexDef, if_not_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if self.catalog().indexes.contains_key(&def.name) {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return engine_err!(IndexExists, "relation \"{}\" already exists", def.name);
+        }
+        let table = self.table(&def.table)?;
+        let Some(col) = table.def.column(&def.column) else {
+            return engine_err!(ColumnNotFound, "column \"{}\" does not exist", def.column);
+        };
+        match (def.kind.is_vector(), col.ty.vector_dim()) {
+            (true, None) => {
+                return engine_err!(
+                    InvalidRequest,
+                    "column \"{}\" is not a vector column; {} needs vector(n)",
+                    def.column,
+                    def.kind.name()
+                );
+            }
+            (false, Some(_)) => {
+                return engine_err!(
+                    InvalidRequest,
+                    "column \"{}\" is a vector column; use a vector index method",
+                    def.column
+                );
+            }
+            _ => {}
+        }
+        if def.kind.is_vector()
+            && self
+                .indexes_of(&def.table)
+                .iter()
+                .any(|i| i.column == def.column && i.kind.is_vector())
+        {
+            return engine_err!(
+                IndexExists,
+                "column \"{}\" already has a vector index; drop it first",
+                def.column
+            );
+        }
+        table.create_index(&def, false).await?;
+        self.update_catalog(|c| {
+            c.indexes.insert(def.name.clone(), def);
+        })?;
+        Ok(true)
+    }
+
+    pub async fn drop_index(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let Some(def) = self.catalog().indexes.get(name).cloned() else {
+            if if_exists {
+                return Ok(false);
+            }
+            return engine_err!(IndexNotFound, "index \"{name}\" does not exist");
+        };
+        self.table(&def.table)?.drop_index(name).await?;
+        self.update_catalog(|c| {
+            c.indexes.remove(name);
+        })?;
+        Ok(true)
+    }
+
+    /// `OPTIMIZE TABLE`: folds new rows into the table's indexes incrementally.
+    pub async fn optimize(&self, table: &str) -> Result<()> {
+        self.table(table)?.optimize_indexes().await
+    }
+
+    /// `REINDEX`: retrains the named indexes from all current rows.
+    pub async fn reindex(&self, indexes: &[IndexDef]) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        for def in indexes {
+            self.table(&def.table)?.create_index(def, true).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn append(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+        self.table(table)?.append(batches).await
+    }
+
+    pub async fn delete(&self, table: &str, filter: Expr) -> Result<u64> {
+        self.table(table)?.delete(filter).await
+    }
+
+    pub async fn update(
+        &self,
+        table: &str,
+        filter: Option<Expr>,
+        sets: &[(String, String)],
+    ) -> Result<u64> {
+        self.table(table)?.update(filter, sets).await
+    }
+
+    /// Plans a vector search of `table.column`.
+    pub fn plan_search(
+        &self,
+        table: &str,
+        column: &str,
+        metric: Option<crate::distance::Metric>,
+    ) -> Result<SearchPlan> {
+        let t = self.table(table)?;
+        SearchPlan::new(&t.def, &self.indexes_of(table), column, metric)
+    }
+
+    /// Runs a planned search against the latest version of the table.
+    pub async fn search(
+        &self,
+        table: &str,
+        plan: &SearchPlan,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Expr>,
+        knobs: &SearchKnobs,
+    ) -> Result<SearchHits> {
+        let snap = self.table(table)?.snapshot().await?;
+        search::run(snap, plan, query, k, filter, knobs).await
+    }
+}

@@ -1,0 +1,82 @@
+//! The engine's one error type. Its [`ErrorKind`] tells the sql crate which
+//! status code (and so which SQLSTATE) a failure maps to.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    TableNotFound,
+    TableExists,
+    ColumnNotFound,
+    IndexNotFound,
+    IndexExists,
+    /// A value does not fit its column (e.g. wrong vector dimension).
+    InvalidData,
+    /// A request that cannot be honoured as stated (e.g. an index on a non-vector column).
+    InvalidRequest,
+    Unsupported,
+    Io,
+    Internal,
+}
+
+#[derive(Debug)]
+pub struct EngineError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl EngineError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<lance::Error> for EngineError {
+    fn from(e: lance::Error) -> Self {
+        let kind = match &e {
+            lance::Error::IO { .. } => ErrorKind::Io,
+            lance::Error::InvalidInput { .. } => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Internal,
+        };
+        EngineError::new(kind, format!("storage: {e}"))
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for EngineError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        EngineError::new(ErrorKind::Internal, e.to_string())
+    }
+}
+
+impl From<arrow::error::ArrowError> for EngineError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        EngineError::new(ErrorKind::InvalidData, e.to_string())
+    }
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> Self {
+        EngineError::new(ErrorKind::Io, e.to_string())
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// `Err(EngineError)` with a formatted message.
+#[macro_export]
+macro_rules! engine_err {
+    ($kind:ident, $($arg:tt)*) => {
+        Err($crate::error::EngineError::new($crate::error::ErrorKind::$kind, format!($($arg)*)))
+    };
+}

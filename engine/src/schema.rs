@@ -1,0 +1,86 @@
+//! Column types Quiver stores, and how a table definition becomes an Arrow schema.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// A column type as declared in `CREATE TABLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    Bool,
+    Text,
+    Timestamp,
+    /// `vector(n)`: `n` float32 components, stored as a FixedSizeList.
+    Vector(u32),
+}
+
+impl ColumnType {
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            ColumnType::Int16 => DataType::Int16,
+            ColumnType::Int32 => DataType::Int32,
+            ColumnType::Int64 => DataType::Int64,
+            ColumnType::Float32 => DataType::Float32,
+            ColumnType::Float64 => DataType::Float64,
+            ColumnType::Bool => DataType::Boolean,
+            ColumnType::Text => DataType::Utf8,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ColumnType::Vector(dim) => vector_type(*dim),
+        }
+    }
+
+    pub fn vector_dim(&self) -> Option<u32> {
+        match self {
+            ColumnType::Vector(d) => Some(*d),
+            _ => None,
+        }
+    }
+}
+
+/// The Arrow type of a `vector(dim)` value.
+pub fn vector_type(dim: u32) -> DataType {
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        dim as i32,
+    )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ColumnType,
+    pub nullable: bool,
+}
+
+/// A table's definition as kept in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub name: String,
+    /// The dataset folder under `tables/`, unique per created table, so that a
+    /// dropped and re-created table never sees the old files.
+    pub dir: String,
+    pub columns: Vec<ColumnDef>,
+}
+
+impl TableDef {
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.ty.arrow_type(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}

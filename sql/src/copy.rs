@@ -1,0 +1,419 @@
+//! COPY data: Postgres text and CSV formats, decoded into Arrow columns of a
+//! table and encoded from query results.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
+    Int64Builder, RecordBatch, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use quiver_engine::schema::{ColumnType, TableDef};
+
+use crate::error::{Result, SqlError, StatusCode};
+use crate::session::CopyFormat;
+use crate::sql_err;
+use crate::vector::{array_to_vectors, format_vector, parse_vector};
+
+/// Splits COPY data into records of raw fields (`None` = NULL).
+fn records(data: &[u8], format: &CopyFormat) -> Result<Vec<Vec<Option<String>>>> {
+    let text = std::str::from_utf8(data).map_err(|_| {
+        SqlError::new(
+            StatusCode::InvalidTextRepresentation,
+            "COPY data is not valid UTF-8",
+        )
+    })?;
+    match format {
+        CopyFormat::Text => Ok(text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .take_while(|l| *l != "\\.")
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(unescape_text).collect())
+            .collect()),
+        CopyFormat::Csv { header, delimiter } => {
+            let mut rows = parse_csv(text, *delimiter as char)?;
+            if *header && !rows.is_empty() {
+                rows.remove(0);
+            }
+            Ok(rows)
+        }
+    }
+}
+
+/// Decodes one text-format field: `\N` is NULL; backslash escapes.
+fn unescape_text(f: &str) -> Option<String> {
+    if f == "\\N" {
+        return None;
+    }
+    if !f.contains('\\') {
+        return Some(f.to_string());
+    }
+    let mut out = String::with_capacity(f.len());
+    let mut chars = f.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('v') => out.push('\u{b}'),
+            Some(o) => out.push(o),
+            None => out.push('\\'),
+        }
+    }
+    Some(out)
+}
+
+/// CSV as Postgres writes it: quoted fields may hold delimiters, quotes ("") and newlines;
+/// an unquoted empty field is NULL.
+fn parse_csv(text: &str, delim: char) -> Result<Vec<Vec<Option<String>>>> {
+    let mut rows = Vec::new();
+    let mut row: Vec<Option<String>> = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut in_quotes = false;
+    let mut chars = text.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        any = true;
+        if in_quotes {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    field.push('"');
+                } else {
+                    in_quotes = false;
+                }
+            } else {
+                field.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_quotes = true;
+                quoted = true;
+            }
+            '\r' => {}
+            '\n' => {
+                row.push(if field.is_empty() && !quoted {
+                    None
+                } else {
+                    Some(std::mem::take(&mut field))
+                });
+                quoted = false;
+                if !(row.len() == 1 && row[0].as_deref() == Some("\\.")) {
+                    rows.push(std::mem::take(&mut row));
+                }
+                row.clear();
+                any = false;
+            }
+            c if c == delim => {
+                row.push(if field.is_empty() && !quoted {
+                    None
+                } else {
+                    Some(std::mem::take(&mut field))
+                });
+                quoted = false;
+            }
+            c => field.push(c),
+        }
+    }
+    if in_quotes {
+        return sql_err!(InvalidTextRepresentation, "unterminated CSV quoted field");
+    }
+    if any {
+        row.push(if field.is_empty() && !quoted {
+            None
+        } else {
+            Some(field)
+        });
+        if !(row.len() == 1 && row[0].as_deref() == Some("\\.")) {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+fn bad_value(ty: &str, v: &str) -> SqlError {
+    SqlError::new(
+        StatusCode::InvalidTextRepresentation,
+        format!("invalid input syntax for type {ty}: \"{v}\""),
+    )
+}
+
+/// Builds one column of type `ty` from text values.
+pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> Result<ArrayRef> {
+    macro_rules! build {
+        ($builder:ty, $tyname:expr, $parse:expr) => {{
+            let mut b = <$builder>::with_capacity(values.len());
+            for v in values {
+                match v {
+                    None => b.append_null(),
+                    Some(s) => b.append_value($parse(s.trim()).map_err(|_| bad_value($tyname, s))?),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    Ok(match ty {
+        ColumnType::Int16 => build!(Int16Builder, "smallint", |s: &str| s.parse::<i16>()),
+        ColumnType::Int32 => build!(Int32Builder, "integer", |s: &str| s.parse::<i32>()),
+        ColumnType::Int64 => build!(Int64Builder, "bigint", |s: &str| s.parse::<i64>()),
+        ColumnType::Float32 => build!(Float32Builder, "real", |s: &str| s.parse::<f32>()),
+        ColumnType::Float64 => build!(Float64Builder, "double precision", |s: &str| s
+            .parse::<f64>()),
+        ColumnType::Bool => build!(BooleanBuilder, "boolean", parse_bool),
+        ColumnType::Text => {
+            let mut b = StringBuilder::with_capacity(
+                values.len(),
+                values.iter().map(|v| v.map_or(0, |s| s.len())).sum(),
+            );
+            for v in values {
+                b.append_option(*v);
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Timestamp => {
+            let strings: ArrayRef = Arc::new(
+                values
+                    .iter()
+                    .copied()
+                    .collect::<datafusion::arrow::array::StringArray>(),
+            );
+            let opts = datafusion::arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            datafusion::arrow::compute::cast_with_options(&strings, &ty.arrow_type(), &opts)
+                .map_err(|e| {
+                    SqlError::new(
+                        StatusCode::InvalidTextRepresentation,
+                        format!("invalid input syntax for type timestamp: {e}"),
+                    )
+                })?
+        }
+        ColumnType::Vector(dim) => {
+            let mut flat = Vec::with_capacity(values.len() * dim as usize);
+            let mut valid = Vec::with_capacity(values.len());
+            for v in values {
+                match v {
+                    None => {
+                        flat.extend(std::iter::repeat_n(0.0f32, dim as usize));
+                        valid.push(false);
+                    }
+                    Some(s) => {
+                        let vec = parse_vector(s)?;
+                        if vec.len() != dim as usize {
+                            return sql_err!(
+                                DataException,
+                                "expected {dim} dimensions, not {} (column \"{name}\" is vector({dim}))",
+                                vec.len()
+                            );
+                        }
+                        flat.extend_from_slice(&vec);
+                        valid.push(true);
+                    }
+                }
+            }
+            let field = Arc::new(Field::new("item", DataType::Float32, true));
+            let nulls = if valid.iter().all(|v| *v) {
+                None
+            } else {
+                Some(valid.into())
+            };
+            Arc::new(datafusion::arrow::array::FixedSizeListArray::try_new(
+                field,
+                dim as i32,
+                Arc::new(datafusion::arrow::array::Float32Array::from(flat)),
+                nulls,
+            )?)
+        }
+    })
+}
+
+fn parse_bool(s: &str) -> std::result::Result<bool, ()> {
+    match s.to_ascii_lowercase().as_str() {
+        "t" | "true" | "y" | "yes" | "on" | "1" => Ok(true),
+        "f" | "false" | "n" | "no" | "off" | "0" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+/// Decodes COPY data for `columns` of `def` into one batch with the table's schema;
+/// columns not listed are NULL.
+pub fn decode(
+    def: &TableDef,
+    columns: &[String],
+    data: &[u8],
+    format: &CopyFormat,
+) -> Result<RecordBatch> {
+    let recs = records(data, format)?;
+    for (i, r) in recs.iter().enumerate() {
+        if r.len() != columns.len() {
+            let what = if r.len() < columns.len() {
+                "missing data for"
+            } else {
+                "extra data after last expected"
+            };
+            return sql_err!(
+                DataException,
+                "{what} column (COPY line {}: {} fields, expected {})",
+                i + 1,
+                r.len(),
+                columns.len()
+            );
+        }
+    }
+    let schema = def.arrow_schema();
+    let mut arrays = Vec::with_capacity(def.columns.len());
+    for col in &def.columns {
+        let arr = match columns.iter().position(|c| c == &col.name) {
+            Some(pos) => {
+                let vals: Vec<Option<&str>> = recs.iter().map(|r| r[pos].as_deref()).collect();
+                column_from_text(col.ty, &col.name, &vals).map_err(|e| {
+                    SqlError::new(e.code, format!("{} (column {})", e.message, col.name))
+                })?
+            }
+            None => datafusion::arrow::array::new_null_array(&col.ty.arrow_type(), recs.len()),
+        };
+        arrays.push(arr);
+    }
+    let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(recs.len()));
+    Ok(RecordBatch::try_new_with_options(schema, arrays, &opts)?)
+}
+
+/// Postgres's text rendering of one value (`None` = NULL).
+pub fn format_value(col: &ArrayRef, row: usize) -> Result<Option<String>> {
+    if col.is_null(row) {
+        return Ok(None);
+    }
+    match col.data_type() {
+        DataType::Boolean => {
+            let b = col
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::BooleanArray>();
+            Ok(b.map(|b| if b.value(row) { "t" } else { "f" }.to_string()))
+        }
+        DataType::FixedSizeList(..) | DataType::List(_) => {
+            let v = array_to_vectors(&col.slice(row, 1))?;
+            Ok(v.into_iter().next().flatten().map(|v| format_vector(&v)))
+        }
+        _ => {
+            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+            Ok(Some(f.value(row).to_string()))
+        }
+    }
+}
+
+/// Encodes query results as COPY rows (each a complete line).
+pub fn encode(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: &CopyFormat,
+) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    if let CopyFormat::Csv {
+        header: true,
+        delimiter,
+    } = format
+    {
+        let names: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| csv_quote(f.name(), *delimiter as char))
+            .collect();
+        out.push(format!("{}\n", names.join(&(*delimiter as char).to_string())).into_bytes());
+    }
+    for b in batches {
+        for row in 0..b.num_rows() {
+            let mut line = String::new();
+            for (i, col) in b.columns().iter().enumerate() {
+                let v = format_value(col, row)?;
+                match format {
+                    CopyFormat::Text => {
+                        if i > 0 {
+                            line.push('\t');
+                        }
+                        match v {
+                            None => line.push_str("\\N"),
+                            Some(s) => line.push_str(&escape_text(&s)),
+                        }
+                    }
+                    CopyFormat::Csv { delimiter, .. } => {
+                        if i > 0 {
+                            line.push(*delimiter as char);
+                        }
+                        if let Some(s) = v {
+                            line.push_str(&csv_quote(&s, *delimiter as char));
+                        }
+                    }
+                }
+            }
+            line.push('\n');
+            out.push(line.into_bytes());
+        }
+    }
+    Ok(out)
+}
+
+fn escape_text(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\\\"),
+            '\t' => o.push_str("\\t"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn csv_quote(s: &str, delim: char) -> String {
+    if s.is_empty() || s.contains([delim, '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_csv_records() {
+        let r = records(b"1\ta\\tb\t\\N\n2\tx\ty\n\\.\n", &CopyFormat::Text).expect("text");
+        assert_eq!(
+            r,
+            vec![
+                vec![Some("1".into()), Some("a\tb".into()), None],
+                vec![Some("2".into()), Some("x".into()), Some("y".into())]
+            ]
+        );
+        let c = records(
+            b"id,t\n1,\"a,\"\"b\"\"\"\n2,\n",
+            &CopyFormat::Csv {
+                header: true,
+                delimiter: b',',
+            },
+        )
+        .expect("csv");
+        assert_eq!(
+            c,
+            vec![
+                vec![Some("1".into()), Some("a,\"b\"".into())],
+                vec![Some("2".into()), None]
+            ]
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! DDL: CREATE/DROP TABLE, CREATE/DROP INDEX (Quiver and pgvector syntax),
+//! OPTIMIZE TABLE and REINDEX.
+
+use std::collections::BTreeMap;
+
+use datafusion::sql::sqlparser::ast::{
+    self, BinaryOperator, ColumnOption, CreateIndex, CreateTable, DataType, Expr, ObjectName, Value,
+};
+use quiver_engine::Engine;
+use quiver_engine::distance::Metric;
+use quiver_engine::index::{IndexDef, IndexKind, allowed_params};
+use quiver_engine::schema::{ColumnDef, ColumnType};
+
+use crate::error::Result;
+use crate::sql_err;
+
+/// A bare (unqualified, unquoted) object name; `public.x` is accepted as `x`.
+pub fn object_name(n: &ObjectName) -> Result<String> {
+    let parts: Vec<String> =
+        n.0.iter()
+            .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+            .collect();
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] if schema == "public" => Ok(name.clone()),
+        _ => sql_err!(
+            FeatureNotSupported,
+            "schema-qualified name {n} is not supported; Quiver has one schema, public"
+        ),
+    }
+}
+
+fn column_type(t: &DataType) -> Result<ColumnType> {
+    use DataType as D;
+    Ok(match t {
+        D::SmallInt(_) | D::Int2(_) => ColumnType::Int16,
+        D::Int(_) | D::Integer(_) | D::Int4(_) => ColumnType::Int32,
+        D::BigInt(_) | D::Int8(_) => ColumnType::Int64,
+        D::Real | D::Float4 => ColumnType::Float32,
+        D::Float(_) | D::Double(_) | D::DoublePrecision | D::Float8 => ColumnType::Float64,
+        D::Boolean | D::Bool => ColumnType::Bool,
+        D::Text
+        | D::Varchar(_)
+        | D::CharVarying(_)
+        | D::String(_)
+        | D::Char(_)
+        | D::Character(_) => ColumnType::Text,
+        D::Timestamp(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
+            ColumnType::Timestamp
+        }
+        D::Custom(name, args) if name.to_string().eq_ignore_ascii_case("vector") => {
+            let dim = match args.as_slice() {
+                [d] => d.parse::<u32>().ok().filter(|d| (1..=16_000).contains(d)),
+                _ => None,
+            };
+            match dim {
+                Some(d) => ColumnType::Vector(d),
+                None => {
+                    return sql_err!(
+                        InvalidParameterValue,
+                        "vector needs a dimension from 1 to 16000, as in vector(384)"
+                    );
+                }
+            }
+        }
+        other => return sql_err!(FeatureNotSupported, "type {other} is not supported"),
+    })
+}
+
+pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
+    let name = object_name(&ct.name)?;
+    if ct.query.is_some() {
+        return sql_err!(
+            FeatureNotSupported,
+            "CREATE TABLE … AS is not supported yet"
+        );
+    }
+    if ct.columns.is_empty() {
+        return sql_err!(SyntaxError, "a table needs at least one column");
+    }
+    let mut columns = Vec::new();
+    for c in &ct.columns {
+        let not_null = c.options.iter().any(|o| {
+            matches!(
+                o.option,
+                ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
+            )
+        });
+        columns.push(ColumnDef {
+            name: c.name.value.clone(),
+            ty: column_type(&c.data_type)?,
+            nullable: !not_null,
+        });
+    }
+    engine
+        .create_table(&name, columns, ct.if_not_exists)
+        .await?;
+    Ok("CREATE TABLE".into())
+}
+
+/// `WITH (key = value, …)` as strings.
+fn with_options(with: &[Expr]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for e in with {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = e
+        else {
+            return sql_err!(
+                SyntaxError,
+                "index options are written key = value, got {e}"
+            );
+        };
+        let key = match left.as_ref() {
+            Expr::Identifier(i) => i.value.to_ascii_lowercase(),
+            other => return sql_err!(SyntaxError, "bad index option name {other}"),
+        };
+        let value = match right.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+                Value::Number(n, _) => n.clone(),
+                Value::Boolean(b) => b.to_string(),
+                other => other.to_string(),
+            },
+            Expr::Identifier(i) => i.value.clone(),
+            other => return sql_err!(SyntaxError, "bad value for index option {key}: {other}"),
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+/// pgvector operator class → metric.
+fn opclass_metric(opclass: &str) -> Result<Metric> {
+    match opclass.to_ascii_lowercase().as_str() {
+        "vector_l2_ops" => Ok(Metric::L2),
+        "vector_cosine_ops" => Ok(Metric::Cosine),
+        "vector_ip_ops" => Ok(Metric::Dot),
+        other => sql_err!(
+            UndefinedObject,
+            "operator class \"{other}\" does not exist for Quiver's vector indexes (use vector_l2_ops, vector_cosine_ops or vector_ip_ops)"
+        ),
+    }
+}
+
+pub async fn create_index(engine: &Engine, ci: &CreateIndex) -> Result<String> {
+    let table = object_name(&ci.table_name)?;
+    let t = engine.table(&table)?;
+    if ci.columns.len() != 1 {
+        return sql_err!(FeatureNotSupported, "an index covers exactly one column");
+    }
+    let col_expr = &ci.columns[0].column.expr;
+    let Expr::Identifier(col) = col_expr else {
+        return sql_err!(
+            FeatureNotSupported,
+            "expression indexes are not supported ({col_expr})"
+        );
+    };
+    let column = col.value.clone();
+    let Some(coldef) = t.def.column(&column) else {
+        return sql_err!(UndefinedColumn, "column \"{column}\" does not exist");
+    };
+    let is_vector = coldef.ty.vector_dim().is_some();
+    let mut params = with_options(&ci.with)?;
+    let method = ci
+        .using
+        .as_ref()
+        .map(|u| u.to_string().to_ascii_lowercase());
+    let opclass = ci.columns[0].operator_class.as_ref().map(|o| o.to_string());
+    // pgvector's methods map onto Lance indexes.
+    let (kind, mut metric) = match method.as_deref() {
+        Some("hnsw") => {
+            params.insert(
+                "num_partitions".into(),
+                params
+                    .get("num_partitions")
+                    .cloned()
+                    .unwrap_or_else(|| "1".into()),
+            );
+            (IndexKind::IvfHnswSq, None)
+        }
+        Some("ivfflat") => {
+            if let Some(l) = params.remove("lists") {
+                params.insert("num_partitions".into(), l);
+            }
+            (IndexKind::IvfFlat, None)
+        }
+        Some(m) => match IndexKind::parse(m) {
+            Some(k) => (k, None),
+            None => {
+                return sql_err!(
+                    UndefinedObject,
+                    "access method \"{m}\" does not exist (use ivf_pq, ivf_hnsw_sq, ivf_hnsw_pq, ivf_flat, hnsw, ivfflat, btree or bitmap)"
+                );
+            }
+        },
+        None if is_vector => (IndexKind::IvfHnswSq, None),
+        None => (IndexKind::BTree, None),
+    };
+    if let Some(op) = &opclass {
+        metric = Some(opclass_metric(op)?);
+    }
+    if let Some(m) = params
+        .remove("metric")
+        .or_else(|| params.remove("distance_type"))
+    {
+        match Metric::parse(&m) {
+            Some(m) if m != Metric::L1 => metric = Some(m),
+            _ => {
+                return sql_err!(
+                    InvalidParameterValue,
+                    "invalid metric '{m}' (use l2, cosine or dot)"
+                );
+            }
+        }
+    }
+    if kind.is_vector() && !is_vector {
+        return sql_err!(
+            DatatypeMismatch,
+            "column \"{column}\" is not a vector column; a {} index needs vector(n)",
+            kind.name()
+        );
+    }
+    if !kind.is_vector() && is_vector {
+        return sql_err!(
+            DatatypeMismatch,
+            "column \"{column}\" is a vector column; use USING ivf_hnsw_sq, ivf_pq, ivf_flat, hnsw or ivfflat"
+        );
+    }
+    let allowed = allowed_params(kind);
+    if let Some(bad) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return sql_err!(
+            InvalidParameterValue,
+            "unrecognized parameter \"{bad}\" for a {} index (allowed: metric{}{})",
+            kind.name(),
+            if allowed.is_empty() { "" } else { ", " },
+            allowed.join(", ")
+        );
+    }
+    let name = match &ci.name {
+        Some(n) => object_name(n)?,
+        None => format!("{table}_{column}_idx"),
+    };
+    let def = IndexDef {
+        name,
+        table,
+        column,
+        kind,
+        metric: if kind.is_vector() {
+            Some(metric.unwrap_or(Metric::L2))
+        } else {
+            None
+        },
+        params,
+    };
+    engine.create_index(def, ci.if_not_exists).await?;
+    Ok("CREATE INDEX".into())
+}
+
+pub async fn drop(
+    engine: &Engine,
+    object_type: &ast::ObjectType,
+    names: &[ObjectName],
+    if_exists: bool,
+) -> Result<String> {
+    for n in names {
+        let name = object_name(n)?;
+        match object_type {
+            ast::ObjectType::Table => {
+                engine.drop_table(&name, if_exists).await?;
+            }
+            ast::ObjectType::Index => {
+                engine.drop_index(&name, if_exists).await?;
+            }
+            other => return sql_err!(FeatureNotSupported, "DROP {other} is not supported"),
+        }
+    }
+    Ok(match object_type {
+        ast::ObjectType::Table => "DROP TABLE".into(),
+        _ => "DROP INDEX".into(),
+    })
+}
+
+/// `REINDEX INDEX name` or `REINDEX TABLE name`.
+pub async fn reindex(engine: &Engine, is_table: bool, name: &str) -> Result<String> {
+    let defs: Vec<IndexDef> = if is_table {
+        engine.table(name)?;
+        engine.indexes_of(name)
+    } else {
+        match engine.catalog().indexes.get(name) {
+            Some(d) => vec![d.clone()],
+            None => return sql_err!(UndefinedObject, "index \"{name}\" does not exist"),
+        }
+    };
+    engine.reindex(&defs).await?;
+    Ok("REINDEX".into())
+}

@@ -1,0 +1,490 @@
+//! Writes: INSERT (VALUES or SELECT), UPDATE, DELETE and COPY. Each statement
+//! is one atomic commit in the engine.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::Expr as DfExpr;
+use datafusion::logical_expr::simplify::SimplifyContextBuilder;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::sql::sqlparser::ast::{
+    self, AssignmentTarget, CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource,
+    CopyTarget, Expr, FromTable, Insert, SetExpr, TableFactor, TableObject, Value,
+};
+use futures::TryStreamExt;
+use quiver_engine::Engine;
+use quiver_engine::schema::{ColumnType, TableDef};
+
+use crate::ddl::object_name;
+use crate::error::{Result, SqlError, StatusCode};
+use crate::session::{CopyFormat, CopyIn, Output, Session};
+use crate::sql_err;
+use crate::vector::{array_to_vectors, to_vector_column};
+
+fn insert_target(
+    engine: &Engine,
+    ins: &Insert,
+) -> Result<(Arc<quiver_engine::table::Table>, Vec<usize>)> {
+    let TableObject::TableName(name) = &ins.table else {
+        return sql_err!(
+            FeatureNotSupported,
+            "INSERT into a table function is not supported"
+        );
+    };
+    let table = engine.table(&object_name(name)?)?;
+    let positions = if ins.columns.is_empty() {
+        (0..table.def.columns.len()).collect()
+    } else {
+        let mut p = Vec::new();
+        for c in &ins.columns {
+            let c = object_name(c)?;
+            let Some(i) = table.def.columns.iter().position(|d| d.name == c) else {
+                return sql_err!(
+                    UndefinedColumn,
+                    "column \"{c}\" of relation \"{}\" does not exist",
+                    table.def.name
+                );
+            };
+            if p.contains(&i) {
+                return sql_err!(SyntaxError, "column \"{c}\" specified more than once");
+            }
+            p.push(i);
+        }
+        p
+    };
+    Ok((table, positions))
+}
+
+/// Types of `$n` used directly as VALUES items: the target column's type
+/// (text for vectors, which clients send as '[…]').
+pub fn insert_param_types(engine: &Engine, ins: &Insert) -> Result<Vec<(usize, DataType)>> {
+    let (table, positions) = insert_target(engine, ins)?;
+    let mut out = Vec::new();
+    let Some(SetExpr::Values(values)) = ins.source.as_ref().map(|q| q.body.as_ref()) else {
+        return Ok(out);
+    };
+    for row in &values.rows {
+        for (j, e) in row.iter().enumerate() {
+            if let (Expr::Value(v), Some(&col)) = (e, positions.get(j)) {
+                if let Value::Placeholder(p) = &v.value {
+                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                        let ty = match table.def.columns[col].ty {
+                            ColumnType::Vector(_) => DataType::Utf8,
+                            other => other.arrow_type(),
+                        };
+                        out.push((n - 1, ty));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Converts a source column to the type of a table column.
+fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<ArrayRef> {
+    if let ColumnType::Vector(dim) = ty {
+        return to_vector_column(arr, dim, name);
+    }
+    let target = ty.arrow_type();
+    if arr.data_type() == &target {
+        return Ok(arr.clone());
+    }
+    if matches!(
+        arr.data_type(),
+        DataType::List(_) | DataType::FixedSizeList(..)
+    ) {
+        return sql_err!(
+            DatatypeMismatch,
+            "column \"{name}\" is of type {target} but expression is a vector"
+        );
+    }
+    let opts = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    cast_with_options(arr, &target, &opts).map_err(|e| {
+        let code = if arr.data_type() == &DataType::Utf8 {
+            StatusCode::InvalidTextRepresentation
+        } else {
+            StatusCode::InvalidParameterValue
+        };
+        SqlError::new(
+            code,
+            format!("cannot store value in column \"{name}\": {e}"),
+        )
+    })
+}
+
+/// Shapes source batches into the table's schema (unlisted columns are NULL).
+fn to_table_batches(
+    def: &TableDef,
+    positions: &[usize],
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let schema = def.arrow_schema();
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        if b.num_columns() != positions.len() {
+            let more = if b.num_columns() > positions.len() {
+                "more"
+            } else {
+                "fewer"
+            };
+            return sql_err!(
+                SyntaxError,
+                "INSERT has {more} expressions than target columns"
+            );
+        }
+        let mut cols = Vec::with_capacity(def.columns.len());
+        for (i, c) in def.columns.iter().enumerate() {
+            cols.push(match positions.iter().position(|p| *p == i) {
+                Some(src) => coerce(b.column(src), c.ty, &c.name)?,
+                None => datafusion::arrow::array::new_null_array(&c.ty.arrow_type(), b.num_rows()),
+            });
+        }
+        let opts =
+            datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+        out.push(RecordBatch::try_new_with_options(
+            schema.clone(),
+            cols,
+            &opts,
+        )?);
+    }
+    Ok(out)
+}
+
+async fn collect(s: &Session, q: ast::Query) -> Result<Vec<RecordBatch>> {
+    match s.query(ast::Statement::Query(Box::new(q))).await? {
+        Output::Rows { stream, .. } => Ok(stream.try_collect().await?),
+        _ => sql_err!(Internal, "query produced no rows"),
+    }
+}
+
+/// `'[…]'::vector` items of a VALUES list become plain literals: the column
+/// conversion parses them, and rows that mix cast and uncast literals would
+/// otherwise have no common type.
+fn unwrap_value_casts(q: &mut ast::Query) {
+    let SetExpr::Values(values) = q.body.as_mut() else {
+        return;
+    };
+    for row in &mut values.rows {
+        for e in row.iter_mut() {
+            if let Expr::Function(f) = e {
+                if f.name.to_string() == "to_vector" {
+                    if let ast::FunctionArguments::List(list) = &f.args {
+                        if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(inner))] =
+                            list.args.as_slice()
+                        {
+                            *e = inner.clone();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn insert(s: &Session, ins: &Insert) -> Result<String> {
+    if ins.returning.is_some() || ins.on.is_some() {
+        return sql_err!(
+            FeatureNotSupported,
+            "INSERT … RETURNING / ON CONFLICT is not supported yet"
+        );
+    }
+    let (table, positions) = insert_target(s.engine(), ins)?;
+    let Some(source) = &ins.source else {
+        return sql_err!(
+            FeatureNotSupported,
+            "INSERT … DEFAULT VALUES is not supported"
+        );
+    };
+    let mut source = source.as_ref().clone();
+    unwrap_value_casts(&mut source);
+    let batches = collect(s, source).await?;
+    let batches = to_table_batches(&table.def, &positions, batches)?;
+    let n = table.append(batches).await?;
+    Ok(format!("INSERT 0 {n}"))
+}
+
+fn single_table(from: &[ast::TableWithJoins], what: &str) -> Result<String> {
+    match from {
+        [t] if t.joins.is_empty() => match &t.relation {
+            TableFactor::Table { name, .. } => object_name(name),
+            _ => sql_err!(FeatureNotSupported, "{what} needs a plain table"),
+        },
+        _ => sql_err!(
+            FeatureNotSupported,
+            "{what} of several tables is not supported"
+        ),
+    }
+}
+
+/// The WHERE clause as a typed DataFusion expression over the table's columns.
+fn filter_expr(s: &Session, def: &TableDef, selection: Option<&Expr>) -> Result<Option<DfExpr>> {
+    let Some(sel) = selection else {
+        return Ok(None);
+    };
+    let schema = Arc::new(DFSchema::try_from(def.arrow_schema().as_ref().clone())?);
+    let expr = s.ctx.parse_sql_expr(&sel.to_string(), &schema)?;
+    let simplifier = ExprSimplifier::new(
+        SimplifyContextBuilder::default()
+            .with_schema(schema.clone())
+            .build(),
+    );
+    let expr = simplifier.coerce(expr, &schema)?;
+    Ok(Some(expr))
+}
+
+/// Evaluates a constant SQL expression to a single value.
+async fn constant(s: &Session, e: &Expr) -> Result<ArrayRef> {
+    let q = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        &format!("SELECT {e}"),
+    )?;
+    let Some(ast::Statement::Query(q)) = q.into_iter().next() else {
+        return sql_err!(Internal, "constant expression did not parse as a query");
+    };
+    let batches = collect(s, *q).await?;
+    match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(b) => Ok(b.column(0).slice(0, 1)),
+        None => sql_err!(Internal, "constant expression produced no value"),
+    }
+}
+
+pub async fn update(s: &Session, u: &ast::Update) -> Result<String> {
+    if u.from.is_some() || u.returning.is_some() {
+        return sql_err!(
+            FeatureNotSupported,
+            "UPDATE … FROM / RETURNING is not supported yet"
+        );
+    }
+    let name = single_table(std::slice::from_ref(&u.table), "UPDATE")?;
+    let table = s.engine().table(&name)?;
+    let mut sets = Vec::new();
+    for a in &u.assignments {
+        let AssignmentTarget::ColumnName(col) = &a.target else {
+            return sql_err!(FeatureNotSupported, "tuple assignments are not supported");
+        };
+        let col = object_name(col)?;
+        let Some(def) = table.def.column(&col) else {
+            return sql_err!(
+                UndefinedColumn,
+                "column \"{col}\" of relation \"{name}\" does not exist"
+            );
+        };
+        let value = match def.ty {
+            // Vectors are set to constants, checked here and handed to storage as an array literal.
+            ColumnType::Vector(dim) => {
+                let v = constant(s, &a.value).await.map_err(|e| {
+                    SqlError::new(
+                        e.code,
+                        format!(
+                            "{} (a vector column is set to a constant vector)",
+                            e.message
+                        ),
+                    )
+                })?;
+                let checked = to_vector_column(&v, dim, &col)?;
+                match array_to_vectors(&checked)?.pop().flatten() {
+                    Some(v) => format!(
+                        "[{}]",
+                        v.iter()
+                            .map(|x| format!("{x:?}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    None => "NULL".to_string(),
+                }
+            }
+            _ => a.value.to_string(),
+        };
+        sets.push((col, value));
+    }
+    let filter = filter_expr(s, &table.def, u.selection.as_ref())?;
+    let n = table.update(filter, &sets).await?;
+    Ok(format!("UPDATE {n}"))
+}
+
+pub async fn delete(s: &Session, d: &ast::Delete) -> Result<String> {
+    if d.using.is_some() || d.returning.is_some() || d.limit.is_some() {
+        return sql_err!(
+            FeatureNotSupported,
+            "DELETE … USING / RETURNING / LIMIT is not supported yet"
+        );
+    }
+    let from = match &d.from {
+        FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+    };
+    let name = single_table(from, "DELETE")?;
+    let table = s.engine().table(&name)?;
+    let filter = filter_expr(s, &table.def, d.selection.as_ref())?.unwrap_or(DfExpr::Literal(
+        datafusion::common::ScalarValue::Boolean(Some(true)),
+        None,
+    ));
+    let n = table.delete(filter).await?;
+    Ok(format!("DELETE {n}"))
+}
+
+fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {
+    let mut csv = false;
+    let mut header = false;
+    let mut delimiter = None;
+    for o in options {
+        match o {
+            CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
+                "csv" => csv = true,
+                "text" => csv = false,
+                other => {
+                    return sql_err!(
+                        FeatureNotSupported,
+                        "COPY format \"{other}\" is not supported (text or csv)"
+                    );
+                }
+            },
+            CopyOption::Header(h) => header = *h,
+            CopyOption::Delimiter(c) => delimiter = Some(*c),
+            CopyOption::Null(n) if n.is_empty() || n == "\\N" => {}
+            other => return sql_err!(FeatureNotSupported, "COPY option {other} is not supported"),
+        }
+    }
+    for o in legacy {
+        match o {
+            CopyLegacyOption::Csv(opts) => {
+                csv = true;
+                for c in opts {
+                    match c {
+                        CopyLegacyCsvOption::Header => header = true,
+                        other => {
+                            return sql_err!(
+                                FeatureNotSupported,
+                                "COPY option {other} is not supported"
+                            );
+                        }
+                    }
+                }
+            }
+            CopyLegacyOption::Delimiter(c) => delimiter = Some(*c),
+            CopyLegacyOption::Header => header = true,
+            other => return sql_err!(FeatureNotSupported, "COPY option {other} is not supported"),
+        }
+    }
+    let delimiter =
+        delimiter
+            .map(|c| c as u32)
+            .unwrap_or(if csv { ',' as u32 } else { '\t' as u32 });
+    let Ok(delimiter) = u8::try_from(delimiter) else {
+        return sql_err!(
+            FeatureNotSupported,
+            "COPY delimiter must be a single-byte character"
+        );
+    };
+    if csv {
+        Ok(CopyFormat::Csv { header, delimiter })
+    } else if header {
+        sql_err!(
+            FeatureNotSupported,
+            "COPY HEADER is available only in CSV mode"
+        )
+    } else if delimiter != b'\t' {
+        sql_err!(
+            FeatureNotSupported,
+            "COPY text format supports only the tab delimiter"
+        )
+    } else {
+        Ok(CopyFormat::Text)
+    }
+}
+
+pub async fn copy(
+    s: &Session,
+    source: &CopySource,
+    to: bool,
+    target: &CopyTarget,
+    options: &[CopyOption],
+    legacy: &[CopyLegacyOption],
+) -> Result<Output> {
+    let format = copy_format(options, legacy)?;
+    match (to, target) {
+        (false, CopyTarget::Stdin) => {
+            let CopySource::Table {
+                table_name,
+                columns,
+            } = source
+            else {
+                return sql_err!(SyntaxError, "COPY FROM needs a table");
+            };
+            let table = s.engine().table(&object_name(table_name)?)?;
+            let columns: Vec<String> = if columns.is_empty() {
+                table.def.columns.iter().map(|c| c.name.clone()).collect()
+            } else {
+                let mut cols = Vec::new();
+                for c in columns {
+                    if table.def.column(&c.value).is_none() {
+                        return sql_err!(
+                            UndefinedColumn,
+                            "column \"{}\" of relation \"{}\" does not exist",
+                            c.value,
+                            table.def.name
+                        );
+                    }
+                    cols.push(c.value.clone());
+                }
+                cols
+            };
+            Ok(Output::CopyIn(CopyIn {
+                table: table.def.name.clone(),
+                columns,
+                format,
+            }))
+        }
+        (true, CopyTarget::Stdout) => {
+            let query = match source {
+                CopySource::Query(q) => q.as_ref().clone(),
+                CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let cols = if columns.is_empty() {
+                        "*".to_string()
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    let q = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                        &format!("SELECT {cols} FROM {table_name}"),
+                    )?;
+                    match q.into_iter().next() {
+                        Some(ast::Statement::Query(q)) => *q,
+                        _ => return sql_err!(Internal, "COPY source did not parse"),
+                    }
+                }
+            };
+            let mut query = query;
+            crate::rewrite::rewrite_knn(&mut query, s.engine())?;
+            let Output::Rows { schema, stream } =
+                s.query(ast::Statement::Query(Box::new(query))).await?
+            else {
+                return sql_err!(Internal, "COPY query produced no rows");
+            };
+            let batches: Vec<RecordBatch> = stream.try_collect().await?;
+            let rows = crate::copy::encode(&schema, &batches, &format)?;
+            Ok(Output::CopyOut {
+                columns: schema.fields().len(),
+                format,
+                rows,
+            })
+        }
+        _ => sql_err!(
+            FeatureNotSupported,
+            "COPY supports only FROM STDIN and TO STDOUT (server-side files are not readable)"
+        ),
+    }
+}

@@ -1,0 +1,280 @@
+//! Rewrites of the parsed SQL before DataFusion plans it:
+//! - pgvector operators `<->`, `<=>`, `<#>`, `<+>` become distance functions;
+//! - `x::vector` / `CAST(x AS vector(n))` become `to_vector(x)`;
+//! - bound `$n` parameters become literals (a statement is planned per Execute);
+//! - `SELECT … FROM t [WHERE …] ORDER BY col <op> q LIMIT k` reads from
+//!   `vector_search('t', 'col', q, k, metric)` instead of sorting the table, so
+//!   the pgvector dialect runs the same filter-first vector search.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, OrderByKind, Query, SelectItem,
+    SetExpr, Statement, TableFactor, Value, visit_expressions, visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use quiver_engine::Engine;
+use quiver_engine::distance::Metric;
+
+use crate::error::{Result, SqlError, StatusCode};
+use crate::session::ParamValue;
+use crate::sql_err;
+use crate::vector::{distance_function, function_metric};
+
+pub fn function_call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+fn operator_metric(op: &BinaryOperator) -> Option<Metric> {
+    match op {
+        BinaryOperator::LtDashGt => Some(Metric::L2),
+        BinaryOperator::Spaceship => Some(Metric::Cosine),
+        BinaryOperator::Custom(s) if s == "<#>" => Some(Metric::Dot),
+        BinaryOperator::Custom(s) if s == "<+>" => Some(Metric::L1),
+        _ => None,
+    }
+}
+
+fn is_vector_type(t: &DataType) -> bool {
+    match t {
+        DataType::Custom(name, _) => name.to_string().eq_ignore_ascii_case("vector"),
+        _ => false,
+    }
+}
+
+fn param_literal(p: &ParamValue) -> Expr {
+    let v = match p {
+        ParamValue::Null => Value::Null,
+        ParamValue::Text(s) => Value::SingleQuotedString(s.clone()),
+        ParamValue::Int(i) => Value::Number(i.to_string(), false),
+        ParamValue::Float(f) if f.is_finite() => Value::Number(format!("{f:?}"), false),
+        ParamValue::Float(f) => {
+            return function_call(
+                "to_double",
+                vec![Expr::value(Value::SingleQuotedString(f.to_string()))],
+            );
+        }
+        ParamValue::Bool(b) => Value::Boolean(*b),
+    };
+    Expr::value(v)
+}
+
+/// Rewrites operators and vector casts everywhere, and binds `$n` when `params` is given.
+pub fn rewrite_expressions(stmt: &mut Statement, params: Option<&[ParamValue]>) -> Result<()> {
+    let flow = visit_expressions_mut(stmt, |e| {
+        match e {
+            Expr::BinaryOp { left, op, right } => {
+                if let Some(m) = operator_metric(op) {
+                    let l = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
+                    let r = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+                    *e = function_call(distance_function(m), vec![l, r]);
+                }
+            }
+            Expr::Cast {
+                expr, data_type, ..
+            } if is_vector_type(data_type) => {
+                let inner = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+                *e = function_call("to_vector", vec![inner]);
+            }
+            Expr::Value(v) => {
+                if let (Value::Placeholder(name), Some(params)) = (&v.value, params) {
+                    let n: usize = match name.strip_prefix('$').and_then(|n| n.parse().ok()) {
+                        Some(n) if n >= 1 => n,
+                        _ => {
+                            return ControlFlow::Break(SqlError::new(
+                                StatusCode::SyntaxError,
+                                format!("unsupported parameter {name}; use $1, $2, …"),
+                            ));
+                        }
+                    };
+                    match params.get(n - 1) {
+                        Some(p) => *e = param_literal(p),
+                        None => {
+                            return ControlFlow::Break(SqlError::new(
+                                StatusCode::UndefinedParameterRef,
+                                format!("there is no parameter ${n}"),
+                            ));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    });
+    match flow {
+        ControlFlow::Break(err) => Err(err),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// True when the expression reads no column (so it is a constant once parameters are bound).
+fn is_constant(e: &Expr) -> bool {
+    let flow = visit_expressions(e, |x| match x {
+        Expr::Identifier(_)
+        | Expr::CompoundIdentifier(_)
+        | Expr::Subquery(_)
+        | Expr::Exists { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    flow.is_continue()
+}
+
+fn column_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(i) => Some(i.value.clone()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
+        _ => None,
+    }
+}
+
+fn literal_u64(e: &Expr) -> Option<u64> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The (metric, column, query) of `distance_fn(col, q)` or `distance_fn(q, col)`.
+fn knn_order(e: &Expr) -> Option<(Metric, String, Expr)> {
+    let Expr::Function(f) = e else { return None };
+    let metric = function_metric(&f.name.to_string())?;
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if args.len() != 2 || list.args.len() != 2 {
+        return None;
+    }
+    match (column_name(args[0]), column_name(args[1])) {
+        (Some(c), None) if is_constant(args[1]) => Some((metric, c, args[1].clone())),
+        (None, Some(c)) if is_constant(args[0]) => Some((metric, c, args[0].clone())),
+        _ => None,
+    }
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Turns a pgvector k-NN query over one table into a read of `vector_search`.
+/// Leaves any other query untouched.
+pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
+    let Some(order_by) = &q.order_by else {
+        return Ok(());
+    };
+    let OrderByKind::Expressions(exprs) = &order_by.kind else {
+        return Ok(());
+    };
+    if exprs.len() != 1 || exprs[0].options.asc == Some(false) {
+        return Ok(());
+    }
+    let Some(LimitClause::LimitOffset {
+        limit: Some(limit),
+        offset,
+        ..
+    }) = &q.limit_clause
+    else {
+        return Ok(());
+    };
+    let Some(limit) = literal_u64(limit) else {
+        return Ok(());
+    };
+    let offset = match offset {
+        None => 0,
+        Some(o) => match literal_u64(&o.value) {
+            Some(o) => o,
+            None => return Ok(()),
+        },
+    };
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return Ok(());
+    };
+    // ORDER BY may name a select-list alias of the distance expression.
+    let mut order_expr = &exprs[0].expr;
+    if let Expr::Identifier(id) = order_expr {
+        for item in &select.projection {
+            if let SelectItem::ExprWithAlias { expr, alias } = item {
+                if alias.value == id.value {
+                    order_expr = expr;
+                }
+            }
+        }
+    }
+    let Some((metric, column, query)) = knn_order(order_expr) else {
+        return Ok(());
+    };
+    let plain_group = matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty());
+    if select.from.len() != 1
+        || !select.from[0].joins.is_empty()
+        || !plain_group
+        || select.having.is_some()
+        || select.distinct.is_some()
+    {
+        return Ok(());
+    }
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &select.from[0].relation
+    else {
+        return Ok(());
+    };
+    if name.0.len() != 1 {
+        return Ok(());
+    }
+    let table = name.to_string().trim_matches('"').to_string();
+    if engine.plan_search(&table, &column, Some(metric)).is_err() {
+        return Ok(());
+    }
+    let alias = alias
+        .as_ref()
+        .map(|a| a.name.to_string())
+        .unwrap_or_else(|| Ident::with_quote('"', &table).to_string());
+    let k = limit + offset;
+    let sql = format!(
+        "SELECT 1 FROM vector_search({}, {}, {query}, {k}, '{}') AS {alias}",
+        quote_literal(&table),
+        quote_literal(&column),
+        metric.name()
+    );
+    let mut parsed = Parser::parse_sql(&PostgreSqlDialect {}, &sql)?;
+    let Some(Statement::Query(mut new_q)) = parsed.pop() else {
+        return sql_err!(Internal, "k-NN rewrite produced no query");
+    };
+    let SetExpr::Select(new_select) = new_q.body.as_mut() else {
+        return sql_err!(Internal, "k-NN rewrite produced no select");
+    };
+    select.from[0].relation = new_select.from[0].relation.clone();
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Splitting a query string into statements and parsing each one.
+//!
+//! Most statements are parsed by sqlparser's PostgreSQL dialect; Quiver's own
+//! `OPTIMIZE TABLE t` and Postgres's `REINDEX { INDEX | TABLE } name` are
+//! recognised here.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{self, Expr, Value, visit_expressions};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::error::Result;
+use crate::sql_err;
+
+/// One parsed SQL statement; cheap to clone; planned again at each Execute.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub(crate) kind: StatementKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum StatementKind {
+    Sql(Box<ast::Statement>),
+    Optimize(String),
+    Reindex { table: bool, name: String },
+}
+
+impl Statement {
+    /// The command tag's first word(s) as Postgres prints them, e.g. "SELECT".
+    pub fn kind(&self) -> &str {
+        use ast::Statement as S;
+        match &self.kind {
+            StatementKind::Optimize(_) => "OPTIMIZE",
+            StatementKind::Reindex { .. } => "REINDEX",
+            StatementKind::Sql(s) => match s.as_ref() {
+                S::Query(_)
+                | S::Explain { .. }
+                | S::ShowVariable { .. }
+                | S::ShowVariables { .. } => "SELECT",
+                S::Insert(_) => "INSERT",
+                S::Update(_) => "UPDATE",
+                S::Delete(_) => "DELETE",
+                S::Copy { .. } => "COPY",
+                S::CreateTable(_) => "CREATE TABLE",
+                S::CreateIndex(_) => "CREATE INDEX",
+                S::Drop { .. } => "DROP",
+                S::Set(_) => "SET",
+                S::Reset(_) => "RESET",
+                S::StartTransaction { .. } => "BEGIN",
+                S::Commit { .. } => "COMMIT",
+                S::Rollback { .. } => "ROLLBACK",
+                _ => "",
+            },
+        }
+    }
+
+    /// Whether the statement returns rows.
+    pub fn returns_rows(&self) -> bool {
+        self.kind() == "SELECT"
+    }
+
+    /// The highest `$n` the statement uses.
+    pub fn param_count(&self) -> usize {
+        let StatementKind::Sql(s) = &self.kind else {
+            return 0;
+        };
+        let mut max = 0;
+        let _ = visit_expressions(s.as_ref(), |e| {
+            if let Expr::Value(v) = e {
+                if let Value::Placeholder(p) = &v.value {
+                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+                        max = max.max(n);
+                    }
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        max
+    }
+}
+
+/// Splits on `;` outside quotes, dollar quotes and comments.
+fn split(sql: &str) -> Vec<&str> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() {
+                    if b[i] == q {
+                        if i + 1 < b.len() && b[i + 1] == q {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // $tag$ … $tag$ (but not $1 parameters)
+                if let Some(end) = sql[i + 1..].find('$') {
+                    let tag = &sql[i..i + end + 2];
+                    if tag[1..tag.len() - 1]
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_')
+                        && !tag[1..2].chars().all(|c| c.is_ascii_digit())
+                    {
+                        if let Some(close) = sql[i + tag.len()..].find(tag) {
+                            i += tag.len() + close + tag.len() - 1;
+                        }
+                    }
+                }
+            }
+            b';' => {
+                out.push(&sql[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&sql[start..]);
+    out
+}
+
+/// True when the text holds only whitespace and comments.
+fn is_blank(s: &str) -> bool {
+    s.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with("--")
+    }) && !s.contains("/*")
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(|w| w.to_string()).collect()
+}
+
+fn bare_name(w: &str) -> String {
+    let w = w.strip_prefix("public.").unwrap_or(w);
+    if w.len() >= 2 && w.starts_with('"') && w.ends_with('"') {
+        w[1..w.len() - 1].to_string()
+    } else {
+        w.to_ascii_lowercase()
+    }
+}
+
+fn parse_one(text: &str) -> Result<Statement> {
+    let w = words(text);
+    let upper: Vec<String> = w.iter().map(|x| x.to_ascii_uppercase()).collect();
+    match upper.first().map(String::as_str) {
+        Some("OPTIMIZE") => {
+            return match upper.as_slice() {
+                [_, t, _] if t == "TABLE" => Ok(Statement {
+                    kind: StatementKind::Optimize(bare_name(&w[2])),
+                }),
+                [_, _] => Ok(Statement {
+                    kind: StatementKind::Optimize(bare_name(&w[1])),
+                }),
+                _ => sql_err!(SyntaxError, "syntax error: expected OPTIMIZE TABLE name"),
+            };
+        }
+        Some("REINDEX") => {
+            return match upper.as_slice() {
+                [_, what, _] if what == "INDEX" || what == "TABLE" => Ok(Statement {
+                    kind: StatementKind::Reindex {
+                        table: what == "TABLE",
+                        name: bare_name(&w[2]),
+                    },
+                }),
+                _ => sql_err!(
+                    SyntaxError,
+                    "syntax error: expected REINDEX INDEX name or REINDEX TABLE name"
+                ),
+            };
+        }
+        _ => {}
+    }
+    let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, text)?;
+    match stmts.len() {
+        1 => Ok(Statement {
+            kind: StatementKind::Sql(Box::new(stmts.remove(0))),
+        }),
+        _ => sql_err!(SyntaxError, "expected one statement"),
+    }
+}
+
+/// Parses every statement of a query string; blank text gives none.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    split(sql)
+        .into_iter()
+        .filter(|s| !is_blank(s))
+        .map(parse_one)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_outside_quotes_and_comments() {
+        assert_eq!(split("select 1; select ';' ; -- x;\nselect 2").len(), 3);
+        assert_eq!(split("select $q$a;b$q$; select $1").len(), 2);
+        assert_eq!(parse("  ;  ; -- nothing").expect("blank").len(), 0);
+        assert_eq!(
+            parse("OPTIMIZE TABLE docs").expect("opt")[0].kind(),
+            "OPTIMIZE"
+        );
+        assert_eq!(parse("select $2 + $1").expect("p")[0].param_count(), 2);
+        assert!(parse("selec 1").is_err());
+    }
+}

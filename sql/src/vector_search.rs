@@ -1,0 +1,372 @@
+//! `vector_search(table, column, query, k [, metric])`: the table function, its
+//! provider and the `VectorSearchExec` operator.
+//!
+//! The provider accepts every `WHERE` conjunct over the table's columns as an
+//! exact pushdown, so the filter reaches the engine and is applied *before*
+//! the top-k; conjuncts on `_distance` stay above the scan. The pgvector form
+//! `ORDER BY col <=> q LIMIT k` is rewritten to this function (see
+//! [`crate::rewrite`]), so both surfaces run this one operator.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{
+    Session as DfSession, TableFunctionArgs, TableFunctionImpl, TableProvider,
+};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, ScalarValue, plan_err};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use quiver_engine::Engine;
+use quiver_engine::distance::Metric;
+use quiver_engine::search::{SearchKnobs, SearchPlan};
+
+use crate::vector::array_to_vectors;
+
+pub const DISTANCE_COLUMN: &str = "_distance";
+
+/// The table function, registered per session so it sees the session's knobs.
+#[derive(Debug)]
+pub struct VectorSearchFunction {
+    pub engine: Arc<Engine>,
+    pub knobs: Arc<Mutex<SearchKnobs>>,
+}
+
+fn literal_str(e: &Expr, what: &str) -> DfResult<String> {
+    match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Ok(s.clone()),
+        _ => plan_err!("vector_search: {what} must be a text constant, got {e}"),
+    }
+}
+
+/// The query vector of the call; `None` while the statement is only described
+/// (a `$n` parameter not yet bound).
+fn query_vector(e: &Expr) -> DfResult<Option<Vec<f32>>> {
+    match e {
+        Expr::Placeholder(_) => Ok(None),
+        Expr::Literal(ScalarValue::Null, _) => Ok(None),
+        Expr::Literal(v, _) => {
+            let arr = v.to_array_of_size(1)?;
+            let mut rows =
+                array_to_vectors(&arr).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            match rows.pop().flatten() {
+                Some(v) => Ok(Some(v)),
+                None => plan_err!("vector_search: the query vector is NULL"),
+            }
+        }
+        Expr::Cast(c) => query_vector(&c.expr),
+        Expr::TryCast(c) => query_vector(&c.expr),
+        Expr::ScalarFunction(f) if f.name() == "to_vector" && f.args.len() == 1 => {
+            query_vector(&f.args[0])
+        }
+        _ => plan_err!(
+            "vector_search: the query must be a constant vector or a $n parameter, got {e}"
+        ),
+    }
+}
+
+impl TableFunctionImpl for VectorSearchFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(4..=5).contains(&exprs.len()) {
+            return plan_err!(
+                "vector_search(table, column, query, k [, metric]) takes 4 or 5 arguments, got {}",
+                exprs.len()
+            );
+        }
+        let table = literal_str(&exprs[0], "table")?;
+        let column = literal_str(&exprs[1], "column")?;
+        let query = query_vector(&exprs[2])?;
+        let k = match &exprs[3] {
+            Expr::Literal(v, _) if !v.is_null() => match v.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(k)) if k > 0 => k as usize,
+                _ => return plan_err!("vector_search: k must be a positive integer"),
+            },
+            Expr::Placeholder(_) => 0,
+            e => return plan_err!("vector_search: k must be a positive integer constant, got {e}"),
+        };
+        let metric = match exprs.get(4) {
+            None => None,
+            Some(e) => {
+                let m = literal_str(e, "metric")?;
+                match Metric::parse(&m) {
+                    Some(m) => Some(m),
+                    None => {
+                        return plan_err!(
+                            "vector_search: unknown metric '{m}' (use l2, cosine, dot or l1)"
+                        );
+                    }
+                }
+            }
+        };
+        let plan = self
+            .engine
+            .plan_search(&table, &column, metric)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let t = self
+            .engine
+            .table(&table)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut fields: Vec<Field> = t
+            .def
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(DISTANCE_COLUMN, DataType::Float64, true));
+        let knobs = match self.knobs.lock() {
+            Ok(k) => k.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        Ok(Arc::new(VectorSearchProvider {
+            engine: self.engine.clone(),
+            table,
+            plan,
+            query,
+            k,
+            knobs,
+            schema: Arc::new(Schema::new(fields)),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct VectorSearchProvider {
+    engine: Arc<Engine>,
+    table: String,
+    plan: SearchPlan,
+    query: Option<Vec<f32>>,
+    k: usize,
+    knobs: SearchKnobs,
+    schema: SchemaRef,
+}
+
+fn references_distance(e: &Expr) -> bool {
+    e.column_refs().iter().any(|c| c.name == DISTANCE_COLUMN)
+}
+
+/// Removes table qualifiers so the expression evaluates against the bare table schema.
+fn unqualify(e: Expr) -> DfResult<Expr> {
+    e.transform(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
+            Column::new_unqualified(c.name),
+        ))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+#[async_trait]
+impl TableProvider for VectorSearchProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if references_distance(f) || f.is_volatile() {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Exact
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let filter = conjunction(
+            filters
+                .iter()
+                .cloned()
+                .map(unqualify)
+                .collect::<DfResult<Vec<_>>>()?,
+        );
+        let projection = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
+        let schema = Arc::new(self.schema.project(&projection)?);
+        let k = limit.map_or(self.k, |l| l.min(self.k));
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(Arc::new(VectorSearchExec {
+            engine: self.engine.clone(),
+            table: self.table.clone(),
+            plan: self.plan.clone(),
+            query: self.query.clone(),
+            k,
+            knobs: self.knobs.clone(),
+            filter,
+            projection,
+            table_columns: self.schema.fields().len() - 1,
+            schema,
+            properties,
+        }))
+    }
+}
+
+/// Runs one vector search and emits its rows, nearest first.
+#[derive(Debug)]
+pub struct VectorSearchExec {
+    engine: Arc<Engine>,
+    table: String,
+    plan: SearchPlan,
+    query: Option<Vec<f32>>,
+    k: usize,
+    knobs: SearchKnobs,
+    filter: Option<Expr>,
+    /// Indices into table columns + `_distance` (the last).
+    projection: Vec<usize>,
+    table_columns: usize,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for VectorSearchExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "VectorSearchExec: table={}, column={}, k={}, metric={}",
+            self.table,
+            self.plan.column,
+            self.k,
+            self.plan.metric.name()
+        )?;
+        match &self.plan.index {
+            Some(i) => write!(f, ", index={} ({})", i.name, i.kind.name())?,
+            None => write!(
+                f,
+                ", index=none (exact: {})",
+                self.plan.exact_reason.as_deref().unwrap_or("-")
+            )?,
+        }
+        if let Some(flt) = &self.filter {
+            write!(f, ", filter=[{flt}] (filter-first)")?;
+        }
+        let k = &self.knobs;
+        if let Some(n) = k.nprobes {
+            write!(f, ", nprobes={n}")?;
+        }
+        if let Some(e) = k.ef {
+            write!(f, ", ef={e}")?;
+        }
+        if let Some(r) = k.refine_factor {
+            write!(f, ", refine_factor={r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for VectorSearchExec {
+    fn name(&self) -> &str {
+        "VectorSearchExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            plan_err!("VectorSearchExec has no children")
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _ctx: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return plan_err!("VectorSearchExec has one partition, asked for {partition}");
+        }
+        let engine = self.engine.clone();
+        let table = self.table.clone();
+        let plan = self.plan.clone();
+        let query = self.query.clone();
+        let k = self.k;
+        let knobs = self.knobs.clone();
+        let filter = self.filter.clone();
+        let projection = self.projection.clone();
+        let table_columns = self.table_columns;
+        let schema = self.schema.clone();
+        let out_schema = schema.clone();
+        let fut = async move {
+            let Some(query) = query else {
+                return plan_err!("vector_search: the query vector is missing (unbound parameter)");
+            };
+            if k == 0 {
+                return plan_err!("vector_search: k must be a positive integer");
+            }
+            let hits = engine
+                .search(&table, &plan, &query, k, filter.as_ref(), &knobs)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            tracing::debug!(table, k, strategy = ?hits.strategy, "vector search");
+            let idx = UInt32Array::from(hits.rows.clone());
+            let mut cols: Vec<ArrayRef> = Vec::with_capacity(projection.len());
+            for &p in &projection {
+                if p == table_columns {
+                    cols.push(Arc::new(Float64Array::from(
+                        hits.distances.iter().map(|d| *d as f64).collect::<Vec<_>>(),
+                    )));
+                } else {
+                    cols.push(take(hits.snapshot.rows.column(p), &idx, None)?);
+                }
+            }
+            let opts = datafusion::arrow::array::RecordBatchOptions::new()
+                .with_row_count(Some(hits.rows.len()));
+            Ok(RecordBatch::try_new_with_options(schema, cols, &opts)?)
+        };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            out_schema,
+            futures::stream::once(fut),
+        )))
+    }
+}

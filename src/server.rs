@@ -1,0 +1,71 @@
+//! Start-up: open the database in the data directory and serve connections
+//! until asked to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quiver_sql::Database;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub db: Arc<Database>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open data directory: {0}")]
+    Open(#[from] quiver_sql::SqlError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the data directory and starts serving on `config.listen`.
+pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
+    let db = Database::open(&config.data_dir).await?;
+    let listener =
+        TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(quiver_wire::serve(listener, db.clone(), async move {
+        let _ = stopped.await;
+    }));
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "quiver listening");
+    Ok(RunningServer {
+        addr,
+        db,
+        stop: Some(stop),
+        task,
+    })
+}
+
+impl RunningServer {
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}

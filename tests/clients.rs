@@ -1,0 +1,248 @@
+//! Real clients: tokio-postgres (extended protocol, parameters, COPY) and psql.
+
+use futures::SinkExt;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::common::{TempDir, connect, copy_payload, random_vectors, start_server, vector_text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_vector_search_with_parameters() {
+    let dir = TempDir::new("prepared");
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    client
+        .batch_execute("CREATE TABLE docs (id BIGINT, bucket INT, embedding VECTOR(4)); INSERT INTO docs VALUES (1, 0, '[1,0,0,0]'), (2, 1, '[0,1,0,0]'), (3, 0, '[0,0,1,0]'), (4, 1, '[1,1,0,0]')")
+        .await
+        .expect("setup");
+    // A named prepared statement with the vector as a text $1, executed twice.
+    let stmt = client
+        .prepare(
+            "SELECT id FROM vector_search('docs', 'embedding', $1::vector, 2) WHERE bucket = 1",
+        )
+        .await
+        .expect("prepare");
+    let rows = client.query(&stmt, &[&"[1,0,0,0]"]).await.expect("run");
+    assert_eq!(
+        rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(),
+        vec![4, 2]
+    );
+    let rows = client
+        .query(&stmt, &[&"[0,1,0,0]"])
+        .await
+        .expect("run again");
+    assert_eq!(
+        rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(),
+        vec![2, 4]
+    );
+    // The pgvector form with typed parameters.
+    let rows = client
+        .query(
+            "SELECT id FROM docs WHERE bucket = $2 ORDER BY embedding <-> $1 LIMIT 1",
+            &[&"[0,0,1,0]", &0i32],
+        )
+        .await
+        .expect("order by");
+    assert_eq!(rows[0].get::<_, i64>(0), 3);
+    // Parameters in writes.
+    client
+        .execute(
+            "INSERT INTO docs VALUES ($1, $2, $3)",
+            &[&5i64, &1i32, &"[0,0,0,1]"],
+        )
+        .await
+        .expect("insert");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM docs WHERE id = $1", &[&5i64])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+    // An error does not break the connection.
+    let err = client
+        .query(
+            "SELECT * FROM vector_search('docs', 'embedding', $1::vector, 2)",
+            &[&"[1,2]"],
+        )
+        .await
+        .expect_err("dims");
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("22000"));
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .expect("still usable")
+        .get(0);
+    assert_eq!(n, 5);
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out() {
+    let dir = TempDir::new("copy");
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    client
+        .batch_execute("CREATE TABLE v (id BIGINT, bucket INT, embedding VECTOR(8))")
+        .await
+        .expect("create");
+    let vectors = random_vectors(500, 8, 7);
+    let sink = client.copy_in("COPY v FROM STDIN").await.expect("copy in");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(copy_payload(&vectors)))
+        .await
+        .expect("send");
+    let n = sink.finish().await.expect("finish");
+    assert_eq!(n, 500);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM v", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 500);
+    // CSV with a header.
+    let sink = client
+        .copy_in("COPY v (id, embedding) FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await
+        .expect("csv");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(format!(
+        "id,embedding\n900,\"{}\"\n",
+        vector_text(&vectors[0])
+    )))
+    .await
+    .expect("send");
+    assert_eq!(sink.finish().await.expect("finish"), 1);
+    // A bad row fails the whole COPY and writes nothing.
+    let sink = client.copy_in("COPY v FROM STDIN").await.expect("copy in");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from("1\t0\t[1,2,3]\n"))
+        .await
+        .expect("send");
+    let err = sink.finish().await.expect_err("wrong dimension");
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("22000"));
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM v", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(count, 501);
+    // COPY (query) TO STDOUT.
+    let msgs = client.simple_query("SELECT 1").await.expect("alive");
+    assert!(matches!(
+        msgs.last(),
+        Some(SimpleQueryMessage::CommandComplete(1))
+    ));
+    let out = client
+        .copy_out("COPY (SELECT id, embedding FROM v WHERE id < 2 ORDER BY id) TO STDOUT")
+        .await
+        .expect("copy out");
+    let chunks: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(out).await.expect("read");
+    let text: String = chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).to_string())
+        .collect();
+    assert_eq!(
+        text,
+        format!(
+            "0\t{}\n1\t{}\n",
+            vector_text(&vectors[0]),
+            vector_text(&vectors[1])
+        )
+    );
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_vector_search_node() {
+    let dir = TempDir::new("explain");
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    client.batch_execute("CREATE TABLE docs (id BIGINT, bucket INT, embedding VECTOR(2)); SET quiver.nprobes = 7").await.expect("setup");
+    for sql in [
+        "EXPLAIN SELECT id FROM docs WHERE bucket < 1 ORDER BY embedding <=> '[1,0]' LIMIT 5",
+        "EXPLAIN SELECT id FROM vector_search('docs', 'embedding', '[1,0]', 5, 'cosine') WHERE bucket < 1",
+    ] {
+        let rows = client.simple_query(sql).await.expect("explain");
+        let text: String = rows
+            .iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(format!("{}\n", r.get(1).unwrap_or(""))),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            text.contains("VectorSearchExec: table=docs, column=embedding, k=5, metric=cosine"),
+            "{text}"
+        );
+        assert!(text.contains("filter=[bucket < "), "{text}");
+        assert!(text.contains("nprobes=7"), "{text}");
+        assert!(
+            !text.contains("SortExec: expr=[cosine")
+                || text.contains("TopK")
+                || text.contains("fetch=5"),
+            "{text}"
+        );
+    }
+    server.shutdown().await.expect("shutdown");
+}
+
+/// psql, the client people type into: scripts with several statements, \copy, errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_session() {
+    let dir = TempDir::new("psql");
+    let server = start_server(dir.path()).await;
+    let csv = dir.path().join("rows.csv");
+    std::fs::write(&csv, "1,apple,\"[1,0]\"\n2,pear,\"[0,1]\"\n").expect("csv");
+    let script = format!(
+        "CREATE TABLE f (id BIGINT, name TEXT, embedding VECTOR(2));\n\
+         \\copy f FROM '{}' WITH (FORMAT csv)\n\
+         SELECT id, name, embedding FROM f ORDER BY embedding <-> '[1,0.1]' LIMIT 1;\n\
+         SELECT * FROM missing_table;\n\
+         SELECT count(*) AS n FROM f;\n",
+        csv.display()
+    );
+    let port = server.addr.port().to_string();
+    let out = tokio::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-X",
+            "-A",
+            "-t",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql is installed (.ci/run installs postgresql-client)");
+    let mut child = out;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .expect("write script");
+    }
+    let out = child.wait_with_output().await.expect("psql ends");
+    let stdout2 = String::from_utf8_lossy(&out.stdout);
+    let stderr2 = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout2.contains("1|apple|[1,0]"),
+        "stdout: {stdout2}\nstderr: {stderr2}"
+    );
+    assert!(
+        stderr2.contains("ERROR:") && stderr2.contains("missing_table"),
+        "{stderr2}"
+    );
+    assert!(
+        stdout2.trim_end().ends_with('2'),
+        "count after the error: {stdout2}"
+    );
+    server.shutdown().await.expect("shutdown");
+}

@@ -1,0 +1,86 @@
+//! Shared test fixtures: a server on a fresh data directory, and clients.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use quiver::{Config, RunningServer};
+
+/// A data directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("quiver-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a server on `dir`, on a free loopback port.
+pub async fn start_server(dir: &Path) -> RunningServer {
+    let cfg = Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    quiver::start(&cfg).await.expect("server starts")
+}
+
+/// A tokio-postgres client connected to `server`.
+pub async fn connect(server: &RunningServer) -> tokio_postgres::Client {
+    let dsn = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        server.addr.port()
+    );
+    let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// Deterministic pseudo-random vectors (xorshift), components in [-1, 1).
+pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed.max(1);
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    (0..n).map(|_| (0..dim).map(|_| next()).collect()).collect()
+}
+
+pub fn vector_text(v: &[f32]) -> String {
+    format!(
+        "[{}]",
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+/// COPY text-format payload for `(id, bucket, embedding)` rows.
+pub fn copy_payload(vectors: &[Vec<f32>]) -> String {
+    let mut s = String::new();
+    for (i, v) in vectors.iter().enumerate() {
+        s.push_str(&format!("{i}\t{}\t{}\n", i % 100, vector_text(v)));
+    }
+    s
+}

@@ -1,0 +1,77 @@
+//! Readers never wait for, nor see half of, a writer's statement.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::common::{TempDir, connect, random_vectors, start_server, vector_text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_whole_statements_while_a_writer_commits() {
+    let dir = TempDir::new("concurrency");
+    let server = start_server(dir.path()).await;
+    let writer = connect(&server).await;
+    writer
+        .batch_execute("CREATE TABLE c (id BIGINT, embedding VECTOR(4))")
+        .await
+        .expect("create");
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for r in 0..2 {
+        let client = connect(&server).await;
+        let done = done.clone();
+        readers.push(tokio::spawn(async move {
+            let mut last = 0i64;
+            let mut reads = 0;
+            while !done.load(Ordering::SeqCst) && reads < 2_000 {
+                let n: i64 = client
+                    .query_one("SELECT count(*) FROM c", &[])
+                    .await
+                    .expect("count")
+                    .get(0);
+                assert_eq!(n % 50, 0, "reader {r} saw a partial statement: {n} rows");
+                assert!(n >= last, "reader {r} went back in time: {last} then {n}");
+                last = n;
+                let found = client
+                    .query(
+                        "SELECT id FROM vector_search('c', 'embedding', '[1,0,0,0]', 5)",
+                        &[],
+                    )
+                    .await
+                    .expect("search");
+                // The table only grows: the search sees at least the n rows counted before it.
+                assert!(
+                    found.len() <= 5 && found.len() as i64 >= n.min(5),
+                    "reader {r}: {} hits with {n} rows",
+                    found.len()
+                );
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let vectors = random_vectors(50 * 20, 4, 3);
+    for chunk in 0..20 {
+        let values: Vec<String> = (0..50)
+            .map(|i| {
+                let id = chunk * 50 + i;
+                format!("({id}, '{}')", vector_text(&vectors[id]))
+            })
+            .collect();
+        writer
+            .batch_execute(&format!("INSERT INTO c VALUES {}", values.join(",")))
+            .await
+            .expect("insert");
+    }
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        let reads = r.await.expect("reader ran");
+        assert!(reads > 0);
+    }
+    let n: i64 = writer
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1000);
+    server.shutdown().await.expect("shutdown");
+}

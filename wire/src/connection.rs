@@ -1,0 +1,107 @@
+//! Per-connection state: the client's [`Session`], the Parse-side statement
+//! parser and the COPY FROM STDIN in progress. One [`Connection`] implements
+//! the simple-query (`simple.rs`), extended-query (`extended.rs`) and COPY
+//! (`copy.rs`) handlers of pgwire; pgwire keeps the prepared statements and
+//! portals in its own per-connection store.
+
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use futures::future::{Either, select};
+use pgwire::api::{ClientInfo, ConnectionHandle};
+use pgwire::error::PgWireResult;
+use pgwire::messages::response::TransactionStatus;
+use quiver_sql::{Session, StatusCode};
+
+use crate::copy::CopyState;
+use crate::errors;
+use crate::prepared::StatementParser;
+
+pub(crate) struct Connection {
+    pub(crate) session: Arc<Session>,
+    pub(crate) parser: Arc<StatementParser>,
+    pub(crate) copy: CopyState,
+}
+
+impl Connection {
+    pub(crate) fn new(session: Session) -> Self {
+        let session = Arc::new(session);
+        Self {
+            parser: Arc::new(StatementParser::new(Arc::clone(&session))),
+            session,
+            copy: CopyState::default(),
+        }
+    }
+}
+
+/// A fresh cancel receiver for the statement about to run, when the
+/// connection registered for CancelRequest at startup.
+pub(crate) async fn cancel_receiver<C: ClientInfo>(client: &C) -> Option<oneshot::Receiver<()>> {
+    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
+    Some(handle.start_query().await)
+}
+
+/// Runs `work` until it finishes or a CancelRequest for this connection
+/// arrives (then the work is dropped and the result is error 57014).
+pub(crate) async fn cancellable<F, T>(
+    cancel: Option<oneshot::Receiver<()>>,
+    work: F,
+) -> PgWireResult<T>
+where
+    F: Future<Output = PgWireResult<T>> + Send,
+{
+    let Some(cancel) = cancel else {
+        return work.await;
+    };
+    let work = Box::pin(work);
+    match select(work, cancel).await {
+        Either::Left((result, _)) => result,
+        Either::Right((Ok(()), _)) => Err(errors::status(
+            StatusCode::QueryCanceled,
+            "canceling statement due to user request",
+        )),
+        // The sender went away without cancelling: keep working.
+        Either::Right((Err(_), work)) => work.await,
+    }
+}
+
+/// The transaction status after a command with this tag completed.
+pub(crate) fn transaction_after(status: TransactionStatus, tag: &str) -> TransactionStatus {
+    match tag.split_whitespace().next().unwrap_or_default() {
+        "BEGIN" | "START" => status.to_in_transaction_state(),
+        "COMMIT" | "ROLLBACK" | "END" | "ABORT" => status.to_idle_state(),
+        _ => status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_status_follows_command_tags() {
+        use TransactionStatus::*;
+        assert_eq!(transaction_after(Idle, "BEGIN"), Transaction);
+        assert_eq!(transaction_after(Idle, "START TRANSACTION"), Transaction);
+        assert_eq!(transaction_after(Transaction, "INSERT 0 1"), Transaction);
+        assert_eq!(transaction_after(Transaction, "COMMIT"), Idle);
+        assert_eq!(transaction_after(Error, "ROLLBACK"), Idle);
+        assert_eq!(transaction_after(Idle, "CREATE TABLE"), Idle);
+        assert_eq!(transaction_after(Idle, ""), Idle);
+    }
+
+    #[tokio::test]
+    async fn cancel_wins_over_slow_work() {
+        let (tx, rx) = oneshot::channel();
+        tx.send(()).ok();
+        let result: PgWireResult<()> =
+            cancellable(Some(rx), futures::future::pending::<PgWireResult<()>>()).await;
+        let info = pgwire::error::ErrorInfo::from(result.unwrap_err());
+        assert_eq!(info.code, "57014");
+
+        let (tx, rx) = oneshot::channel::<()>();
+        drop(tx);
+        assert_eq!(cancellable(Some(rx), async { Ok(7) }).await.unwrap(), 7);
+        assert_eq!(cancellable(None, async { Ok(8) }).await.unwrap(), 8);
+    }
+}

@@ -1,0 +1,219 @@
+//! The simple query protocol: one Query message, possibly several statements.
+//!
+//! Statements run one after the other, each result written in full (text
+//! format) before the next statement starts, so a later statement sees the
+//! effects of an earlier one and rows are never produced ahead of time. The
+//! first error is sent as ErrorResponse and the rest of the message is
+//! skipped, as in Postgres. A `COPY ... FROM STDIN` switches the connection to
+//! copy-in mode; the statements after it run once the copy is done
+//! (`copy.rs`). ReadyForQuery ends every Query that is not left in copy mode.
+//!
+//! pgwire's default `on_query` collects all statements' responses before
+//! sending any of them, which would run later statements before earlier ones
+//! finished streaming; Quiver replaces it.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::results::{FieldFormat, Response};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
+use pgwire::messages::simplequery::Query;
+use quiver_sql::{CopyIn, Output, Statement, StatusCode};
+
+use crate::connection::{Connection, cancel_receiver, cancellable, transaction_after};
+use crate::copy::{send_copy_in_response, send_copy_out};
+use crate::encode::{field_infos, row_description, row_stream};
+use crate::errors;
+use crate::limits::MAX_MESSAGE_BYTES;
+use crate::prepared::is_empty_query;
+
+/// What a statement left to do.
+pub(crate) enum Flow {
+    Done,
+    /// The statement is a COPY FROM STDIN: the client must send the data.
+    CopyIn(CopyIn),
+}
+
+/// A COPY FROM STDIN met while running a query string, with the statements
+/// that follow it.
+pub(crate) struct CopyStart {
+    pub(crate) copy: CopyIn,
+    pub(crate) rest: Vec<Statement>,
+}
+
+impl Connection {
+    /// Executes one statement without parameters and writes its result.
+    async fn run_simple<C>(&self, client: &mut C, statement: &Statement) -> PgWireResult<Flow>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let output = self
+            .session
+            .execute(statement, &[])
+            .await
+            .map_err(errors::from_sql)?;
+        match output {
+            Output::Rows { schema, stream } => {
+                let formats = vec![FieldFormat::Text; schema.fields().len()];
+                let fields = field_infos(&schema, &formats);
+                client
+                    .feed(PgWireBackendMessage::RowDescription(row_description(
+                        &fields,
+                    )))
+                    .await?;
+                let mut rows = row_stream(stream, formats);
+                let mut count = 0usize;
+                while let Some(row) = rows.next().await {
+                    client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                    count += 1;
+                }
+                let tag = CommandComplete::new(format!("SELECT {count}"));
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag))
+                    .await?;
+            }
+            Output::Command { tag } => {
+                let status = transaction_after(client.transaction_status(), &tag);
+                client.set_transaction_status(status);
+                let tag = CommandComplete::new(tag);
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag))
+                    .await?;
+            }
+            Output::CopyIn(copy) => return Ok(Flow::CopyIn(copy)),
+            Output::CopyOut {
+                columns,
+                format,
+                rows,
+            } => {
+                let count = send_copy_out(client, columns, &format, rows).await?;
+                let tag = CommandComplete::new(format!("COPY {count}"));
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag))
+                    .await?;
+            }
+            Output::Empty => {
+                let empty = EmptyQueryResponse::new();
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(empty))
+                    .await?;
+            }
+        }
+        Ok(Flow::Done)
+    }
+
+    /// Runs statements in order, each cancellable, until one fails (`Err`)
+    /// or is a COPY FROM STDIN (returned with the statements after it).
+    pub(crate) async fn run_script<C>(
+        &self,
+        client: &mut C,
+        statements: Vec<Statement>,
+    ) -> PgWireResult<Option<CopyStart>>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let mut statements = statements.into_iter();
+        while let Some(statement) = statements.next() {
+            let cancel = cancel_receiver(client).await;
+            let flow = cancellable(cancel, self.run_simple(client, &statement)).await?;
+            if let Flow::CopyIn(copy) = flow {
+                return Ok(Some(CopyStart {
+                    copy,
+                    rest: statements.collect(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    fn parse_script(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
+        if sql.len() > MAX_MESSAGE_BYTES {
+            return Err(errors::status(
+                StatusCode::ProgramLimitExceeded,
+                format!("query text exceeds the limit of {MAX_MESSAGE_BYTES} bytes"),
+            ));
+        }
+        self.session.parse(sql).map_err(errors::from_sql)
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Connection {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+
+        let outcome = if is_empty_query(&query.query) {
+            Ok(Vec::new())
+        } else {
+            self.parse_script(&query.query)
+        };
+        let outcome = match outcome {
+            Ok(statements) if statements.is_empty() => {
+                let empty = EmptyQueryResponse::new();
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(empty))
+                    .await?;
+                Ok(None)
+            }
+            Ok(statements) => self.run_script(client, statements).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(CopyStart { copy, rest })) => {
+                send_copy_in_response(client, copy.columns.len()).await?;
+                self.copy.begin(copy, rest);
+                client.set_state(PgWireConnectionState::CopyInProgress(false));
+                return Ok(());
+            }
+            Err(e) => {
+                let info = ErrorInfo::from(e);
+                tracing::debug!(code = %info.code, message = %info.message, "query failed");
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await?;
+                let status = client.transaction_status().to_error_state();
+                client.set_transaction_status(status);
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        let ready = ReadyForQuery::new(client.transaction_status());
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ready))
+            .await?;
+        Ok(())
+    }
+
+    /// Not used: `on_query` above handles the whole message itself.
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        Err(errors::status(
+            StatusCode::Internal,
+            "simple query dispatch bypassed on_query",
+        ))
+    }
+}
