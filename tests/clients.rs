@@ -188,6 +188,16 @@ async fn explain_shows_the_vector_search_node() {
 /// psql, the client people type into: scripts with several statements, \copy, errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_session() {
+    if std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        // CI installs postgresql-client (.ci/run), so there this test always runs.
+        assert!(std::env::var_os("CI").is_none(), "psql is missing on CI");
+        eprintln!("psql_session: psql is not installed here; skipped");
+        return;
+    }
     let dir = TempDir::new("psql");
     let server = start_server(dir.path()).await;
     let csv = dir.path().join("rows.csv");

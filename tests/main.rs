@@ -4,6 +4,7 @@
 mod clients;
 mod common;
 mod concurrency;
+mod crash;
 mod recall;
 mod restart;
 mod slt;

@@ -1,6 +1,7 @@
 //! COPY data: Postgres text and CSV formats, decoded into Arrow columns of a
 //! table and encoded from query results.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -14,10 +15,11 @@ use quiver_engine::schema::{ColumnType, TableDef};
 use crate::error::{Result, SqlError, StatusCode};
 use crate::session::CopyFormat;
 use crate::sql_err;
-use crate::vector::{array_to_vectors, format_vector, parse_vector};
+use crate::vector::{array_to_vectors, dimension_mismatch, format_vector, parse_vector};
 
-/// Splits COPY data into records of raw fields (`None` = NULL).
-fn records(data: &[u8], format: &CopyFormat) -> Result<Vec<Vec<Option<String>>>> {
+/// Splits COPY data into records of raw fields (`None` = NULL); text-format
+/// fields without escapes borrow from the input.
+fn records<'a>(data: &'a [u8], format: &CopyFormat) -> Result<Vec<Vec<Option<Cow<'a, str>>>>> {
     let text = std::str::from_utf8(data).map_err(|_| {
         SqlError::new(
             StatusCode::InvalidTextRepresentation,
@@ -37,18 +39,21 @@ fn records(data: &[u8], format: &CopyFormat) -> Result<Vec<Vec<Option<String>>>>
             if *header && !rows.is_empty() {
                 rows.remove(0);
             }
-            Ok(rows)
+            Ok(rows
+                .into_iter()
+                .map(|r| r.into_iter().map(|f| f.map(Cow::Owned)).collect())
+                .collect())
         }
     }
 }
 
 /// Decodes one text-format field: `\N` is NULL; backslash escapes.
-fn unescape_text(f: &str) -> Option<String> {
+fn unescape_text(f: &str) -> Option<Cow<'_, str>> {
     if f == "\\N" {
         return None;
     }
     if !f.contains('\\') {
-        return Some(f.to_string());
+        return Some(Cow::Borrowed(f));
     }
     let mut out = String::with_capacity(f.len());
     let mut chars = f.chars();
@@ -68,7 +73,7 @@ fn unescape_text(f: &str) -> Option<String> {
             None => out.push('\\'),
         }
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 /// CSV as Postgres writes it: quoted fields may hold delimiters, quotes ("") and newlines;
@@ -201,27 +206,30 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
                 })?
         }
         ColumnType::Vector(dim) => {
+            // Parsing the text of large vectors is the bulk of a COPY: split it over the cores.
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8);
+            let chunk = values.len().div_ceil(threads).max(1024);
+            let parts: Vec<Result<(Vec<f32>, Vec<bool>)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = values
+                    .chunks(chunk)
+                    .map(|c| scope.spawn(move || parse_vectors(c, dim, name)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| sql_err!(Internal, "vector parser thread failed"))
+                    })
+                    .collect()
+            });
             let mut flat = Vec::with_capacity(values.len() * dim as usize);
             let mut valid = Vec::with_capacity(values.len());
-            for v in values {
-                match v {
-                    None => {
-                        flat.extend(std::iter::repeat_n(0.0f32, dim as usize));
-                        valid.push(false);
-                    }
-                    Some(s) => {
-                        let vec = parse_vector(s)?;
-                        if vec.len() != dim as usize {
-                            return sql_err!(
-                                DataException,
-                                "expected {dim} dimensions, not {} (column \"{name}\" is vector({dim}))",
-                                vec.len()
-                            );
-                        }
-                        flat.extend_from_slice(&vec);
-                        valid.push(true);
-                    }
-                }
+            for p in parts {
+                let (f, v) = p?;
+                flat.extend_from_slice(&f);
+                valid.extend_from_slice(&v);
             }
             let field = Arc::new(Field::new("item", DataType::Float32, true));
             let nulls = if valid.iter().all(|v| *v) {
@@ -237,6 +245,29 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
             )?)
         }
     })
+}
+
+/// Parses vector texts into one flat buffer and a validity list.
+fn parse_vectors(values: &[Option<&str>], dim: u32, name: &str) -> Result<(Vec<f32>, Vec<bool>)> {
+    let mut flat = Vec::with_capacity(values.len() * dim as usize);
+    let mut valid = Vec::with_capacity(values.len());
+    for v in values {
+        match v {
+            None => {
+                flat.extend(std::iter::repeat_n(0.0f32, dim as usize));
+                valid.push(false);
+            }
+            Some(s) => {
+                let vec = parse_vector(s)?;
+                if vec.len() != dim as usize {
+                    return Err(dimension_mismatch(dim, vec.len(), name));
+                }
+                flat.extend_from_slice(&vec);
+                valid.push(true);
+            }
+        }
+    }
+    Ok((flat, valid))
 }
 
 fn parse_bool(s: &str) -> std::result::Result<bool, ()> {

@@ -422,7 +422,10 @@ impl Session {
     /// Loads the data of a finished COPY FROM STDIN; one atomic commit. Returns rows written.
     pub async fn copy_in(&self, copy: &CopyIn, data: &[u8]) -> Result<u64> {
         let table = self.engine().table(&copy.table)?;
-        let batch = crate::copy::decode(&table.def, &copy.columns, data, &copy.format)?;
+        // Decoding is CPU-bound (and parallel inside): keep it off the async workers' queue.
+        let batch = tokio::task::block_in_place(|| {
+            crate::copy::decode(&table.def, &copy.columns, data, &copy.format)
+        })?;
         Ok(table.append(vec![batch]).await?)
     }
 }

@@ -168,6 +168,14 @@ pub fn array_to_vectors(a: &ArrayRef) -> Result<Vec<Option<Vec<f32>>>> {
     Ok(out)
 }
 
+/// The error for a vector of the wrong size, naming expected and received.
+pub fn dimension_mismatch(dim: u32, got: usize, column: &str) -> SqlError {
+    SqlError::new(
+        StatusCode::DataException,
+        format!("expected {dim} dimensions, not {got} (column \"{column}\" is vector({dim}))"),
+    )
+}
+
 /// Builds a `vector(dim)` column (FixedSizeList<Float32>) from any vector-like array,
 /// checking every dimension and component.
 pub fn to_vector_column(a: &ArrayRef, dim: u32, column: &str) -> Result<ArrayRef> {
