@@ -76,6 +76,18 @@ impl Snapshot {
         })
     }
 
+    /// The same rows on a newer version of the dataset whose data files are unchanged.
+    fn with_dataset(&self, dataset: Arc<Dataset>) -> Snapshot {
+        Snapshot {
+            version: dataset.version().version,
+            dataset,
+            rows: self.rows.clone(),
+            row_ids: self.row_ids.clone(),
+            id_to_row: self.id_to_row.clone(),
+            ann: Default::default(),
+        }
+    }
+
     /// The named vector index, opened on this version on first use.
     pub async fn ann(
         &self,
@@ -122,6 +134,14 @@ impl SnapshotCache {
         if let Some(s) = cur.as_ref() {
             if s.version == version {
                 return Ok(s.clone());
+            }
+        }
+        // A commit that changed only indexes (CREATE INDEX, OPTIMIZE) keeps the rows.
+        if let Some(s) = cur.as_ref() {
+            if s.dataset.manifest().fragments == dataset.manifest().fragments {
+                let snap = Arc::new(s.with_dataset(dataset));
+                *cur = Some(snap.clone());
+                return Ok(snap);
             }
         }
         let snap = Arc::new(Snapshot::load(dataset, def).await?);
