@@ -29,6 +29,27 @@ fn brute_force(
     d
 }
 
+/// `bucket < 3` keeps ids with `id % 100 < 3`: the search must return the exact top 10 of those.
+async fn check_filtered(
+    client: &tokio_postgres::Client,
+    filtered: &tokio_postgres::Statement,
+    base: &[Vec<f32>],
+    q: &[f32],
+) {
+    let want: Vec<i64> = brute_force(base, q, 10, |i| i % 100 < 3)
+        .iter()
+        .map(|w| w.0)
+        .collect();
+    let got: Vec<i64> = client
+        .query(filtered, &[&vector_text(q)])
+        .await
+        .expect("filtered")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(got, want, "filter-first search");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flat_matches_brute_force_and_index_recall_is_high() {
     let dir = TempDir::new("recall");
@@ -77,18 +98,7 @@ async fn flat_matches_brute_force_and_index_recall_is_high() {
                 w.1
             );
         }
-        let want_f: Vec<i64> = brute_force(&base, q, k, |i| i % 100 < 3)
-            .iter()
-            .map(|w| w.0)
-            .collect();
-        let got_f: Vec<i64> = client
-            .query(&filtered, &[&vector_text(q)])
-            .await
-            .expect("filtered")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(got_f, want_f, "filter-first flat search");
+        check_filtered(&client, &filtered, &base, q).await;
     }
 
     client
@@ -122,18 +132,7 @@ async fn flat_matches_brute_force_and_index_recall_is_high() {
     assert!(recall >= 0.85, "recall@10 {recall}");
     // The filtered search stays exact (few rows pass): filter-first, not post-filtered.
     for q in queries.iter().take(10) {
-        let want_f: Vec<i64> = brute_force(&base, q, k, |i| i % 100 < 3)
-            .iter()
-            .map(|w| w.0)
-            .collect();
-        let got_f: Vec<i64> = client
-            .query(&filtered, &[&vector_text(q)])
-            .await
-            .expect("filtered")
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        assert_eq!(got_f, want_f);
+        check_filtered(&client, &filtered, &base, q).await;
     }
     server.shutdown().await.expect("shutdown");
 }

@@ -11,16 +11,14 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
     FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, OrderByKind, Query, SelectItem,
-    SetExpr, Statement, TableFactor, Value, visit_expressions, visit_expressions_mut,
+    SetExpr, Statement, TableAlias, TableFactor, TableFunctionArgs, Value, visit_expressions,
+    visit_expressions_mut,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
 
 use crate::error::{Result, SqlError, StatusCode};
 use crate::session::ParamValue;
-use crate::sql_err;
 use crate::vector::{distance_function, function_metric};
 
 pub fn function_call(name: &str, args: Vec<Expr>) -> Expr {
@@ -181,10 +179,6 @@ fn knn_order(e: &Expr) -> Option<(Metric, String, Expr)> {
     }
 }
 
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// Turns a pgvector k-NN query over one table into a read of `vector_search`.
 /// Leaves any other query untouched.
 pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
@@ -257,24 +251,41 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
     if engine.plan_search(&table, &column, Some(metric)).is_err() {
         return Ok(());
     }
-    let alias = alias
-        .as_ref()
-        .map(|a| a.name.to_string())
-        .unwrap_or_else(|| Ident::with_quote('"', &table).to_string());
-    let k = limit + offset;
-    let sql = format!(
-        "SELECT 1 FROM vector_search({}, {}, {query}, {k}, '{}') AS {alias}",
-        quote_literal(&table),
-        quote_literal(&column),
-        metric.name()
-    );
-    let mut parsed = Parser::parse_sql(&PostgreSqlDialect {}, &sql)?;
-    let Some(Statement::Query(mut new_q)) = parsed.pop() else {
-        return sql_err!(Internal, "k-NN rewrite produced no query");
-    };
-    let SetExpr::Select(new_select) = new_q.body.as_mut() else {
-        return sql_err!(Internal, "k-NN rewrite produced no select");
-    };
-    select.from[0].relation = new_select.from[0].relation.clone();
+    let alias = alias.clone().unwrap_or_else(|| TableAlias {
+        explicit: true,
+        name: Ident::with_quote('"', &table),
+        columns: vec![],
+        at: None,
+    });
+    let text = |s: &str| Expr::value(Value::SingleQuotedString(s.to_string()));
+    let k = Expr::value(Value::Number((limit + offset).to_string(), false));
+    let args = [text(&table), text(&column), query, k, text(metric.name())];
+    let mut relation = select.from[0].relation.clone();
+    if let TableFactor::Table {
+        name,
+        alias: a,
+        args: fn_args,
+        ..
+    } = &mut relation
+    {
+        *name = ObjectName::from(vec![Ident::new("vector_search")]);
+        *a = Some(alias.clone());
+        *fn_args = Some(TableFunctionArgs {
+            args: args
+                .into_iter()
+                .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
+                .collect(),
+            settings: None,
+        });
+    }
+    select.from[0].relation = relation;
+    // The search returns its rows nearest first by this very distance: order by
+    // `_distance` instead of computing it again (an ORDER BY alias stays as it is).
+    if let Some(OrderByKind::Expressions(exprs)) = q.order_by.as_mut().map(|o| &mut o.kind) {
+        if matches!(exprs[0].expr, Expr::Function(_)) {
+            exprs[0].expr =
+                Expr::CompoundIdentifier(vec![alias.name.clone(), Ident::new("_distance")]);
+        }
+    }
     Ok(())
 }
