@@ -12,7 +12,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the Postgres wire protocol listens on.
     pub listen: String,
-    /// Log filter, e.g. `info` or `quiver_sql=debug,info`.
+    /// Log filter, e.g. `info` or `quiver_sql=debug,info` (Lance's own info-level
+    /// audit of every file it writes is left out by default).
     pub log_level: String,
 }
 
@@ -21,7 +22,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./quiver-data"),
             listen: "127.0.0.1:5433".into(),
-            log_level: "info".into(),
+            log_level: "info,lance=warn".into(),
         }
     }
 }
