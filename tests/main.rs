@@ -5,6 +5,7 @@ mod clients;
 mod common;
 mod concurrency;
 mod crash;
+mod examples;
 mod recall;
 mod restart;
 mod slt;
