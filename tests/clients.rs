@@ -3,7 +3,9 @@
 use futures::SinkExt;
 use tokio_postgres::SimpleQueryMessage;
 
-use crate::common::{TempDir, connect, copy_payload, random_vectors, start_server, vector_text};
+use crate::common::{
+    TempDir, connect, copy_payload, psql_available, random_vectors, start_server, vector_text,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_vector_search_with_parameters() {
@@ -188,14 +190,7 @@ async fn explain_shows_the_vector_search_node() {
 /// psql, the client people type into: scripts with several statements, \copy, errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_session() {
-    if std::process::Command::new("psql")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        // CI installs postgresql-client (.ci/run), so there this test always runs.
-        assert!(std::env::var_os("CI").is_none(), "psql is missing on CI");
-        eprintln!("psql_session: psql is not installed here; skipped");
+    if !psql_available("psql_session") {
         return;
     }
     let dir = TempDir::new("psql");

@@ -54,6 +54,21 @@ pub async fn connect(server: &RunningServer) -> tokio_postgres::Client {
     client
 }
 
+/// Whether psql can run here. CI installs postgresql-client (.ci/run), so there
+/// a missing psql fails the test instead of skipping it.
+pub fn psql_available(test: &str) -> bool {
+    if std::process::Command::new("psql")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "psql is missing on CI");
+    eprintln!("{test}: psql is not installed here; skipped");
+    false
+}
+
 /// Deterministic pseudo-random vectors (xorshift), components in [-1, 1).
 pub fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut s = seed.max(1);

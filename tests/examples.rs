@@ -1,16 +1,10 @@
 //! The SQL recipes under `examples/` run cleanly through psql.
 
-use crate::common::{TempDir, start_server};
+use crate::common::{TempDir, psql_available, start_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickstart_sql_runs_in_psql() {
-    if std::process::Command::new("psql")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var_os("CI").is_none(), "psql is missing on CI");
-        eprintln!("quickstart_sql_runs_in_psql: psql is not installed here; skipped");
+    if !psql_available("quickstart_sql_runs_in_psql") {
         return;
     }
     let dir = TempDir::new("examples");

@@ -250,44 +250,36 @@ async fn slt_in_process() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slt_wire_simple() {
+/// Runs every file against a fresh server, through one connection wrapped by `wrap`.
+async fn run_over_wire<D>(tag: &str, protocol: &str, wrap: fn(tokio_postgres::Client) -> D)
+where
+    D: sqllogictest::AsyncDB<Error = SltError, ColumnType = DefaultColumnType> + Send + 'static,
+{
     for file in slt_files() {
-        let dir = TempDir::new("slt-simple");
+        let dir = TempDir::new(tag);
         let server = start_server(dir.path()).await;
         let client = Arc::new(tokio::sync::Mutex::new(Some(connect(&server).await)));
         let mut runner = sqllogictest::Runner::new(move || {
             let c = client.clone();
             async move {
-                Ok(WireSimple(
+                Ok(wrap(
                     c.lock().await.take().expect("one connection per file"),
                 ))
             }
         });
         if let Err(e) = runner.run_file_async(&file).await {
-            panic!("{} (wire, simple protocol): {e}", file.display());
+            panic!("{} (wire, {protocol} protocol): {e}", file.display());
         }
         server.shutdown().await.expect("shutdown");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_wire_simple() {
+    run_over_wire("slt-simple", "simple", WireSimple).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_wire_extended() {
-    for file in slt_files() {
-        let dir = TempDir::new("slt-ext");
-        let server = start_server(dir.path()).await;
-        let client = Arc::new(tokio::sync::Mutex::new(Some(connect(&server).await)));
-        let mut runner = sqllogictest::Runner::new(move || {
-            let c = client.clone();
-            async move {
-                Ok(WireExtended(
-                    c.lock().await.take().expect("one connection per file"),
-                ))
-            }
-        });
-        if let Err(e) = runner.run_file_async(&file).await {
-            panic!("{} (wire, extended protocol): {e}", file.display());
-        }
-        server.shutdown().await.expect("shutdown");
-    }
+    run_over_wire("slt-ext", "extended", WireExtended).await;
 }
