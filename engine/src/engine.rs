@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use arrow::array::RecordBatch;
 use datafusion::logical_expr::Expr;
 use quiver_tiering::StorageRoot;
 
@@ -66,10 +65,6 @@ impl Engine {
             tables: RwLock::new(tables),
             ddl: tokio::sync::Mutex::new(()),
         }))
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 
     fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
@@ -249,23 +244,6 @@ impl Engine {
             self.table(&def.table)?.create_index(def, true).await?;
         }
         Ok(())
-    }
-
-    pub async fn append(&self, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
-        self.table(table)?.append(batches).await
-    }
-
-    pub async fn delete(&self, table: &str, filter: Expr) -> Result<u64> {
-        self.table(table)?.delete(filter).await
-    }
-
-    pub async fn update(
-        &self,
-        table: &str,
-        filter: Option<Expr>,
-        sets: &[(String, String)],
-    ) -> Result<u64> {
-        self.table(table)?.update(filter, sets).await
     }
 
     /// Plans a vector search of `table.column`.

@@ -24,7 +24,6 @@ use crate::snapshot::{Snapshot, SnapshotCache};
 
 pub struct Table {
     pub def: TableDef,
-    uri: String,
     latest: RwLock<Arc<Dataset>>,
     write_lock: tokio::sync::Mutex<()>,
     snapshots: SnapshotCache,
@@ -40,26 +39,21 @@ impl Table {
             ..Default::default()
         };
         let ds = Dataset::write(empty, uri.as_str(), Some(params)).await?;
-        Ok(Self::with_dataset(uri, def, ds))
+        Ok(Self::with_dataset(def, ds))
     }
 
     pub async fn open(uri: String, def: TableDef) -> Result<Table> {
         let ds = Dataset::open(&uri).await?;
-        Ok(Self::with_dataset(uri, def, ds))
+        Ok(Self::with_dataset(def, ds))
     }
 
-    fn with_dataset(uri: String, def: TableDef, ds: Dataset) -> Table {
+    fn with_dataset(def: TableDef, ds: Dataset) -> Table {
         Table {
             def,
-            uri,
             latest: RwLock::new(Arc::new(ds)),
             write_lock: tokio::sync::Mutex::new(()),
             snapshots: SnapshotCache::default(),
         }
-    }
-
-    pub fn uri(&self) -> &str {
-        &self.uri
     }
 
     /// The latest committed version.
@@ -219,18 +213,5 @@ impl Table {
         ds.optimize_indices(&OptimizeOptions::append()).await?;
         self.publish(Arc::new(ds));
         Ok(())
-    }
-
-    /// Rows not yet covered by the named index.
-    pub async fn unindexed_rows(&self, index: &str) -> Result<usize> {
-        let ds = self.dataset();
-        let stats: serde_json::Value = serde_json::from_str(&ds.index_statistics(index).await?)
-            .map_err(|e| {
-                crate::error::EngineError::new(crate::error::ErrorKind::Internal, e.to_string())
-            })?;
-        Ok(stats
-            .get("num_unindexed_rows")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0) as usize)
     }
 }
