@@ -185,16 +185,16 @@ impl BuildParams {
         };
         let pq = || -> Result<PQBuildParams> {
             let mut q = PQBuildParams::default();
-            let default_sub = if dim % 16 == 0 {
+            let default_sub = if dim.is_multiple_of(16) {
                 dim as usize / 16
-            } else if dim % 8 == 0 {
+            } else if dim.is_multiple_of(8) {
                 dim as usize / 8
             } else {
                 1
             };
             q.num_sub_vectors = knob(p, "num_sub_vectors", default_sub)?;
             q.num_bits = knob(p, "num_bits", 8)?;
-            if dim as usize % q.num_sub_vectors != 0 {
+            if !(dim as usize).is_multiple_of(q.num_sub_vectors) {
                 return engine_err!(
                     InvalidRequest,
                     "num_sub_vectors {} must divide the dimension {dim}",

@@ -191,11 +191,11 @@ fn exact(
         let d = plan.metric.distance(query, &values[r * dim..(r + 1) * dim]);
         if heap.len() < k {
             heap.push(Cand(d, row));
-        } else if let Some(top) = heap.peek() {
-            if Cand(d, row) < *top {
-                heap.pop();
-                heap.push(Cand(d, row));
-            }
+        } else if let Some(top) = heap.peek()
+            && Cand(d, row) < *top
+        {
+            heap.pop();
+            heap.push(Cand(d, row));
         }
     };
     match candidates {

@@ -131,18 +131,18 @@ impl SnapshotCache {
     pub async fn get(&self, dataset: Arc<Dataset>, def: &TableDef) -> Result<Arc<Snapshot>> {
         let version = dataset.version().version;
         let mut cur = self.current.lock().await;
-        if let Some(s) = cur.as_ref() {
-            if s.version == version {
-                return Ok(s.clone());
-            }
+        if let Some(s) = cur.as_ref()
+            && s.version == version
+        {
+            return Ok(s.clone());
         }
         // A commit that changed only indexes (CREATE INDEX, OPTIMIZE) keeps the rows.
-        if let Some(s) = cur.as_ref() {
-            if s.dataset.manifest().fragments == dataset.manifest().fragments {
-                let snap = Arc::new(s.with_dataset(dataset));
-                *cur = Some(snap.clone());
-                return Ok(snap);
-            }
+        if let Some(s) = cur.as_ref()
+            && s.dataset.manifest().fragments == dataset.manifest().fragments
+        {
+            let snap = Arc::new(s.with_dataset(dataset));
+            *cur = Some(snap.clone());
+            return Ok(snap);
         }
         let snap = Arc::new(Snapshot::load(dataset, def).await?);
         *cur = Some(snap.clone());

@@ -68,16 +68,15 @@ pub fn insert_param_types(engine: &Engine, ins: &Insert) -> Result<Vec<(usize, D
     };
     for row in &values.rows {
         for (j, e) in row.iter().enumerate() {
-            if let (Expr::Value(v), Some(&col)) = (e, positions.get(j)) {
-                if let Value::Placeholder(p) = &v.value {
-                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
-                        let ty = match table.def.columns[col].ty {
-                            ColumnType::Vector(_) => DataType::Utf8,
-                            other => other.arrow_type(),
-                        };
-                        out.push((n - 1, ty));
-                    }
-                }
+            if let (Expr::Value(v), Some(&col)) = (e, positions.get(j))
+                && let Value::Placeholder(p) = &v.value
+                && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+            {
+                let ty = match table.def.columns[col].ty {
+                    ColumnType::Vector(_) => DataType::Utf8,
+                    other => other.arrow_type(),
+                };
+                out.push((n - 1, ty));
             }
         }
     }
@@ -173,16 +172,13 @@ fn unwrap_value_casts(q: &mut ast::Query) {
     };
     for row in &mut values.rows {
         for e in row.iter_mut() {
-            if let Expr::Function(f) = e {
-                if f.name.to_string() == "to_vector" {
-                    if let ast::FunctionArguments::List(list) = &f.args {
-                        if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(inner))] =
-                            list.args.as_slice()
-                        {
-                            *e = inner.clone();
-                        }
-                    }
-                }
+            if let Expr::Function(f) = e
+                && f.name.to_string() == "to_vector"
+                && let ast::FunctionArguments::List(list) = &f.args
+                && let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(inner))] =
+                    list.args.as_slice()
+            {
+                *e = inner.clone();
             }
         }
     }

@@ -216,10 +216,10 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
     let mut order_expr = &exprs[0].expr;
     if let Expr::Identifier(id) = order_expr {
         for item in &select.projection {
-            if let SelectItem::ExprWithAlias { expr, alias } = item {
-                if alias.value == id.value {
-                    order_expr = expr;
-                }
+            if let SelectItem::ExprWithAlias { expr, alias } = item
+                && alias.value == id.value
+            {
+                order_expr = expr;
             }
         }
     }
@@ -281,11 +281,10 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
     select.from[0].relation = relation;
     // The search returns its rows nearest first by this very distance: order by
     // `_distance` instead of computing it again (an ORDER BY alias stays as it is).
-    if let Some(OrderByKind::Expressions(exprs)) = q.order_by.as_mut().map(|o| &mut o.kind) {
-        if matches!(exprs[0].expr, Expr::Function(_)) {
-            exprs[0].expr =
-                Expr::CompoundIdentifier(vec![alias.name.clone(), Ident::new("_distance")]);
-        }
+    if let Some(OrderByKind::Expressions(exprs)) = q.order_by.as_mut().map(|o| &mut o.kind)
+        && matches!(exprs[0].expr, Expr::Function(_))
+    {
+        exprs[0].expr = Expr::CompoundIdentifier(vec![alias.name.clone(), Ident::new("_distance")]);
     }
     Ok(())
 }

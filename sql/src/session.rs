@@ -239,10 +239,10 @@ impl Session {
                         if declared.get(i).cloned().flatten().is_some() {
                             continue;
                         }
-                        if let Some(Some(t)) = types.get(&format!("${}", i + 1)) {
-                            if !matches!(t, DataType::List(_) | DataType::FixedSizeList(..)) {
-                                *p = t.clone();
-                            }
+                        if let Some(Some(t)) = types.get(&format!("${}", i + 1))
+                            && !matches!(t, DataType::List(_) | DataType::FixedSizeList(..))
+                        {
+                            *p = t.clone();
                         }
                     }
                 }

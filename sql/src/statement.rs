@@ -67,12 +67,11 @@ impl Statement {
         };
         let mut max = 0;
         let _ = visit_expressions(s.as_ref(), |e| {
-            if let Expr::Value(v) = e {
-                if let Value::Placeholder(p) = &v.value {
-                    if let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
-                        max = max.max(n);
-                    }
-                }
+            if let Expr::Value(v) = e
+                && let Value::Placeholder(p) = &v.value
+                && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+            {
+                max = max.max(n);
             }
             ControlFlow::<()>::Continue(())
         });
@@ -120,10 +119,9 @@ fn split(sql: &str) -> Vec<&str> {
                         .chars()
                         .all(|c| c.is_alphanumeric() || c == '_')
                         && !tag[1..2].chars().all(|c| c.is_ascii_digit())
+                        && let Some(close) = sql[i + tag.len()..].find(tag)
                     {
-                        if let Some(close) = sql[i + tag.len()..].find(tag) {
-                            i += tag.len() + close + tag.len() - 1;
-                        }
+                        i += tag.len() + close + tag.len() - 1;
                     }
                 }
             }
