@@ -54,6 +54,28 @@ pub async fn connect(server: &RunningServer) -> tokio_postgres::Client {
     client
 }
 
+/// `count(*)` of a table.
+pub async fn count(client: &tokio_postgres::Client, table: &str) -> i64 {
+    client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// The text of `EXPLAIN …`: the plan column of every row, one line each.
+pub async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = client.simple_query(sql).await.expect("explain");
+    rows.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some(format!("{}\n", r.get(1).unwrap_or("")))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether psql can run here. CI installs postgresql-client (.ci/run), so there
 /// a missing psql fails the test instead of skipping it.
 pub fn psql_available(test: &str) -> bool {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::common::{TempDir, connect, random_vectors, start_server, vector_text};
+use crate::common::{TempDir, connect, count, random_vectors, start_server, vector_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_see_whole_statements_while_a_writer_commits() {
@@ -23,11 +23,7 @@ async fn readers_see_whole_statements_while_a_writer_commits() {
             let mut last = 0i64;
             let mut reads = 0;
             while !done.load(Ordering::SeqCst) && reads < 2_000 {
-                let n: i64 = client
-                    .query_one("SELECT count(*) FROM c", &[])
-                    .await
-                    .expect("count")
-                    .get(0);
+                let n: i64 = count(&client, "c").await;
                 assert_eq!(n % 50, 0, "reader {r} saw a partial statement: {n} rows");
                 assert!(n >= last, "reader {r} went back in time: {last} then {n}");
                 last = n;
@@ -67,11 +63,7 @@ async fn readers_see_whole_statements_while_a_writer_commits() {
         let reads = r.await.expect("reader ran");
         assert!(reads > 0);
     }
-    let n: i64 = writer
-        .query_one("SELECT count(*) FROM c", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let n: i64 = count(&writer, "c").await;
     assert_eq!(n, 1000);
     server.shutdown().await.expect("shutdown");
 }

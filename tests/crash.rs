@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{TempDir, random_vectors, vector_text};
+use crate::common::{TempDir, count, random_vectors, vector_text};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -87,11 +87,7 @@ async fn kill_9_keeps_acknowledged_statements_whole() {
 
     let mut server = spawn_server(dir.path(), port).await;
     let c = client(port).await;
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM w", &[])
-        .await
-        .expect("count after restart")
-        .get(0);
+    let n: i64 = count(&c, "w").await;
     assert_eq!(n % 100, 0, "a statement is there in part: {n} rows");
     assert!(
         n as u64 >= acked * 100,

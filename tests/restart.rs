@@ -1,6 +1,6 @@
 //! Persistence: what was acknowledged is there after a restart, indexes included.
 
-use crate::common::{TempDir, connect, start_server};
+use crate::common::{TempDir, connect, count, explain, start_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_catalog_and_indexes_survive_a_restart() {
@@ -22,23 +22,13 @@ async fn data_catalog_and_indexes_survive_a_restart() {
 
     let server = start_server(dir.path()).await;
     let client = connect(&server).await;
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM docs", &[])
-        .await
-        .expect("count")
-        .get(0);
+    let n: i64 = count(&client, "docs").await;
     assert_eq!(n, 299);
-    let rows = client
-        .simple_query("EXPLAIN SELECT id FROM vector_search('docs', 'embedding', '[1,0]', 2)")
-        .await
-        .expect("explain");
-    let plan: String = rows
-        .iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let plan = explain(
+        &client,
+        "EXPLAIN SELECT id FROM vector_search('docs', 'embedding', '[1,0]', 2)",
+    )
+    .await;
     assert!(
         plan.contains("index=docs_idx (ivf_flat)") && plan.contains("metric=cosine"),
         "{plan}"
