@@ -33,11 +33,16 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn read<T: Clone>(lock: &RwLock<T>) -> T {
+/// Reads through a lock without copying what it guards.
+fn with_read<T, R>(lock: &RwLock<T>, f: impl FnOnce(&T) -> R) -> R {
     match lock.read() {
-        Ok(g) => g.clone(),
-        Err(p) => p.into_inner().clone(),
+        Ok(g) => f(&g),
+        Err(p) => f(&p.into_inner()),
     }
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    with_read(lock, T::clone)
 }
 
 impl Engine {
@@ -94,7 +99,7 @@ impl Engine {
     }
 
     pub fn table_names(&self) -> Vec<String> {
-        read(&self.catalog).tables.keys().cloned().collect()
+        with_read(&self.catalog, |c| c.tables.keys().cloned().collect())
     }
 
     /// Creates a table; `Ok(false)` when it exists and `if_not_exists` is set.
@@ -164,7 +169,8 @@ impl Engine {
     }
 
     pub fn indexes_of(&self, table: &str) -> Vec<IndexDef> {
-        read(&self.catalog).indexes_of(table).cloned().collect()
+        // On every search's planning path: copy only this table's indexes.
+        with_read(&self.catalog, |c| c.indexes_of(table).cloned().collect())
     }
 
     /// Builds an index and records it; `Ok(false)` when it exists and `if_not_exists` is set.
