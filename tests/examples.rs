@@ -2,15 +2,21 @@
 
 use crate::common::{TempDir, psql_available, start_server};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quickstart_sql_runs_in_psql() {
-    if !psql_available("quickstart_sql_runs_in_psql") {
-        return;
+/// Runs an example file with psql (ON_ERROR_STOP) and returns its output.
+async fn run_example(file: &str, vars: &[(&str, String)]) -> Option<String> {
+    if !psql_available(file) {
+        return None;
     }
     let dir = TempDir::new("examples");
     let server = start_server(dir.path()).await;
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/01_quickstart.sql");
-    let out = tokio::process::Command::new("psql")
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(file);
+    let mut cmd = tokio::process::Command::new("psql");
+    for (name, value) in vars {
+        cmd.arg("-v").arg(format!("{name}={value}"));
+    }
+    let out = cmd
         .args([
             "-h",
             "127.0.0.1",
@@ -27,12 +33,21 @@ async fn quickstart_sql_runs_in_psql() {
         .output()
         .await
         .expect("psql runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "psql failed\nstdout: {stdout}\nstderr: {stderr}"
     );
+    server.shutdown().await.expect("shutdown");
+    Some(stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_sql_runs_in_psql() {
+    let Some(stdout) = run_example("01_quickstart.sql", &[]).await else {
+        return;
+    };
     // Filter-first: the two verb.motion rows, though the query is nearest to the plants.
     assert!(
         stdout.contains("4|walk: move on foot at a slow pace|"),
@@ -47,5 +62,20 @@ async fn quickstart_sql_runs_in_psql() {
         stdout.contains("index=quickstart_embedding_idx (ivf_hnsw_sq)"),
         "{stdout}"
     );
-    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_rerank_sql_runs_in_psql() {
+    let path = |name: &str| crate::udf::example_module_path(name).display().to_string();
+    let vars = [("lexical", path("lexical_boost")), ("mmr", path("mmr"))];
+    let Some(stdout) = run_example("02_wasm_rerank.sql", &vars).await else {
+        return;
+    };
+    eprintln!("{stdout}");
+    assert!(stdout.contains("CREATE FUNCTION"), "{stdout}");
+    assert!(stdout.contains("4|red apple salad|"), "{stdout}");
+    assert!(
+        stdout.contains("public|mmr_rank|int8|vector, float8, float8|window"),
+        "{stdout}"
+    );
 }

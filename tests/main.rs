@@ -9,3 +9,4 @@ mod examples;
 mod recall;
 mod restart;
 mod slt;
+mod udf;

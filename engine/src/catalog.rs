@@ -1,4 +1,4 @@
-//! The persisted catalog: table and index definitions in `<data_dir>/catalog.json`.
+//! The persisted catalog: table, index and function definitions in `<data_dir>/catalog.json`.
 //!
 //! The file is replaced atomically on each change (temporary file, fsync,
 //! rename, fsync of the folder), so a crash leaves either the old or the new
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::function::FunctionDef;
 use crate::index::IndexDef;
 use crate::schema::TableDef;
 
@@ -23,6 +24,9 @@ pub struct Catalog {
     pub version: u32,
     pub tables: BTreeMap<String, TableDef>,
     pub indexes: BTreeMap<String, IndexDef>,
+    /// User functions (absent from catalogs written before functions existed).
+    #[serde(default)]
+    pub functions: BTreeMap<String, FunctionDef>,
 }
 
 impl Catalog {

@@ -11,10 +11,32 @@ use quiver_tiering::StorageRoot;
 use crate::catalog::Catalog;
 use crate::engine_err;
 use crate::error::{EngineError, ErrorKind, Result};
+use crate::function::{FIRST_FUNCTION_OID, FunctionDef};
 use crate::index::IndexDef;
 use crate::schema::{ColumnDef, TableDef};
 use crate::search::{self, SearchHits, SearchKnobs, SearchPlan};
 use crate::table::Table;
+
+/// Folder of function modules inside the data directory.
+const FUNCTIONS_DIR: &str = "functions";
+
+/// Writes a file so that it survives a crash once this returns (temporary
+/// file, fsync, rename, fsync of the folder).
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
 
 pub struct Engine {
     data_dir: PathBuf,
@@ -165,6 +187,85 @@ impl Engine {
         if let Err(e) = self.storage.remove_dataset(&def.dir) {
             tracing::warn!(table = name, error = %e, "dropped table's files were not removed");
         }
+        Ok(true)
+    }
+
+    /// The user functions, by name.
+    pub fn functions(&self) -> Vec<FunctionDef> {
+        with_read(&self.catalog, |c| c.functions.values().cloned().collect())
+    }
+
+    pub fn function(&self, name: &str) -> Option<FunctionDef> {
+        with_read(&self.catalog, |c| c.functions.get(name).cloned())
+    }
+
+    /// The module bytes of a function, as given at CREATE FUNCTION.
+    pub fn function_module(&self, def: &FunctionDef) -> Result<Vec<u8>> {
+        std::fs::read(self.data_dir.join(FUNCTIONS_DIR).join(&def.module_file)).map_err(|e| {
+            EngineError::new(
+                ErrorKind::Io,
+                format!("the module of function {} is unreadable: {e}", def.name),
+            )
+        })
+    }
+
+    /// Stores a function (its module first, durably, then the catalog entry).
+    /// `def.oid` and `def.module_file` are assigned here. With `replace`, an
+    /// existing function of that name is replaced; otherwise it is an error.
+    pub async fn create_function(
+        &self,
+        mut def: FunctionDef,
+        module: &[u8],
+        replace: bool,
+    ) -> Result<FunctionDef> {
+        let _ddl = self.ddl.lock().await;
+        let old = self.function(&def.name);
+        if old.is_some() && !replace {
+            return engine_err!(
+                FunctionExists,
+                "function \"{}\" already exists (use CREATE OR REPLACE FUNCTION)",
+                def.name
+            );
+        }
+        def.oid = match &old {
+            Some(o) => o.oid,
+            None => with_read(&self.catalog, |c| {
+                c.functions
+                    .values()
+                    .map(|f| f.oid + 1)
+                    .max()
+                    .unwrap_or(FIRST_FUNCTION_OID)
+            }),
+        };
+        def.module_file = format!("{}-{}.wasm", def.name, uuid::Uuid::new_v4().simple());
+        let dir = self.data_dir.join(FUNCTIONS_DIR);
+        write_durably(&dir, &def.module_file, module)?;
+        let stored = def.clone();
+        if let Err(e) = self.update_catalog(|c| {
+            c.functions.insert(def.name.clone(), def);
+        }) {
+            let _ = std::fs::remove_file(dir.join(&stored.module_file));
+            return Err(e);
+        }
+        if let Some(old) = old {
+            let _ = std::fs::remove_file(dir.join(&old.module_file));
+        }
+        Ok(stored)
+    }
+
+    /// Drops a function; `Ok(false)` when missing and `if_exists` is set.
+    pub async fn drop_function(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let Some(def) = self.function(name) else {
+            if if_exists {
+                return Ok(false);
+            }
+            return engine_err!(FunctionNotFound, "function {name} does not exist");
+        };
+        self.update_catalog(|c| {
+            c.functions.remove(name);
+        })?;
+        let _ = std::fs::remove_file(self.data_dir.join(FUNCTIONS_DIR).join(&def.module_file));
         Ok(true)
     }
 

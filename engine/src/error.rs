@@ -10,6 +10,8 @@ pub enum ErrorKind {
     ColumnNotFound,
     IndexNotFound,
     IndexExists,
+    FunctionNotFound,
+    FunctionExists,
     /// A value does not fit its column (e.g. wrong vector dimension).
     InvalidData,
     /// A request that cannot be honoured as stated (e.g. an index on a non-vector column).

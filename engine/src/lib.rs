@@ -6,11 +6,12 @@
 //! sql crate. Storage locations come from the tiering crate.
 //!
 //! On disk (`<data_dir>/`):
-//! - `catalog.json` — table, column and index definitions, replaced atomically
+//! - `catalog.json` — table, column, index and function definitions, replaced atomically
 //!   (write a temporary file, fsync, rename) on every DDL statement;
 //! - `tables/<name>-<id>.lance` — one Lance dataset per table. Every
 //!   acknowledged write is exactly one committed Lance version, so after a
-//!   crash a reader sees a statement whole or not at all.
+//!   crash a reader sees a statement whole or not at all;
+//! - `functions/<name>-<id>.wasm` — the module of each user function.
 //!
 //! Modules:
 //! - [`error`] — the engine's error type and its kinds;
@@ -18,6 +19,7 @@
 //! - [`catalog`] — the persisted catalog;
 //! - [`table`] — one table: its dataset, snapshots and writes;
 //! - [`snapshot`] — an in-memory copy of a table version (hot vectors + rows);
+//! - [`function`] — user function definitions (module bytes in `functions/`);
 //! - [`index`] — index definitions and building Lance indexes;
 //! - [`distance`] — metrics and exact distance kernels;
 //! - [`ann`] — the ANN hot path over an opened Lance index;
@@ -29,6 +31,7 @@ pub mod catalog;
 pub mod distance;
 pub mod engine;
 pub mod error;
+pub mod function;
 pub mod index;
 pub mod schema;
 pub mod search;

@@ -38,8 +38,20 @@ pub enum StatusCode {
     ProgramLimitExceeded,
     /// Query was cancelled or timed out (57014).
     QueryCanceled,
-    /// Out of memory / resources (53200).
+    /// Out of memory, or a function's memory limit (53200).
     OutOfMemory,
+    /// Not enough of some resource right now, e.g. function instance slots (53000).
+    InsufficientResources,
+    /// Recursion too deep, e.g. a WebAssembly function's stack (54001).
+    StackDepthExceeded,
+    /// A function of that name exists (42723).
+    DuplicateFunction,
+    /// A CREATE FUNCTION whose module or signature is unusable (42P13).
+    InvalidFunctionDefinition,
+    /// A user function failed: a trap or its own error (38000).
+    ExternalRoutineException,
+    /// A user function broke the calling convention, e.g. a bad result (39000).
+    ExternalRoutineInvocationException,
     /// Storage failure (58030).
     IoError,
     /// Anything else (XX000).
@@ -79,6 +91,8 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::ColumnNotFound => StatusCode::UndefinedColumn,
             K::IndexNotFound => StatusCode::UndefinedObject,
             K::IndexExists => StatusCode::DuplicateObject,
+            K::FunctionNotFound => StatusCode::UndefinedFunction,
+            K::FunctionExists => StatusCode::DuplicateFunction,
             K::InvalidData => StatusCode::DataException,
             K::InvalidRequest => StatusCode::DatatypeMismatch,
             K::Unsupported => StatusCode::FeatureNotSupported,
@@ -128,8 +142,10 @@ impl SqlError {
             D::Plan(msg) if msg.contains("table") && msg.contains("not found") => {
                 StatusCode::UndefinedTable
             }
-            D::Plan(msg)
-                if msg.contains("Invalid function") || msg.contains("not found in registry") =>
+            D::Plan(msg) | D::Execution(msg)
+                if msg.contains("Invalid function")
+                    || msg.contains("not found in registry")
+                    || msg.contains("No function matches the given name") =>
             {
                 StatusCode::UndefinedFunction
             }
@@ -150,6 +166,15 @@ impl SqlError {
             // `message()` appends a "please file a bug report" paragraph to internal errors.
             D::Internal(desc) => desc.clone(),
             other => other.message().into_owned(),
+        };
+        // A user function's own coercion message, without DataFusion's wrapping.
+        const COERCION: &str = "coercion failed with: External error: ";
+        let message = match message.find(COERCION) {
+            Some(at) => {
+                let inner = &message[at + COERCION.len()..];
+                inner[..inner.find(". No function matches").unwrap_or(inner.len())].to_string()
+            }
+            None => message,
         };
         SqlError::new(code, message)
     }

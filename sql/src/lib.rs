@@ -11,7 +11,8 @@
 //! - [`vector`] — vector text form and vector functions;
 //! - [`ddl`], [`dml`], [`copy`] — DDL, writes, COPY formats;
 //! - [`settings`] — SET/SHOW and the search knobs;
-//! - [`pg_catalog`] — the type rows drivers look up;
+//! - [`functions`] — user functions in WebAssembly (CREATE/DROP FUNCTION, registry);
+//! - [`pg_catalog`] — the type rows drivers look up, and `pg_proc`;
 //! - [`tables`] — the engine's tables as DataFusion tables;
 //! - [`error`] — the crate's error and status codes.
 
@@ -19,6 +20,7 @@ pub mod copy;
 pub mod ddl;
 pub mod dml;
 pub mod error;
+pub mod functions;
 pub mod pg_catalog;
 pub mod rewrite;
 pub mod session;

@@ -20,6 +20,7 @@ use quiver_engine::search::SearchKnobs;
 
 use crate::dml;
 use crate::error::Result;
+use crate::functions::{FunctionDdl, FunctionRegistry};
 use crate::rewrite::{rewrite_expressions, rewrite_knn};
 use crate::settings::Settings;
 use crate::sql_err;
@@ -38,14 +39,30 @@ pub const VERSION: &str = concat!("PostgreSQL 16.0 (Quiver ", env!("CARGO_PKG_VE
 /// The shared database: engine, catalog, registries. One per process.
 pub struct Database {
     pub engine: Arc<Engine>,
+    /// User functions (LANGUAGE wasm), compiled once for all sessions.
+    pub functions: Arc<FunctionRegistry>,
+    /// Native functions an embedding program registered.
+    native: Mutex<Vec<ScalarUDF>>,
 }
 
 impl Database {
     /// Opens (or creates) the data directory.
     pub async fn open(data_dir: &Path) -> Result<Arc<Database>> {
+        let engine = Engine::open(data_dir).await?;
         Ok(Arc::new(Database {
-            engine: Engine::open(data_dir).await?,
+            functions: Arc::new(FunctionRegistry::new(engine.clone())),
+            engine,
+            native: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Adds a native (Rust) scalar function for an embedding program;
+    /// sessions opened afterwards can call it.
+    pub fn register_native_udf(&self, udf: ScalarUDF) {
+        match self.native.lock() {
+            Ok(mut g) => g.push(udf),
+            Err(p) => p.into_inner().push(udf),
+        }
     }
 
     /// A new session (one per client connection).
@@ -118,6 +135,8 @@ pub struct Session {
     pub(crate) ctx: SessionContext,
     settings: Mutex<Settings>,
     knobs: Arc<Mutex<SearchKnobs>>,
+    /// The registry generation whose user functions `ctx` holds, and their names.
+    functions_seen: Mutex<(u64, Vec<String>)>,
 }
 
 fn version_udf() -> ScalarUDF {
@@ -127,6 +146,37 @@ fn version_udf() -> ScalarUDF {
         ))
     });
     create_udf("version", vec![], DataType::Utf8, Volatility::Stable, f)
+}
+
+/// The types of parameters written `$n::type` (scalar types only).
+fn cast_parameter_types(s: &ast::Statement) -> Vec<(String, DataType)> {
+    use ast::DataType as T;
+    let mut out = Vec::new();
+    let _ = ast::visit_expressions(s, |e| {
+        if let Expr::Cast {
+            expr, data_type, ..
+        } = e
+            && let Expr::Value(v) = expr.as_ref()
+            && let ast::Value::Placeholder(p) = &v.value
+        {
+            let t = match data_type {
+                T::Float8 | T::DoublePrecision | T::Double(_) | T::Float64 => {
+                    Some(DataType::Float64)
+                }
+                T::Real | T::Float4 | T::Float32 => Some(DataType::Float32),
+                T::BigInt(_) | T::Int8(_) | T::Int64 => Some(DataType::Int64),
+                T::Int(_) | T::Integer(_) | T::Int4(_) | T::Int32 => Some(DataType::Int32),
+                T::SmallInt(_) | T::Int2(_) | T::Int16 => Some(DataType::Int16),
+                T::Bool | T::Boolean => Some(DataType::Boolean),
+                _ => None,
+            };
+            if let Some(t) = t {
+                out.push((p.clone(), t));
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    out
 }
 
 /// A one-column text result.
@@ -157,7 +207,7 @@ impl Session {
                     engine: db.engine.clone(),
                 }),
             );
-            match crate::pg_catalog::schema() {
+            match crate::pg_catalog::schema(db.engine.clone()) {
                 Ok(pg) => {
                     let _ = catalog.register_schema("pg_catalog", pg);
                 }
@@ -168,6 +218,16 @@ impl Session {
             ctx.register_udf(f);
         }
         ctx.register_udf(version_udf());
+        for f in crate::pg_catalog::function_udfs(db.engine.clone()) {
+            ctx.register_udf(f);
+        }
+        let native = match db.native.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        for f in native {
+            ctx.register_udf(f);
+        }
         let knobs = Arc::new(Mutex::new(SearchKnobs::default()));
         ctx.register_udtf(
             "vector_search",
@@ -181,7 +241,51 @@ impl Session {
             ctx,
             settings: Mutex::new(Settings::default()),
             knobs,
+            functions_seen: Mutex::new((0, Vec::new())),
         }
+    }
+
+    /// Makes the context hold the current user functions (after any CREATE or
+    /// DROP FUNCTION, in this session or another).
+    fn sync_functions(&self) {
+        let generation = self.db.functions.generation();
+        let mut seen = match self.functions_seen.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if seen.0 == generation {
+            return;
+        }
+        for name in seen.1.drain(..) {
+            self.ctx.deregister_udf(&name);
+            self.ctx.deregister_udwf(&name);
+        }
+        let (scalars, windows) = self.db.functions.udfs();
+        for f in scalars {
+            seen.1.push(f.name().to_string());
+            self.ctx.register_udf(f);
+        }
+        for f in windows {
+            seen.1.push(f.name().to_string());
+            self.ctx.register_udwf(f);
+        }
+        seen.0 = generation;
+    }
+
+    /// Whether `name` is a function Quiver or DataFusion provides (not a user function).
+    fn is_builtin_function(&self, name: &str) -> bool {
+        let user = match self.functions_seen.lock() {
+            Ok(g) => g.1.iter().any(|n| n == name),
+            Err(p) => p.into_inner().1.iter().any(|n| n == name),
+        };
+        if user {
+            return false;
+        }
+        let state = self.ctx.state();
+        state.scalar_functions().contains_key(name)
+            || state.aggregate_functions().contains_key(name)
+            || state.window_functions().contains_key(name)
+            || name == "vector_search"
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -220,12 +324,14 @@ impl Session {
             .map(|i| declared.get(i).cloned().flatten().unwrap_or(DataType::Utf8))
             .collect();
         let mut schema = None;
+        self.sync_functions();
         if let StatementKind::Sql(s) = &stmt.kind {
             let mut s = s.as_ref().clone();
             rewrite_expressions(&mut s, None)?;
             match &mut s {
                 ast::Statement::Query(q) => {
                     rewrite_knn(q, self.engine())?;
+                    let casts = cast_parameter_types(&s);
                     let plan = self
                         .ctx
                         .state()
@@ -234,7 +340,14 @@ impl Session {
                         )))
                         .await?;
                     schema = Some(Arc::new(plan.schema().as_arrow().clone()));
-                    let types = plan.get_parameter_types()?;
+                    let mut types = plan.get_parameter_types()?;
+                    // `$n::type` types a parameter, as in Postgres, where inference found nothing.
+                    for (name, t) in casts {
+                        let slot = types.entry(name).or_insert(None);
+                        if slot.is_none() {
+                            *slot = Some(t);
+                        }
+                    }
                     for (i, p) in params.iter_mut().enumerate() {
                         if declared.get(i).cloned().flatten().is_some() {
                             continue;
@@ -282,8 +395,24 @@ impl Session {
                     tag: ddl::reindex(self.engine(), *table, name).await?,
                 });
             }
+            StatementKind::Function(FunctionDdl::Create(f)) => {
+                let builtin = self.is_builtin_function(&f.name);
+                let tag = self
+                    .db
+                    .functions
+                    .create(f.as_ref().clone(), builtin)
+                    .await?;
+                self.sync_functions();
+                return Ok(Output::Command { tag });
+            }
+            StatementKind::Function(FunctionDdl::Drop { names, if_exists }) => {
+                let tag = self.db.functions.drop_functions(names, *if_exists).await;
+                self.sync_functions();
+                return Ok(Output::Command { tag: tag? });
+            }
             StatementKind::Sql(s) => s,
         };
+        self.sync_functions();
         let mut s = s.as_ref().clone();
         rewrite_expressions(&mut s, Some(params))?;
         use ast::Statement as S;

@@ -24,6 +24,7 @@ pub(crate) enum StatementKind {
     Sql(Box<ast::Statement>),
     Optimize(String),
     Reindex { table: bool, name: String },
+    Function(crate::functions::FunctionDdl),
 }
 
 impl Statement {
@@ -33,6 +34,8 @@ impl Statement {
         match &self.kind {
             StatementKind::Optimize(_) => "OPTIMIZE",
             StatementKind::Reindex { .. } => "REINDEX",
+            StatementKind::Function(crate::functions::FunctionDdl::Create(_)) => "CREATE FUNCTION",
+            StatementKind::Function(crate::functions::FunctionDdl::Drop { .. }) => "DROP FUNCTION",
             StatementKind::Sql(s) => match s.as_ref() {
                 S::Query(_)
                 | S::Explain { .. }
@@ -145,8 +148,8 @@ fn is_blank(s: &str) -> bool {
     }) && !s.contains("/*")
 }
 
-fn words(s: &str) -> Vec<String> {
-    s.split_whitespace().map(|w| w.to_string()).collect()
+fn words(s: &str) -> impl Iterator<Item = String> + '_ {
+    s.split_whitespace().map(|w| w.to_string())
 }
 
 fn bare_name(w: &str) -> String {
@@ -159,8 +162,14 @@ fn bare_name(w: &str) -> String {
 }
 
 fn parse_one(text: &str) -> Result<Statement> {
-    let w = words(text);
+    // Only the leading words decide; a function body can be megabytes long.
+    let w: Vec<String> = words(text).take(4).collect();
     let upper: Vec<String> = w.iter().map(|x| x.to_ascii_uppercase()).collect();
+    if crate::functions::is_function_ddl(&upper) {
+        return Ok(Statement {
+            kind: StatementKind::Function(crate::functions::parse_function_ddl(text)?),
+        });
+    }
     match upper.first().map(String::as_str) {
         Some("OPTIMIZE") => {
             return match upper.as_slice() {

@@ -38,6 +38,12 @@ pub fn sqlstate(code: StatusCode) -> &'static str {
         StatusCode::ProgramLimitExceeded => "54000",
         StatusCode::QueryCanceled => "57014",
         StatusCode::OutOfMemory => "53200",
+        StatusCode::InsufficientResources => "53000",
+        StatusCode::StackDepthExceeded => "54001",
+        StatusCode::DuplicateFunction => "42723",
+        StatusCode::InvalidFunctionDefinition => "42P13",
+        StatusCode::ExternalRoutineException => "38000",
+        StatusCode::ExternalRoutineInvocationException => "39000",
         StatusCode::IoError => "58030",
         StatusCode::Internal => "XX000",
     }

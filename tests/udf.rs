@@ -1,0 +1,595 @@
+//! User functions in WebAssembly: the Rust example re-rankers built from
+//! `examples/wasm` with the guest SDK, hand-written WAT modules following the
+//! ABI, the catalog life of a function (persisted, `\df`, DROP), and the
+//! evil-guest corpus under `tests/wasm/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::common::{TempDir, connect, psql_available, start_server};
+
+#[path = "../examples/wasm/lexical_boost/src/logic.rs"]
+mod lexical_logic;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds `examples/wasm` for wasm32-unknown-unknown (once per test run) and
+/// returns the path of the module `name`.
+pub fn example_module_path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("target"))
+            .join("wasm-examples");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+            .arg(root().join("examples/wasm/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("run cargo");
+        assert!(
+            out.status.success(),
+            "building examples/wasm failed (is the wasm32-unknown-unknown target installed? .ci/run installs it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("wasm32-unknown-unknown/release")
+    });
+    dir.join(format!("{name}.wasm"))
+}
+
+fn example_module(name: &str) -> Vec<u8> {
+    std::fs::read(example_module_path(name)).expect("built module")
+}
+
+/// A WAT fixture with the shared prelude substituted.
+fn wat(name: &str) -> String {
+    let read =
+        |f: &str| std::fs::read_to_string(root().join("tests/wasm").join(f)).expect("fixture");
+    read(&format!("{name}.wat")).replace(";;PRELUDE", &read("prelude.wat"))
+}
+
+/// Module bytes as a bytea hex literal body.
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::from("\\x");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+async fn expect_error(client: &tokio_postgres::Client, sql: &str, code: &str) -> String {
+    match client.simple_query(sql).await {
+        Ok(_) => panic!("expected {code} from: {}", &sql[..sql.len().min(200)]),
+        Err(e) => {
+            assert_eq!(sqlstate(&e), code, "{e:?}");
+            let msg = e
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default();
+            eprintln!("  {code}: {msg}");
+            msg
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_rerankers_from_the_examples() {
+    let lexical = example_module("lexical_boost");
+    let mmr = example_module("mmr");
+    let dir = TempDir::new("udf-rust");
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    let docs = [
+        (1, "a red apple on the table", "[1,0.1,0]"),
+        (2, "red apples, red cherries", "[1,0.11,0]"),
+        (3, "a green pear", "[1,0,0.5]"),
+        (4, "The Apple company", "[0,1,0]"),
+        (5, "bananas are yellow", "[0,0,1]"),
+        (6, "", "[0.5,0.5,0.5]"),
+    ];
+    client
+        .batch_execute("CREATE TABLE docs (id BIGINT, body TEXT, embedding VECTOR(3))")
+        .await
+        .expect("create");
+    for (id, body, v) in docs {
+        client
+            .execute(
+                "INSERT INTO docs VALUES ($1, $2, $3)",
+                &[&(id as i64), &body, &v],
+            )
+            .await
+            .expect("insert");
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION lexical_boost(doc text, query text) RETURNS float8 LANGUAGE wasm AS '{}';
+             CREATE FUNCTION mmr_rank(vector, float8, float8) RETURNS int8 LANGUAGE wasm WINDOW AS '{}'
+                 WITH (memory_limit = '16MB', timeout_ms = 500);",
+            hex(&lexical),
+            hex(&mmr)
+        ))
+        .await
+        .expect("create functions");
+
+    // Every row's score matches the same logic compiled natively.
+    for query in ["red apple", "APPLE", "green pears", "", "zebra"] {
+        let rows = client
+            .query(
+                "SELECT id, body, lexical_boost(body, $1) FROM vector_search('docs', 'embedding', '[1,0,0]', 10) ORDER BY id",
+                &[&query],
+            )
+            .await
+            .expect("lexical_boost");
+        assert_eq!(rows.len(), docs.len());
+        for r in rows {
+            let body: String = r.get(1);
+            let got: f64 = r.get(2);
+            assert_eq!(
+                got,
+                lexical_logic::lexical_boost(&body, query),
+                "{body:?} / {query:?}"
+            );
+        }
+    }
+    // The re-ranking query of the issue: boost minus distance, best first.
+    let rows = client
+        .query(
+            "SELECT id, lexical_boost(body, 'red apple') - _distance AS score
+             FROM vector_search('docs', 'embedding', '[0,1,0]', 100, 'cosine')
+             ORDER BY score DESC LIMIT 3",
+            &[],
+        )
+        .await
+        .expect("rerank");
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        ids[0], 4,
+        "the exact vector match also has 'apple': {ids:?}"
+    );
+    assert!(ids.contains(&1) && ids.contains(&2), "{ids:?}");
+    // NULL text: NULL boost (the SDK skips the body for a NULL argument).
+    let row = client
+        .query_one("SELECT lexical_boost(NULL, 'red') IS NULL", &[])
+        .await
+        .expect("null");
+    assert!(row.get::<_, bool>(0));
+
+    // MMR: with lambda = 1 the order is the relevance order; with 0.3 the
+    // near-duplicate of the best candidate (id 2 of id 1) no longer comes second.
+    let ranks = |lambda: f64| {
+        let client = &client;
+        async move {
+            let rows = client
+                .query(
+                    "SELECT id, mmr_rank(embedding, 1 - _distance, $1::float8) OVER () AS r
+                     FROM vector_search('docs', 'embedding', '[1,0,0]', 5, 'cosine') ORDER BY r",
+                    &[&lambda],
+                )
+                .await
+                .expect("mmr");
+            rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>()
+        }
+    };
+    let by_relevance: Vec<i64> = client
+        .query(
+            "SELECT id FROM vector_search('docs', 'embedding', '[1,0,0]', 5, 'cosine') ORDER BY _distance",
+            &[],
+        )
+        .await
+        .expect("plain")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ranks(1.0).await, by_relevance);
+    assert_eq!(&by_relevance[..2], &[1, 2]);
+    let diverse = ranks(0.3).await;
+    assert_eq!(diverse[0], 1);
+    assert_ne!(diverse[1], 2, "near-duplicate should sink: {diverse:?}");
+    let mut sorted = diverse.clone();
+    sorted.sort();
+    assert_eq!(sorted.len(), 5);
+    let msg = expect_error(
+        &client,
+        "SELECT mmr_rank(embedding, 1 - _distance, 7.0) OVER () FROM vector_search('docs', 'embedding', '[1,0,0]', 5)",
+        "38000",
+    )
+    .await;
+    assert!(msg.contains("lambda must be between 0 and 1"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_are_catalog_objects() {
+    let dir = TempDir::new("udf-catalog");
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    let other = connect(&server).await;
+    let double = wat("double");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (x BIGINT);
+             INSERT INTO t VALUES (1), (2), (NULL), (4);
+             CREATE FUNCTION double_it(float8) RETURNS float8 LANGUAGE wasm AS '{double}';"
+        ))
+        .await
+        .expect("create");
+    // Another connection sees it; NULL in, NULL out; a constant argument works too.
+    let rows = other
+        .query("SELECT double_it(x) FROM t ORDER BY x", &[])
+        .await
+        .expect("call");
+    let got: Vec<Option<f64>> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, vec![Some(2.0), Some(4.0), Some(8.0), None]);
+    let row = other
+        .query_one("SELECT double_it(2.5)", &[])
+        .await
+        .expect("scalar");
+    assert_eq!(row.get::<_, f64>(0), 5.0);
+
+    expect_error(
+        &client,
+        &format!("CREATE FUNCTION double_it(float8) RETURNS float8 LANGUAGE wasm AS '{double}'"),
+        "42723",
+    )
+    .await;
+    expect_error(
+        &client,
+        &format!("CREATE FUNCTION abs(float8) RETURNS float8 LANGUAGE wasm AS '{double}'"),
+        "42723",
+    )
+    .await;
+    expect_error(
+        &client,
+        "CREATE FUNCTION f(int) RETURNS int LANGUAGE plpgsql AS 'begin return 1; end'",
+        "0A000",
+    )
+    .await;
+    expect_error(
+        &client,
+        &format!("CREATE FUNCTION f(jsonb) RETURNS float8 LANGUAGE wasm AS '{double}'"),
+        "0A000",
+    )
+    .await;
+    expect_error(
+        &client,
+        &format!("CREATE FUNCTION f(float8) RETURNS float8 LANGUAGE wasm AS '{double}' WITH (timeout_ms = 0)"),
+        "22023",
+    )
+    .await;
+    expect_error(&client, "SELECT double_it(x, x) FROM t", "42883").await;
+    expect_error(&client, "SELECT double_it(true)", "42883").await;
+    // OR REPLACE, and one module holding the export under another name, as a window function.
+    client
+        .batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION double_it(float8) RETURNS float8 LANGUAGE wasm AS '{double}' WITH (timeout_ms = 200, memory_limit = '8MB');
+             CREATE FUNCTION doubled_all(float8) RETURNS float8 LANGUAGE wasm WINDOW AS '{double}', 'double_it';"
+        ))
+        .await
+        .expect("replace");
+    let row = other
+        .query_one(
+            "SELECT sum(d) FROM (SELECT doubled_all(x) OVER () AS d FROM t) s",
+            &[],
+        )
+        .await
+        .expect("window");
+    assert_eq!(row.get::<_, f64>(0), 14.0);
+
+    if psql_available("functions_are_catalog_objects") {
+        let out = Command::new("psql")
+            .args(["-X", "-A", "-F", "|", "-h", "127.0.0.1", "-p"])
+            .arg(server.addr.port().to_string())
+            .args(["-U", "postgres", "-d", "postgres", "-c", "\\df"])
+            .output()
+            .expect("psql");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("public|double_it|float8|float8|func"),
+            "{text}"
+        );
+        assert!(
+            text.contains("public|doubled_all|float8|float8|window"),
+            "{text}"
+        );
+    }
+    drop((client, other));
+    server.shutdown().await.expect("stop");
+
+    // After a restart: still there, compiled again on first use.
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    let row = client
+        .query_one("SELECT sum(double_it(x)) FROM t", &[])
+        .await
+        .expect("after restart");
+    assert_eq!(row.get::<_, f64>(0), 14.0);
+    let names: Vec<String> = client
+        .query(
+            "SELECT proname FROM pg_catalog.pg_proc ORDER BY proname",
+            &[],
+        )
+        .await
+        .expect("pg_proc")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["double_it", "doubled_all"]);
+    client
+        .batch_execute("DROP FUNCTION double_it(float8)")
+        .await
+        .expect("drop");
+    expect_error(&client, "SELECT double_it(x) FROM t", "42883").await;
+    expect_error(&client, "DROP FUNCTION double_it", "42883").await;
+    client
+        .batch_execute("DROP FUNCTION IF EXISTS double_it; DROP FUNCTION doubled_all")
+        .await
+        .expect("drop if exists");
+    let modules = std::fs::read_dir(dir.path().join("functions"))
+        .expect("dir")
+        .count();
+    assert_eq!(modules, 0, "dropped modules are removed");
+}
+
+/// One hostile module: where it must fail (CREATE or call) and with what.
+struct Evil {
+    fixture: &'static str,
+    signature: &'static str,
+    options: &'static str,
+    call: &'static str,
+    create_error: Option<&'static str>,
+    call_error: Option<&'static str>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evil_guests_fail_cleanly() {
+    let dir = TempDir::new("udf-evil");
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (x BIGINT);
+             INSERT INTO t VALUES (1), (2), (3);
+             CREATE FUNCTION double_it(float8) RETURNS float8 LANGUAGE wasm AS '{}';",
+            wat("double")
+        ))
+        .await
+        .expect("setup");
+    let corpus = [
+        Evil {
+            fixture: "loop",
+            signature: "spin(int8) RETURNS int8",
+            options: "WITH (timeout_ms = 100)",
+            call: "SELECT spin(x) FROM t",
+            create_error: None,
+            call_error: Some("57014"),
+        },
+        Evil {
+            fixture: "grow",
+            signature: "grow(int8) RETURNS int8",
+            options: "",
+            call: "SELECT grow(x) FROM t",
+            create_error: None,
+            call_error: Some("53200"),
+        },
+        Evil {
+            fixture: "recurse",
+            signature: "recurse(int8) RETURNS int8",
+            options: "",
+            call: "SELECT recurse(x) FROM t",
+            create_error: None,
+            call_error: Some("54001"),
+        },
+        Evil {
+            fixture: "huge_output",
+            signature: "huge(int8) RETURNS float8",
+            options: "",
+            call: "SELECT huge(x) FROM t",
+            create_error: None,
+            call_error: Some("39000"),
+        },
+        Evil {
+            fixture: "oob_pointer",
+            signature: "oob(int8) RETURNS float8",
+            options: "",
+            call: "SELECT oob(x) FROM t",
+            create_error: None,
+            call_error: Some("39000"),
+        },
+        Evil {
+            fixture: "bad_alloc",
+            signature: "bad_alloc(int8) RETURNS float8",
+            options: "",
+            call: "SELECT bad_alloc(x) FROM t",
+            create_error: None,
+            call_error: Some("39000"),
+        },
+        Evil {
+            fixture: "table_growth",
+            signature: "grow_table(int8) RETURNS int8",
+            options: "",
+            call: "SELECT grow_table(x) FROM t",
+            create_error: None,
+            call_error: Some("53200"),
+        },
+        Evil {
+            fixture: "trap",
+            signature: "boom(int8) RETURNS int8",
+            options: "",
+            call: "SELECT boom(x) FROM t",
+            create_error: None,
+            call_error: Some("38000"),
+        },
+        Evil {
+            fixture: "wrong_type",
+            signature: "wrong_type(int8) RETURNS float8",
+            options: "",
+            call: "SELECT wrong_type(x) FROM t",
+            create_error: None,
+            call_error: Some("39000"),
+        },
+        Evil {
+            fixture: "guest_error",
+            signature: "refuse(int8) RETURNS float8",
+            options: "",
+            call: "SELECT refuse(x) FROM t",
+            create_error: None,
+            call_error: Some("38000"),
+        },
+        Evil {
+            fixture: "import",
+            signature: "sneaky(int8) RETURNS int8",
+            options: "",
+            call: "",
+            create_error: Some("42P13"),
+            call_error: None,
+        },
+        Evil {
+            fixture: "missing_export",
+            signature: "incomplete(int8) RETURNS int8",
+            options: "",
+            call: "",
+            create_error: Some("42P13"),
+            call_error: None,
+        },
+        Evil {
+            fixture: "start_loop",
+            signature: "never(int8) RETURNS int8",
+            options: "WITH (timeout_ms = 50)",
+            call: "",
+            create_error: Some("42P13"),
+            call_error: None,
+        },
+        Evil {
+            fixture: "big_memory",
+            signature: "big(int8) RETURNS int8",
+            options: "",
+            call: "",
+            create_error: Some("42P13"),
+            call_error: None,
+        },
+    ];
+    for evil in &corpus {
+        eprintln!("{}:", evil.fixture);
+        let create = format!(
+            "CREATE FUNCTION {} LANGUAGE wasm AS '{}' {}",
+            evil.signature,
+            wat(evil.fixture),
+            evil.options
+        );
+        if let Some(code) = evil.create_error {
+            expect_error(&client, &create, code).await;
+        } else {
+            client.batch_execute(&create).await.expect(evil.fixture);
+            let started = Instant::now();
+            let msg = expect_error(&client, evil.call, evil.call_error.unwrap_or("?")).await;
+            let elapsed = started.elapsed();
+            if evil.fixture == "loop" {
+                eprintln!("  the 100 ms loop was stopped after {elapsed:?} (query included)");
+                assert!(elapsed.as_millis() < 1000, "{elapsed:?}");
+                assert!(msg.contains("100 ms"), "{msg}");
+            }
+            if evil.fixture == "guest_error" {
+                assert!(
+                    msg.ends_with("refused: this function accepts nothing"),
+                    "{msg}"
+                );
+            }
+        }
+        // The server and the connection keep serving, and a good function still works.
+        let row = client
+            .query_one("SELECT sum(double_it(x)) FROM t", &[])
+            .await
+            .unwrap_or_else(|e| panic!("after {}: {e:?}", evil.fixture));
+        assert_eq!(row.get::<_, f64>(0), 12.0);
+    }
+    // Not WebAssembly at all, binary or text.
+    expect_error(
+        &client,
+        "CREATE FUNCTION f(int8) RETURNS int8 LANGUAGE wasm AS 'hello world'",
+        "42P13",
+    )
+    .await;
+    expect_error(
+        &client,
+        "CREATE FUNCTION f(int8) RETURNS int8 LANGUAGE wasm AS '\\x0061736d01000000ff'",
+        "42P13",
+    )
+    .await;
+    expect_error(
+        &client,
+        "CREATE FUNCTION f(int8) RETURNS int8 LANGUAGE wasm AS '\\x0061736'",
+        "22P02",
+    )
+    .await;
+    expect_error(
+        &client,
+        "CREATE FUNCTION f(int8) RETURNS int8 LANGUAGE wasm AS '(module (func $f))'",
+        "42P13",
+    )
+    .await;
+    // The same big module is fine under a higher memory limit.
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION big(int8) RETURNS int8 LANGUAGE wasm AS '{}' WITH (memory_limit = '256MB')",
+            wat("big_memory")
+        ))
+        .await
+        .expect("big with a higher limit");
+    let pages: i64 = client
+        .query_one("SELECT big(1)", &[])
+        .await
+        .expect("big")
+        .get(0);
+    assert_eq!(pages, 2000);
+    // No state survives between calls: each call starts from a fresh instance.
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION calls_seen(int8) RETURNS int8 LANGUAGE wasm AS '{}'",
+            wat("counter")
+        ))
+        .await
+        .expect("counter");
+    let other = connect(&server).await;
+    for c in [&client, &other, &client] {
+        for r in c
+            .query("SELECT calls_seen(x) FROM t", &[])
+            .await
+            .expect("counter call")
+        {
+            assert_eq!(r.get::<_, i64>(0), 1);
+        }
+    }
+    // Many calls at once from several connections.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let c = connect(&server).await;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let row = c
+                    .query_one("SELECT sum(double_it(x)) FROM t", &[])
+                    .await
+                    .expect("parallel");
+                assert_eq!(row.get::<_, f64>(0), 12.0);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
