@@ -37,7 +37,7 @@ SELECT id, text, round(lexical_boost(text, 'red apple') - _distance, 3) AS score
 FROM vector_search('recipes', 'embedding', '[1, 0, 0]', 5, 'cosine')
 ORDER BY score DESC LIMIT 3;
 
--- Diversity: the near-duplicate apple pie (id 2) no longer comes second.
+-- Diversity: the two near-identical apple pies no longer take the first two places.
 SELECT id, text
 FROM (SELECT id, text, mmr_rank(embedding, 1 - _distance, 0.3) OVER () AS r
       FROM vector_search('recipes', 'embedding', '[1, 0, 0]', 5, 'cosine')) ranked

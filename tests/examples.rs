@@ -78,4 +78,8 @@ async fn wasm_rerank_sql_runs_in_psql() {
         stdout.contains("public|mmr_rank|int8|vector, float8, float8|window"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("public|lexical_boost|float8|doc text, query text|func"),
+        "{stdout}"
+    );
 }

@@ -173,7 +173,7 @@ async fn rust_rerankers_from_the_examples() {
         async move {
             let rows = client
                 .query(
-                    "SELECT id, mmr_rank(embedding, 1 - _distance, $1::float8) OVER () AS r
+                    "SELECT id, mmr_rank(embedding, 1 - _distance, $1) OVER () AS r
                      FROM vector_search('docs', 'embedding', '[1,0,0]', 5, 'cosine') ORDER BY r",
                     &[&lambda],
                 )
@@ -210,6 +210,56 @@ async fn rust_rerankers_from_the_examples() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sdk_type_round_trips() {
+    let module = hex(&example_module("vector_tools"));
+    let dir = TempDir::new("udf-types");
+    let server = start_server(dir.path()).await;
+    let client = connect(&server).await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (id INT, flag BOOL, n BIGINT, score REAL, body TEXT, v VECTOR(2));
+             INSERT INTO t VALUES (1, true, 3, 0.5, 'Red apple', '[3,4]'),
+                                  (2, NULL, 0, 1.25, 'pear', '[0,0]'),
+                                  (3, false, 7, -2, NULL, NULL);
+             CREATE FUNCTION normalize(vector) RETURNS vector LANGUAGE wasm AS '{module}';
+             CREATE FUNCTION has_word(text, text) RETURNS bool LANGUAGE wasm AS '{module}';
+             CREATE FUNCTION describe_row(bool, int4, float4) RETURNS text LANGUAGE wasm AS '{module}';"
+        ))
+        .await
+        .expect("setup");
+    let rows = client
+        .simple_query("SELECT normalize(v), has_word(body, 'APPLE'), describe_row(flag, n, score) FROM t ORDER BY id")
+        .await
+        .expect("call");
+    let got: Vec<[Option<String>; 3]> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some([0, 1, 2].map(|i| r.get(i).map(str::to_string)))
+            }
+            _ => None,
+        })
+        .collect();
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        got,
+        vec![
+            [s("[0.6,0.8]"), s("t"), s("yes/3/0.50")],
+            [s("[0,0]"), s("f"), s("unknown/0/1.25")],
+            [None, None, s("no/7/-2.00")],
+        ]
+    );
+    let msg = expect_error(&client, "SELECT describe_row(true, -1, 0)", "38000").await;
+    assert!(msg.ends_with("count must not be negative, got -1"), "{msg}");
+    // A vector result feeds a vector function.
+    let row = client
+        .query_one("SELECT vector_dims(normalize(v)) FROM t WHERE id = 1", &[])
+        .await
+        .expect("vector_dims");
+    assert_eq!(row.get::<_, i32>(0), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn functions_are_catalog_objects() {
     let dir = TempDir::new("udf-catalog");
     let server = start_server(dir.path()).await;
@@ -236,6 +286,12 @@ async fn functions_are_catalog_objects() {
         .await
         .expect("scalar");
     assert_eq!(row.get::<_, f64>(0), 5.0);
+    // A parameter takes the function's declared argument type (or its cast's).
+    let row = other
+        .query_one("SELECT double_it($1), $2::float8", &[&1.5f64, &0.5f64])
+        .await
+        .expect("typed params");
+    assert_eq!((row.get::<_, f64>(0), row.get::<_, f64>(1)), (3.0, 0.5));
 
     expect_error(
         &client,

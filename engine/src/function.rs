@@ -23,6 +23,9 @@ pub struct FunctionDef {
     pub oid: u32,
     /// Argument type names (`int8`, `float8`, `text`, `bool`, `vector`).
     pub args: Vec<String>,
+    /// Argument names as written at CREATE ("" for an unnamed argument).
+    #[serde(default)]
+    pub arg_names: Vec<String>,
     pub returns: String,
     pub kind: FunctionKind,
     /// The module export called per batch.
@@ -31,6 +34,23 @@ pub struct FunctionDef {
     pub timeout_ms: u64,
     /// The module as given (binary or WAT), under `<data_dir>/functions/`.
     pub module_file: String,
+}
+
+impl FunctionDef {
+    /// The argument list as `\df` shows it: `doc text, query text`.
+    pub fn argument_list(&self) -> String {
+        self.args
+            .iter()
+            .enumerate()
+            .map(
+                |(i, t)| match self.arg_names.get(i).filter(|n| !n.is_empty()) {
+                    Some(n) => format!("{n} {t}"),
+                    None => t.clone(),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// OIDs of user functions start here (above Postgres' built-in range).

@@ -62,6 +62,8 @@ pub struct CreateFunction {
     pub replace: bool,
     pub name: String,
     pub args: Vec<ValueType>,
+    /// Argument names as written ("" when unnamed).
+    pub arg_names: Vec<String>,
     pub returns: ValueType,
     pub kind: FunctionKind,
     pub module: Vec<u8>,
@@ -311,7 +313,7 @@ fn module_bytes(body: &str) -> Result<Vec<u8>> {
         return Ok(body.as_bytes().to_vec());
     };
     let digits: Vec<u8> = hex.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return sql_err!(
             InvalidTextRepresentation,
             "invalid hexadecimal data: odd number of digits"
@@ -394,6 +396,7 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
     let name = c.function_name()?;
     c.expect_punct('(')?;
     let mut args = Vec::new();
+    let mut arg_names = Vec::new();
     if !c.punct(')') {
         loop {
             let mut words = c.type_words()?;
@@ -410,15 +413,17 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
                     words[0].to_ascii_uppercase()
                 );
             }
-            let ty = match value_type(&words) {
-                Some(t) => t,
+            let (name, ty) = match value_type(&words) {
+                Some(t) => (String::new(), t),
                 // The first word is the argument's name.
-                None if words.len() > 1 => {
-                    value_type(&words[1..]).ok_or_else(|| unsupported_type(&words[1..]))?
-                }
+                None if words.len() > 1 => (
+                    words[0].clone(),
+                    value_type(&words[1..]).ok_or_else(|| unsupported_type(&words[1..]))?,
+                ),
                 None => return Err(unsupported_type(&words)),
             };
             args.push(ty);
+            arg_names.push(name);
             if c.punct(')') {
                 break;
             }
@@ -594,6 +599,7 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
         symbol: symbol.unwrap_or_else(|| name.clone()),
         name,
         args,
+        arg_names,
         returns,
         kind,
         module: module_bytes(&body)?,
@@ -675,6 +681,7 @@ impl FunctionRegistry {
             name: f.name.clone(),
             oid: 0,
             args: f.args.iter().map(|a| a.to_string()).collect(),
+            arg_names: f.arg_names.clone(),
             returns: f.returns.to_string(),
             kind: f.kind,
             symbol: f.symbol.clone(),

@@ -249,12 +249,12 @@ pub fn function_udfs(engine: Arc<Engine>) -> Vec<ScalarUDF> {
         describe(
             "pg_get_function_arguments",
             "pg_catalog.pg_get_function_arguments",
-            |d| d.args.join(", "),
+            |d| d.argument_list(),
         ),
         describe(
             "pg_get_function_identity_arguments",
             "pg_catalog.pg_get_function_identity_arguments",
-            |d| d.args.join(", "),
+            |d| d.argument_list(),
         ),
         visible,
     ]

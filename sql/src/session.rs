@@ -20,7 +20,7 @@ use quiver_engine::search::SearchKnobs;
 
 use crate::dml;
 use crate::error::Result;
-use crate::functions::{FunctionDdl, FunctionRegistry};
+use crate::functions::{FunctionDdl, FunctionRegistry, value_type};
 use crate::rewrite::{rewrite_expressions, rewrite_knn};
 use crate::settings::Settings;
 use crate::sql_err;
@@ -29,6 +29,7 @@ use crate::statement::{StatementKind, parse};
 use crate::tables::EngineSchema;
 use crate::vector_search::VectorSearchFunction;
 use crate::{ddl, vector};
+use quiver_udf::ValueType;
 
 /// The type OID Quiver reports for `vector` columns and values.
 pub const VECTOR_TYPE_OID: u32 = 16385;
@@ -148,16 +149,24 @@ fn version_udf() -> ScalarUDF {
     create_udf("version", vec![], DataType::Utf8, Volatility::Stable, f)
 }
 
-/// The types of parameters written `$n::type` (scalar types only).
-fn cast_parameter_types(s: &ast::Statement) -> Vec<(String, DataType)> {
+/// Parameter types Postgres would take from the statement itself where
+/// DataFusion's inference finds none: `$n::type` (scalar types), and a `$n`
+/// passed straight to a user function (its declared argument type).
+fn explicit_parameter_types(s: &ast::Statement, engine: &Engine) -> Vec<(String, DataType)> {
     use ast::DataType as T;
+    let placeholder = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::Placeholder(p) => Some(p.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
     let mut out = Vec::new();
     let _ = ast::visit_expressions(s, |e| {
         if let Expr::Cast {
             expr, data_type, ..
         } = e
-            && let Expr::Value(v) = expr.as_ref()
-            && let ast::Value::Placeholder(p) = &v.value
+            && let Some(p) = placeholder(expr)
         {
             let t = match data_type {
                 T::Float8 | T::DoublePrecision | T::Double(_) | T::Float64 => {
@@ -171,7 +180,37 @@ fn cast_parameter_types(s: &ast::Statement) -> Vec<(String, DataType)> {
                 _ => None,
             };
             if let Some(t) = t {
-                out.push((p.clone(), t));
+                out.push((p, t));
+            }
+        }
+        if let Expr::Function(f) = e
+            && let [part] = f.name.0.as_slice()
+            && let Some(id) = part.as_ident()
+            && let Some(def) = engine.function(&match id.quote_style {
+                Some(_) => id.value.clone(),
+                None => id.value.to_ascii_lowercase(),
+            })
+            && let ast::FunctionArguments::List(list) = &f.args
+        {
+            for (i, a) in list.args.iter().enumerate() {
+                if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg)) = a
+                    && let Some(p) = placeholder(arg)
+                    && let Some(t) = def
+                        .args
+                        .get(i)
+                        .and_then(|t| value_type(std::slice::from_ref(t)))
+                {
+                    out.push((
+                        p,
+                        match t {
+                            ValueType::Bool => DataType::Boolean,
+                            ValueType::Int64 => DataType::Int64,
+                            ValueType::Float64 => DataType::Float64,
+                            // vectors travel as '[x,y]' text
+                            ValueType::Text | ValueType::Vector => DataType::Utf8,
+                        },
+                    ));
+                }
             }
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -331,7 +370,7 @@ impl Session {
             match &mut s {
                 ast::Statement::Query(q) => {
                     rewrite_knn(q, self.engine())?;
-                    let casts = cast_parameter_types(&s);
+                    let explicit = explicit_parameter_types(&s, self.engine());
                     let plan = self
                         .ctx
                         .state()
@@ -341,8 +380,7 @@ impl Session {
                         .await?;
                     schema = Some(Arc::new(plan.schema().as_arrow().clone()));
                     let mut types = plan.get_parameter_types()?;
-                    // `$n::type` types a parameter, as in Postgres, where inference found nothing.
-                    for (name, t) in casts {
+                    for (name, t) in explicit {
                         let slot = types.entry(name).or_insert(None);
                         if slot.is_none() {
                             *slot = Some(t);

@@ -41,17 +41,10 @@
 
 use std::marker::PhantomData;
 
-/// ABI constants (the same values as `quiver_udf::abi`).
-pub mod abi {
-    pub const ABI_VERSION: u32 = 1;
-    pub const TYPE_BOOL: u32 = 1;
-    pub const TYPE_INT64: u32 = 2;
-    pub const TYPE_FLOAT64: u32 = 3;
-    pub const TYPE_TEXT: u32 = 4;
-    pub const TYPE_VECTOR: u32 = 5;
-    pub const TYPE_ERROR: u32 = 255;
-    pub const FLAG_SCALAR: u32 = 1;
-}
+/// The ABI's layout and constants: the host's own definition (`udf/src/abi.rs`),
+/// compiled into the guest too so the two cannot drift apart.
+#[path = "../../src/abi.rs"]
+pub mod abi;
 
 /// A column descriptor, as the ABI lays it out (32 bytes).
 #[repr(C)]
