@@ -251,6 +251,18 @@ async fn every_sdk_type_round_trips() {
     );
     let msg = expect_error(&client, "SELECT describe_row(true, -1, 0)", "38000").await;
     assert!(msg.ends_with("count must not be negative, got -1"), "{msg}");
+    // A vector argument given as text: a literal, a parameter, NULL.
+    let row = client
+        .query_one(
+            "SELECT vector_norm(normalize('[0,5]')), vector_norm(normalize($1)), normalize(NULL) IS NULL",
+            &[&"[1,1]"],
+        )
+        .await
+        .expect("vector from text");
+    let (a, b): (f64, f64) = (row.get(0), row.get(1));
+    assert!((a - 1.0).abs() < 1e-6 && (b - 1.0).abs() < 1e-6, "{a} {b}");
+    assert!(row.get::<_, bool>(2));
+    expect_error(&client, "SELECT normalize('[1,2')", "22P02").await;
     // A vector result feeds a vector function.
     let row = client
         .query_one("SELECT vector_dims(normalize(v)) FROM t WHERE id = 1", &[])
@@ -386,6 +398,29 @@ async fn functions_are_catalog_objects() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(names, ["double_it", "doubled_all"]);
+    expect_error(
+        &client,
+        &format!(
+            "CREATE OR REPLACE FUNCTION double_it(float8) RETURNS int8 LANGUAGE wasm AS '{}'",
+            wat("double")
+        ),
+        "42P13",
+    )
+    .await;
+    expect_error(&client, "DROP FUNCTION double_it(text)", "42883").await;
+    expect_error(
+        &client,
+        "DROP FUNCTION doubled_all, no_such_function",
+        "42883",
+    )
+    .await;
+    client
+        .query_one(
+            "SELECT sum(d) FROM (SELECT doubled_all(x) OVER () AS d FROM t) s",
+            &[],
+        )
+        .await
+        .expect("a failed DROP drops nothing");
     client
         .batch_execute("DROP FUNCTION double_it(float8)")
         .await
@@ -574,6 +609,35 @@ async fn evil_guests_fail_cleanly() {
             .unwrap_or_else(|e| panic!("after {}: {e:?}", evil.fixture));
         assert_eq!(row.get::<_, f64>(0), 12.0);
     }
+    // A scalar result the host would have to repeat past the memory limit.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE many (x BIGINT);
+             INSERT INTO many SELECT value FROM generate_series(1, 8192);
+             CREATE FUNCTION bomb(int8) RETURNS vector LANGUAGE wasm AS '{}'",
+            wat("scalar_bomb")
+        ))
+        .await
+        .expect("bomb");
+    expect_error(&client, "SELECT count(bomb(x)) FROM many", "53200").await;
+    // A name that looks like a path stays a name: modules are stored by OID.
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION \"../escape\"(float8) RETURNS float8 LANGUAGE wasm AS '{}', 'double_it'",
+            wat("double")
+        ))
+        .await
+        .expect("odd name");
+    let row = client
+        .query_one("SELECT \"../escape\"(1.5)", &[])
+        .await
+        .expect("odd name call");
+    assert_eq!(row.get::<_, f64>(0), 3.0);
+    for f in std::fs::read_dir(dir.path().join("functions")).expect("functions dir") {
+        let name = f.expect("entry").file_name().into_string().expect("utf-8");
+        assert!(name.starts_with(|c: char| c.is_ascii_digit()), "{name}");
+    }
+    assert!(!dir.path().join("escape").exists());
     // Not WebAssembly at all, binary or text.
     expect_error(
         &client,

@@ -237,7 +237,8 @@ impl Engine {
                     .unwrap_or(FIRST_FUNCTION_OID)
             }),
         };
-        def.module_file = format!("{}-{}.wasm", def.name, uuid::Uuid::new_v4().simple());
+        // Not the name: a quoted identifier may hold '/' or "..".
+        def.module_file = format!("{}-{}.wasm", def.oid, uuid::Uuid::new_v4().simple());
         let dir = self.data_dir.join(FUNCTIONS_DIR);
         write_durably(&dir, &def.module_file, module)?;
         let stored = def.clone();

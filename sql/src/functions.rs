@@ -56,6 +56,11 @@ impl From<UdfError> for SqlError {
 // ---------------------------------------------------------------------------
 // Parsing
 
+/// The longest `timeout_ms`: a call holds the thread running the query.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+/// The longest function name, as Postgres' NAMEDATALEN - 1.
+const MAX_NAME_LEN: usize = 63;
+
 /// A parsed `CREATE FUNCTION`.
 #[derive(Debug, Clone)]
 pub struct CreateFunction {
@@ -92,6 +97,9 @@ fn tokenize(sql: &str) -> Result<Vec<Tok>> {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = sql[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 2);
             }
             b'\'' | b'e' | b'E' if c == b'\'' || b.get(i + 1) == Some(&b'\'') => {
                 // 'text' (quotes doubled), or E'text' with backslash escapes (psql's :'var' form).
@@ -236,6 +244,17 @@ impl Cursor {
     }
     /// `name` or `schema.name` (only `public` holds functions).
     fn function_name(&mut self) -> Result<String> {
+        let name = self.qualified_name()?;
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return sql_err!(
+                SyntaxError,
+                "a function name must have 1 to {MAX_NAME_LEN} bytes"
+            );
+        }
+        Ok(name)
+    }
+
+    fn qualified_name(&mut self) -> Result<String> {
         let first = self.ident()?;
         if self.punct('.') {
             let name = self.ident()?;
@@ -249,6 +268,45 @@ impl Cursor {
         }
         Ok(first)
     }
+    /// An argument list after its `(`, through the `)`: types and names ("" if unnamed).
+    fn arg_list(&mut self) -> Result<(Vec<ValueType>, Vec<String>)> {
+        let (mut args, mut names) = (Vec::new(), Vec::new());
+        if self.punct(')') {
+            return Ok((args, names));
+        }
+        loop {
+            let mut words = self.type_words()?;
+            if words.first().is_some_and(|w| w == "in") {
+                words.remove(0);
+            }
+            if words
+                .first()
+                .is_some_and(|w| w == "out" || w == "inout" || w == "variadic")
+            {
+                return sql_err!(
+                    FeatureNotSupported,
+                    "{} arguments are not supported",
+                    words[0].to_ascii_uppercase()
+                );
+            }
+            let (name, ty) = match value_type(&words) {
+                Some(t) => (String::new(), t),
+                // The first word is the argument's name.
+                None if words.len() > 1 => (
+                    words[0].clone(),
+                    value_type(&words[1..]).ok_or_else(|| unsupported_type(&words[1..]))?,
+                ),
+                None => return Err(unsupported_type(&words)),
+            };
+            args.push(ty);
+            names.push(name);
+            if self.punct(')') {
+                return Ok((args, names));
+            }
+            self.expect_punct(',')?;
+        }
+    }
+
     /// The words of one type (and argument name), up to `,` or `)` at depth 0.
     fn type_words(&mut self) -> Result<Vec<String>> {
         let mut words = Vec::new();
@@ -352,7 +410,11 @@ pub(crate) fn is_function_ddl(upper_words: &[String]) -> bool {
 #[derive(Debug, Clone)]
 pub enum FunctionDdl {
     Create(Box<CreateFunction>),
-    Drop { names: Vec<String>, if_exists: bool },
+    /// Each function's name and, when given, its argument types.
+    Drop {
+        names: Vec<(String, Option<Vec<ValueType>>)>,
+        if_exists: bool,
+    },
 }
 
 pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
@@ -368,14 +430,13 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
         };
         let mut names = Vec::new();
         loop {
-            names.push(c.function_name()?);
-            if c.punct('(') {
-                while !c.punct(')') {
-                    if c.next().is_none() {
-                        return sql_err!(SyntaxError, "syntax error: unterminated argument list");
-                    }
-                }
-            }
+            let name = c.function_name()?;
+            let types = if c.punct('(') {
+                Some(c.arg_list()?.0)
+            } else {
+                None
+            };
+            names.push((name, types));
             if !c.punct(',') {
                 break;
             }
@@ -395,41 +456,7 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
     c.expect_word("function")?;
     let name = c.function_name()?;
     c.expect_punct('(')?;
-    let mut args = Vec::new();
-    let mut arg_names = Vec::new();
-    if !c.punct(')') {
-        loop {
-            let mut words = c.type_words()?;
-            if words.first().is_some_and(|w| w == "in") {
-                words.remove(0);
-            }
-            if words
-                .first()
-                .is_some_and(|w| w == "out" || w == "inout" || w == "variadic")
-            {
-                return sql_err!(
-                    FeatureNotSupported,
-                    "{} arguments are not supported",
-                    words[0].to_ascii_uppercase()
-                );
-            }
-            let (name, ty) = match value_type(&words) {
-                Some(t) => (String::new(), t),
-                // The first word is the argument's name.
-                None if words.len() > 1 => (
-                    words[0].clone(),
-                    value_type(&words[1..]).ok_or_else(|| unsupported_type(&words[1..]))?,
-                ),
-                None => return Err(unsupported_type(&words)),
-            };
-            args.push(ty);
-            arg_names.push(name);
-            if c.punct(')') {
-                break;
-            }
-            c.expect_punct(',')?;
-        }
-    }
+    let (args, arg_names) = c.arg_list()?;
     c.expect_word("returns")?;
     let mut ret_words = Vec::new();
     while let Some(Tok::Word(w)) = c.peek() {
@@ -543,11 +570,11 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
                             limits.timeout_ms = value
                                 .parse()
                                 .ok()
-                                .filter(|v| (1..=600_000).contains(v))
+                                .filter(|v| (1..=MAX_TIMEOUT_MS).contains(v))
                                 .ok_or_else(|| {
                                     SqlError::new(
                                         StatusCode::InvalidParameterValue,
-                                        format!("timeout_ms must be an integer from 1 to 600000, got \"{value}\""),
+                                        format!("timeout_ms must be an integer from 1 to {MAX_TIMEOUT_MS}, got \"{value}\""),
                                     )
                                 })?;
                         }
@@ -644,8 +671,13 @@ fn spec_of(def: &FunctionDef) -> Result<FunctionSpec> {
     })
 }
 
-fn compile(module: Vec<u8>, spec: FunctionSpec, limits: Limits) -> Result<WasmFunction> {
-    Ok(WasmFunction::compile(&module, spec, limits)?)
+fn compile(
+    module: Vec<u8>,
+    spec: FunctionSpec,
+    limits: Limits,
+    trial_run: bool,
+) -> Result<WasmFunction> {
+    Ok(WasmFunction::compile(&module, spec, limits, trial_run)?)
 }
 
 impl FunctionRegistry {
@@ -689,6 +721,17 @@ impl FunctionRegistry {
             timeout_ms: f.limits.timeout_ms,
             module_file: String::new(),
         };
+        if let Some(old) = self.engine.function(&f.name).filter(|_| f.replace)
+            && (old.args != def.args || old.returns != def.returns || old.kind != def.kind)
+        {
+            return sql_err!(
+                InvalidFunctionDefinition,
+                "cannot change the arguments, return type or kind of existing function {} ({}) RETURNS {}; use DROP FUNCTION first",
+                f.name,
+                old.args.join(", "),
+                old.returns
+            );
+        }
         if !f.replace && self.engine.function(&f.name).is_some() {
             return sql_err!(
                 DuplicateFunction,
@@ -701,7 +744,7 @@ impl FunctionRegistry {
         let module = f.module;
         // Compiling is CPU work (milliseconds to seconds): off the async workers.
         let (func, module) = tokio::task::spawn_blocking(move || {
-            let func = compile(module.clone(), spec, limits);
+            let func = compile(module.clone(), spec, limits, true);
             (func, module)
         })
         .await
@@ -715,10 +758,38 @@ impl FunctionRegistry {
     }
 
     /// DROP FUNCTION.
-    pub async fn drop_functions(&self, names: &[String], if_exists: bool) -> Result<String> {
-        for name in names {
-            let dropped = self.engine.drop_function(name, if_exists).await;
-            self.cache().remove(name);
+    /// All named functions must exist (with the argument types given, if
+    /// any) unless `if_exists`; nothing is dropped otherwise.
+    pub async fn drop_functions(
+        &self,
+        names: &[(String, Option<Vec<ValueType>>)],
+        if_exists: bool,
+    ) -> Result<String> {
+        let mut drop = Vec::new();
+        for (name, types) in names {
+            let found = self.engine.function(name).filter(|def| match types {
+                None => true,
+                Some(t) => t.iter().map(|v| v.to_string()).eq(def.args.iter().cloned()),
+            });
+            match (found, types) {
+                (Some(_), _) => drop.push(name.clone()),
+                (None, _) if if_exists => {}
+                (None, Some(t)) => {
+                    let list = t
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return sql_err!(UndefinedFunction, "function {name}({list}) does not exist");
+                }
+                (None, None) => {
+                    return sql_err!(UndefinedFunction, "function {name} does not exist");
+                }
+            }
+        }
+        for name in drop {
+            let dropped = self.engine.drop_function(&name, true).await;
+            self.cache().remove(&name);
             self.generation.fetch_add(1, Ordering::AcqRel);
             dropped?;
         }
@@ -737,7 +808,7 @@ impl FunctionRegistry {
             memory_bytes: def.memory_limit,
             timeout_ms: def.timeout_ms,
         };
-        let func = Arc::new(compile(module, spec_of(def)?, limits)?);
+        let func = Arc::new(compile(module, spec_of(def)?, limits, false)?);
         let loaded = Arc::new(Loaded {
             def: def.clone(),
             func,
@@ -747,14 +818,17 @@ impl FunctionRegistry {
     }
 
     /// The DataFusion functions for every user function (a function whose
-    /// module no longer loads is left out, with a warning).
-    pub fn udfs(&self) -> (Vec<ScalarUDF>, Vec<WindowUDF>) {
-        let (mut scalars, mut windows) = (Vec::new(), Vec::new());
+    /// module does not load is left out, with a warning).
+    /// The flag is false when some function did not load: the caller should
+    /// try again at its next statement.
+    pub fn udfs(&self) -> (Vec<ScalarUDF>, Vec<WindowUDF>, bool) {
+        let (mut scalars, mut windows, mut complete) = (Vec::new(), Vec::new(), true);
         for def in self.engine.functions() {
             let loaded = match self.load(&def) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(function = def.name, error = %e, "function module does not load");
+                    complete = false;
                     continue;
                 }
             };
@@ -764,7 +838,7 @@ impl FunctionRegistry {
                 FunctionKind::Window => windows.push(WindowUDF::new_from_impl(w)),
             }
         }
-        (scalars, windows)
+        (scalars, windows, complete)
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
@@ -854,7 +928,17 @@ impl WasmUdf {
             .enumerate()
             .map(|(i, (t, want))| {
                 let ok = match want {
-                    ValueType::Vector => ValueType::of(t) == Some(ValueType::Vector),
+                    // a list of floats, or '[x,y]' text (a literal, a parameter) or NULL
+                    ValueType::Vector => {
+                        ValueType::of(t) == Some(ValueType::Vector)
+                            || matches!(
+                                t,
+                                DataType::Utf8
+                                    | DataType::LargeUtf8
+                                    | DataType::Utf8View
+                                    | DataType::Null
+                            )
+                    }
                     ValueType::Text => true,
                     ValueType::Bool => matches!(t, DataType::Boolean | DataType::Null),
                     ValueType::Int64 | ValueType::Float64 => t.is_numeric() || *t == DataType::Null,
@@ -870,7 +954,8 @@ impl WasmUdf {
                     )));
                 }
                 Ok(match want {
-                    ValueType::Vector => t.clone(),
+                    ValueType::Vector if ValueType::of(t) == Some(ValueType::Vector) => t.clone(),
+                    ValueType::Vector => DataType::Utf8,
                     ValueType::Text => DataType::Utf8,
                     other => other.data_type(),
                 })
@@ -883,6 +968,21 @@ impl WasmUdf {
         arrays: &[(ArrayRef, bool)],
         num_rows: usize,
     ) -> datafusion::error::Result<ArrayRef> {
+        // Vectors given as text become vectors here (a malformed one is 22P02).
+        let arrays = arrays
+            .iter()
+            .zip(&self.spec().args)
+            .map(|((a, scalar), t)| {
+                if *t == ValueType::Vector
+                    && ValueType::of(a.data_type()) != Some(ValueType::Vector)
+                {
+                    let rows = crate::vector::array_to_vectors(a).map_err(external)?;
+                    Ok((crate::vector::vectors_to_list(&rows)?, *scalar))
+                } else {
+                    Ok((a.clone(), *scalar))
+                }
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
         let args: Vec<Arg<'_>> = arrays
             .iter()
             .map(|(a, scalar)| Arg {

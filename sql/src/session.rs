@@ -299,7 +299,7 @@ impl Session {
             self.ctx.deregister_udf(&name);
             self.ctx.deregister_udwf(&name);
         }
-        let (scalars, windows) = self.db.functions.udfs();
+        let (scalars, windows, complete) = self.db.functions.udfs();
         for f in scalars {
             seen.1.push(f.name().to_string());
             self.ctx.register_udf(f);
@@ -308,7 +308,8 @@ impl Session {
             seen.1.push(f.name().to_string());
             self.ctx.register_udwf(f);
         }
-        seen.0 = generation;
+        // After a failed load (e.g. every instance slot busy), retry next statement.
+        seen.0 = if complete { generation } else { 0 };
     }
 
     /// Whether `name` is a function Quiver or DataFusion provides (not a user function).

@@ -121,7 +121,7 @@ fn split(sql: &str) -> Vec<&str> {
                     if tag[1..tag.len() - 1]
                         .chars()
                         .all(|c| c.is_alphanumeric() || c == '_')
-                        && !tag[1..2].chars().all(|c| c.is_ascii_digit())
+                        && !tag[1..].chars().next().is_some_and(|c| c.is_ascii_digit())
                         && let Some(close) = sql[i + tag.len()..].find(tag)
                     {
                         i += tag.len() + close + tag.len() - 1;
@@ -152,6 +152,20 @@ fn words(s: &str) -> impl Iterator<Item = String> + '_ {
     s.split_whitespace().map(|w| w.to_string())
 }
 
+/// The text after any leading `--` and `/* */` comments.
+fn without_leading_comments(mut s: &str) -> &str {
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.find('\n').map_or("", |i| &rest[i + 1..]);
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.find("*/").map_or("", |i| &rest[i + 2..]);
+        } else {
+            return s;
+        }
+    }
+}
+
 fn bare_name(w: &str) -> String {
     let w = w.strip_prefix("public.").unwrap_or(w);
     if w.len() >= 2 && w.starts_with('"') && w.ends_with('"') {
@@ -163,7 +177,7 @@ fn bare_name(w: &str) -> String {
 
 fn parse_one(text: &str) -> Result<Statement> {
     // Only the leading words decide; a function body can be megabytes long.
-    let w: Vec<String> = words(text).take(4).collect();
+    let w: Vec<String> = words(without_leading_comments(text)).take(4).collect();
     let upper: Vec<String> = w.iter().map(|x| x.to_ascii_uppercase()).collect();
     if crate::functions::is_function_ddl(&upper) {
         return Ok(Statement {
@@ -224,6 +238,11 @@ mod tests {
     fn splits_outside_quotes_and_comments() {
         assert_eq!(split("select 1; select ';' ; -- x;\nselect 2").len(), 3);
         assert_eq!(split("select $q$a;b$q$; select $1").len(), 2);
+        assert_eq!(split("select $é$x$é$").len(), 1);
+        assert_eq!(
+            parse("-- a comment\n/* another */ DROP FUNCTION IF EXISTS f").expect("drop")[0].kind(),
+            "DROP FUNCTION"
+        );
         assert_eq!(parse("  ;  ; -- nothing").expect("blank").len(), 0);
         assert_eq!(
             parse("OPTIMIZE TABLE docs").expect("opt")[0].kind(),

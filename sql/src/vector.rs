@@ -119,6 +119,27 @@ impl VecArg {
     }
 }
 
+/// A `List<Float32>` array of vectors (None = NULL).
+pub fn vectors_to_list(rows: &[Option<Vec<f32>>]) -> datafusion::error::Result<ArrayRef> {
+    let mut lengths = Vec::with_capacity(rows.len());
+    let mut values = Vec::new();
+    let mut valid = Vec::with_capacity(rows.len());
+    for r in rows {
+        lengths.push(r.as_ref().map_or(0, |v| v.len()));
+        valid.push(r.is_some());
+        if let Some(v) = r {
+            values.extend_from_slice(v);
+        }
+    }
+    let field = Arc::new(Field::new("item", DataType::Float32, true));
+    Ok(Arc::new(ListArray::try_new(
+        field,
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(Float32Array::from(values)),
+        Some(valid.into()),
+    )?))
+}
+
 /// Reads an array of vectors given as text, lists or fixed-size lists of numbers.
 pub fn array_to_vectors(a: &ArrayRef) -> Result<Vec<Option<Vec<f32>>>> {
     let floats = |list: &dyn Array| -> Result<Vec<f32>> {
@@ -259,25 +280,7 @@ impl ScalarUDFImpl for ToVector {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let arr = args.args[0].to_array(args.number_rows)?;
-        let rows = array_to_vectors(&arr).map_err(ext)?;
-        let mut lengths = Vec::with_capacity(rows.len());
-        let mut values = Vec::new();
-        let mut valid = Vec::with_capacity(rows.len());
-        for r in &rows {
-            lengths.push(r.as_ref().map_or(0, |v| v.len()));
-            valid.push(r.is_some());
-            if let Some(v) = r {
-                values.extend_from_slice(v);
-            }
-        }
-        let field = Arc::new(Field::new("item", DataType::Float32, true));
-        let list = ListArray::try_new(
-            field,
-            OffsetBuffer::from_lengths(lengths),
-            Arc::new(Float32Array::from(values)),
-            Some(valid.into()),
-        )?;
-        let out: ArrayRef = Arc::new(list);
+        let out = vectors_to_list(&array_to_vectors(&arr).map_err(ext)?)?;
         Ok(match &args.args[0] {
             ColumnarValue::Scalar(_) => {
                 ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?)

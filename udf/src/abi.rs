@@ -43,6 +43,9 @@
 //!    itself, anywhere in its memory; it never needs to free anything);
 //! 4. validates and copies the output column out, then drops the instance.
 //!
+//! The arguments of one call must fit in the function's `memory_limit`, and so
+//! must a scalar result repeated for every row (SQLSTATE 53200 otherwise).
+//!
 //! All integers are little-endian. Pointers are byte offsets into the guest's
 //! memory, as `u32`.
 //!
@@ -97,8 +100,8 @@
 //!
 //! # Limits
 //!
-//! Each call runs under the function's `timeout_ms` (default 1000; the guest is
-//! interrupted a few milliseconds past it, SQLSTATE 57014) and
+//! Each call runs under the function's `timeout_ms` (default 1000, at most
+//! 60000; the guest is interrupted a few milliseconds past it, SQLSTATE 57014) and
 //! `memory_limit` (default 64 MiB of linear memory, at most 1 GiB; growing past
 //! it fails the query with SQLSTATE 53200). The wasm stack is 512 KiB (a
 //! deeper recursion fails with 54001); tables are limited to

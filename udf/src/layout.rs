@@ -53,7 +53,18 @@ pub(crate) fn encode(
     args: &[Arg<'_>],
     types: &[ValueType],
     num_rows: usize,
-) -> Result<Image, String> {
+    max_bytes: usize,
+) -> Result<Image, Decode> {
+    // Checked before each column is written: the host never builds more
+    // than the guest could hold.
+    let check = |buf: &Vec<u8>, more: usize| -> Result<(), Decode> {
+        if buf.len().saturating_add(more) > max_bytes {
+            return Err(Decode::TooLarge(format!(
+                "the arguments need more than {max_bytes} bytes of guest memory"
+            )));
+        }
+        Ok(())
+    };
     let n = args.len();
     let mut buf = vec![0u8; HEADER_SIZE + COLUMN_SIZE * n];
     put_u32(&mut buf, 0, ABI_VERSION);
@@ -68,11 +79,12 @@ pub(crate) fn encode(
             array.len()
         };
         if !arg.scalar && len != num_rows {
-            return Err(format!(
+            return Err(Decode::Invalid(format!(
                 "argument {} has {len} values for {num_rows} rows",
                 i + 1
-            ));
+            )));
         }
+        check(&buf, 24 + 13 * len)?;
         let validity = if array.null_count() > 0 {
             align8(&mut buf);
             let at = buf.len();
@@ -107,7 +119,22 @@ pub(crate) fn encode(
                 buf.resize(offsets + 4 * (len + 1), 0);
                 align8(&mut buf);
                 values = buf.len();
-                let put = |buf: &mut Vec<u8>, r: usize, s: &str| -> Result<(), String> {
+                let text_bytes: usize = match array.data_type() {
+                    DataType::Utf8 => {
+                        let o = array.as_string::<i32>().value_offsets();
+                        (o[len] - o[0]) as usize
+                    }
+                    DataType::LargeUtf8 => {
+                        let o = array.as_string::<i64>().value_offsets();
+                        (o[len] - o[0]) as usize
+                    }
+                    _ => {
+                        let a = array.as_string_view();
+                        (0..len).map(|r| a.value(r).len()).sum()
+                    }
+                };
+                check(&buf, text_bytes)?;
+                let put = |buf: &mut Vec<u8>, r: usize, s: &str| -> Result<(), Decode> {
                     buf.extend_from_slice(s.as_bytes());
                     let end = to_u32(buf.len() - values)?;
                     put_u32(buf, offsets + 4 * (r + 1), end);
@@ -155,7 +182,14 @@ pub(crate) fn encode(
                         let a = array.as_list::<i32>();
                         let o = a.value_offsets();
                         let ranges = (0..len)
-                            .map(|r| (o[r] as usize, o[r + 1] as usize))
+                            .map(|r| {
+                                let s = o[r] as usize;
+                                if a.is_valid(r) {
+                                    (s, o[r + 1] as usize)
+                                } else {
+                                    (s, s)
+                                }
+                            })
                             .collect();
                         (a.values(), ranges)
                     }
@@ -163,11 +197,19 @@ pub(crate) fn encode(
                         let a = array.as_list::<i64>();
                         let o = a.value_offsets();
                         let ranges = (0..len)
-                            .map(|r| (o[r] as usize, o[r + 1] as usize))
+                            .map(|r| {
+                                let s = o[r] as usize;
+                                if a.is_valid(r) {
+                                    (s, o[r + 1] as usize)
+                                } else {
+                                    (s, s)
+                                }
+                            })
                             .collect();
                         (a.values(), ranges)
                     }
                 };
+                check(&buf, 4 * ranges.iter().map(|(s, e)| e - s).sum::<usize>())?;
                 let floats = child.as_primitive::<Float32Type>().values();
                 let mut elements = 0usize;
                 for (r, (s, e)) in ranges.into_iter().enumerate() {
@@ -198,8 +240,9 @@ pub(crate) fn encode(
     })
 }
 
-fn to_u32(n: usize) -> Result<u32, String> {
-    u32::try_from(n).map_err(|_| "the batch does not fit in 32-bit guest memory".to_string())
+fn to_u32(n: usize) -> Result<u32, Decode> {
+    u32::try_from(n)
+        .map_err(|_| Decode::TooLarge("the batch does not fit in 32-bit guest memory".into()))
 }
 
 fn read_u32(mem: &[u8], at: usize) -> Option<u32> {
@@ -221,12 +264,14 @@ fn region<'m>(mem: &'m [u8], ptr: u32, len: usize, what: &str) -> Result<&'m [u8
         })
 }
 
-/// What reading an output column found wrong.
+/// What laying out a batch or reading an output column found wrong.
 pub(crate) enum Decode {
     /// The guest returned a `TYPE_ERROR` column with this message.
     GuestError(String),
-    /// The guest broke the ABI.
+    /// The guest broke the ABI (or, encoding, an argument cannot be passed).
     Invalid(String),
+    /// The batch or the result would exceed the function's memory limit.
+    TooLarge(String),
 }
 
 impl From<String> for Decode {
@@ -241,6 +286,7 @@ pub(crate) fn decode(
     ptr: u32,
     ret: ValueType,
     num_rows: usize,
+    max_bytes: usize,
 ) -> Result<ArrayRef, Decode> {
     if ptr == 0 {
         return Err(Decode::Invalid("a null column pointer".into()));
@@ -358,6 +404,15 @@ pub(crate) fn decode(
         }
     };
     if scalar && num_rows != 1 {
+        let one = array
+            .to_data()
+            .get_slice_memory_size()
+            .unwrap_or(usize::MAX);
+        if one.saturating_mul(num_rows) > max_bytes {
+            return Err(Decode::TooLarge(format!(
+                "its one result repeated for {num_rows} rows needs more than {max_bytes} bytes"
+            )));
+        }
         let idx = arrow_array::UInt32Array::from(vec![0u32; num_rows]);
         return arrow_select_take(&array, &idx).map_err(Decode::Invalid);
     }
@@ -399,7 +454,7 @@ mod tests {
     fn invalid(r: Result<ArrayRef, Decode>) -> String {
         match r {
             Err(Decode::Invalid(m)) => m,
-            Err(Decode::GuestError(m)) => panic!("guest error {m}"),
+            Err(Decode::GuestError(m) | Decode::TooLarge(m)) => panic!("other error {m}"),
             Ok(a) => panic!("accepted {a:?}"),
         }
     }
@@ -407,7 +462,9 @@ mod tests {
     #[test]
     fn reads_text_and_expands_scalars() {
         let mem = memory(TYPE_TEXT, 0, 2, &[0, 2, 5], b"hiyou");
-        let a = decode(&mem, 64, ValueType::Text, 2).ok().expect("text");
+        let a = decode(&mem, 64, ValueType::Text, 2, 1 << 20)
+            .ok()
+            .expect("text");
         assert_eq!(a.as_string::<i32>().value(1), "you");
         let mem = memory(
             crate::abi::TYPE_FLOAT64,
@@ -416,7 +473,7 @@ mod tests {
             &[],
             &2.5f64.to_le_bytes(),
         );
-        let a = decode(&mem, 64, ValueType::Float64, 3)
+        let a = decode(&mem, 64, ValueType::Float64, 3, 1 << 20)
             .ok()
             .expect("scalar");
         assert_eq!(
@@ -429,37 +486,82 @@ mod tests {
     fn rejects_what_breaks_the_abi() {
         let text = |offsets: &[u32], values: &[u8]| memory(TYPE_TEXT, 0, 2, offsets, values);
         assert!(
-            invalid(decode(&text(&[0, 3, 2], b"abc"), 64, ValueType::Text, 2)).contains("decrease")
+            invalid(decode(
+                &text(&[0, 3, 2], b"abc"),
+                64,
+                ValueType::Text,
+                2,
+                1 << 20
+            ))
+            .contains("decrease")
         );
         assert!(
-            invalid(decode(&text(&[0, 1, 9], b"abc"), 64, ValueType::Text, 2)).contains("past")
+            invalid(decode(
+                &text(&[0, 1, 9], b"abc"),
+                64,
+                ValueType::Text,
+                2,
+                1 << 20
+            ))
+            .contains("past")
         );
         assert!(
             invalid(decode(
                 &text(&[0, 1, 2], &[0xff, 0xfe]),
                 64,
                 ValueType::Text,
-                2
+                2,
+                1 << 20
             ))
             .contains("text")
         );
         assert!(
-            invalid(decode(&text(&[0, 1, 2], b"ab"), 64, ValueType::Text, 3))
-                .contains("2 values for 3 rows")
+            invalid(decode(
+                &text(&[0, 1, 2], b"ab"),
+                64,
+                ValueType::Text,
+                3,
+                1 << 20
+            ))
+            .contains("2 values for 3 rows")
         );
         assert!(
-            invalid(decode(&text(&[0, 1, 2], b"ab"), 64, ValueType::Float64, 2))
-                .contains("type code")
+            invalid(decode(
+                &text(&[0, 1, 2], b"ab"),
+                64,
+                ValueType::Float64,
+                2,
+                1 << 20
+            ))
+            .contains("type code")
         );
         assert!(
-            invalid(decode(&text(&[0, 1, 2], b"ab"), 4090, ValueType::Text, 2)).contains("outside")
+            invalid(decode(
+                &text(&[0, 1, 2], b"ab"),
+                4090,
+                ValueType::Text,
+                2,
+                1 << 20
+            ))
+            .contains("outside")
         );
-        assert!(invalid(decode(&text(&[0, 1, 2], b"ab"), 0, ValueType::Text, 2)).contains("null"));
+        assert!(
+            invalid(decode(
+                &text(&[0, 1, 2], b"ab"),
+                0,
+                ValueType::Text,
+                2,
+                1 << 20
+            ))
+            .contains("null")
+        );
         let floats = memory(crate::abi::TYPE_FLOAT64, 0, 3, &[], &[0u8; 16]);
-        assert!(invalid(decode(&floats, 64, ValueType::Float64, 3)).contains("16 value bytes"));
+        assert!(
+            invalid(decode(&floats, 64, ValueType::Float64, 3, 1 << 20)).contains("16 value bytes")
+        );
         let mem = memory(TYPE_ERROR, 0, 0, &[], b"nope");
         assert!(
-            matches!(decode(&mem, 64, ValueType::Text, 1), Err(Decode::GuestError(m)) if m == "nope")
+            matches!(decode(&mem, 64, ValueType::Text, 1, 1 << 20), Err(Decode::GuestError(m)) if m == "nope")
         );
     }
 
@@ -477,7 +579,9 @@ mod tests {
                 scalar: true,
             },
         ];
-        let mut image = encode(&args, &[ValueType::Text, ValueType::Text], 3).expect("encode");
+        let mut image = encode(&args, &[ValueType::Text, ValueType::Text], 3, 1 << 20)
+            .ok()
+            .expect("encode");
         image.rebase(4096).expect("rebase");
         let b = &image.bytes;
         let word = |at: usize| read_u32(b, at).expect("word");

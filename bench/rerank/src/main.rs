@@ -269,7 +269,7 @@ async fn main() -> Result<(), BoxError> {
         args: vec![ValueType::Text, ValueType::Text],
         ret: ValueType::Float64,
     };
-    let wasm = WasmFunction::compile(&module, spec, Limits::default())?;
+    let wasm = WasmFunction::compile(&module, spec, Limits::default(), true)?;
     let rows = run(
         &session,
         &format!("SELECT text FROM wordnet ORDER BY id LIMIT {k}"),

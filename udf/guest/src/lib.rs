@@ -75,11 +75,13 @@ pub extern "C" fn quiver_abi_version() -> i32 {
 
 #[unsafe(no_mangle)]
 pub extern "C" fn quiver_alloc(size: i32, align: i32) -> i32 {
-    let layout =
-        match std::alloc::Layout::from_size_align(size.max(1) as usize, align.max(1) as usize) {
-            Ok(l) => l,
-            Err(_) => return 0,
-        };
+    let layout = match std::alloc::Layout::from_size_align(
+        (size as u32 as usize).max(1),
+        (align as u32 as usize).max(1),
+    ) {
+        Ok(l) => l,
+        Err(_) => return 0,
+    };
     // SAFETY: the layout has a non-zero size. The block is never freed: the
     // instance is dropped after the call.
     unsafe { std::alloc::alloc(layout) as usize as i32 }
@@ -166,9 +168,14 @@ pub struct Column<'a, T> {
 }
 
 impl<'a, T: Arg<'a>> Column<'a, T> {
-    /// The value at `row`; `None` for a NULL when `T` is not an `Option`.
+    /// The value at `row`; `None` for a NULL when `T` is not an `Option`,
+    /// and for a row past the end.
     pub fn get(&self, row: usize) -> Option<T> {
-        T::read(self.raw, self.slot(row))
+        let slot = self.slot(row);
+        if slot >= self.raw.len as usize {
+            return None;
+        }
+        T::read(self.raw, slot)
     }
 
     fn slot(&self, row: usize) -> usize {
@@ -406,7 +413,9 @@ impl<R: Ret, E: std::fmt::Display> Ret for Result<R, E> {
 }
 
 /// Runs a function body over the batch at `ptr` and returns the output
-/// column's address (or an error column). Used by the macros.
+/// column's address (or an error column). Used by the macros: `ptr` must be
+/// the batch pointer the host passed to the export.
+#[doc(hidden)]
 pub fn run(ptr: u32, body: impl FnOnce(&Batch) -> Result<Output, String>) -> u32 {
     install_panic_hook();
     // SAFETY: `ptr` is the batch pointer the host passed to the export.
