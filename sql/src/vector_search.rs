@@ -138,25 +138,34 @@ impl TableFunctionImpl for VectorSearchFunction {
             Err(p) => p.into_inner().clone(),
         };
         Ok(Arc::new(VectorSearchProvider {
-            engine: self.engine.clone(),
-            table,
-            plan,
-            query,
-            k,
-            knobs,
+            search: SearchRequest {
+                engine: self.engine.clone(),
+                table,
+                plan,
+                query,
+                k,
+                knobs,
+            },
             schema: Arc::new(Schema::new(fields)),
         }))
     }
 }
 
-#[derive(Debug)]
-struct VectorSearchProvider {
+/// One search as planned from the `vector_search` arguments: what the table
+/// function provides and what its execution plan runs.
+#[derive(Debug, Clone)]
+struct SearchRequest {
     engine: Arc<Engine>,
     table: String,
     plan: SearchPlan,
     query: Option<Vec<f32>>,
     k: usize,
     knobs: SearchKnobs,
+}
+
+#[derive(Debug)]
+struct VectorSearchProvider {
+    search: SearchRequest,
     schema: SchemaRef,
 }
 
@@ -219,7 +228,8 @@ impl TableProvider for VectorSearchProvider {
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let schema = Arc::new(self.schema.project(&projection)?);
-        let k = limit.map_or(self.k, |l| l.min(self.k));
+        let mut search = self.search.clone();
+        search.k = limit.map_or(search.k, |l| l.min(search.k));
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(1),
@@ -227,12 +237,7 @@ impl TableProvider for VectorSearchProvider {
             Boundedness::Bounded,
         ));
         Ok(Arc::new(VectorSearchExec {
-            engine: self.engine.clone(),
-            table: self.table.clone(),
-            plan: self.plan.clone(),
-            query: self.query.clone(),
-            k,
-            knobs: self.knobs.clone(),
+            search,
             filter,
             projection,
             table_columns: self.schema.fields().len() - 1,
@@ -245,12 +250,7 @@ impl TableProvider for VectorSearchProvider {
 /// Runs one vector search and emits its rows, nearest first.
 #[derive(Debug)]
 pub struct VectorSearchExec {
-    engine: Arc<Engine>,
-    table: String,
-    plan: SearchPlan,
-    query: Option<Vec<f32>>,
-    k: usize,
-    knobs: SearchKnobs,
+    search: SearchRequest,
     filter: Option<Expr>,
     /// Indices into table columns + `_distance` (the last).
     projection: Vec<usize>,
@@ -264,23 +264,23 @@ impl DisplayAs for VectorSearchExec {
         write!(
             f,
             "VectorSearchExec: table={}, column={}, k={}, metric={}",
-            self.table,
-            self.plan.column,
-            self.k,
-            self.plan.metric.name()
+            self.search.table,
+            self.search.plan.column,
+            self.search.k,
+            self.search.plan.metric.name()
         )?;
-        match &self.plan.index {
+        match &self.search.plan.index {
             Some(i) => write!(f, ", index={} ({})", i.name, i.kind.name())?,
             None => write!(
                 f,
                 ", index=none (exact: {})",
-                self.plan.exact_reason.as_deref().unwrap_or("-")
+                self.search.plan.exact_reason.as_deref().unwrap_or("-")
             )?,
         }
         if let Some(flt) = &self.filter {
             write!(f, ", filter=[{flt}] (filter-first)")?;
         }
-        let k = &self.knobs;
+        let k = &self.search.knobs;
         if let Some(n) = k.nprobes {
             write!(f, ", nprobes={n}")?;
         }
@@ -326,12 +326,14 @@ impl ExecutionPlan for VectorSearchExec {
         if partition != 0 {
             return plan_err!("VectorSearchExec has one partition, asked for {partition}");
         }
-        let engine = self.engine.clone();
-        let table = self.table.clone();
-        let plan = self.plan.clone();
-        let query = self.query.clone();
-        let k = self.k;
-        let knobs = self.knobs.clone();
+        let SearchRequest {
+            engine,
+            table,
+            plan,
+            query,
+            k,
+            knobs,
+        } = self.search.clone();
         let filter = self.filter.clone();
         let projection = self.projection.clone();
         let table_columns = self.table_columns;
