@@ -721,23 +721,27 @@ impl FunctionRegistry {
             timeout_ms: f.limits.timeout_ms,
             module_file: String::new(),
         };
-        if let Some(old) = self.engine.function(&f.name).filter(|_| f.replace)
-            && (old.args != def.args || old.returns != def.returns || old.kind != def.kind)
-        {
-            return sql_err!(
-                InvalidFunctionDefinition,
-                "cannot change the arguments, return type or kind of existing function {} ({}) RETURNS {}; use DROP FUNCTION first",
-                f.name,
-                old.args.join(", "),
-                old.returns
-            );
-        }
-        if !f.replace && self.engine.function(&f.name).is_some() {
-            return sql_err!(
-                DuplicateFunction,
-                "function \"{}\" already exists (use CREATE OR REPLACE FUNCTION)",
-                f.name
-            );
+        // Checked again by the engine under its DDL lock; here to fail before compiling.
+        match self.engine.function(&f.name) {
+            Some(_) if !f.replace => {
+                return sql_err!(
+                    DuplicateFunction,
+                    "function \"{}\" already exists (use CREATE OR REPLACE FUNCTION)",
+                    f.name
+                );
+            }
+            Some(old)
+                if old.args != def.args || old.returns != def.returns || old.kind != def.kind =>
+            {
+                return sql_err!(
+                    InvalidFunctionDefinition,
+                    "cannot change the arguments, return type or kind of existing function {} ({}) RETURNS {}; use DROP FUNCTION first",
+                    f.name,
+                    old.args.join(", "),
+                    old.returns
+                );
+            }
+            _ => {}
         }
         let spec = spec_of(&def)?;
         let limits = f.limits;
@@ -839,10 +843,6 @@ impl FunctionRegistry {
             }
         }
         (scalars, windows, complete)
-    }
-
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
     }
 }
 

@@ -362,10 +362,6 @@ impl WasmFunction {
         &self.spec
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     fn store(&self, rt: &Runtime) -> Store<GuestState> {
         let mut store = Store::new(
             &rt.engine,
