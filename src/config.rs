@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use quiver_engine::EngineOptions;
+use quiver_engine::memory::MemoryBudget;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -15,6 +17,41 @@ pub struct Config {
     /// Log filter, e.g. `info` or `quiver_sql=debug,info` (Lance's own info-level
     /// audit of every file it writes is left out by default).
     pub log_level: String,
+    pub cache: CacheConfig,
+    pub search: SearchConfig,
+}
+
+/// `[cache]`: memory for cached table data.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// One budget for column chunks and Lance's index and metadata caches,
+    /// e.g. `"2GiB"`, `"256MiB"`.
+    pub memory: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory: "2GiB".into(),
+        }
+    }
+}
+
+/// `[search]`: limits of the search path.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// The largest nearest-neighbour k a query may ask for (SQLSTATE 54000 above).
+    pub max_k: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            max_k: quiver_engine::engine::DEFAULT_MAX_K,
+        }
+    }
 }
 
 impl Default for Config {
@@ -23,6 +60,8 @@ impl Default for Config {
             data_dir: PathBuf::from("./quiver-data"),
             listen: "127.0.0.1:5433".into(),
             log_level: "info,lance=warn".into(),
+            cache: CacheConfig::default(),
+            search: SearchConfig::default(),
         }
     }
 }
@@ -36,6 +75,8 @@ pub enum ConfigError {
     },
     #[error("invalid config file {path}: {message}")]
     Parse { path: String, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
 }
 
 impl Config {
@@ -43,6 +84,30 @@ impl Config {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
             message: e.message().to_string(),
+        })
+    }
+
+    /// The engine's options from `[cache]` and `[search]`.
+    pub fn engine_options(&self) -> Result<EngineOptions, ConfigError> {
+        let Some(bytes) = quiver_engine::memory::parse_bytes(&self.cache.memory) else {
+            return Err(ConfigError::Invalid {
+                key: "cache.memory",
+                message: format!("'{}' is not a size (e.g. 256MiB, 2GiB)", self.cache.memory),
+            });
+        };
+        let budget = MemoryBudget::new(bytes).map_err(|e| ConfigError::Invalid {
+            key: "cache.memory",
+            message: e.message,
+        })?;
+        if self.search.max_k == 0 {
+            return Err(ConfigError::Invalid {
+                key: "search.max_k",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(EngineOptions {
+            budget,
+            max_k: self.search.max_k,
         })
     }
 
@@ -67,5 +132,21 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./quiver-data"));
         let e = Config::from_toml("listn = \"x\"", "t").expect_err("unknown key");
         assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn cache_and_search_sections() {
+        let c = Config::from_toml("[cache]\nmemory = \"256MiB\"\n[search]\nmax_k = 50", "t")
+            .expect("parse");
+        let o = c.engine_options().expect("options");
+        assert_eq!(o.budget.total, 256 << 20);
+        assert_eq!(o.max_k, 50);
+        let d = Config::default().engine_options().expect("defaults");
+        assert_eq!(d.budget.total, 2 << 30);
+        assert_eq!(d.max_k, 10_000);
+        let bad = Config::from_toml("[cache]\nmemory = \"lots\"", "t").expect("parse");
+        assert!(bad.engine_options().is_err());
+        let small = Config::from_toml("[cache]\nmemory = \"1MiB\"", "t").expect("parse");
+        assert!(small.engine_options().is_err());
     }
 }

@@ -6,6 +6,45 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use quiver::Config;
 
+/// glibc malloc arenas. With its default (8 per core) freed COPY, scan and
+/// search buffers stayed resident in per-thread arenas: on the bounded-memory
+/// test the peak RSS was 1.6x that with 2 arenas.
+const MALLOC_ARENAS: i32 = 2;
+
+/// Allocations from this size up get their own mapping, returned to the OS when
+/// freed (glibc otherwise raises the threshold as large blocks are freed, and
+/// then keeps column chunks evicted from the cache in its heap).
+const MALLOC_MMAP_THRESHOLD: i32 = 256 << 10;
+
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    }
+}
+
+/// Lance's per-scan I/O buffer (its default is 2 GiB per scan), unless the
+/// environment already sets one.
+const LANCE_IO_BUFFER_ENV: &str = "LANCE_DEFAULT_IO_BUFFER_SIZE";
+
+#[allow(unsafe_code)]
+fn bound_lance_io_buffers() {
+    if std::env::var_os(LANCE_IO_BUFFER_ENV).is_none() {
+        // SAFETY: called first thing in `main`, before the runtime or any other
+        // thread exists, so nothing reads the environment concurrently.
+        unsafe {
+            std::env::set_var(
+                LANCE_IO_BUFFER_ENV,
+                quiver_engine::memory::SCAN_IO_BUFFER_BYTES.to_string(),
+            )
+        };
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "quiver",
@@ -30,6 +69,9 @@ enum Command {
         /// TOML configuration file; flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Memory for cached table data, e.g. 256MiB or 2GiB (config `[cache] memory`).
+        #[arg(long)]
+        cache_memory: Option<String>,
     },
 }
 
@@ -57,11 +99,14 @@ async fn shutdown_signal() {
 
 #[allow(clippy::print_stdout)]
 fn main() -> ExitCode {
+    limit_malloc_arenas();
+    bound_lance_io_buffers();
     let cli = Cli::parse();
     let Command::Serve {
         data_dir,
         listen,
         config,
+        cache_memory,
     } = cli.command;
     let mut cfg = match config {
         Some(path) => match Config::load(&path) {
@@ -78,6 +123,9 @@ fn main() -> ExitCode {
     }
     if let Some(l) = listen {
         cfg.listen = l;
+    }
+    if let Some(m) = cache_memory {
+        cfg.cache.memory = m;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));

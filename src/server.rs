@@ -21,6 +21,8 @@ pub struct RunningServer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot open data directory: {0}")]
     Open(#[from] quiver_sql::SqlError),
     #[error("cannot listen on {addr}: {source}")]
@@ -32,7 +34,7 @@ pub enum StartError {
 
 /// Opens the data directory and starts serving on `config.listen`.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
-    let db = Database::open(&config.data_dir).await?;
+    let db = Database::open_with(&config.data_dir, config.engine_options()?).await?;
     let listener =
         TcpListener::bind(&config.listen)
             .await

@@ -1,7 +1,9 @@
 //! Shared test fixtures: a server on a fresh data directory, and clients.
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use quiver::{Config, RunningServer};
 
@@ -120,4 +122,58 @@ pub fn copy_payload(vectors: &[Vec<f32>]) -> String {
         s.push_str(&format!("{i}\t{}\t{}\n", i % 100, vector_text(v)));
     }
     s
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `quiver serve` as a child process on `dir` and `port`, with `extra` flags,
+/// once it accepts connections.
+pub async fn spawn_server_with(dir: &Path, port: u16, extra: &[&str]) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args([
+            "serve",
+            "--data-dir",
+            &dir.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start quiver");
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("quiver did not start listening on {port}");
+}
+
+pub async fn spawn_server(dir: &Path, port: u16) -> tokio::process::Child {
+    spawn_server_with(dir, port, &[]).await
+}
+
+/// A tokio-postgres client of the server on `port`.
+pub async fn client(port: u16) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    c
 }

@@ -67,3 +67,92 @@ async fn readers_see_whole_statements_while_a_writer_commits() {
     assert_eq!(n, 1000);
     server.shutdown().await.expect("shutdown");
 }
+
+/// One writer inserting and deleting continuously, readers searching: every
+/// search returns the rows of one committed version (whole statements only),
+/// and a row acknowledged to the writer is found at once on another connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_see_committed_versions_while_rows_come_and_go() {
+    const BATCH: i64 = 20;
+    const STEPS: i64 = 30;
+    let dir = TempDir::new("churn");
+    let server = start_server(dir.path()).await;
+    let writer = connect(&server).await;
+    let checker = connect(&server).await;
+    writer
+        .batch_execute("CREATE TABLE churn (id BIGINT, embedding VECTOR(4))")
+        .await
+        .expect("create");
+    let search = "SELECT id FROM vector_search('churn', 'embedding', '[0,0,0,0]', 100)";
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for r in 0..2 {
+        let client = connect(&server).await;
+        let done = done.clone();
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(Ordering::SeqCst) && reads < 5_000 {
+                let mut ids: Vec<i64> = client
+                    .query(search, &[])
+                    .await
+                    .expect("search")
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect();
+                ids.sort_unstable();
+                // A committed version holds batch b alone, or batches b and b + 1.
+                if let Some(&first) = ids.first() {
+                    let b = first / BATCH;
+                    let whole = |n: i64| ((b * BATCH)..((b + n) * BATCH)).collect::<Vec<_>>();
+                    assert!(
+                        ids == whole(1) || ids == whole(2),
+                        "reader {r} saw rows of no committed version: {ids:?}"
+                    );
+                }
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let vectors = random_vectors((BATCH * STEPS) as usize, 4, 5);
+    for step in 0..STEPS {
+        let values: Vec<String> = (0..BATCH)
+            .map(|i| {
+                let id = step * BATCH + i;
+                format!("({id}, '{}')", vector_text(&vectors[id as usize]))
+            })
+            .collect();
+        writer
+            .batch_execute(&format!("INSERT INTO churn VALUES {}", values.join(",")))
+            .await
+            .expect("insert");
+        // Acknowledged: another connection finds every new row now.
+        let seen: Vec<i64> = checker
+            .query(search, &[])
+            .await
+            .expect("check")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        for id in step * BATCH..(step + 1) * BATCH {
+            assert!(seen.contains(&id), "acknowledged row {id} not found");
+        }
+        if step > 0 {
+            writer
+                .batch_execute(&format!(
+                    "DELETE FROM churn WHERE id >= {} AND id < {}",
+                    (step - 1) * BATCH,
+                    step * BATCH
+                ))
+                .await
+                .expect("delete");
+        }
+    }
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        assert!(r.await.expect("reader ran") > 0);
+    }
+    let n: i64 = count(&writer, "churn").await;
+    assert_eq!(n, BATCH);
+    server.shutdown().await.expect("shutdown");
+}

@@ -1,56 +1,9 @@
 //! `kill -9` during writes: after a restart every acknowledged statement is
 //! there whole, and no statement is there in part.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{TempDir, count, random_vectors, vector_text};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn spawn_server(dir: &std::path::Path, port: u16) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
-        .args([
-            "serve",
-            "--data-dir",
-            &dir.display().to_string(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start quiver");
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("quiver did not start listening on {port}");
-}
-
-async fn client(port: u16) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=postgres"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    c
-}
+use crate::common::{TempDir, client, count, free_port, random_vectors, spawn_server, vector_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_keeps_acknowledged_statements_whole() {

@@ -9,4 +9,5 @@ mod examples;
 mod recall;
 mod restart;
 mod slt;
+mod storage;
 mod udf;

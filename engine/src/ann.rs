@@ -2,11 +2,11 @@
 //!
 //! Lance's scanner sets up a whole DataFusion plan for every query (the
 //! measured bulk of a query's cost, see DESIGN.md "Where the time goes"). Here
-//! the index is opened once per table version and kept with its snapshot;
-//! each query ranks the IVF partitions, searches the probed ones through the
-//! prepared-partition API, then searches the rows not yet covered by the index
-//! exactly (rows written after the build), and recomputes exact distances for
-//! the candidates from memory.
+//! the index is opened once per table version and kept with its view;
+//! each query ranks the IVF partitions and searches the probed ones through
+//! the prepared-partition API. The search path then searches the fragments not
+//! yet covered by the index exactly (rows written after the build) and
+//! recomputes exact distances for the candidates from their vectors.
 //!
 //! This uses Lance's internal index traits (`DatasetIndexInternalExt`,
 //! `VectorIndex`): Lance is pinned to one version and this module is the only
@@ -25,18 +25,23 @@ use lance_linalg::distance::DistanceType;
 use crate::engine_err;
 use crate::error::Result;
 use crate::search::SearchKnobs;
-use crate::snapshot::Snapshot;
+use crate::view::TableView;
 
 /// Default number of IVF partitions probed when `quiver.nprobes` is not set.
 pub const DEFAULT_NPROBES: usize = 20;
+
+/// The most candidates one index search asks for, whatever k and the refine
+/// factor multiply to.
+pub const MAX_CANDIDATES: usize = 1 << 20;
 
 /// One index (all its delta segments), opened for one table version.
 pub struct AnnHandle {
     segments: Vec<Arc<dyn VectorIndex>>,
     partitions: usize,
     distance: DistanceType,
-    /// Snapshot rows the index does not cover (written after it was built).
-    pub unindexed_rows: Vec<u32>,
+    /// Fragments of the version the index does not cover (written after it
+    /// was built): searched exactly.
+    pub unindexed_fragments: Vec<u32>,
     /// Indexed rows that are deleted: the search asks for this many more.
     deleted_in_index: usize,
 }
@@ -46,21 +51,21 @@ impl std::fmt::Debug for AnnHandle {
         f.debug_struct("AnnHandle")
             .field("segments", &self.segments.len())
             .field("partitions", &self.partitions)
-            .field("unindexed_rows", &self.unindexed_rows.len())
+            .field("unindexed_fragments", &self.unindexed_fragments.len())
             .finish()
     }
 }
 
 impl AnnHandle {
-    /// Opens every segment of index `name` on the snapshot's dataset version.
+    /// Opens every segment of index `name` on the view's dataset version.
     pub async fn open(
-        snap: &Snapshot,
+        view: &TableView,
         name: &str,
         column: &str,
         distance: DistanceType,
     ) -> Result<AnnHandle> {
         use lance::index::DatasetIndexInternalExt;
-        let ds = &snap.dataset;
+        let ds = &view.dataset;
         let metas = ds.load_indices_by_name(name).await?;
         if metas.is_empty() {
             return engine_err!(IndexNotFound, "index {name} is missing from the dataset");
@@ -81,27 +86,14 @@ impl AnnHandle {
             .map(|s| s.total_partitions())
             .max()
             .unwrap_or(1);
-        // Row ids are row addresses here: the fragment id is the upper 32 bits.
-        let unindexed_rows: Vec<u32> = snap
-            .row_ids
-            .iter()
-            .enumerate()
-            .filter(|(_, id)| !covered.contains(&((**id >> 32) as u32)))
-            .map(|(i, _)| i as u32)
-            .collect();
-        let indexed_live = snap.row_ids.len() - unindexed_rows.len();
-        let indexed_physical: usize = ds
-            .get_fragments()
-            .iter()
-            .filter(|f| covered.contains(&(f.id() as u32)))
-            .map(|f| f.metadata().physical_rows.unwrap_or(0))
-            .sum();
+        let (indexed, unindexed): (Vec<_>, Vec<_>) =
+            view.fragments.iter().partition(|f| covered.contains(&f.id));
         Ok(AnnHandle {
             segments,
             partitions,
             distance,
-            unindexed_rows,
-            deleted_in_index: indexed_physical.saturating_sub(indexed_live),
+            unindexed_fragments: unindexed.iter().map(|f| f.id).collect(),
+            deleted_in_index: indexed.iter().map(|f| f.deleted_rows()).sum(),
         })
     }
 
@@ -125,8 +117,10 @@ impl AnnHandle {
             .nprobes
             .unwrap_or(DEFAULT_NPROBES)
             .clamp(1, self.partitions);
-        let fetch = (k * knobs.refine_factor.unwrap_or(1).max(1) as usize)
-            + self.deleted_in_index.min(10 * k);
+        let fetch = k
+            .saturating_mul(knobs.refine_factor.unwrap_or(1).max(1) as usize)
+            .saturating_add(self.deleted_in_index.min(k.saturating_mul(10)))
+            .min(MAX_CANDIDATES);
         let mut q = Query {
             column: String::new(),
             key,
@@ -145,7 +139,7 @@ impl AnnHandle {
             approx_mode: Default::default(),
         };
         let metrics = NoOpMetricsCollector;
-        let mut ids = Vec::with_capacity(fetch * nprobes);
+        let mut ids = Vec::with_capacity(fetch.saturating_mul(nprobes).min(1 << 16));
         for seg in &self.segments {
             let (parts, dists) = seg.find_partitions(&q)?;
             for i in 0..parts.len().min(nprobes) {

@@ -9,13 +9,36 @@ use datafusion::logical_expr::Expr;
 use quiver_tiering::StorageRoot;
 
 use crate::catalog::Catalog;
+use crate::chunks::ChunkStats;
 use crate::engine_err;
 use crate::error::{EngineError, ErrorKind, Result};
 use crate::function::{FIRST_FUNCTION_OID, FunctionDef};
 use crate::index::IndexDef;
+use crate::memory::MemoryBudget;
 use crate::schema::{ColumnDef, TableDef};
 use crate::search::{self, SearchHits, SearchKnobs, SearchPlan};
-use crate::table::Table;
+use crate::table::{Shared, Table};
+
+/// The largest nearest-neighbour k a search accepts by default (`[search] max_k`).
+pub const DEFAULT_MAX_K: usize = 10_000;
+
+/// How an engine is set up (from the server's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The memory budget for cached table data.
+    pub budget: MemoryBudget,
+    /// Searches asking for more neighbours fail (SQLSTATE 54000).
+    pub max_k: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            budget: MemoryBudget::default(),
+            max_k: DEFAULT_MAX_K,
+        }
+    }
+}
 
 /// Folder of function modules inside the data directory.
 const FUNCTIONS_DIR: &str = "functions";
@@ -41,6 +64,8 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 pub struct Engine {
     data_dir: PathBuf,
     storage: StorageRoot,
+    options: EngineOptions,
+    shared: Shared,
     catalog: RwLock<Catalog>,
     tables: RwLock<HashMap<String, Arc<Table>>>,
     /// Serialises catalog changes (DDL); data writes take per-table locks.
@@ -68,14 +93,20 @@ fn read<T: Clone>(lock: &RwLock<T>) -> T {
 }
 
 impl Engine {
-    /// Opens the data directory (created when missing) and every table in its catalog.
+    /// Opens the data directory (created when missing) with default options.
     pub async fn open(data_dir: &Path) -> Result<Arc<Engine>> {
+        Self::open_with(data_dir, EngineOptions::default()).await
+    }
+
+    /// Opens the data directory (created when missing) and every table in its catalog.
+    pub async fn open_with(data_dir: &Path, options: EngineOptions) -> Result<Arc<Engine>> {
         std::fs::create_dir_all(data_dir)?;
         let storage = StorageRoot::local(data_dir)?;
         let catalog = Catalog::load(data_dir)?;
+        let shared = Shared::new(&options.budget);
         let mut tables = HashMap::new();
         for def in catalog.tables.values() {
-            let table = Table::open(storage.dataset_uri(&def.dir), def.clone())
+            let table = Table::open(storage.dataset_uri(&def.dir), def.clone(), &shared)
                 .await
                 .map_err(|e| {
                     EngineError::new(
@@ -88,6 +119,8 @@ impl Engine {
         Ok(Arc::new(Engine {
             data_dir: data_dir.to_path_buf(),
             storage,
+            options,
+            shared,
             catalog: RwLock::new(catalog),
             tables: RwLock::new(tables),
             ddl: tokio::sync::Mutex::new(()),
@@ -152,7 +185,12 @@ impl Engine {
             dir: format!("{name}-{}.lance", uuid::Uuid::new_v4().simple()),
             columns,
         };
-        let table = Table::create(self.storage.dataset_uri(&def.dir), def.clone()).await?;
+        let table = Table::create(
+            self.storage.dataset_uri(&def.dir),
+            def.clone(),
+            &self.shared,
+        )
+        .await?;
         self.update_catalog(|c| {
             c.tables.insert(name.to_string(), def);
         })?;
@@ -375,7 +413,29 @@ impl Engine {
         filter: Option<&Expr>,
         knobs: &SearchKnobs,
     ) -> Result<SearchHits> {
-        let snap = self.table(table)?.snapshot().await?;
-        search::run(snap, plan, query, k, filter, knobs).await
+        self.check_k(k)?;
+        let view = self.table(table)?.view().await?;
+        search::run(view, plan, query, k, filter, knobs).await
+    }
+
+    /// Refuses a nearest-neighbour k above `max_k`.
+    pub fn check_k(&self, k: usize) -> Result<()> {
+        if k > self.options.max_k {
+            return engine_err!(
+                LimitExceeded,
+                "nearest-neighbour k = {k} exceeds the limit of {} (set [search] max_k)",
+                self.options.max_k
+            );
+        }
+        Ok(())
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// What the chunk cache has loaded and holds (for tests and EXPLAIN ANALYZE).
+    pub fn chunk_stats(&self) -> ChunkStats {
+        self.shared.chunks.stats()
     }
 }

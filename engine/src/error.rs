@@ -17,6 +17,8 @@ pub enum ErrorKind {
     /// A request that cannot be honoured as stated (e.g. an index on a non-vector column).
     InvalidRequest,
     Unsupported,
+    /// A request over a configured limit (e.g. a nearest-neighbour k above max_k).
+    LimitExceeded,
     Io,
     Internal,
 }

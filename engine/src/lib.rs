@@ -17,8 +17,11 @@
 //! - [`error`] — the engine's error type and its kinds;
 //! - [`schema`] — column types, table definitions, their Arrow schemas;
 //! - [`catalog`] — the persisted catalog;
-//! - [`table`] — one table: its dataset, snapshots and writes;
-//! - [`snapshot`] — an in-memory copy of a table version (hot vectors + rows);
+//! - [`memory`] — the memory budget and the one Lance session sized from it;
+//! - [`chunks`] — the byte-bounded cache of column chunks of immutable fragments;
+//! - [`table`] — one table: its dataset, views and writes;
+//! - [`view`] — a table version as the search path reads it (fragments,
+//!   deletion vectors, rows fetched through the chunk cache);
 //! - [`function`] — user function definitions (module bytes in `functions/`);
 //! - [`index`] — index definitions and building Lance indexes;
 //! - [`distance`] — metrics and exact distance kernels;
@@ -28,15 +31,17 @@
 
 pub mod ann;
 pub mod catalog;
+pub mod chunks;
 pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod function;
 pub mod index;
+pub mod memory;
 pub mod schema;
 pub mod search;
-pub mod snapshot;
 pub mod table;
+pub mod view;
 
-pub use engine::Engine;
+pub use engine::{Engine, EngineOptions};
 pub use error::{EngineError, ErrorKind, Result};

@@ -3,12 +3,17 @@
 //!
 //! Strategy, chosen per query:
 //! - no usable ANN index (none on the column, or its metric differs from the
-//!   requested one) → exact search over the in-memory snapshot;
+//!   requested one) → exact search over the version's fragments, chunk by
+//!   chunk through the chunk cache ([`crate::view`]);
 //! - a filter that few rows pass (≤ [`EXACT_FILTER_MAX_ROWS`]) → exact search
-//!   over just those rows, evaluated on the snapshot: recall 1.0 and cheaper
-//!   than any ANN prefilter at that size;
-//! - otherwise → Lance's ANN index (with the filter as a Lance prefilter), then
-//!   the candidates' exact distances are recomputed from memory.
+//!   over just those rows: recall 1.0 and cheaper than any ANN prefilter at
+//!   that size. The filter is evaluated over its own columns only;
+//! - otherwise → the ANN index (unfiltered: the opened index directly, plus an
+//!   exact search of the fragments it does not cover yet; filtered: Lance's
+//!   ANN with the filter as a prefilter), then the candidates' exact distances
+//!   are recomputed from their vectors.
+//!
+//! Ties in distance are broken by row address, so results are deterministic.
 //!
 //! Distances always have pgvector's meaning (see [`crate::distance`]).
 
@@ -17,7 +22,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, Float32Array};
-use arrow::datatypes::UInt64Type;
+use arrow::datatypes::{Float32Type, UInt64Type};
 use datafusion::common::DFSchema;
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::Expr;
@@ -27,8 +32,9 @@ use crate::distance::Metric;
 use crate::engine_err;
 use crate::error::Result;
 use crate::index::IndexDef;
+use crate::memory::SCAN_IO_BUFFER_BYTES;
 use crate::schema::TableDef;
-use crate::snapshot::Snapshot;
+use crate::view::{FragmentView, TableView, row_address};
 
 /// Filters passed by at most this many rows are searched exactly.
 pub const EXACT_FILTER_MAX_ROWS: usize = 20_000;
@@ -129,17 +135,17 @@ pub enum Strategy {
     Ann { index: String },
 }
 
-/// The rows found, nearest first, as positions in the snapshot.
+/// The rows found, nearest first, as row addresses in the view's version.
 pub struct SearchHits {
-    pub snapshot: Arc<Snapshot>,
-    pub rows: Vec<u32>,
+    pub view: Arc<TableView>,
+    pub rows: Vec<u64>,
     pub distances: Vec<f32>,
     pub strategy: Strategy,
 }
 
-/// A candidate in the bounded max-heap of exact search.
+/// A candidate: distance, then row address as the tie-break.
 #[derive(PartialEq)]
-struct Cand(f32, u32);
+struct Cand(f32, u64);
 impl Eq for Cand {}
 impl PartialOrd for Cand {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
@@ -152,66 +158,196 @@ impl Ord for Cand {
     }
 }
 
-/// Rows of the snapshot passing `filter` (all rows when `None`).
-fn filter_rows(snap: &Snapshot, filter: Option<&Expr>) -> Result<Option<Vec<u32>>> {
-    let Some(filter) = filter else {
-        return Ok(None);
-    };
-    let schema = DFSchema::try_from(snap.rows.schema().as_ref().clone())?;
-    let phys = create_physical_expr(filter, &schema, &ExecutionProps::new())?;
-    let mask = phys
-        .evaluate(&snap.rows)?
-        .into_array(snap.rows.num_rows())?;
-    let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
-        return engine_err!(InvalidRequest, "filter is not a boolean expression");
-    };
-    Ok(Some(
-        (0..mask.len())
-            .filter(|&i| mask.is_valid(i) && mask.value(i))
-            .map(|i| i as u32)
-            .collect(),
-    ))
+/// The k nearest seen so far (a bounded max-heap).
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Cand>,
 }
 
-/// Exact top-k over `candidates` (all rows when `None`).
-fn exact(
-    snap: &Snapshot,
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
+        }
+    }
+
+    fn push(&mut self, d: f32, addr: u64) {
+        if self.heap.len() < self.k {
+            self.heap.push(Cand(d, addr));
+        } else if let Some(top) = self.heap.peek()
+            && Cand(d, addr) < *top
+        {
+            self.heap.pop();
+            self.heap.push(Cand(d, addr));
+        }
+    }
+
+    fn finish(self, view: Arc<TableView>, strategy: Strategy) -> SearchHits {
+        let sorted = self.heap.into_sorted_vec();
+        SearchHits {
+            view,
+            rows: sorted.iter().map(|c| c.1).collect(),
+            distances: sorted.iter().map(|c| c.0).collect(),
+            strategy,
+        }
+    }
+}
+
+/// Rows passing a filter, as addresses in fragment order.
+struct Passing {
+    rows: Vec<u64>,
+    /// False when the evaluation stopped early at its row limit.
+    complete: bool,
+}
+
+/// Evaluates `filter` over the columns it names only, chunk by chunk, and
+/// keeps the live rows that pass. With `stop_after`, stops once more rows than
+/// that pass (the caller will not search them exactly).
+async fn filter_rows(
+    view: &TableView,
+    filter: &Expr,
+    stop_after: Option<usize>,
+) -> Result<Passing> {
+    let table_schema = view.def.arrow_schema();
+    let refs = filter.column_refs();
+    let mut wanted = Vec::new();
+    for (i, f) in table_schema.fields().iter().enumerate() {
+        if refs.iter().any(|c| c.name == *f.name()) {
+            wanted.push(i);
+        }
+    }
+    if let Some(c) = refs
+        .iter()
+        .find(|c| table_schema.field_with_name(&c.name).is_err())
+    {
+        return engine_err!(ColumnNotFound, "column \"{}\" does not exist", c.name);
+    }
+    let schema = Arc::new(table_schema.project(&wanted)?);
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let phys = create_physical_expr(filter, &df_schema, &ExecutionProps::new())?;
+    let mut rows = Vec::new();
+    for frag in &view.fragments {
+        for chunk in 0..frag.num_chunks() {
+            let batch = view.chunk_batch(frag, &schema, chunk).await?;
+            let mask = phys.evaluate(&batch)?.into_array(batch.num_rows())?;
+            let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
+                return engine_err!(InvalidRequest, "filter is not a boolean expression");
+            };
+            let base = frag.chunk_range(chunk).start;
+            for i in 0..mask.len() {
+                let offset = base + i as u32;
+                if mask.is_valid(i) && mask.value(i) && !frag.is_deleted(offset) {
+                    rows.push(row_address(frag.id, offset));
+                }
+            }
+            if stop_after.is_some_and(|n| rows.len() > n) {
+                return Ok(Passing {
+                    rows,
+                    complete: false,
+                });
+            }
+        }
+    }
+    Ok(Passing {
+        rows,
+        complete: true,
+    })
+}
+
+/// Exact distances for every live row of `frag`.
+async fn exact_fragment(
+    view: &TableView,
     plan: &SearchPlan,
     query: &[f32],
-    k: usize,
-    candidates: Option<&[u32]>,
-) -> (Vec<u32>, Vec<f32>) {
-    let (values, dim, nulls) = snap.vectors(plan.column_index);
-    let mut heap: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
-    let mut consider = |row: u32| {
-        if nulls.is_some_and(|n| n.is_null(row as usize)) {
-            return;
+    frag: &FragmentView,
+    top: &mut TopK,
+) -> Result<usize> {
+    let mut scored = 0;
+    for chunk in 0..frag.num_chunks() {
+        let arr = view.chunk(frag, &plan.column, chunk).await?;
+        let list = arr.as_fixed_size_list();
+        let dim = list.value_length() as usize;
+        let values = list.values().as_primitive::<Float32Type>().values();
+        let base = frag.chunk_range(chunk).start;
+        for i in 0..list.len() {
+            let offset = base + i as u32;
+            if list.is_null(i) || frag.is_deleted(offset) {
+                continue;
+            }
+            let d = plan.metric.distance(query, &values[i * dim..(i + 1) * dim]);
+            top.push(d, row_address(frag.id, offset));
+            scored += 1;
         }
-        let r = row as usize;
-        let d = plan.metric.distance(query, &values[r * dim..(r + 1) * dim]);
-        if heap.len() < k {
-            heap.push(Cand(d, row));
-        } else if let Some(top) = heap.peek()
-            && Cand(d, row) < *top
-        {
-            heap.pop();
-            heap.push(Cand(d, row));
-        }
-    };
-    match candidates {
-        Some(c) => c.iter().for_each(|&r| consider(r)),
-        None => (0..snap.rows.num_rows() as u32).for_each(&mut consider),
     }
-    let sorted = heap.into_sorted_vec();
-    (
-        sorted.iter().map(|c| c.1).collect(),
-        sorted.iter().map(|c| c.0).collect(),
-    )
+    Ok(scored)
 }
 
-/// Runs a search planned by `plan` against `snap`.
+/// Exact distances for the rows at `addrs` (live, in fragment order).
+async fn exact_rows(
+    view: &TableView,
+    plan: &SearchPlan,
+    query: &[f32],
+    addrs: &[u64],
+    top: &mut TopK,
+) -> Result<()> {
+    let chunk_of = |a: u64| (a >> 32, (a as u32) / crate::chunks::CHUNK_ROWS);
+    for group in addrs.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)) {
+        let (frag_id, chunk) = chunk_of(group[0]);
+        let Some(frag) = view.fragment(frag_id as u32) else {
+            return engine_err!(Internal, "fragment {frag_id} left the version");
+        };
+        let arr = view.chunk(frag, &plan.column, chunk).await?;
+        let list = arr.as_fixed_size_list();
+        let dim = list.value_length() as usize;
+        let values = list.values().as_primitive::<Float32Type>().values();
+        for &a in group {
+            let i = ((a as u32) % crate::chunks::CHUNK_ROWS) as usize;
+            if list.is_null(i) {
+                continue;
+            }
+            top.push(
+                plan.metric.distance(query, &values[i * dim..(i + 1) * dim]),
+                a,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Exact distances for ANN candidates: deleted and repeated ones dropped.
+async fn rescore(
+    view: &TableView,
+    plan: &SearchPlan,
+    query: &[f32],
+    ids: Vec<u64>,
+    top: &mut TopK,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let live: Vec<u64> = ids
+        .into_iter()
+        .filter(|a| view.is_live(*a) && seen.insert(*a))
+        .collect();
+    let Some(arr) = view.take(&live, &[plan.column.as_str()]).await?.pop() else {
+        return Ok(());
+    };
+    let list = arr.as_fixed_size_list();
+    let dim = list.value_length() as usize;
+    let values = list.values().as_primitive::<Float32Type>().values();
+    for (i, a) in live.into_iter().enumerate() {
+        if list.is_valid(i) {
+            top.push(
+                plan.metric.distance(query, &values[i * dim..(i + 1) * dim]),
+                a,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a search planned by `plan` against the table version of `view`.
 pub async fn run(
-    snap: Arc<Snapshot>,
+    view: Arc<TableView>,
     plan: &SearchPlan,
     query: &[f32],
     k: usize,
@@ -219,47 +355,56 @@ pub async fn run(
     knobs: &SearchKnobs,
 ) -> Result<SearchHits> {
     plan.check_query(query)?;
-    if k == 0 || snap.rows.num_rows() == 0 {
-        return Ok(SearchHits {
-            snapshot: snap,
-            rows: vec![],
-            distances: vec![],
-            strategy: Strategy::Exact { candidates: 0 },
-        });
+    let mut top = TopK::new(k);
+    if k == 0 || view.live_rows() == 0 {
+        return Ok(top.finish(view, Strategy::Exact { candidates: 0 }));
     }
-    let passing = filter_rows(&snap, filter)?;
-    let small = passing
-        .as_ref()
-        .is_some_and(|p| p.len() <= EXACT_FILTER_MAX_ROWS);
-    let index = match &plan.index {
-        Some(i) if !small => i,
+    let passing = match filter {
+        Some(f) => {
+            Some(filter_rows(&view, f, plan.index.as_ref().map(|_| EXACT_FILTER_MAX_ROWS)).await?)
+        }
+        None => None,
+    };
+    let index = match (&plan.index, &passing) {
+        (Some(i), None) => i,
+        (Some(i), Some(p)) if !p.complete => i,
         _ => {
-            let candidates = passing.as_ref().map_or(snap.rows.num_rows(), |p| p.len());
-            let (rows, distances) = exact(&snap, plan, query, k, passing.as_deref());
-            return Ok(SearchHits {
-                snapshot: snap,
-                rows,
-                distances,
-                strategy: Strategy::Exact { candidates },
-            });
+            let candidates = match &passing {
+                Some(p) => {
+                    exact_rows(&view, plan, query, &p.rows, &mut top).await?;
+                    p.rows.len()
+                }
+                None => {
+                    let mut n = 0;
+                    for frag in &view.fragments {
+                        n += exact_fragment(&view, plan, query, frag, &mut top).await?;
+                    }
+                    n
+                }
+            };
+            return Ok(top.finish(view, Strategy::Exact { candidates }));
         }
     };
     let Some(lance_metric) = plan.metric.lance() else {
         return engine_err!(Internal, "metric {} has no ANN index", plan.metric.name());
     };
-    let handle = match filter {
-        None => Some(snap.ann(&index.name, &plan.column, lance_metric).await?),
-        Some(_) => None,
-    };
-    let ids: Vec<u64> = match (filter, &handle) {
-        // Unfiltered: the opened index directly, plus the rows it does not cover yet.
-        (None, Some(h)) => h.candidates(query, k, knobs).await?,
-        (None, None) => return engine_err!(Internal, "vector index was not opened"),
+    let ids: Vec<u64> = match filter {
+        // Unfiltered: the opened index directly, plus the fragments it does not cover yet.
+        None => {
+            let h = view.ann(&index.name, &plan.column, lance_metric).await?;
+            for id in &h.unindexed_fragments {
+                if let Some(frag) = view.fragment(*id) {
+                    exact_fragment(&view, plan, query, frag, &mut top).await?;
+                }
+            }
+            h.candidates(query, k, knobs).await?
+        }
         // Many rows pass the filter: Lance's ANN with the filter as a prefilter.
-        (Some(f), _) => {
-            let mut scan = snap.dataset.scan();
+        Some(f) => {
+            let mut scan = view.dataset.scan();
             scan.project::<&str>(&[])?;
-            scan.with_row_id();
+            scan.with_row_address();
+            scan.io_buffer_size(SCAN_IO_BUFFER_BYTES);
             scan.nearest(&plan.column, &Float32Array::from(query.to_vec()), k)?;
             scan.distance_metric(lance_metric);
             if let Some(n) = knobs.nprobes {
@@ -275,36 +420,17 @@ pub async fn run(
             scan.filter_expr(f.clone());
             scan.prefilter(true);
             let batch = scan.try_into_batch().await?;
-            let Some(ids) = batch.column_by_name("_rowid") else {
-                return engine_err!(Internal, "vector search returned no row ids");
+            let Some(ids) = batch.column_by_name("_rowaddr") else {
+                return engine_err!(Internal, "vector search returned no row addresses");
             };
             ids.as_primitive::<UInt64Type>().values().to_vec()
         }
     };
-    let (values, dim, _) = snap.vectors(plan.column_index);
-    let unindexed: &[u32] = handle.as_ref().map_or(&[], |h| &h.unindexed_rows);
-    let mut seen = std::collections::HashSet::with_capacity(ids.len());
-    let mut found: Vec<Cand> = ids
-        .iter()
-        .filter_map(|id| snap.row_of(*id))
-        .chain(unindexed.iter().copied())
-        .filter(|row| seen.insert(*row))
-        .map(|row| {
-            let r = row as usize;
-            Cand(
-                plan.metric.distance(query, &values[r * dim..(r + 1) * dim]),
-                row,
-            )
-        })
-        .collect();
-    found.sort();
-    found.truncate(k);
-    Ok(SearchHits {
-        snapshot: snap,
-        rows: found.iter().map(|c| c.1).collect(),
-        distances: found.iter().map(|c| c.0).collect(),
-        strategy: Strategy::Ann {
+    rescore(&view, plan, query, ids, &mut top).await?;
+    Ok(top.finish(
+        view,
+        Strategy::Ann {
             index: index.name.clone(),
         },
-    })
+    ))
 }

@@ -10,49 +10,90 @@ use arrow::array::{Array, AsArray, RecordBatch, RecordBatchIterator};
 use arrow::datatypes::Float32Type;
 use datafusion::logical_expr::Expr;
 use lance::Dataset;
+use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::write::delete::DeleteBuilder;
 use lance::dataset::write::update::UpdateBuilder;
 use lance::dataset::{WriteMode, WriteParams};
 use lance::index::DatasetIndexExt;
+use lance::session::Session;
 use lance_index::optimize::OptimizeOptions;
 
+use crate::chunks::ChunkCache;
 use crate::engine_err;
 use crate::error::Result;
 use crate::index::{BuildParams, IndexDef};
+use crate::memory::MemoryBudget;
 use crate::schema::{ColumnType, TableDef};
-use crate::snapshot::{Snapshot, SnapshotCache};
+use crate::view::{TableView, ViewCache};
+
+/// What every table of one engine shares: the one Lance session (index and
+/// metadata caches) and the one chunk cache, both sized from the memory budget.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub session: Arc<Session>,
+    pub chunks: Arc<ChunkCache>,
+}
+
+impl Shared {
+    pub fn new(budget: &MemoryBudget) -> Shared {
+        Shared {
+            session: budget.lance_session(),
+            chunks: Arc::new(ChunkCache::new(budget.chunk_bytes())),
+        }
+    }
+
+    /// Write parameters of every commit: this session, and row addresses as
+    /// row ids (the search path relies on it, see [`crate::view`]).
+    fn write_params(&self, mode: WriteMode) -> WriteParams {
+        WriteParams {
+            mode,
+            session: Some(self.session.clone()),
+            enable_stable_row_ids: false,
+            ..Default::default()
+        }
+    }
+}
 
 pub struct Table {
     pub def: TableDef,
+    shared: Shared,
     latest: RwLock<Arc<Dataset>>,
     write_lock: tokio::sync::Mutex<()>,
-    snapshots: SnapshotCache,
+    views: ViewCache,
 }
 
 impl Table {
     /// Creates the empty dataset for a new table.
-    pub async fn create(uri: String, def: TableDef) -> Result<Table> {
+    pub async fn create(uri: String, def: TableDef, shared: &Shared) -> Result<Table> {
         let schema = def.arrow_schema();
         let empty = RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), schema);
-        let params = WriteParams {
-            mode: WriteMode::Create,
-            ..Default::default()
-        };
+        let params = shared.write_params(WriteMode::Create);
         let ds = Dataset::write(empty, uri.as_str(), Some(params)).await?;
-        Ok(Self::with_dataset(def, ds))
+        Ok(Self::with_dataset(def, ds, shared))
     }
 
-    pub async fn open(uri: String, def: TableDef) -> Result<Table> {
-        let ds = Dataset::open(&uri).await?;
-        Ok(Self::with_dataset(def, ds))
+    pub async fn open(uri: String, def: TableDef, shared: &Shared) -> Result<Table> {
+        let ds = DatasetBuilder::from_uri(&uri)
+            .with_session(shared.session.clone())
+            .load()
+            .await?;
+        if ds.manifest().uses_stable_row_ids() {
+            return engine_err!(
+                Unsupported,
+                "table {} was written with stable row ids, which this version does not read",
+                def.name
+            );
+        }
+        Ok(Self::with_dataset(def, ds, shared))
     }
 
-    fn with_dataset(def: TableDef, ds: Dataset) -> Table {
+    fn with_dataset(def: TableDef, ds: Dataset, shared: &Shared) -> Table {
         Table {
             def,
+            shared: shared.clone(),
             latest: RwLock::new(Arc::new(ds)),
             write_lock: tokio::sync::Mutex::new(()),
-            snapshots: SnapshotCache::default(),
+            views: ViewCache::default(),
         }
     }
 
@@ -71,9 +112,12 @@ impl Table {
         }
     }
 
-    /// The in-memory copy of the latest version, loaded on first use.
-    pub async fn snapshot(&self) -> Result<Arc<Snapshot>> {
-        self.snapshots.get(self.dataset(), &self.def).await
+    /// The search view of the latest version (built from the previous view:
+    /// only what changed is read).
+    pub async fn view(&self) -> Result<Arc<TableView>> {
+        self.views
+            .get(self.dataset(), &self.def, &self.shared.chunks)
+            .await
     }
 
     /// Appends rows in one commit. The batches must have the table's schema.
@@ -88,7 +132,8 @@ impl Table {
         let _w = self.write_lock.lock().await;
         let mut ds = (*self.dataset()).clone();
         let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), self.def.arrow_schema());
-        ds.append(reader, None).await?;
+        ds.append(reader, Some(self.shared.write_params(WriteMode::Append)))
+            .await?;
         self.publish(Arc::new(ds));
         Ok(rows as u64)
     }

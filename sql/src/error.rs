@@ -96,6 +96,7 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::InvalidData => StatusCode::DataException,
             K::InvalidRequest => StatusCode::DatatypeMismatch,
             K::Unsupported => StatusCode::FeatureNotSupported,
+            K::LimitExceeded => StatusCode::ProgramLimitExceeded,
             K::Io => StatusCode::IoError,
             K::Internal => StatusCode::Internal,
         };

@@ -15,8 +15,8 @@ use datafusion::logical_expr::{ScalarUDF, Volatility, create_udf};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::sqlparser::ast::{self, Expr};
-use quiver_engine::Engine;
 use quiver_engine::search::SearchKnobs;
+use quiver_engine::{Engine, EngineOptions};
 
 use crate::dml;
 use crate::error::Result;
@@ -47,9 +47,14 @@ pub struct Database {
 }
 
 impl Database {
-    /// Opens (or creates) the data directory.
+    /// Opens (or creates) the data directory with default engine options.
     pub async fn open(data_dir: &Path) -> Result<Arc<Database>> {
-        let engine = Engine::open(data_dir).await?;
+        Self::open_with(data_dir, EngineOptions::default()).await
+    }
+
+    /// Opens (or creates) the data directory.
+    pub async fn open_with(data_dir: &Path, options: EngineOptions) -> Result<Arc<Database>> {
+        let engine = Engine::open_with(data_dir, options).await?;
         Ok(Arc::new(Database {
             functions: Arc::new(FunctionRegistry::new(engine.clone())),
             engine,

@@ -11,8 +11,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{
     Session as DfSession, TableFunctionArgs, TableFunctionImpl, TableProvider,
@@ -83,6 +82,22 @@ fn query_vector(e: &Expr) -> DfResult<Option<Vec<f32>>> {
     }
 }
 
+/// A constant k as a count; one too large for any integer type saturates (and
+/// is then refused by the engine's k limit, not wrapped around).
+fn positive_k(v: &ScalarValue) -> DfResult<usize> {
+    let k: i128 = match v.cast_to(&DataType::Int64) {
+        Ok(ScalarValue::Int64(Some(k))) => k as i128,
+        _ => match v.cast_to(&DataType::Float64) {
+            Ok(ScalarValue::Float64(Some(f))) if f.is_finite() && f.fract() == 0.0 => f as i128,
+            _ => return plan_err!("vector_search: k must be a positive integer"),
+        },
+    };
+    if k <= 0 {
+        return plan_err!("vector_search: k must be a positive integer");
+    }
+    Ok(usize::try_from(k).unwrap_or(usize::MAX))
+}
+
 impl TableFunctionImpl for VectorSearchFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
         let exprs = args.exprs();
@@ -96,13 +111,13 @@ impl TableFunctionImpl for VectorSearchFunction {
         let column = literal_str(&exprs[1], "column")?;
         let query = query_vector(&exprs[2])?;
         let k = match &exprs[3] {
-            Expr::Literal(v, _) if !v.is_null() => match v.cast_to(&DataType::Int64)? {
-                ScalarValue::Int64(Some(k)) if k > 0 => k as usize,
-                _ => return plan_err!("vector_search: k must be a positive integer"),
-            },
+            Expr::Literal(v, _) if !v.is_null() => positive_k(v)?,
             Expr::Placeholder(_) => 0,
             e => return plan_err!("vector_search: k must be a positive integer constant, got {e}"),
         };
+        self.engine
+            .check_k(k)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let metric = match exprs.get(4) {
             None => None,
             Some(e) => {
@@ -241,6 +256,13 @@ impl TableProvider for VectorSearchProvider {
             filter,
             projection,
             table_columns: self.schema.fields().len() - 1,
+            table_schema_names: Arc::new(
+                self.schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
+            ),
             schema,
             properties,
         }))
@@ -255,6 +277,8 @@ pub struct VectorSearchExec {
     /// Indices into table columns + `_distance` (the last).
     projection: Vec<usize>,
     table_columns: usize,
+    /// Names of the table's columns (+ `_distance`), by position.
+    table_schema_names: Arc<Vec<String>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
@@ -339,6 +363,7 @@ impl ExecutionPlan for VectorSearchExec {
         let table_columns = self.table_columns;
         let schema = self.schema.clone();
         let out_schema = schema.clone();
+        let schema_names = self.table_schema_names.clone();
         let fut = async move {
             let Some(query) = query else {
                 return plan_err!("vector_search: the query vector is missing (unbound parameter)");
@@ -351,15 +376,25 @@ impl ExecutionPlan for VectorSearchExec {
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             tracing::debug!(table, k, strategy = ?hits.strategy, "vector search");
-            let idx = UInt32Array::from(hits.rows.clone());
+            let names: Vec<&str> = projection
+                .iter()
+                .filter(|&&p| p != table_columns)
+                .map(|&p| schema_names[p].as_str())
+                .collect();
+            let mut fetched = hits
+                .view
+                .take(&hits.rows, &names)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+                .into_iter();
             let mut cols: Vec<ArrayRef> = Vec::with_capacity(projection.len());
             for &p in &projection {
                 if p == table_columns {
                     cols.push(Arc::new(Float64Array::from(
                         hits.distances.iter().map(|d| *d as f64).collect::<Vec<_>>(),
                     )));
-                } else {
-                    cols.push(take(hits.snapshot.rows.column(p), &idx, None)?);
+                } else if let Some(c) = fetched.next() {
+                    cols.push(c);
                 }
             }
             let opts = datafusion::arrow::array::RecordBatchOptions::new()

@@ -1,0 +1,234 @@
+//! The column-chunk cache: the one byte-bounded cache of table data.
+//!
+//! A Lance fragment's data files never change once written: an INSERT adds
+//! fragments, a DELETE adds a deletion file beside them, an UPDATE or a
+//! compaction writes new fragments. So a column of a fragment, cut into
+//! chunks of [`CHUNK_ROWS`] physical rows, is cached under a key naming the
+//! fragment's data files ([`FragmentKey`]): a rewritten fragment is a
+//! different key, and a new table version costs only its new fragments.
+//!
+//! Entries are Arrow arrays (vectors as `FixedSizeList<f32>`, whose values are
+//! one contiguous `f32` buffer), weighed by their memory size; the cache
+//! evicts by size (moka's TinyLFU admission + LRU eviction). Concurrent
+//! requests for the same missing chunk share one load. Load counters make the
+//! cost of a query visible to tests (rows read from Lance).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::{Array, ArrayRef};
+use lance::Dataset;
+use lance::dataset::fragment::{FileFragment, FragReadConfig};
+use lance::table::format::Fragment;
+
+use crate::error::{EngineError, Result};
+
+/// Physical rows per cached chunk.
+pub const CHUNK_ROWS: u32 = 8192;
+
+/// Names one immutable fragment of one dataset: a fragment whose data files
+/// change (UPDATE, compaction, added columns) gets a different key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FragmentKey {
+    pub dataset: Arc<str>,
+    pub fragment: u32,
+    /// Hash of the fragment's data and overlay file paths.
+    pub files: u64,
+}
+
+impl FragmentKey {
+    pub fn new(dataset: &Arc<str>, fragment: &Fragment) -> FragmentKey {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for f in &fragment.files {
+            f.path.hash(&mut h);
+        }
+        for o in &fragment.overlays {
+            o.data_file.path.hash(&mut h);
+            o.committed_version.hash(&mut h);
+        }
+        FragmentKey {
+            dataset: dataset.clone(),
+            fragment: fragment.id as u32,
+            files: h.finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ChunkKey {
+    fragment: FragmentKey,
+    column: Arc<str>,
+    chunk: u32,
+}
+
+impl ChunkKey {
+    fn new(fragment: &FragmentKey, column: &str, chunk: u32) -> ChunkKey {
+        ChunkKey {
+            fragment: fragment.clone(),
+            column: column.into(),
+            chunk,
+        }
+    }
+}
+
+/// What the cache has done so far (monotonic counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Chunk loads from Lance.
+    pub loads: u64,
+    /// Rows read from Lance by chunk loads and point reads.
+    pub rows_loaded: u64,
+    /// Bytes of the arrays read.
+    pub bytes_loaded: u64,
+    /// Bytes held now.
+    pub bytes_cached: u64,
+    pub capacity: u64,
+}
+
+pub struct ChunkCache {
+    cache: moka::future::Cache<ChunkKey, ArrayRef>,
+    capacity: u64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    rows_loaded: AtomicU64,
+    bytes_loaded: AtomicU64,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("capacity", &self.capacity)
+            .field("bytes", &self.cache.weighted_size())
+            .finish()
+    }
+}
+
+fn weigh(a: &ArrayRef) -> u32 {
+    a.get_array_memory_size().min(u32::MAX as usize) as u32
+}
+
+impl ChunkCache {
+    pub fn new(capacity: u64) -> ChunkCache {
+        ChunkCache {
+            cache: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .weigher(|_k: &ChunkKey, v: &ArrayRef| weigh(v))
+                .build(),
+            capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            loads: AtomicU64::new(0),
+            rows_loaded: AtomicU64::new(0),
+            bytes_loaded: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> ChunkStats {
+        ChunkStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            loads: self.loads.load(Ordering::Relaxed),
+            rows_loaded: self.rows_loaded.load(Ordering::Relaxed),
+            bytes_loaded: self.bytes_loaded.load(Ordering::Relaxed),
+            bytes_cached: self.cache.weighted_size(),
+            capacity: self.capacity,
+        }
+    }
+
+    /// True while `bytes` more would keep the cache under 80 % of its
+    /// capacity: callers then load whole chunks rather than single rows.
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.cache.weighted_size().saturating_add(bytes) <= self.capacity / 10 * 8
+    }
+
+    /// Counts rows read from Lance outside chunk loads (point reads).
+    pub fn count_point_read(&self, rows: usize, bytes: usize) {
+        self.rows_loaded.fetch_add(rows as u64, Ordering::Relaxed);
+        self.bytes_loaded.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The chunk when it is cached, without loading it.
+    pub async fn get_cached(
+        &self,
+        key: &FragmentKey,
+        column: &str,
+        chunk: u32,
+    ) -> Option<ArrayRef> {
+        let k = ChunkKey::new(key, column, chunk);
+        let v = self.cache.get(&k).await;
+        if v.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        v
+    }
+
+    /// Physical rows `chunk * CHUNK_ROWS ..` of `column` in `fragment`, deleted
+    /// rows included (callers skip them with the fragment's deletion vector).
+    pub async fn chunk(
+        &self,
+        dataset: &Arc<Dataset>,
+        key: &FragmentKey,
+        physical_rows: u32,
+        column: &str,
+        chunk: u32,
+    ) -> Result<ArrayRef> {
+        let k = ChunkKey::new(key, column, chunk);
+        if let Some(v) = self.cache.get(&k).await {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(v);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let start = chunk.saturating_mul(CHUNK_ROWS);
+        let end = start.saturating_add(CHUNK_ROWS).min(physical_rows);
+        let load = async {
+            let arr = read_physical(dataset, key.fragment, column, start..end).await?;
+            self.loads.fetch_add(1, Ordering::Relaxed);
+            self.rows_loaded
+                .fetch_add(arr.len() as u64, Ordering::Relaxed);
+            self.bytes_loaded
+                .fetch_add(arr.get_array_memory_size() as u64, Ordering::Relaxed);
+            Ok::<_, EngineError>(arr)
+        };
+        self.cache
+            .try_get_with(k, load)
+            .await
+            .map_err(|e: Arc<EngineError>| EngineError::new(e.kind, e.message.clone()))
+    }
+}
+
+/// Opens `fragment` of `dataset` for reading `columns`, deleted rows included.
+pub async fn open_fragment(
+    dataset: &Arc<Dataset>,
+    fragment: u32,
+    columns: &[&str],
+) -> Result<lance::dataset::fragment::FragmentReader> {
+    let Some(frag) = dataset.get_fragment(fragment as usize) else {
+        return crate::engine_err!(Internal, "fragment {fragment} is not in the dataset");
+    };
+    let schema = dataset.schema().project(columns)?;
+    let frag: FileFragment = frag;
+    Ok(frag
+        .open(
+            &schema,
+            FragReadConfig::default().with_ignore_deletions(true),
+        )
+        .await?)
+}
+
+/// Reads physical rows `rows` of one column of a fragment.
+async fn read_physical(
+    dataset: &Arc<Dataset>,
+    fragment: u32,
+    column: &str,
+    rows: std::ops::Range<u32>,
+) -> Result<ArrayRef> {
+    let reader = open_fragment(dataset, fragment, &[column]).await?;
+    let batch = reader
+        .read_range_as_batch(rows.start as usize..rows.end as usize)
+        .await?;
+    Ok(batch.column(0).clone())
+}

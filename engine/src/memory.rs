@@ -1,0 +1,147 @@
+//! The process-wide memory budget for cached table data, and how it is split.
+//!
+//! One number (`[cache] memory`, `--cache-memory`) bounds everything Quiver
+//! keeps of a table in memory between queries:
+//! - the column-chunk cache ([`crate::chunks`]): vectors, filter columns and
+//!   result columns of immutable Lance fragments;
+//! - Lance's index cache (opened index partitions) and metadata cache
+//!   (manifests, file metadata, deletion vectors), both in the one shared
+//!   `lance::session::Session` that every dataset is opened with.
+//!
+//! Not covered by the budget, and bounded separately: Lance scanner I/O
+//! buffers (per scan, [`SCAN_IO_BUFFER_BYTES`]) and index builds (their peak is
+//! transient and reported by the benchmarks).
+
+use std::sync::Arc;
+
+use lance::session::Session;
+
+use crate::engine_err;
+use crate::error::Result;
+
+/// Default budget when none is configured.
+pub const DEFAULT_CACHE_BYTES: u64 = 2 << 30;
+
+/// The smallest budget accepted: below it the index cache cannot hold even a
+/// small index's partitions and every query would re-read them.
+pub const MIN_CACHE_BYTES: u64 = 16 << 20;
+
+/// I/O buffer of one Lance scan (Lance's own default is 2 GiB per scan).
+pub const SCAN_IO_BUFFER_BYTES: u64 = 32 << 20;
+
+/// How the budget is divided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub total: u64,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget {
+            total: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+impl MemoryBudget {
+    pub fn new(total: u64) -> Result<MemoryBudget> {
+        if total < MIN_CACHE_BYTES {
+            return engine_err!(
+                InvalidRequest,
+                "cache memory {} is below the minimum {}",
+                format_bytes(total),
+                format_bytes(MIN_CACHE_BYTES)
+            );
+        }
+        Ok(MemoryBudget { total })
+    }
+
+    /// Column chunks: 60 %.
+    pub fn chunk_bytes(&self) -> u64 {
+        self.total / 10 * 6
+    }
+
+    /// Lance's index cache: 30 %.
+    pub fn index_bytes(&self) -> u64 {
+        self.total / 10 * 3
+    }
+
+    /// Lance's metadata cache: the rest (10 %).
+    pub fn metadata_bytes(&self) -> u64 {
+        self.total - self.chunk_bytes() - self.index_bytes()
+    }
+
+    /// The one Lance session of the process, with its caches sized from the budget.
+    pub fn lance_session(&self) -> Arc<Session> {
+        Arc::new(Session::new(
+            self.index_bytes() as usize,
+            self.metadata_bytes() as usize,
+            Default::default(),
+        ))
+    }
+}
+
+/// Parses a size such as `256MiB`, `2GiB`, `512MB`, `1g` or `1048576` (bytes).
+/// Units are binary (`KB` = `KiB` = 1024), as in PostgreSQL's settings.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return None,
+    };
+    let bytes = n * mult as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// A byte count in the largest binary unit that keeps it readable.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("256MiB"), Some(256 << 20));
+        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("2 GB"), Some(2 << 30));
+        assert_eq!(parse_bytes("1.5g"), Some(3 << 29));
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("12 parsecs"), None);
+        assert_eq!(parse_bytes(""), None);
+        assert_eq!(parse_bytes("-1MB"), None);
+    }
+
+    #[test]
+    fn budget_splits_add_up() {
+        let b = MemoryBudget::new(256 << 20).expect("budget");
+        assert_eq!(
+            b.chunk_bytes() + b.index_bytes() + b.metadata_bytes(),
+            b.total
+        );
+        assert!(MemoryBudget::new(1 << 20).is_err());
+        assert_eq!(format_bytes(256 << 20), "256.0MiB");
+    }
+}
