@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use datafusion::sql::sqlparser::ast::{
-    self, BinaryOperator, ColumnOption, CreateIndex, CreateTable, DataType, Expr, ObjectName, Value,
+    self, BinaryOperator, ColumnOption, CreateIndex, CreateTable, DataType, Expr, Ident,
+    ObjectName, Value,
 };
 use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
@@ -14,11 +15,21 @@ use quiver_engine::schema::{ColumnDef, ColumnType};
 use crate::error::Result;
 use crate::sql_err;
 
-/// A bare (unqualified, unquoted) object name; `public.x` is accepted as `x`.
+/// An identifier as PostgreSQL names it: folded to lower case unless it was
+/// double-quoted (`Items` is `items`, `"Items"` stays `Items`).
+pub fn ident_name(i: &Ident) -> String {
+    match i.quote_style {
+        Some(_) => i.value.clone(),
+        None => i.value.to_lowercase(),
+    }
+}
+
+/// A bare (unqualified) object name, case-folded as [`ident_name`];
+/// `public.x` is accepted as `x`.
 pub fn object_name(n: &ObjectName) -> Result<String> {
     let parts: Vec<String> =
         n.0.iter()
-            .filter_map(|p| p.as_ident().map(|i| i.value.clone()))
+            .filter_map(|p| p.as_ident().map(ident_name))
             .collect();
     match parts.as_slice() {
         [name] => Ok(name.clone()),
@@ -87,7 +98,7 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
             )
         });
         columns.push(ColumnDef {
-            name: c.name.value.clone(),
+            name: ident_name(&c.name),
             ty: column_type(&c.data_type)?,
             nullable: !not_null,
         });
@@ -158,7 +169,7 @@ pub async fn create_index(engine: &Engine, ci: &CreateIndex) -> Result<String> {
             "expression indexes are not supported ({col_expr})"
         );
     };
-    let column = col.value.clone();
+    let column = ident_name(col);
     let Some(coldef) = t.def.column(&column) else {
         return sql_err!(UndefinedColumn, "column \"{column}\" does not exist");
     };

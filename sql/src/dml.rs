@@ -419,15 +419,16 @@ pub async fn copy(
             } else {
                 let mut cols = Vec::new();
                 for c in columns {
-                    if table.def.column(&c.value).is_none() {
+                    let c = crate::ddl::ident_name(c);
+                    if table.def.column(&c).is_none() {
                         return sql_err!(
                             UndefinedColumn,
                             "column \"{}\" of relation \"{}\" does not exist",
-                            c.value,
+                            c,
                             table.def.name
                         );
                     }
-                    cols.push(c.value.clone());
+                    cols.push(c);
                 }
                 cols
             };

@@ -11,12 +11,13 @@ use std::ops::ControlFlow;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
     FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, OrderByKind, Query, SelectItem,
-    SetExpr, Statement, TableAlias, TableFactor, TableFunctionArgs, Value, visit_expressions,
-    visit_expressions_mut,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor,
+    TableFunctionArgs, Value, WildcardAdditionalOptions, visit_expressions, visit_expressions_mut,
 };
 use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
 
+use crate::ddl::{ident_name, object_name};
 use crate::error::{Result, SqlError, StatusCode};
 use crate::session::ParamValue;
 use crate::vector::{distance_function, function_metric};
@@ -138,8 +139,8 @@ fn is_constant(e: &Expr) -> bool {
 
 fn column_name(e: &Expr) -> Option<String> {
     match e {
-        Expr::Identifier(i) => Some(i.value.clone()),
-        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()),
+        Expr::Identifier(i) => Some(ident_name(i)),
+        Expr::CompoundIdentifier(parts) => parts.last().map(ident_name),
         _ => None,
     }
 }
@@ -244,10 +245,9 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
     else {
         return Ok(());
     };
-    if name.0.len() != 1 {
+    let Ok(table) = object_name(name) else {
         return Ok(());
-    }
-    let table = name.to_string().trim_matches('"').to_string();
+    };
     if engine.plan_search(&table, &column, Some(metric)).is_err() {
         return Ok(());
     }
@@ -258,7 +258,10 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
         at: None,
     });
     let text = |s: &str| Expr::value(Value::SingleQuotedString(s.to_string()));
-    let k = Expr::value(Value::Number((limit + offset).to_string(), false));
+    let k = Expr::value(Value::Number(
+        limit.saturating_add(offset).to_string(),
+        false,
+    ));
     let args = [text(&table), text(&column), query, k, text(metric.name())];
     let mut relation = select.from[0].relation.clone();
     if let TableFactor::Table {
@@ -279,6 +282,36 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
         });
     }
     select.from[0].relation = relation;
+    // `SELECT *` keeps meaning the table's columns, as in PostgreSQL: the search
+    // adds `_distance`, which only an explicit reference should bring in.
+    if let Ok(t) = engine.table(&table) {
+        let qualifier = alias.name.value.clone();
+        let columns = |out: &mut Vec<SelectItem>| {
+            out.extend(t.def.columns.iter().map(|c| {
+                SelectItem::UnnamedExpr(Expr::CompoundIdentifier(vec![
+                    alias.name.clone(),
+                    Ident::with_quote('"', &c.name),
+                ]))
+            }))
+        };
+        let mut projection = Vec::with_capacity(select.projection.len());
+        for item in std::mem::take(&mut select.projection) {
+            match item {
+                SelectItem::Wildcard(o) if plain_wildcard(&o) => columns(&mut projection),
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(n),
+                    o,
+                ) if plain_wildcard(&o)
+                    && n.0.len() == 1
+                    && n.0[0].as_ident().is_some_and(|i| i.value == qualifier) =>
+                {
+                    columns(&mut projection)
+                }
+                other => projection.push(other),
+            }
+        }
+        select.projection = projection;
+    }
     // The search returns its rows nearest first by this very distance: order by
     // `_distance` instead of computing it again (an ORDER BY alias stays as it is).
     if let Some(OrderByKind::Expressions(exprs)) = q.order_by.as_mut().map(|o| &mut o.kind)
@@ -287,4 +320,13 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
         exprs[0].expr = Expr::CompoundIdentifier(vec![alias.name.clone(), Ident::new("_distance")]);
     }
     Ok(())
+}
+
+/// A `*` without EXCLUDE / EXCEPT / REPLACE / RENAME / ILIKE.
+fn plain_wildcard(o: &WildcardAdditionalOptions) -> bool {
+    o.opt_ilike.is_none()
+        && o.opt_exclude.is_none()
+        && o.opt_except.is_none()
+        && o.opt_replace.is_none()
+        && o.opt_rename.is_none()
 }
