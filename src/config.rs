@@ -19,6 +19,24 @@ pub struct Config {
     pub log_level: String,
     pub cache: CacheConfig,
     pub search: SearchConfig,
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: how table data is kept.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// How long superseded table versions are kept before cleanup removes
+    /// them (`"1h"`, `"30m"`, `"0"`); versions readers hold are always kept.
+    pub version_retention: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            version_retention: "1h".into(),
+        }
+    }
 }
 
 /// `[cache]`: memory for cached table data.
@@ -62,6 +80,7 @@ impl Default for Config {
             log_level: "info,lance=warn".into(),
             cache: CacheConfig::default(),
             search: SearchConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -105,9 +124,21 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let Some(version_retention) =
+            quiver_engine::housekeeping::parse_duration(&self.storage.version_retention)
+        else {
+            return Err(ConfigError::Invalid {
+                key: "storage.version_retention",
+                message: format!(
+                    "'{}' is not a duration (e.g. 1h, 30m, 45s, 0)",
+                    self.storage.version_retention
+                ),
+            });
+        };
         Ok(EngineOptions {
             budget,
             max_k: self.search.max_k,
+            version_retention,
         })
     }
 
@@ -144,6 +175,17 @@ mod tests {
         let d = Config::default().engine_options().expect("defaults");
         assert_eq!(d.budget.total, 2 << 30);
         assert_eq!(d.max_k, 10_000);
+        assert_eq!(d.version_retention, std::time::Duration::from_secs(3600));
+        let r = Config::from_toml("[storage]\nversion_retention = \"0\"", "t").expect("parse");
+        assert!(
+            r.engine_options()
+                .expect("retention")
+                .version_retention
+                .is_zero()
+        );
+        let bad =
+            Config::from_toml("[storage]\nversion_retention = \"later\"", "t").expect("parse");
+        assert!(bad.engine_options().is_err());
         let bad = Config::from_toml("[cache]\nmemory = \"lots\"", "t").expect("parse");
         assert!(bad.engine_options().is_err());
         let small = Config::from_toml("[cache]\nmemory = \"1MiB\"", "t").expect("parse");

@@ -465,3 +465,161 @@ async fn a_table_larger_than_the_budget_answers_within_it() {
     );
     child.kill().await.expect("kill");
 }
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// (id, distance × 10⁵ rounded) of each query's rows.
+async fn answers(c: &tokio_postgres::Client, queries: &[String]) -> Vec<Vec<(i64, i64)>> {
+    let mut out = Vec::new();
+    for q in queries {
+        let rows = c.query(q.as_str(), &[]).await.expect("search");
+        out.push(
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i64>(0),
+                        (r.get::<_, f64>(1) * 1e5).round() as i64,
+                    )
+                })
+                .collect(),
+        );
+    }
+    out
+}
+
+/// Trickle writes make a fragment per statement; compaction (in the
+/// background, and by OPTIMIZE TABLE) merges them with the same answers and
+/// the index still used, and cleanup removes old versions except those a
+/// reader holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
+    let dir = TempDir::new("compact");
+    let cfg = quiver::Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        storage: quiver::config::StorageConfig {
+            version_retention: "0".into(),
+        },
+        ..quiver::Config::default()
+    };
+    let server = quiver::start(&cfg).await.expect("server");
+    let engine = server.db.engine.clone();
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE t (id BIGINT, bucket INT, embedding VECTOR(8))")
+        .await
+        .expect("create");
+    let vectors = random_vectors(2_200, 8, 21);
+    let sink = c.copy_in("COPY t FROM STDIN").await.expect("copy");
+    futures::pin_mut!(sink);
+    futures::SinkExt::send(
+        &mut sink,
+        bytes::Bytes::from(copy_payload(&vectors[..2_000])),
+    )
+    .await
+    .expect("send");
+    sink.finish().await.expect("finish");
+    c.batch_execute(
+        "CREATE INDEX t_ivf ON t USING ivf_flat (embedding) WITH (num_partitions = 2);
+         SET quiver.nprobes = 2",
+    )
+    .await
+    .expect("index");
+    let table = engine.table("t").expect("table");
+    // A reader holding the version before the trickle writes.
+    let held = table.view().await.expect("view");
+    let held_version = held.version;
+    for (i, v) in vectors[2_000..].iter().enumerate() {
+        let id = 2_000 + i;
+        c.batch_execute(&format!(
+            "INSERT INTO t VALUES ({id}, {}, '{}')",
+            id % 100,
+            vector_text(v)
+        ))
+        .await
+        .expect("insert");
+    }
+    c.batch_execute("DELETE FROM t WHERE id % 7 = 0")
+        .await
+        .expect("delete");
+    let queries: Vec<String> = (0..5)
+        .map(|i| {
+            let q = vector_text(&vectors[i * 311]);
+            let filter = if i % 2 == 0 { "" } else { "WHERE bucket < 30" };
+            format!("SELECT id, _distance FROM vector_search('t', 'embedding', '{q}', 10) {filter}")
+        })
+        .collect();
+    // 201 fragments were written; background compaction merges them.
+    let mut fragments = table.dataset().fragments().len();
+    for _ in 0..100 {
+        if fragments < 50 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        fragments = table.dataset().fragments().len();
+    }
+    assert!(
+        fragments < 50,
+        "no background compaction: {fragments} fragments"
+    );
+    let before = answers(&c, &queries).await;
+    c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+    let ds = table.dataset();
+    assert!(
+        ds.fragments().len() <= 2,
+        "fragments after OPTIMIZE: {}",
+        ds.fragments().len()
+    );
+    assert_eq!(
+        answers(&c, &queries).await,
+        before,
+        "answers changed by compaction"
+    );
+    assert_eq!(crate::common::count(&c, "t").await, 2_200 - 315);
+    let plan = crate::common::explain(&c, &format!("EXPLAIN {}", queries[0])).await;
+    assert!(plan.contains("index=t_ivf"), "{plan}");
+    // Cleanup (retention 0) removed old versions but the one a reader holds.
+    let versions: Vec<u64> = ds
+        .versions()
+        .await
+        .expect("versions")
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert!(
+        versions.contains(&held_version),
+        "pinned version removed: {versions:?}"
+    );
+    assert!(versions.len() <= 3, "old versions kept: {versions:?}");
+    // The held version still answers from its own files.
+    let q: Vec<f32> = vectors[5].clone();
+    let plan = engine.plan_search("t", "embedding", None).expect("plan");
+    let hits = quiver_engine::search::run(held, &plan, &q, 3, None, &Default::default())
+        .await
+        .expect("search the held version");
+    assert_eq!(hits.rows.len(), 3);
+    drop(hits);
+    // With the reader gone, the next cleanup removes its version too.
+    c.batch_execute("OPTIMIZE TABLE t")
+        .await
+        .expect("optimize again");
+    let versions = table.dataset().versions().await.expect("versions");
+    assert!(
+        versions.iter().all(|v| v.version != held_version),
+        "unpinned version kept"
+    );
+    let bytes = dir_bytes(dir.path());
+    assert!(bytes > 0);
+    server.shutdown().await.expect("shutdown");
+}

@@ -17,7 +17,7 @@ use crate::index::IndexDef;
 use crate::memory::MemoryBudget;
 use crate::schema::{ColumnDef, TableDef};
 use crate::search::{self, SearchHits, SearchKnobs, SearchPlan};
-use crate::table::{Shared, Table};
+use crate::table::{HousekeepingReport, Shared, Table};
 
 /// The largest nearest-neighbour k a search accepts by default (`[search] max_k`).
 pub const DEFAULT_MAX_K: usize = 10_000;
@@ -29,6 +29,8 @@ pub struct EngineOptions {
     pub budget: MemoryBudget,
     /// Searches asking for more neighbours fail (SQLSTATE 54000).
     pub max_k: usize,
+    /// How long superseded table versions are kept.
+    pub version_retention: std::time::Duration,
 }
 
 impl Default for EngineOptions {
@@ -36,6 +38,7 @@ impl Default for EngineOptions {
         EngineOptions {
             budget: MemoryBudget::default(),
             max_k: DEFAULT_MAX_K,
+            version_retention: crate::housekeeping::DEFAULT_RETENTION,
         }
     }
 }
@@ -103,7 +106,7 @@ impl Engine {
         std::fs::create_dir_all(data_dir)?;
         let storage = StorageRoot::local(data_dir)?;
         let catalog = Catalog::load(data_dir)?;
-        let shared = Shared::new(&options.budget);
+        let shared = Shared::new(&options.budget, options.version_retention);
         let mut tables = HashMap::new();
         for def in catalog.tables.values() {
             let table = Table::open(storage.dataset_uri(&def.dir), def.clone(), &shared)
@@ -378,9 +381,10 @@ impl Engine {
         Ok(true)
     }
 
-    /// `OPTIMIZE TABLE`: folds new rows into the table's indexes incrementally.
-    pub async fn optimize(&self, table: &str) -> Result<()> {
-        self.table(table)?.optimize_indexes().await
+    /// `OPTIMIZE TABLE`: compacts small fragments and deletions, folds new
+    /// rows into the table's indexes, removes versions past the retention.
+    pub async fn optimize(&self, table: &str) -> Result<HousekeepingReport> {
+        self.table(table)?.optimize().await
     }
 
     /// `REINDEX`: retrains the named indexes from all current rows.

@@ -23,6 +23,7 @@
 //! - [`view`] — a table version as the search path reads it (fragments,
 //!   deletion vectors, rows fetched through the chunk cache);
 //! - [`function`] — user function definitions (module bytes in `functions/`);
+//! - [`housekeeping`] — compaction, index upkeep, cleanup of unpinned old versions;
 //! - [`index`] — index definitions and building Lance indexes;
 //! - [`distance`] — metrics and exact distance kernels;
 //! - [`ann`] — the ANN hot path over an opened Lance index;
@@ -36,6 +37,7 @@ pub mod distance;
 pub mod engine;
 pub mod error;
 pub mod function;
+pub mod housekeeping;
 pub mod index;
 pub mod memory;
 pub mod schema;

@@ -2,9 +2,13 @@
 //!
 //! Writers take the table's write lock, commit exactly one Lance version per
 //! statement and then publish it; readers take the published `Arc<Dataset>` and
-//! never wait for a writer.
+//! never wait for a writer. Compaction commits outside the write lock (see
+//! [`crate::housekeeping`]), so a version is published only when it is newer
+//! than the one already published.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray, RecordBatch, RecordBatchIterator};
 use arrow::datatypes::Float32Type;
@@ -21,6 +25,7 @@ use lance_index::optimize::OptimizeOptions;
 use crate::chunks::ChunkCache;
 use crate::engine_err;
 use crate::error::Result;
+use crate::housekeeping::{self, Pin, Pins};
 use crate::index::{BuildParams, IndexDef};
 use crate::memory::MemoryBudget;
 use crate::schema::{ColumnType, TableDef};
@@ -32,13 +37,16 @@ use crate::view::{TableView, ViewCache};
 pub struct Shared {
     pub session: Arc<Session>,
     pub chunks: Arc<ChunkCache>,
+    /// How long superseded versions are kept (`[storage] version_retention`).
+    pub retention: Duration,
 }
 
 impl Shared {
-    pub fn new(budget: &MemoryBudget) -> Shared {
+    pub fn new(budget: &MemoryBudget, retention: Duration) -> Shared {
         Shared {
             session: budget.lance_session(),
             chunks: Arc::new(ChunkCache::new(budget.chunk_bytes())),
+            retention,
         }
     }
 
@@ -60,6 +68,24 @@ pub struct Table {
     latest: RwLock<Arc<Dataset>>,
     write_lock: tokio::sync::Mutex<()>,
     views: ViewCache,
+    /// Versions readers hold (cleanup keeps them).
+    pins: Arc<Pins>,
+    /// One compaction at a time.
+    compaction: tokio::sync::Mutex<()>,
+    /// A background housekeeping task is running.
+    housekeeping: AtomicBool,
+    /// Writes committed since the table was opened.
+    writes: AtomicU64,
+}
+
+/// What one `OPTIMIZE TABLE` (or background pass) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HousekeepingReport {
+    pub fragments_removed: usize,
+    pub fragments_added: usize,
+    pub indexes_updated: bool,
+    pub versions_removed: u64,
+    pub bytes_removed: u64,
 }
 
 impl Table {
@@ -94,6 +120,10 @@ impl Table {
             latest: RwLock::new(Arc::new(ds)),
             write_lock: tokio::sync::Mutex::new(()),
             views: ViewCache::default(),
+            pins: Default::default(),
+            compaction: tokio::sync::Mutex::new(()),
+            housekeeping: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -105,23 +135,35 @@ impl Table {
         }
     }
 
+    /// The latest committed version, held against cleanup while the pin lives.
+    pub fn pinned_dataset(&self) -> (Arc<Dataset>, Pin) {
+        let ds = self.dataset();
+        let pin = self.pins.pin(ds.version().version);
+        (ds, pin)
+    }
+
+    /// Makes `ds` the latest version unless a newer one is already published.
     fn publish(&self, ds: Arc<Dataset>) {
-        match self.latest.write() {
-            Ok(mut g) => *g = ds,
-            Err(p) => *p.into_inner() = ds,
+        let mut g = match self.latest.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if ds.version().version >= g.version().version {
+            *g = ds;
         }
     }
 
     /// The search view of the latest version (built from the previous view:
     /// only what changed is read).
     pub async fn view(&self) -> Result<Arc<TableView>> {
+        let (ds, pin) = self.pinned_dataset();
         self.views
-            .get(self.dataset(), &self.def, &self.shared.chunks)
+            .get(ds, pin, &self.def, &self.shared.chunks)
             .await
     }
 
     /// Appends rows in one commit. The batches must have the table's schema.
-    pub async fn append(&self, batches: Vec<RecordBatch>) -> Result<u64> {
+    pub async fn append(self: &Arc<Self>, batches: Vec<RecordBatch>) -> Result<u64> {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
             return Ok(0);
@@ -135,6 +177,7 @@ impl Table {
         ds.append(reader, Some(self.shared.write_params(WriteMode::Append)))
             .await?;
         self.publish(Arc::new(ds));
+        self.after_write();
         Ok(rows as u64)
     }
 
@@ -179,17 +222,22 @@ impl Table {
     }
 
     /// Deletes the rows matching `filter` in one commit; returns how many.
-    pub async fn delete(&self, filter: Expr) -> Result<u64> {
+    pub async fn delete(self: &Arc<Self>, filter: Expr) -> Result<u64> {
         let _w = self.write_lock.lock().await;
         let res = DeleteBuilder::from_expr(self.dataset(), filter)
             .execute()
             .await?;
         self.publish(res.new_dataset);
+        self.after_write();
         Ok(res.num_deleted_rows)
     }
 
     /// Sets columns to SQL expressions on the rows matching `filter`, in one commit.
-    pub async fn update(&self, filter: Option<Expr>, sets: &[(String, String)]) -> Result<u64> {
+    pub async fn update(
+        self: &Arc<Self>,
+        filter: Option<Expr>,
+        sets: &[(String, String)],
+    ) -> Result<u64> {
         let _w = self.write_lock.lock().await;
         let mut b = UpdateBuilder::new(self.dataset());
         if let Some(f) = filter {
@@ -200,6 +248,7 @@ impl Table {
         }
         let res = b.build()?.execute().await?;
         self.publish(res.new_dataset);
+        self.after_write();
         Ok(res.rows_updated)
     }
 
@@ -248,15 +297,135 @@ impl Table {
         Ok(())
     }
 
-    /// Folds rows written since the indexes were built into them (no retraining).
-    pub async fn optimize_indexes(&self) -> Result<()> {
+    /// Folds rows written since the indexes were built into them (no
+    /// retraining) when at least `min_rows` rows are not covered; true when it did.
+    pub async fn optimize_indexes(&self, min_rows: usize) -> Result<bool> {
         let _w = self.write_lock.lock().await;
         let mut ds = (*self.dataset()).clone();
-        if ds.load_indices().await?.is_empty() {
-            return Ok(());
+        let indices = ds.load_indices().await?;
+        if indices.is_empty() {
+            return Ok(false);
+        }
+        let unindexed: usize = ds
+            .fragments()
+            .iter()
+            .filter(|f| {
+                !indices.iter().all(|i| {
+                    i.fragment_bitmap
+                        .as_ref()
+                        .is_some_and(|b| b.contains(f.id as u32))
+                })
+            })
+            .map(|f| f.physical_rows.unwrap_or(0))
+            .sum();
+        if unindexed == 0 || unindexed < min_rows {
+            return Ok(false);
         }
         ds.optimize_indices(&OptimizeOptions::append()).await?;
         self.publish(Arc::new(ds));
-        Ok(())
+        Ok(true)
+    }
+
+    /// Rewrites small fragments and fragments with many deleted rows into
+    /// larger ones (indexes remapped). Runs beside writers: Lance commits it
+    /// with conflict resolution; a conflict (a DELETE of the same rows) fails
+    /// this pass, and the next one tries again.
+    pub async fn compact(&self) -> Result<(usize, usize)> {
+        let _c = self.compaction.lock().await;
+        let mut ds = (*self.dataset()).clone();
+        let m = lance::dataset::optimize::compact_files(
+            &mut ds,
+            housekeeping::compaction_options(),
+            None,
+        )
+        .await?;
+        if m.fragments_removed > 0 {
+            self.publish(Arc::new(ds));
+        }
+        Ok((m.fragments_removed, m.fragments_added))
+    }
+
+    /// Removes versions older than `retention` that no reader holds (never the
+    /// latest). Holds the write lock and the compaction lock, so no write is in
+    /// progress and files not yet committed cannot be mistaken for garbage.
+    pub async fn cleanup(&self, retention: Duration) -> Result<(u64, u64)> {
+        let _w = self.write_lock.lock().await;
+        let _c = self.compaction.lock().await;
+        let ds = self.dataset();
+        let latest = ds.version().version;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let cutoff_ms = now_ms.saturating_sub(retention.as_millis() as i64);
+        let old: Vec<u64> = ds
+            .versions()
+            .await?
+            .into_iter()
+            .filter(|v| {
+                v.version < latest
+                    && v.timestamp.timestamp_millis() <= cutoff_ms
+                    && !self.pins.is_held(v.version)
+            })
+            .map(|v| v.version)
+            .collect();
+        if old.is_empty() {
+            return Ok((0, 0));
+        }
+        let policy = lance::dataset::cleanup::CleanupPolicyBuilder::default()
+            .versions(old)?
+            .delete_unverified(true)
+            .build();
+        let stats = ds.cleanup_with_policy(policy).await?;
+        Ok((stats.old_versions, stats.bytes_removed))
+    }
+
+    /// `OPTIMIZE TABLE`: compaction, index update, cleanup past the retention.
+    pub async fn optimize(&self) -> Result<HousekeepingReport> {
+        let (fragments_removed, fragments_added) = self.compact().await?;
+        let indexes_updated = self.optimize_indexes(1).await?;
+        let (versions_removed, bytes_removed) = self.cleanup(self.shared.retention).await?;
+        Ok(HousekeepingReport {
+            fragments_removed,
+            fragments_added,
+            indexes_updated,
+            versions_removed,
+            bytes_removed,
+        })
+    }
+
+    /// After a write: starts a background pass when fragments or deletions
+    /// have piled up, and every [`housekeeping::CHECK_EVERY`] writes to look at
+    /// unindexed rows (at most one pass per table at a time).
+    fn after_write(self: &Arc<Self>) {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if !housekeeping::needs_compaction(&self.dataset())
+            && !n.is_multiple_of(housekeeping::CHECK_EVERY)
+        {
+            return;
+        }
+        if self.housekeeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let table = self.clone();
+        tokio::spawn(async move {
+            let report = async {
+                let mut r = HousekeepingReport::default();
+                if housekeeping::needs_compaction(&table.dataset()) {
+                    (r.fragments_removed, r.fragments_added) = table.compact().await?;
+                }
+                r.indexes_updated = table.optimize_indexes(housekeeping::UNINDEXED_ROWS).await?;
+                if r.fragments_removed > 0 {
+                    (r.versions_removed, r.bytes_removed) =
+                        table.cleanup(table.shared.retention).await?;
+                }
+                Ok::<_, crate::error::EngineError>(r)
+            }
+            .await;
+            match report {
+                Ok(r) => tracing::debug!(table = table.def.name, ?r, "housekeeping"),
+                Err(e) => tracing::warn!(table = table.def.name, error = %e, "housekeeping failed"),
+            }
+            table.housekeeping.store(false, Ordering::SeqCst);
+        });
     }
 }

@@ -24,6 +24,7 @@ use crate::ann::AnnHandle;
 use crate::chunks::{CHUNK_ROWS, ChunkCache, FragmentKey, open_fragment};
 use crate::engine_err;
 use crate::error::Result;
+use crate::housekeeping::Pin;
 use crate::schema::{ColumnType, TableDef};
 
 /// The address of row `offset` of fragment `fragment`.
@@ -77,6 +78,8 @@ pub struct TableView {
     pub fragments: Vec<FragmentView>,
     by_id: HashMap<u32, usize>,
     pub chunks: Arc<ChunkCache>,
+    /// Keeps this version from cleanup while the view is in use.
+    _pin: Pin,
     /// Vector indexes opened on this version, by index name.
     ann: tokio::sync::Mutex<HashMap<String, Arc<AnnHandle>>>,
 }
@@ -95,6 +98,7 @@ impl TableView {
     /// The view of `dataset`'s version, reusing what `prev` already knows.
     pub async fn build(
         dataset: Arc<Dataset>,
+        pin: Pin,
         def: &TableDef,
         prev: Option<&TableView>,
         chunks: Arc<ChunkCache>,
@@ -142,6 +146,7 @@ impl TableView {
             fragments,
             by_id,
             chunks,
+            _pin: pin,
             ann: Default::default(),
         })
     }
@@ -312,6 +317,7 @@ impl ViewCache {
     pub async fn get(
         &self,
         dataset: Arc<Dataset>,
+        pin: Pin,
         def: &TableDef,
         chunks: &Arc<ChunkCache>,
     ) -> Result<Arc<TableView>> {
@@ -322,7 +328,8 @@ impl ViewCache {
         {
             return Ok(v.clone());
         }
-        let view = Arc::new(TableView::build(dataset, def, cur.as_deref(), chunks.clone()).await?);
+        let view =
+            Arc::new(TableView::build(dataset, pin, def, cur.as_deref(), chunks.clone()).await?);
         if cur.as_ref().is_none_or(|v| v.version < version) {
             *cur = Some(view.clone());
         }

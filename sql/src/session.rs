@@ -429,7 +429,8 @@ impl Session {
     pub async fn execute(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
         let s = match &stmt.kind {
             StatementKind::Optimize(t) => {
-                self.engine().optimize(t).await?;
+                let report = self.engine().optimize(t).await?;
+                tracing::info!(table = %t, ?report, "OPTIMIZE");
                 return Ok(Output::Command {
                     tag: "OPTIMIZE".into(),
                 });
