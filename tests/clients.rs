@@ -46,6 +46,20 @@ async fn prepared_vector_search_with_parameters() {
         .await
         .expect("order by");
     assert_eq!(rows[0].get::<_, i64>(0), 3);
+    // EXPLAIN of the pgvector form with a bound parameter.
+    let rows = client
+        .query(
+            "EXPLAIN SELECT id FROM docs WHERE bucket = $2 ORDER BY embedding <-> $1 LIMIT 1",
+            &[&"[0,0,1,0]", &0i32],
+        )
+        .await
+        .expect("explain with parameters");
+    let plan: String = rows
+        .iter()
+        .map(|r| r.get::<_, String>(1))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("VectorSearchExec"), "{plan}");
     // Parameters in writes.
     client
         .execute(

@@ -36,6 +36,8 @@ pub enum StatusCode {
     FeatureNotSupported,
     /// A statement that would exceed a limit (54000).
     ProgramLimitExceeded,
+    /// A subquery used as an expression returned more than one row (21000).
+    CardinalityViolation,
     /// Query was cancelled or timed out (57014).
     QueryCanceled,
     /// Out of memory, or a function's memory limit (53200).

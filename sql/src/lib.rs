@@ -7,6 +7,7 @@
 //! - [`session`] — `Database`, `Session`, statement dispatch, results;
 //! - [`statement`] — splitting and parsing query strings;
 //! - [`rewrite`] — pgvector operators, vector casts, parameter binding, k-NN rewrite;
+//! - [`subquery`] — subqueries of a vector search's filter, run before it;
 //! - [`vector_search`] — the table function and `VectorSearchExec`;
 //! - [`vector`] — vector text form and vector functions;
 //! - [`ddl`], [`dml`], [`copy`] — DDL, writes, COPY formats;
@@ -26,6 +27,7 @@ pub mod rewrite;
 pub mod session;
 pub mod settings;
 pub mod statement;
+pub mod subquery;
 pub mod tables;
 pub mod vector;
 pub mod vector_search;

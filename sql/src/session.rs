@@ -373,6 +373,15 @@ impl Session {
         if let StatementKind::Sql(s) = &stmt.kind {
             let mut s = s.as_ref().clone();
             rewrite_expressions(&mut s, None)?;
+            // EXPLAIN of a query: the parameters are the query's; the columns
+            // are EXPLAIN's own (running it with NULL parameters would fail).
+            let mut explain = false;
+            if let ast::Statement::Explain { statement, .. } = &s
+                && matches!(statement.as_ref(), ast::Statement::Query(_))
+            {
+                s = statement.as_ref().clone();
+                explain = true;
+            }
             match &mut s {
                 ast::Statement::Query(q) => {
                     rewrite_knn(q, self.engine())?;
@@ -384,7 +393,18 @@ impl Session {
                             s,
                         )))
                         .await?;
-                    schema = Some(Arc::new(plan.schema().as_arrow().clone()));
+                    schema = Some(if explain {
+                        Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+                            datafusion::arrow::datatypes::Field::new(
+                                "plan_type",
+                                DataType::Utf8,
+                                false,
+                            ),
+                            datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
+                        ]))
+                    } else {
+                        Arc::new(plan.schema().as_arrow().clone())
+                    });
                     let mut types = plan.get_parameter_types()?;
                     for (name, t) in explicit {
                         let slot = types.entry(name).or_insert(None);
@@ -464,11 +484,13 @@ impl Session {
         let tag = match &mut s {
             S::Query(q) => {
                 rewrite_knn(q, self.engine())?;
+                crate::subquery::inline_subqueries(self, q).await?;
                 return self.query(s).await;
             }
             S::Explain { statement, .. } => {
                 if let S::Query(q) = statement.as_mut() {
                     rewrite_knn(q, self.engine())?;
+                    crate::subquery::inline_subqueries(self, q).await?;
                 }
                 return self.query(s).await;
             }
@@ -547,6 +569,7 @@ impl Session {
         let plan = state
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(s)))
             .await?;
+        crate::vector_search::check_post_filters(&plan)?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await?;

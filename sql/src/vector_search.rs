@@ -216,7 +216,9 @@ impl TableProvider for VectorSearchProvider {
         Ok(filters
             .iter()
             .map(|f| {
-                if references_distance(f) || f.is_volatile() {
+                // Volatile conjuncts too: the search evaluates them per row
+                // before its top k, as PostgreSQL evaluates a WHERE per row.
+                if references_distance(f) {
                     TableProviderFilterPushDown::Unsupported
                 } else {
                     TableProviderFilterPushDown::Exact
@@ -405,5 +407,46 @@ impl ExecutionPlan for VectorSearchExec {
             out_schema,
             futures::stream::once(fut),
         )))
+    }
+}
+
+/// Refuses a filter over a vector search that DataFusion would apply after
+/// the top k: it does not push volatile predicates into a scan (a `random()`,
+/// or a user function, which is registered volatile), and a post-filter would
+/// return fewer than k rows, and the wrong ones. Conjuncts on `_distance`
+/// are meant to apply to the k rows found and are fine.
+pub fn check_post_filters(plan: &datafusion::logical_expr::LogicalPlan) -> crate::Result<()> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::datasource::DefaultTableSource;
+    use datafusion::logical_expr::LogicalPlan;
+    use datafusion::logical_expr::utils::split_conjunction;
+    let mut bad = None;
+    plan.apply(|node| {
+        if let LogicalPlan::Filter(f) = node {
+            let mut input = f.input.as_ref();
+            while let LogicalPlan::SubqueryAlias(a) = input {
+                input = a.input.as_ref();
+            }
+            if let LogicalPlan::TableScan(ts) = input
+                && let Some(src) =
+                    (ts.source.as_ref() as &dyn std::any::Any).downcast_ref::<DefaultTableSource>()
+                && (src.table_provider.as_ref() as &dyn std::any::Any).is::<VectorSearchProvider>()
+                && let Some(e) = split_conjunction(&f.predicate)
+                    .into_iter()
+                    .find(|e| e.is_volatile() && !references_distance(e))
+            {
+                bad = Some(e.human_display().to_string());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    match bad {
+        Some(e) => crate::sql_err!(
+            FeatureNotSupported,
+            "the filter {e} of a vector search is volatile and would be applied after the top k; \
+             use a deterministic expression (or filter the rows in an outer query)"
+        ),
+        None => Ok(()),
     }
 }
