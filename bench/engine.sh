@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The storage engine's benchmark ("Engine at scale"), in one run:
+# 1. mixed read/write, Quiver vs pgvector (bench/mixed.py): wordnet-minilm loaded and
+#    HNSW-indexed by shared/bench/harness.py, then one client searching (prepared, k=10)
+#    for SECONDS alone and again while a second client sends 10 one-row INSERTs every
+#    100 ms; a markdown table with the ratios;
+# 2. trickle writes vs one COPY on Quiver (bench/trickle.py): TRICKLE_ROWS one-row
+#    INSERTs vs the same rows by COPY, both indexed, OPTIMIZE TABLE with
+#    version_retention = "0", bytes on disk and search latency of each.
+#
+#   bench/engine.sh                         # both systems, 30 s phases
+#   SECONDS_PER_PHASE=5 TRICKLE_ROWS=1000 bench/engine.sh     # quick check
+#
+# pgvector: pgserver's PostgreSQL 16 + pgvector 0.6.2 (shared_buffers=2GB, jit=off).
+# Quiver: the release build here (QUIVER_BIN to use another), CACHE_MEMORY (default 2GiB).
+set -euo pipefail
+{
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+export SHARED_BENCH=$(cd "${SHARED_BENCH:-$here/../../shared/bench}" && pwd)
+PYTHON=${PYTHON:-python3}
+SECONDS_PER_PHASE=${SECONDS_PER_PHASE:-30}
+QUIVER_PORT=${QUIVER_PORT:-5433}
+TRICKLE_ROWS=${TRICKLE_ROWS:-10000}
+CACHE_MEMORY=${CACHE_MEMORY:-2GiB}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}
+OUT_DIR=${OUT_DIR:-/tmp/quiver-mixed-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT_DIR"
+tmp=$(mktemp -d /tmp/quiver-mixed-tmp.XXXXXX)
+log() { echo "[mixed $(date +%H:%M:%S)] $*" >&2; }
+quiver_pid="" pg_dir=""
+cleanup() {
+  local rc=$?
+  if [ -n "$quiver_pid" ]; then kill -TERM "$quiver_pid" 2>/dev/null || true; wait "$quiver_pid" 2>/dev/null || true; fi
+  if [ -n "$pg_dir" ]; then "$PYTHON" "$here/pgserver_ctl.py" stop "$pg_dir" || true; fi
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+"$PYTHON" -c "import psycopg, numpy, pyarrow, pgserver" 2>/dev/null ||
+  "$PYTHON" -m pip install -q -r "$SHARED_BENCH/requirements.txt" pgserver
+harness() {
+  "$PYTHON" "$SHARED_BENCH/harness.py" --data "$SHARED_BENCH/data/wordnet-minilm" --metric cosine --queries 200 "$@"
+}
+
+# ------------------------------------------------------------------ pgvector
+pg_dir=$tmp/pgdata
+log "pgvector: start (pgserver), load, HNSW m=16 ef_construction=64"
+dsn=$("$PYTHON" "$here/pgserver_ctl.py" tune "$pg_dir")
+harness --dsn "$dsn" --dialect "$SHARED_BENCH/dialects/pgvector06.toml" --index hnsw --filter none \
+  --settings ef40 --label pgvector --out "$OUT_DIR/pgvector-load.json"
+"$PYTHON" "$here/mixed.py" --dsn "$dsn" --system pgvector --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/pgvector-mixed.json"
+"$PYTHON" "$here/pgserver_ctl.py" stop "$pg_dir"
+pg_dir=""
+
+# ------------------------------------------------------------------ Quiver
+bin=${QUIVER_BIN:-}
+if [ -z "$bin" ]; then
+  log "building quiver (release)"
+  (cd "$repo" && cargo build --release --bin quiver)
+  bin=$CARGO_TARGET_DIR/release/quiver
+fi
+log "quiver: start ($bin, cache $CACHE_MEMORY), load, IVF_HNSW_SQ"
+"$bin" serve --data-dir "$tmp/quiver-data" --listen "127.0.0.1:$QUIVER_PORT" --cache-memory "$CACHE_MEMORY" \
+  > "$OUT_DIR/quiver.log" 2>&1 &
+quiver_pid=$!
+qdsn="postgresql://postgres@127.0.0.1:$QUIVER_PORT/postgres?sslmode=disable"
+for _ in $(seq 1 240); do
+  "$PYTHON" -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=2).execute('SELECT 1')" "$qdsn" 2>/dev/null && break
+  sleep 0.5
+done
+harness --dsn "$qdsn" --dialect "$here/quiver.toml" --index ivf_hnsw_sq --filter none \
+  --settings nprobes1-ef64 --label quiver --out "$OUT_DIR/quiver-load.json"
+"$PYTHON" "$here/mixed.py" --dsn "$qdsn" --system quiver --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/quiver-mixed.json"
+
+# ------------------------------------------------------------------ table
+"$PYTHON" - "$OUT_DIR" <<'EOF'
+import json, sys, pathlib
+d = pathlib.Path(sys.argv[1])
+p = json.loads((d / "pgvector-mixed.json").read_text())
+q = json.loads((d / "quiver-mixed.json").read_text())
+def row(name, f, fmt="{:,.1f}"):
+    a, b = f(p), f(q)
+    r = f"{b / a:.2f}x" if a and b else "-"
+    print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {r} |")
+print(f"Mixed read/write, {q['seconds']:.0f} s per phase, writer: {q['writes_per_tick']} one-row INSERTs every {q['tick_ms']:.0f} ms\n")
+print("| measure | pgvector | Quiver | Quiver/pgvector |\n|---|---|---|---|")
+row("reader QPS, alone", lambda r: r["read_only"]["qps"])
+row("reader p99 ms, alone", lambda r: r["read_only"]["p99_ms"], "{:.2f}")
+row("reader QPS, with writer", lambda r: r["with_writer"]["qps"])
+row("reader p99 ms, with writer", lambda r: r["with_writer"]["p99_ms"], "{:.2f}")
+row("reader p99 with / without writer", lambda r: r["with_writer"]["p99_ms"] / r["read_only"]["p99_ms"], "{:.2f}")
+row("writes done (of planned)", lambda r: r["writer"]["writes_done"], "{:,}")
+row("one-row INSERT p50 ms", lambda r: r["writer"]["write_p50_ms"], "{:.2f}")
+row("search right after writes p50 ms", lambda r: r["writer"]["search_after_write_p50_ms"], "{:.2f}")
+row("search right after writes p99 ms", lambda r: r["writer"]["search_after_write_p99_ms"], "{:.2f}")
+print(f"\nwrites planned per system: {q['writer']['writes_planned']:,}")
+EOF
+kill -TERM "$quiver_pid"; wait "$quiver_pid" 2>/dev/null || true; quiver_pid=""
+
+# ------------------------------------------------------------------ trickle writes vs COPY
+printf '[storage]\nversion_retention = "0"\n' > "$tmp/trickle.toml"
+"$bin" serve --data-dir "$tmp/trickle-data" --listen "127.0.0.1:$QUIVER_PORT" --config "$tmp/trickle.toml" \
+  > "$OUT_DIR/quiver-trickle.log" 2>&1 &
+quiver_pid=$!
+for _ in $(seq 1 240); do
+  "$PYTHON" -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=2).execute('SELECT 1')" "$qdsn" 2>/dev/null && break
+  sleep 0.5
+done
+log "quiver: $TRICKLE_ROWS one-row INSERTs vs one COPY"
+"$PYTHON" "$here/trickle.py" --dsn "$qdsn" --data-dir "$tmp/trickle-data" --rows "$TRICKLE_ROWS" --out "$OUT_DIR/quiver-trickle.json"
+"$PYTHON" - "$OUT_DIR/quiver-trickle.json" <<'EOF2'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"\nTrickle writes vs one COPY ({r['rows']:,} rows, both IVF_HNSW_SQ-indexed, after OPTIMIZE TABLE, retention 0)\n")
+print("| measure | one COPY | one-row INSERTs | ratio |\n|---|---|---|---|")
+b, t = r["bytes"]["bulk"], r["bytes"]["trickle"]
+print(f"| bytes on disk | {b:,} | {t:,} | {t / b:.2f}x |")
+sb, st = r["search"]["bulk"], r["search"]["trickle"]
+print(f"| search mean ms | {sb['mean_ms']:.3f} | {st['mean_ms']:.3f} | {st['mean_ms'] / sb['mean_ms']:.2f}x |")
+print(f"| search p99 ms | {sb['p99_ms']:.3f} | {st['p99_ms']:.3f} | {st['p99_ms'] / sb['p99_ms']:.2f}x |")
+print(f"| load s | {r['copy_s']:.2f} | {r['insert_s']:.2f} ({r['inserts_per_s']:.0f} INSERTs/s) | |")
+EOF2
+log "results in $OUT_DIR"
+exit 0
+}
