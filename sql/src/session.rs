@@ -484,13 +484,13 @@ impl Session {
         let tag = match &mut s {
             S::Query(q) => {
                 rewrite_knn(q, self.engine())?;
-                crate::subquery::inline_subqueries(self, q).await?;
+                Box::pin(crate::subquery::inline_subqueries(self, q)).await?;
                 return self.query(s).await;
             }
             S::Explain { statement, .. } => {
                 if let S::Query(q) = statement.as_mut() {
                     rewrite_knn(q, self.engine())?;
-                    crate::subquery::inline_subqueries(self, q).await?;
+                    Box::pin(crate::subquery::inline_subqueries(self, q)).await?;
                 }
                 return self.query(s).await;
             }

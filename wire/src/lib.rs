@@ -33,6 +33,10 @@
 
 // House style allows unwrap() in tests (and only there).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+// The extended-protocol handlers await whole statements (planning, search,
+// subqueries run first); computing those futures' layouts in a release build
+// needs more than the default query depth.
+#![recursion_limit = "256"]
 
 mod connection;
 mod copy;
