@@ -57,7 +57,9 @@ pg_dir=""
 bin=${QUIVER_BIN:-}
 if [ -z "$bin" ]; then
   log "building quiver (release)"
-  (cd "$repo" && cargo build --release --bin quiver)
+  # env -u OUT_DIR: build scripts (ring) track OUT_DIR, and this script's own
+  # OUT_DIR would make cargo rebuild half the dependency tree
+  (cd "$repo" && env -u OUT_DIR cargo build --release --bin quiver)
   bin=$CARGO_TARGET_DIR/release/quiver
 fi
 log "quiver: start ($bin, cache $CACHE_MEMORY), load, IVF_HNSW_SQ"

@@ -172,7 +172,9 @@ run_quiver() {
       local flag=--release dir=release
       if [ "$QUIVER_PROFILE" = dev ]; then flag="" dir=debug; fi
       log "building quiver ($QUIVER_PROFILE) into $CARGO_TARGET_DIR"
-      (cd "$repo" && cargo build $flag --bin quiver) || return 1
+      # env -u OUT_DIR: build scripts (ring) track OUT_DIR, and this script's own
+      # OUT_DIR would make cargo rebuild half the dependency tree
+      (cd "$repo" && env -u OUT_DIR cargo build $flag --bin quiver) || return 1
       bin=$CARGO_TARGET_DIR/$dir/quiver
     fi
     if port_open 127.0.0.1 "$QUIVER_PORT"; then
