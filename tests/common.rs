@@ -177,3 +177,12 @@ pub async fn client(port: u16) -> tokio_postgres::Client {
     });
     c
 }
+
+/// Runs `COPY … FROM STDIN` with a text-format payload; the rows copied.
+pub async fn copy_text(client: &tokio_postgres::Client, sql: &str, payload: String) -> u64 {
+    use futures::SinkExt;
+    let sink = client.copy_in(sql).await.expect("copy in");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(payload)).await.expect("send");
+    sink.finish().await.expect("finish")
+}

@@ -1,8 +1,9 @@
 //! vector_search against exact brute force: flat search must match exactly;
 //! indexed search's recall@10 is reported (and must stay high).
 
-use crate::common::{TempDir, connect, copy_payload, random_vectors, start_server, vector_text};
-use futures::SinkExt;
+use crate::common::{
+    TempDir, connect, copy_payload, copy_text, random_vectors, start_server, vector_text,
+};
 
 fn l2(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
@@ -64,12 +65,7 @@ async fn flat_matches_brute_force_and_index_recall_is_high() {
         ))
         .await
         .expect("create");
-    let sink = client.copy_in("COPY r FROM STDIN").await.expect("copy");
-    futures::pin_mut!(sink);
-    sink.send(bytes::Bytes::from(copy_payload(&base)))
-        .await
-        .expect("send");
-    sink.finish().await.expect("finish");
+    copy_text(&client, "COPY r FROM STDIN", copy_payload(&base)).await;
 
     let search = client
         .prepare("SELECT id, _distance FROM vector_search('r', 'embedding', $1::vector, 10)")

@@ -4,8 +4,8 @@
 //! search correctly while the server's peak RSS stays near the budget.
 
 use crate::common::{
-    TempDir, client, connect, copy_payload, free_port, random_vectors, spawn_server_with,
-    start_server, vector_text,
+    TempDir, client, connect, copy_payload, copy_text, free_port, random_vectors,
+    spawn_server_with, start_server, vector_text,
 };
 
 async fn ids(c: &tokio_postgres::Client, sql: &str) -> Vec<i64> {
@@ -29,12 +29,7 @@ async fn a_write_costs_the_next_search_what_it_wrote() {
         .await
         .expect("create");
     let vectors = random_vectors(20_000, 8, 11);
-    let sink = c.copy_in("COPY w FROM STDIN").await.expect("copy");
-    futures::pin_mut!(sink);
-    futures::SinkExt::send(&mut sink, bytes::Bytes::from(copy_payload(&vectors)))
-        .await
-        .expect("send");
-    sink.finish().await.expect("finish");
+    copy_text(&c, "COPY w FROM STDIN", copy_payload(&vectors)).await;
 
     let q = vector_text(&vectors[7]);
     let unfiltered = format!("SELECT id FROM vector_search('w', 'embedding', '{q}', 10)");
@@ -158,6 +153,16 @@ fn l2(a: &[i32], b: &[i32]) -> f64 {
         .sqrt()
 }
 
+/// COPY text rows `(id, bucket, tag, embedding)` for `rows`, ids from `first`.
+fn int_payload(first: usize, rows: &[Vec<i32>], tag: &str) -> String {
+    let mut payload = String::with_capacity(rows.len() * (DIM * 3 + TAG_BYTES + 16));
+    for (j, v) in rows.iter().enumerate() {
+        let id = first + j;
+        payload.push_str(&format!("{id}\t{}\t{tag}\t{}\n", id % 100, int_text(v)));
+    }
+    payload
+}
+
 fn int_text(v: &[i32]) -> String {
     let parts: Vec<String> = v.iter().map(|x| x.to_string()).collect();
     format!("[{}]", parts.join(","))
@@ -245,36 +250,16 @@ async fn a_table_larger_than_the_budget_answers_within_it() {
     let tag = "x".repeat(TAG_BYTES);
     for part in all.chunks(40_000).enumerate() {
         let (p, rows) = part;
-        let mut payload = String::with_capacity(rows.len() * (DIM * 3 + TAG_BYTES + 16));
-        for (j, v) in rows.iter().enumerate() {
-            let id = p * 40_000 + j;
-            payload.push_str(&format!("{id}\t{}\t{tag}\t{}\n", id % 100, int_text(v)));
-        }
-        let sink = c.copy_in("COPY b FROM STDIN").await.expect("copy");
-        futures::pin_mut!(sink);
-        futures::SinkExt::send(&mut sink, bytes::Bytes::from(payload))
-            .await
-            .expect("send");
-        sink.finish().await.expect("finish");
+        let payload = int_payload(p * 40_000, rows, &tag);
+        copy_text(&c, "COPY b FROM STDIN", payload).await;
     }
     // A small table with the same columns: the reference for the server's
     // fixed working memory when every search path has run once.
     c.batch_execute("CREATE TABLE small (id BIGINT, bucket INT, tag TEXT, embedding VECTOR(64))")
         .await
         .expect("create small");
-    let mut payload = String::new();
-    for (id, v) in all.iter().take(SMALL_ROWS).enumerate() {
-        payload.push_str(&format!("{id}\t{}\t{tag}\t{}\n", id % 100, int_text(v)));
-    }
-    let sink = c
-        .copy_in("COPY small FROM STDIN")
-        .await
-        .expect("copy small");
-    futures::pin_mut!(sink);
-    futures::SinkExt::send(&mut sink, bytes::Bytes::from(payload))
-        .await
-        .expect("send");
-    sink.finish().await.expect("finish");
+    let payload = int_payload(0, &all[..SMALL_ROWS], &tag);
+    copy_text(&c, "COPY small FROM STDIN", payload).await;
     let after_load = peak_rss(pid);
     let table_bytes = (ROWS * (DIM * 4 + TAG_BYTES + 12)) as u64;
     assert!(
@@ -521,15 +506,7 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
         .await
         .expect("create");
     let vectors = random_vectors(2_200, 8, 21);
-    let sink = c.copy_in("COPY t FROM STDIN").await.expect("copy");
-    futures::pin_mut!(sink);
-    futures::SinkExt::send(
-        &mut sink,
-        bytes::Bytes::from(copy_payload(&vectors[..2_000])),
-    )
-    .await
-    .expect("send");
-    sink.finish().await.expect("finish");
+    copy_text(&c, "COPY t FROM STDIN", copy_payload(&vectors[..2_000])).await;
     c.batch_execute(
         "CREATE INDEX t_ivf ON t USING ivf_flat (embedding) WITH (num_partitions = 2);
          SET quiver.nprobes = 2",

@@ -300,13 +300,28 @@ impl Table {
     /// Folds rows written since the indexes were built into them (no
     /// retraining) when at least `min_rows` rows are not covered; true when it did.
     pub async fn optimize_indexes(&self, min_rows: usize) -> Result<bool> {
-        let _w = self.write_lock.lock().await;
-        let mut ds = (*self.dataset()).clone();
-        let indices = ds.load_indices().await?;
-        if indices.is_empty() {
+        // Judged before taking the write lock: the background pass asks every
+        // few writes, and most times there is nothing to do.
+        if Self::unindexed_rows(&self.dataset()).await? < min_rows.max(1) {
             return Ok(false);
         }
-        let unindexed: usize = ds
+        let _w = self.write_lock.lock().await;
+        let mut ds = (*self.dataset()).clone();
+        if Self::unindexed_rows(&ds).await? < min_rows.max(1) {
+            return Ok(false);
+        }
+        ds.optimize_indices(&OptimizeOptions::append()).await?;
+        self.publish(Arc::new(ds));
+        Ok(true)
+    }
+
+    /// Rows in fragments some index of the dataset does not cover (0 without indexes).
+    async fn unindexed_rows(ds: &Dataset) -> Result<usize> {
+        let indices = ds.load_indices().await?;
+        if indices.is_empty() {
+            return Ok(0);
+        }
+        Ok(ds
             .fragments()
             .iter()
             .filter(|f| {
@@ -317,13 +332,7 @@ impl Table {
                 })
             })
             .map(|f| f.physical_rows.unwrap_or(0))
-            .sum();
-        if unindexed == 0 || unindexed < min_rows {
-            return Ok(false);
-        }
-        ds.optimize_indices(&OptimizeOptions::append()).await?;
-        self.publish(Arc::new(ds));
-        Ok(true)
+            .sum())
     }
 
     /// Rewrites small fragments and fragments with many deleted rows into
