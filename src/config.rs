@@ -29,12 +29,17 @@ pub struct StorageConfig {
     /// How long superseded table versions are kept before cleanup removes
     /// them (`"1h"`, `"30m"`, `"0"`); versions readers hold are always kept.
     pub version_retention: String,
+    /// Make every commit durable (files, manifest, folders synced) before it
+    /// is acknowledged; `false` trades crash safety for speed, like
+    /// PostgreSQL's `fsync = off`.
+    pub fsync: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             version_retention: "1h".into(),
+            fsync: true,
         }
     }
 }
@@ -139,6 +144,7 @@ impl Config {
             budget,
             max_k: self.search.max_k,
             version_retention,
+            fsync: self.storage.fsync,
         })
     }
 

@@ -78,18 +78,23 @@ pub async fn explain(client: &tokio_postgres::Client, sql: &str) -> String {
         .collect()
 }
 
-/// Whether psql can run here. CI installs postgresql-client (.ci/run), so there
-/// a missing psql fails the test instead of skipping it.
+/// Whether psql can run here (see [`tool_available`]).
 pub fn psql_available(test: &str) -> bool {
-    if std::process::Command::new("psql")
+    tool_available("psql", test)
+}
+
+/// Whether `tool` runs here. CI installs it (.ci/run), so there a missing tool
+/// fails the test instead of skipping it.
+pub fn tool_available(tool: &str, test: &str) -> bool {
+    if std::process::Command::new(tool)
         .arg("--version")
         .output()
         .is_ok()
     {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "psql is missing on CI");
-    eprintln!("{test}: psql is not installed here; skipped");
+    assert!(std::env::var_os("CI").is_none(), "{tool} is missing on CI");
+    eprintln!("{test}: {tool} is not installed here; skipped");
     false
 }
 
@@ -134,7 +139,24 @@ pub fn free_port() -> u16 {
 /// `quiver serve` as a child process on `dir` and `port`, with `extra` flags,
 /// once it accepts connections.
 pub async fn spawn_server_with(dir: &Path, port: u16, extra: &[&str]) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver"))
+    spawn_command(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver")),
+        dir,
+        port,
+        extra,
+    )
+    .await
+}
+
+/// `quiver serve` run through `command` (e.g. `strace … quiver`, or with an
+/// environment), once it accepts connections.
+pub async fn spawn_command(
+    mut command: tokio::process::Command,
+    dir: &Path,
+    port: u16,
+    extra: &[&str],
+) -> tokio::process::Child {
+    let child = command
         .args([
             "serve",
             "--data-dir",

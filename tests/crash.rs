@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use crate::common::{TempDir, client, count, free_port, random_vectors, spawn_server, vector_text};
+use crate::common::{
+    TempDir, client, count, explain, free_port, random_vectors, spawn_command, spawn_server,
+    tool_available, vector_text,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_keeps_acknowledged_statements_whole() {
@@ -71,4 +74,221 @@ async fn kill_9_keeps_acknowledged_statements_whole() {
     assert_eq!(hit, 1000);
     server.start_kill().expect("stop");
     let _ = server.wait().await;
+}
+
+/// One statement's syscalls as they completed (strace `-f` splits a call
+/// interrupted by another thread into "unfinished" and "resumed" lines).
+fn completed_calls(log: &str) -> Vec<String> {
+    let mut pending: std::collections::HashMap<&str, String> = Default::default();
+    let mut calls = Vec::new();
+    for line in log.lines() {
+        let Some((pid, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        if let Some(start) = rest.strip_suffix("<unfinished ...>") {
+            pending.insert(pid, start.to_string());
+        } else if rest.starts_with("<... ") {
+            let tail = rest.split_once("resumed>").map_or("", |(_, t)| t);
+            calls.push(format!("{}{tail}", pending.remove(pid).unwrap_or_default()));
+        } else {
+            calls.push(rest.to_string());
+        }
+    }
+    calls
+}
+
+/// The index of the first call at or after `from` that `is` accepts.
+fn find_call(calls: &[String], from: usize, what: &str, is: impl Fn(&str) -> bool) -> usize {
+    match calls[from..].iter().position(|c| is(c)) {
+        Some(i) => from + i,
+        None => panic!("no {what} after call {from}:\n{}", calls[from..].join("\n")),
+    }
+}
+
+/// An INSERT is on stable storage before the client hears of it: its data
+/// file is renamed into place, the filesystem synced, the version's manifest
+/// written with fsync and linked into `_versions/`, that folder fsynced, and
+/// only then is CommandComplete sent (recorded with strace around the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_is_durable_before_it_is_acknowledged() {
+    if !tool_available("strace", "an_insert_is_durable_before_it_is_acknowledged") {
+        return;
+    }
+    let dir = TempDir::new("durable");
+    let port = free_port();
+    let log_path = dir.path().join("strace.log");
+    let mut strace = tokio::process::Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-y", "-s", "512", "-o"])
+        .arg(&log_path)
+        .args([
+            "-e",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,sendto,writev",
+        ])
+        .arg(env!("CARGO_BIN_EXE_quiver"));
+    let mut server = spawn_command(strace, &dir.path().join("data"), port, &[]).await;
+    let c = client(port).await;
+    c.batch_execute("CREATE TABLE d (id BIGINT, embedding VECTOR(3))")
+        .await
+        .expect("create");
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let before = log.len();
+    let calls = completed_calls(&log);
+    // CREATE TABLE: the catalog is replaced durably before the reply.
+    let catalog = find_call(&calls, 0, "catalog rename", |c| {
+        c.starts_with("rename") && c.contains("catalog.json\"")
+    });
+    let folder = find_call(&calls, catalog, "data folder fsync", |c| {
+        c.starts_with("fsync(") && c.contains("/data>")
+    });
+    find_call(&calls, folder, "CREATE TABLE reply", |c| {
+        c.contains("CREATE TABLE")
+    });
+
+    c.batch_execute("INSERT INTO d VALUES (1, '[1,2,3]')")
+        .await
+        .expect("insert");
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let calls = completed_calls(&log[before..]);
+    let data = find_call(&calls, 0, "data file rename", |c| {
+        c.starts_with("rename")
+            && c.contains("/data/")
+            && c.contains(".lance\")")
+            && c.trim_end().ends_with("= 0")
+    });
+    let sync = find_call(&calls, data, "syncfs", |c| {
+        c.starts_with("syncfs(") && c.trim_end().ends_with("= 0")
+    });
+    let manifest_sync = find_call(&calls, sync, "manifest fsync", |c| {
+        c.starts_with("fsync(") && c.contains("/_versions/") && c.contains(".manifest")
+    });
+    let link = find_call(&calls, manifest_sync, "manifest link", |c| {
+        (c.starts_with("link") || c.starts_with("rename"))
+            && c.contains(".manifest\"")
+            && c.trim_end().ends_with("= 0")
+    });
+    let folder = find_call(&calls, link, "_versions fsync", |c| {
+        c.starts_with("fsync(") && c.contains("/_versions>")
+    });
+    let ack = find_call(&calls, 0, "INSERT reply", |c| c.contains("INSERT 0 1"));
+    assert!(
+        ack > folder,
+        "CommandComplete was sent before the commit was durable:\n{}",
+        calls.join("\n")
+    );
+
+    // strace does not take its tracee down with it.
+    let pid = log.split(' ').next().unwrap_or_default().to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status();
+    server.start_kill().expect("stop strace");
+    let _ = server.wait().await;
+}
+
+/// A server that dies at `step` (debug builds abort there when
+/// `QUIVER_CRASH_AT` names it) while running `statement`.
+async fn crash_during(dir: &std::path::Path, port: u16, step: &str, statement: &str) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver"));
+    command.env("QUIVER_CRASH_AT", step);
+    let mut server = spawn_command(command, dir, port, &[]).await;
+    let c = client(port).await;
+    let res = c.batch_execute(statement).await;
+    assert!(
+        res.is_err(),
+        "{statement} was acknowledged although the server died at {step}"
+    );
+    let status = server.wait().await.expect("wait");
+    assert!(!status.success(), "the server did not die at {step}");
+}
+
+/// A crash at each step of CREATE/DROP TABLE and CREATE/DROP INDEX leaves
+/// the catalog and Lance agreeing after the restart: the statement is undone
+/// or done whole, every search works, and the statement can be run again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_interrupted_at_each_step_leaves_catalog_and_lance_agreeing() {
+    let vectors = random_vectors(300, 8, 11);
+    let query = vector_text(&vectors[7]);
+    let search = format!("SELECT id FROM vector_search('docs', 'embedding', '{query}', 1)");
+    let explain_search = format!("EXPLAIN {search}");
+    let create_index = "CREATE INDEX docs_idx ON docs USING ivf_flat (embedding) \
+                        WITH (metric = 'l2', num_partitions = 2)";
+    for (step, statement, with_index) in [
+        (
+            "create_table:dataset_written",
+            "CREATE TABLE t2 (id BIGINT)",
+            false,
+        ),
+        ("drop_table:catalog_written", "DROP TABLE docs", false),
+        ("create_index:lance_committed", create_index, false),
+        ("drop_index:catalog_written", "DROP INDEX docs_idx", true),
+    ] {
+        let dir = TempDir::new("ddl-crash");
+        let port = free_port();
+        let mut server = spawn_server(dir.path(), port).await;
+        let c = client(port).await;
+        c.batch_execute("CREATE TABLE docs (id BIGINT, embedding VECTOR(8))")
+            .await
+            .expect("create");
+        let rows: Vec<String> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("({i}, '{}')", vector_text(v)))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO docs VALUES {}", rows.join(",")))
+            .await
+            .expect("insert");
+        if with_index {
+            c.batch_execute(create_index).await.expect("index");
+        }
+        server.start_kill().expect("stop");
+        let _ = server.wait().await;
+
+        crash_during(dir.path(), port, step, statement).await;
+
+        let mut server = spawn_server(dir.path(), port).await;
+        let c = client(port).await;
+        let folders = std::fs::read_dir(dir.path().join("tables"))
+            .expect("tables")
+            .count();
+        match step {
+            "create_table:dataset_written" => {
+                assert!(c.batch_execute("SELECT * FROM t2").await.is_err(), "{step}");
+                assert_eq!(
+                    folders, 1,
+                    "{step}: the half-created table's folder is left"
+                );
+                c.batch_execute("CREATE TABLE t2 (id BIGINT); INSERT INTO t2 VALUES (1)")
+                    .await
+                    .expect("create again");
+                assert_eq!(count(&c, "t2").await, 1);
+            }
+            "drop_table:catalog_written" => {
+                assert!(
+                    c.batch_execute("SELECT * FROM docs").await.is_err(),
+                    "{step}"
+                );
+                assert_eq!(folders, 0, "{step}: the dropped table's folder is left");
+                c.batch_execute("CREATE TABLE docs (id BIGINT, embedding VECTOR(8))")
+                    .await
+                    .expect("create again");
+                assert_eq!(count(&c, "docs").await, 0);
+            }
+            _ => {
+                // Neither half-built nor half-dropped: no index, searches exact and right.
+                let plan = explain(&c, &explain_search).await;
+                assert!(plan.contains("index=none"), "{step}: {plan}");
+                let hit: i64 = c.query_one(&search, &[]).await.expect("search").get(0);
+                assert_eq!(hit, 7, "{step}");
+                // The name is free in Lance as in the catalog: the index builds again.
+                c.batch_execute(create_index).await.expect("index again");
+                let plan = explain(&c, &explain_search).await;
+                assert!(plan.contains("index=docs_idx"), "{step}: {plan}");
+                let hit: i64 = c.query_one(&search, &[]).await.expect("search").get(0);
+                assert_eq!(hit, 7, "{step}");
+            }
+        }
+        server.start_kill().expect("stop");
+        let _ = server.wait().await;
+    }
 }

@@ -496,6 +496,7 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
         listen: "127.0.0.1:0".into(),
         storage: quiver::config::StorageConfig {
             version_retention: "0".into(),
+            ..Default::default()
         },
         ..quiver::Config::default()
     };

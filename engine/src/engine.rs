@@ -8,6 +8,8 @@ use std::sync::{Arc, RwLock};
 use datafusion::logical_expr::Expr;
 use quiver_tiering::StorageRoot;
 
+use lance::index::DatasetIndexExt;
+
 use crate::catalog::Catalog;
 use crate::chunks::ChunkStats;
 use crate::engine_err;
@@ -31,6 +33,8 @@ pub struct EngineOptions {
     pub max_k: usize,
     /// How long superseded table versions are kept.
     pub version_retention: std::time::Duration,
+    /// Commits reach stable storage before they are acknowledged (`[storage] fsync`).
+    pub fsync: bool,
 }
 
 impl Default for EngineOptions {
@@ -39,8 +43,22 @@ impl Default for EngineOptions {
             budget: MemoryBudget::default(),
             max_k: DEFAULT_MAX_K,
             version_retention: crate::housekeeping::DEFAULT_RETENTION,
+            fsync: true,
         }
     }
+}
+
+/// Stops the process at a named step of a DDL statement when the environment
+/// variable `QUIVER_CRASH_AT` names it (debug builds only): the crash tests
+/// use it to kill the server between a statement's Lance and catalog steps.
+fn crash_point(step: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("QUIVER_CRASH_AT").is_ok_and(|s| s == step) {
+        tracing::error!(step, "QUIVER_CRASH_AT: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = step;
 }
 
 /// Folder of function modules inside the data directory.
@@ -105,8 +123,8 @@ impl Engine {
     pub async fn open_with(data_dir: &Path, options: EngineOptions) -> Result<Arc<Engine>> {
         std::fs::create_dir_all(data_dir)?;
         let storage = StorageRoot::local(data_dir)?;
-        let catalog = Catalog::load(data_dir)?;
-        let shared = Shared::new(&options.budget, options.version_retention);
+        let mut catalog = Catalog::load(data_dir)?;
+        let shared = Shared::new(&options.budget, options.version_retention, options.fsync);
         let mut tables = HashMap::new();
         for def in catalog.tables.values() {
             let table = Table::open(storage.dataset_uri(&def.dir), def.clone(), &shared)
@@ -119,6 +137,9 @@ impl Engine {
                 })?;
             tables.insert(def.name.clone(), Arc::new(table));
         }
+        if Self::reconcile(&storage, &mut catalog, &tables).await? {
+            catalog.store(data_dir)?;
+        }
         Ok(Arc::new(Engine {
             data_dir: data_dir.to_path_buf(),
             storage,
@@ -128,6 +149,72 @@ impl Engine {
             tables: RwLock::new(tables),
             ddl: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Brings the catalog and Lance back into agreement after a crash inside
+    /// DDL, and returns whether the catalog changed. Each DDL statement orders
+    /// its steps so that the catalog never names what Lance lacks: CREATE
+    /// TABLE / INDEX write Lance first, DROP TABLE / INDEX the catalog first.
+    /// What a crash can leave is therefore only unacknowledged Lance state —
+    /// an index or a dataset folder the catalog does not name — and it is
+    /// removed here. An index the catalog names but Lance lacks (left by
+    /// versions before this order) is removed from the catalog: Lance's own
+    /// index list is what searches use.
+    async fn reconcile(
+        storage: &StorageRoot,
+        catalog: &mut Catalog,
+        tables: &HashMap<String, Arc<Table>>,
+    ) -> Result<bool> {
+        let mut changed = false;
+        for (name, table) in tables {
+            let in_lance: Vec<String> = table
+                .dataset()
+                .load_indices()
+                .await?
+                .iter()
+                .map(|i| i.name.clone())
+                // Lance's own system indexes (fragment reuse, MemWAL) are not user indexes.
+                .filter(|n| !n.starts_with("__"))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            for index in &in_lance {
+                if !catalog.indexes.get(index).is_some_and(|d| &d.table == name) {
+                    tracing::warn!(
+                        table = name,
+                        index,
+                        "removing an index an interrupted CREATE/DROP INDEX left in Lance"
+                    );
+                    table.drop_index(index).await?;
+                }
+            }
+            let missing: Vec<String> = catalog
+                .indexes_of(name)
+                .filter(|d| !in_lance.contains(&d.name))
+                .map(|d| d.name.clone())
+                .collect();
+            for index in missing {
+                tracing::warn!(
+                    table = name,
+                    index,
+                    "the catalog names an index Lance does not have; removing it from the catalog"
+                );
+                catalog.indexes.remove(&index);
+                changed = true;
+            }
+        }
+        let named: std::collections::HashSet<&str> =
+            catalog.tables.values().map(|d| d.dir.as_str()).collect();
+        for dir in storage.dataset_dirs()? {
+            if !named.contains(dir.as_str()) {
+                tracing::warn!(
+                    dir,
+                    "removing a table folder an interrupted CREATE/DROP TABLE left"
+                );
+                storage.remove_dataset(&dir)?;
+            }
+        }
+        Ok(changed)
     }
 
     fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
@@ -194,6 +281,7 @@ impl Engine {
             &self.shared,
         )
         .await?;
+        crash_point("create_table:dataset_written");
         self.update_catalog(|c| {
             c.tables.insert(name.to_string(), def);
         })?;
@@ -221,6 +309,7 @@ impl Engine {
             c.tables.remove(name);
             c.indexes.retain(|_, i| i.table != name);
         })?;
+        crash_point("drop_table:catalog_written");
         match self.tables.write() {
             Ok(mut g) => g.remove(name),
             Err(p) => p.into_inner().remove(name),
@@ -360,9 +449,17 @@ impl Engine {
             );
         }
         table.create_index(&def, false).await?;
-        self.update_catalog(|c| {
+        crash_point("create_index:lance_committed");
+        let name = def.name.clone();
+        if let Err(e) = self.update_catalog(|c| {
             c.indexes.insert(def.name.clone(), def);
-        })?;
+        }) {
+            // Not acknowledged: take the index back out of Lance (start-up would).
+            if let Err(undo) = table.drop_index(&name).await {
+                tracing::warn!(index = name, error = %undo, "index left in Lance until restart");
+            }
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -374,10 +471,14 @@ impl Engine {
             }
             return engine_err!(IndexNotFound, "index \"{name}\" does not exist");
         };
-        self.table(&def.table)?.drop_index(name).await?;
+        let table = self.table(&def.table)?;
+        // The catalog first: it must never name an index Lance no longer has
+        // (a crash between the steps leaves a Lance index that start-up removes).
         self.update_catalog(|c| {
             c.indexes.remove(name);
         })?;
+        crash_point("drop_index:catalog_written");
+        table.drop_index(name).await?;
         Ok(true)
     }
 

@@ -19,6 +19,7 @@
 //! - [`catalog`] — the persisted catalog;
 //! - [`memory`] — the memory budget and the one Lance session sized from it;
 //! - [`chunks`] — the byte-bounded cache of column chunks of immutable fragments;
+//! - [`durable`] — group-committed syncs that make each commit durable before it returns;
 //! - [`table`] — one table: its dataset, views and writes;
 //! - [`view`] — a table version as the search path reads it (fragments,
 //!   deletion vectors, rows fetched through the chunk cache);
@@ -34,6 +35,7 @@ pub mod ann;
 pub mod catalog;
 pub mod chunks;
 pub mod distance;
+pub mod durable;
 pub mod engine;
 pub mod error;
 pub mod function;

@@ -71,12 +71,17 @@ impl MemoryBudget {
         self.total - self.chunk_bytes() - self.index_bytes()
     }
 
-    /// The one Lance session of the process, with its caches sized from the budget.
-    pub fn lance_session(&self) -> Arc<Session> {
+    /// The one Lance session of the process, with its caches sized from the
+    /// budget; with `durable`, its local stores commit durably ([`crate::durable`]).
+    pub fn lance_session(&self, durable: bool) -> Arc<Session> {
+        let registry = Arc::new(lance::io::ObjectStoreRegistry::default());
+        if durable {
+            crate::durable::install(&registry);
+        }
         Arc::new(Session::new(
             self.index_bytes() as usize,
             self.metadata_bytes() as usize,
-            Default::default(),
+            registry,
         ))
     }
 }

@@ -42,9 +42,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(budget: &MemoryBudget, retention: Duration) -> Shared {
+    pub fn new(budget: &MemoryBudget, retention: Duration, durable: bool) -> Shared {
         Shared {
-            session: budget.lance_session(),
+            session: budget.lance_session(durable),
             chunks: Arc::new(ChunkCache::new(budget.chunk_bytes())),
             retention,
         }

@@ -28,6 +28,20 @@ impl StorageRoot {
         self.tables_dir.join(dir).to_string_lossy().into_owned()
     }
 
+    /// The dataset folders under this root (`*.lance`), by folder name.
+    pub fn dataset_dirs(&self) -> std::io::Result<Vec<String>> {
+        let mut dirs = Vec::new();
+        for entry in std::fs::read_dir(&self.tables_dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".lance") && entry.file_type()?.is_dir() {
+                dirs.push(name);
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+
     /// Removes a dropped table's files. A failure leaves unreachable files
     /// behind, never a broken table, so callers may log and go on.
     pub fn remove_dataset(&self, dir: &str) -> std::io::Result<()> {
@@ -53,6 +67,13 @@ mod tests {
         );
         root.remove_dataset("missing.lance")
             .expect("missing is fine");
+        std::fs::create_dir_all(dir.join("tables/b-2.lance")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("tables/a-1.lance")).expect("mkdir");
+        std::fs::write(dir.join("tables/notes.txt"), b"x").expect("write");
+        assert_eq!(
+            root.dataset_dirs().expect("list"),
+            ["a-1.lance", "b-2.lance"]
+        );
         std::fs::remove_dir_all(dir).expect("cleanup");
     }
 }
