@@ -6,7 +6,10 @@
 #    100 ms; a markdown table with the ratios;
 # 2. trickle writes vs one COPY on Quiver (bench/trickle.py): TRICKLE_ROWS one-row
 #    INSERTs vs the same rows by COPY, both indexed, OPTIMIZE TABLE with
-#    version_retention = "0", bytes on disk and search latency of each.
+#    version_retention = "0", bytes on disk and search latency of each;
+# 3. durable writes (bench/durable.py): one COPY of DURABLE_ROWS rows, one-row INSERTs
+#    from 1 and from 8 clients, on pgvector (fsync on, synchronous_commit on), on Quiver
+#    (its default [storage] fsync = true) and on Quiver with fsync = false.
 #
 #   bench/engine.sh                         # both systems, 30 s phases
 #   SECONDS_PER_PHASE=5 TRICKLE_ROWS=1000 bench/engine.sh     # quick check
@@ -22,6 +25,8 @@ PYTHON=${PYTHON:-python3}
 SECONDS_PER_PHASE=${SECONDS_PER_PHASE:-30}
 QUIVER_PORT=${QUIVER_PORT:-5433}
 TRICKLE_ROWS=${TRICKLE_ROWS:-10000}
+DURABLE_ROWS=${DURABLE_ROWS:-50000}
+DURABLE_SECONDS=${DURABLE_SECONDS:-10}
 CACHE_MEMORY=${CACHE_MEMORY:-2GiB}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}
 OUT_DIR=${OUT_DIR:-/tmp/quiver-mixed-$(date +%Y%m%d-%H%M%S)}
@@ -39,6 +44,10 @@ cleanup() {
 trap cleanup EXIT
 "$PYTHON" -c "import psycopg, numpy, pyarrow, pgserver" 2>/dev/null ||
   "$PYTHON" -m pip install -q -r "$SHARED_BENCH/requirements.txt" pgserver
+durable() {   # durable DSN LABEL
+  "$PYTHON" "$here/durable.py" --dsn "$1" --label "$2" --rows "$DURABLE_ROWS" --seconds "$DURABLE_SECONDS" \
+    --out "$OUT_DIR/$2-durable.json"
+}
 harness() {
   "$PYTHON" "$SHARED_BENCH/harness.py" --data "$SHARED_BENCH/data/wordnet-minilm" --metric cosine --queries 200 "$@"
 }
@@ -50,6 +59,7 @@ dsn=$("$PYTHON" "$here/pgserver_ctl.py" tune "$pg_dir")
 harness --dsn "$dsn" --dialect "$SHARED_BENCH/dialects/pgvector06.toml" --index hnsw --filter none \
   --settings ef40 --label pgvector --out "$OUT_DIR/pgvector-load.json"
 "$PYTHON" "$here/mixed.py" --dsn "$dsn" --system pgvector --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/pgvector-mixed.json"
+durable "$dsn" pgvector
 "$PYTHON" "$here/pgserver_ctl.py" stop "$pg_dir"
 pg_dir=""
 
@@ -74,6 +84,7 @@ done
 harness --dsn "$qdsn" --dialect "$here/quiver.toml" --index ivf_hnsw_sq --filter none \
   --settings nprobes1-ef64 --label quiver --out "$OUT_DIR/quiver-load.json"
 "$PYTHON" "$here/mixed.py" --dsn "$qdsn" --system quiver --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/quiver-mixed.json"
+durable "$qdsn" quiver
 
 # ------------------------------------------------------------------ table
 "$PYTHON" - "$OUT_DIR" <<'EOF'
@@ -123,6 +134,36 @@ print(f"| search mean ms | {sb['mean_ms']:.3f} | {st['mean_ms']:.3f} | {st['mean
 print(f"| search p99 ms | {sb['p99_ms']:.3f} | {st['p99_ms']:.3f} | {st['p99_ms'] / sb['p99_ms']:.2f}x |")
 print(f"| load s | {r['copy_s']:.2f} | {r['insert_s']:.2f} ({r['inserts_per_s']:.0f} INSERTs/s) | |")
 EOF2
+kill -TERM "$quiver_pid"; wait "$quiver_pid" 2>/dev/null || true; quiver_pid=""
+
+# ------------------------------------------------------------------ durability's cost
+printf '[storage]\nfsync = false\n' > "$tmp/nofsync.toml"
+"$bin" serve --data-dir "$tmp/nofsync-data" --listen "127.0.0.1:$QUIVER_PORT" --config "$tmp/nofsync.toml" \
+  > "$OUT_DIR/quiver-nofsync.log" 2>&1 &
+quiver_pid=$!
+for _ in $(seq 1 240); do
+  "$PYTHON" -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=2).execute('SELECT 1')" "$qdsn" 2>/dev/null && break
+  sleep 0.5
+done
+durable "$qdsn" quiver-nofsync
+"$PYTHON" - "$OUT_DIR" <<'EOF3'
+import json, sys, pathlib
+d = pathlib.Path(sys.argv[1])
+runs = [json.loads((d / f"{n}-durable.json").read_text()) for n in ("pgvector", "quiver", "quiver-nofsync")]
+p, q, n = runs
+c = max(k for k in q if k.startswith("insert_"))
+print(f"\nDurable writes ({q['copy']['rows']:,} rows by one COPY; one-row INSERTs for a fixed time)\n")
+print("| measure | pgvector (fsync on) | Quiver (fsync = true) | Quiver/pgvector | Quiver, fsync = false |\n|---|---|---|---|---|")
+def row(name, f, fmt="{:,.0f}"):
+    a, b, x = f(p), f(q), f(n)
+    print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {b / a:.2f}x | {fmt.format(x)} |")
+row("COPY rows/s", lambda r: r["copy"]["rows_per_s"])
+row("one-row INSERTs/s, 1 client", lambda r: r["insert_1"]["per_s"])
+row("INSERT p50 ms, 1 client", lambda r: r["insert_1"]["p50_ms"], "{:.2f}")
+row("INSERT p99 ms, 1 client", lambda r: r["insert_1"]["p99_ms"], "{:.2f}")
+row(f"one-row INSERTs/s, {q[c]['clients']} clients", lambda r: r[c]["per_s"])
+row(f"INSERT p50 ms, {q[c]['clients']} clients", lambda r: r[c]["p50_ms"], "{:.2f}")
+EOF3
 log "results in $OUT_DIR"
 exit 0
 }

@@ -15,8 +15,10 @@ use arrow::datatypes::Float32Type;
 use datafusion::logical_expr::Expr;
 use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
+use lance::dataset::transaction::Transaction;
 use lance::dataset::write::delete::DeleteBuilder;
 use lance::dataset::write::update::UpdateBuilder;
+use lance::dataset::{CommitBuilder, InsertBuilder};
 use lance::dataset::{WriteMode, WriteParams};
 use lance::index::DatasetIndexExt;
 use lance::session::Session;
@@ -76,6 +78,17 @@ pub struct Table {
     housekeeping: AtomicBool,
     /// Writes committed since the table was opened.
     writes: AtomicU64,
+    /// Appends whose files are written, waiting for the next commit.
+    queued_appends: std::sync::Mutex<Vec<QueuedAppend>>,
+    /// Held (shared) by appends from writing their files until their commit;
+    /// cleanup takes it exclusively, so it never deletes uncommitted files.
+    uncommitted: tokio::sync::RwLock<()>,
+}
+
+/// An append whose data files are written, waiting to be committed.
+struct QueuedAppend {
+    transaction: Transaction,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
 /// What one `OPTIMIZE TABLE` (or background pass) did.
@@ -124,6 +137,8 @@ impl Table {
             compaction: tokio::sync::Mutex::new(()),
             housekeeping: AtomicBool::new(false),
             writes: AtomicU64::new(0),
+            queued_appends: Default::default(),
+            uncommitted: Default::default(),
         }
     }
 
@@ -163,6 +178,14 @@ impl Table {
     }
 
     /// Appends rows in one commit. The batches must have the table's schema.
+    ///
+    /// Two phases, so that concurrent appends share a commit (group commit):
+    /// the statement's data files are written beside other writers (Lance's
+    /// `execute_uncommitted`); then its transaction joins the queue, and
+    /// whichever appender holds the write lock commits every queued append as
+    /// one version (`CommitBuilder::execute_batch`: one manifest, one sync of
+    /// the disk). Each appender returns once the version holding its rows is
+    /// committed and published.
     pub async fn append(self: &Arc<Self>, batches: Vec<RecordBatch>) -> Result<u64> {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if rows == 0 {
@@ -171,14 +194,62 @@ impl Table {
         for b in &batches {
             self.validate(b)?;
         }
-        let _w = self.write_lock.lock().await;
-        let mut ds = (*self.dataset()).clone();
-        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), self.def.arrow_schema());
-        ds.append(reader, Some(self.shared.write_params(WriteMode::Append)))
+        // Files written but not committed must not look like garbage to cleanup.
+        let _uncommitted = self.uncommitted.read().await;
+        let transaction = InsertBuilder::new(self.dataset())
+            .with_params(&self.shared.write_params(WriteMode::Append))
+            .execute_uncommitted(batches)
             .await?;
-        self.publish(Arc::new(ds));
-        self.after_write();
-        Ok(rows as u64)
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.queued().push(QueuedAppend { transaction, done });
+        {
+            let _w = self.write_lock.lock().await;
+            // Empty when an earlier lock holder already committed this one.
+            let queued = std::mem::take(&mut *self.queued());
+            if !queued.is_empty() {
+                self.commit_appends(queued).await;
+            }
+        }
+        match committed.await {
+            Ok(result) => result.map(|()| rows as u64),
+            Err(_) => engine_err!(Internal, "the commit of this append was abandoned"),
+        }
+    }
+
+    fn queued(&self) -> std::sync::MutexGuard<'_, Vec<QueuedAppend>> {
+        match self.queued_appends.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Commits queued appends as one version (under the write lock) and tells each.
+    async fn commit_appends(self: &Arc<Self>, queued: Vec<QueuedAppend>) {
+        let (transactions, waiters): (Vec<_>, Vec<_>) =
+            queued.into_iter().map(|q| (q.transaction, q.done)).unzip();
+        let result = CommitBuilder::new(self.dataset())
+            .with_session(self.shared.session.clone())
+            .use_stable_row_ids(false)
+            .execute_batch(transactions)
+            .await;
+        match result {
+            Ok(r) => {
+                self.publish(Arc::new(r.dataset));
+                self.after_write();
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let e = crate::error::EngineError::from(e);
+                for w in waiters {
+                    let _ = w.send(Err(crate::error::EngineError::new(
+                        e.kind,
+                        e.message.clone(),
+                    )));
+                }
+            }
+        }
     }
 
     /// Rejects vectors with NaN or infinite components; dimensions are fixed by the type.
@@ -355,9 +426,11 @@ impl Table {
     }
 
     /// Removes versions older than `retention` that no reader holds (never the
-    /// latest). Holds the write lock and the compaction lock, so no write is in
-    /// progress and files not yet committed cannot be mistaken for garbage.
+    /// latest). Holds the write lock, the compaction lock and excludes appends
+    /// with files written but not committed, so no write is in progress and
+    /// files not yet committed cannot be mistaken for garbage.
     pub async fn cleanup(&self, retention: Duration) -> Result<(u64, u64)> {
+        let _u = self.uncommitted.write().await;
         let _w = self.write_lock.lock().await;
         let _c = self.compaction.lock().await;
         let ds = self.dataset();
