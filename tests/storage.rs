@@ -4,7 +4,7 @@
 //! search correctly while the server's peak RSS stays near the budget.
 
 use crate::common::{
-    TempDir, client, connect, copy_payload, copy_text, free_port, random_vectors,
+    TempDir, client, connect, copy_payload, copy_text, count, free_port, random_vectors,
     spawn_server_with, start_server, vector_text,
 };
 
@@ -600,4 +600,55 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
     let bytes = dir_bytes(dir.path());
     assert!(bytes > 0);
     server.shutdown().await.expect("shutdown");
+}
+
+/// A COPY of several pieces' worth of data is loaded piece by piece (memory
+/// holds a piece, not the statement) and committed as one version; a bad
+/// record in a later piece commits nothing of the earlier ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_copy_is_loaded_in_pieces_and_stays_atomic() {
+    let dir = TempDir::new("copy-pieces");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE big (id BIGINT, bucket INT, embedding VECTOR(64))")
+        .await
+        .expect("create");
+    let payload = copy_payload(&random_vectors(50_000, 64, 3));
+    assert!(
+        payload.len() > 2 * 16 * 1024 * 1024,
+        "{} bytes is one piece",
+        payload.len()
+    );
+    let table = server.db.engine.table("big").expect("table");
+    let before = table.dataset().version().version;
+    let copied = copy_text(&c, "COPY big FROM STDIN", payload.clone()).await;
+    assert_eq!(copied, 50_000);
+    assert_eq!(count(&c, "big").await, 50_000);
+    assert_eq!(
+        table.dataset().version().version,
+        before + 1,
+        "the COPY is one commit"
+    );
+    // The last record is bad: the pieces before it were written, none is committed.
+    let bad = format!("{payload}oops\t1\t[1]\n");
+    let sink = c.copy_in("COPY big FROM STDIN").await.expect("copy in");
+    futures::pin_mut!(sink);
+    use futures::SinkExt;
+    sink.send(bytes::Bytes::from(bad)).await.expect("send");
+    let err = sink
+        .finish()
+        .await
+        .expect_err("a bad record fails the COPY");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION),
+        "{err}"
+    );
+    assert_eq!(count(&c, "big").await, 50_000);
+    let hit: i64 = c
+        .query_one("SELECT id FROM big WHERE id = 49999", &[])
+        .await
+        .expect("read")
+        .get(0);
+    assert_eq!(hit, 49_999);
 }

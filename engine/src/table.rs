@@ -82,7 +82,65 @@ pub struct Table {
     queued_appends: std::sync::Mutex<Vec<QueuedAppend>>,
     /// Held (shared) by appends from writing their files until their commit;
     /// cleanup takes it exclusively, so it never deletes uncommitted files.
-    uncommitted: tokio::sync::RwLock<()>,
+    uncommitted: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// An append being written batch by batch ([`Table::append_stream`]).
+pub struct AppendStream {
+    table: Arc<Table>,
+    batches: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    writer: tokio::task::JoinHandle<lance::Result<Transaction>>,
+    rows: u64,
+    _uncommitted: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
+impl Drop for AppendStream {
+    /// Not finished (the statement failed): stop writing; the files written
+    /// are unreferenced and cleanup removes them.
+    fn drop(&mut self) {
+        self.writer.abort();
+    }
+}
+
+impl AppendStream {
+    /// Writes one batch (the table's schema) to the statement's data files.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.table.validate(&batch)?;
+        let rows = batch.num_rows() as u64;
+        let sent = match &self.batches {
+            Some(tx) => tx.send(batch).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The writer stopped: its error is the statement's.
+            self.batches = None;
+            return match (&mut self.writer).await {
+                Ok(Err(e)) => Err(e.into()),
+                Ok(Ok(_)) => engine_err!(Internal, "the append's writer ended early"),
+                Err(e) => engine_err!(Internal, "the append's writer failed: {e}"),
+            };
+        }
+        self.rows += rows;
+        Ok(())
+    }
+
+    /// Commits everything written as one version; the rows appended.
+    pub async fn finish(mut self) -> Result<u64> {
+        self.batches = None;
+        if self.rows == 0 {
+            self.writer.abort();
+            return Ok(0);
+        }
+        let transaction = match (&mut self.writer).await {
+            Ok(r) => r?,
+            Err(e) => return engine_err!(Internal, "the append's writer failed: {e}"),
+        };
+        self.table.commit_append(transaction).await?;
+        Ok(self.rows)
+    }
 }
 
 /// An append whose data files are written, waiting to be committed.
@@ -195,11 +253,48 @@ impl Table {
             self.validate(b)?;
         }
         // Files written but not committed must not look like garbage to cleanup.
-        let _uncommitted = self.uncommitted.read().await;
+        let _uncommitted = self.uncommitted.clone().read_owned().await;
         let transaction = InsertBuilder::new(self.dataset())
             .with_params(&self.shared.write_params(WriteMode::Append))
             .execute_uncommitted(batches)
             .await?;
+        self.commit_append(transaction).await?;
+        Ok(rows as u64)
+    }
+
+    /// An append fed batch by batch (COPY FROM STDIN): each batch is written
+    /// to data files as it comes, so memory holds a batch, not the statement;
+    /// [`AppendStream::finish`] commits all of them as one version.
+    pub async fn append_stream(self: &Arc<Self>) -> AppendStream {
+        let uncommitted = self.uncommitted.clone().read_owned().await;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let batches = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok)));
+        let stream: datafusion::physical_plan::SendableRecordBatchStream = Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                self.def.arrow_schema(),
+                batches,
+            ),
+        );
+        let dest = self.dataset();
+        let params = self.shared.write_params(WriteMode::Append);
+        let writer = tokio::spawn(async move {
+            InsertBuilder::new(dest)
+                .with_params(&params)
+                .execute_uncommitted_stream(stream)
+                .await
+        });
+        AppendStream {
+            table: self.clone(),
+            batches: Some(tx),
+            writer,
+            rows: 0,
+            _uncommitted: uncommitted,
+        }
+    }
+
+    /// Queues a written append for the next commit and waits for it: whoever
+    /// holds the write lock commits every queued append as one version.
+    async fn commit_append(self: &Arc<Self>, transaction: Transaction) -> Result<()> {
         let (done, committed) = tokio::sync::oneshot::channel();
         self.queued().push(QueuedAppend { transaction, done });
         {
@@ -211,7 +306,7 @@ impl Table {
             }
         }
         match committed.await {
-            Ok(result) => result.map(|()| rows as u64),
+            Ok(result) => result,
             Err(_) => engine_err!(Internal, "the commit of this append was abandoned"),
         }
     }
@@ -427,10 +522,16 @@ impl Table {
 
     /// Removes versions older than `retention` that no reader holds (never the
     /// latest). Holds the write lock, the compaction lock and excludes appends
-    /// with files written but not committed, so no write is in progress and
-    /// files not yet committed cannot be mistaken for garbage.
+    /// with files written but not committed (skipping the pass while there
+    /// are any), so no write is in progress and files not yet committed
+    /// cannot be mistaken for garbage.
     pub async fn cleanup(&self, retention: Duration) -> Result<(u64, u64)> {
-        let _u = self.uncommitted.write().await;
+        // Not waited for: a COPY holds it for as long as its client sends
+        // data, and waiting would stall every append queued behind. The next
+        // pass cleans up instead.
+        let Ok(_u) = self.uncommitted.try_write() else {
+            return Ok((0, 0));
+        };
         let _w = self.write_lock.lock().await;
         let _c = self.compaction.lock().await;
         let ds = self.dataset();

@@ -47,6 +47,36 @@ fn records<'a>(data: &'a [u8], format: &CopyFormat) -> Result<Vec<Vec<Option<Cow
     }
 }
 
+/// The length of the longest prefix of `data` made of complete records (up
+/// to and including its last record-ending newline; in CSV, one outside
+/// quotes): what can be decoded before the rest of the data has arrived.
+pub fn complete_records(data: &[u8], format: &CopyFormat) -> usize {
+    match format {
+        CopyFormat::Text => data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1),
+        CopyFormat::Csv { .. } => {
+            // A doubled quote toggles twice, so parity tracks "inside quotes".
+            let mut in_quotes = false;
+            let mut end = 0;
+            for (i, &b) in data.iter().enumerate() {
+                match b {
+                    b'"' => in_quotes = !in_quotes,
+                    b'\n' if !in_quotes => end = i + 1,
+                    _ => {}
+                }
+            }
+            end
+        }
+    }
+}
+
+/// Whether text-format `data` holds the end-of-data line `\.` (decoding stops there).
+pub fn has_end_marker(data: &[u8], format: &CopyFormat) -> bool {
+    matches!(format, CopyFormat::Text)
+        && data
+            .split(|&b| b == b'\n')
+            .any(|l| l.strip_suffix(b"\r").unwrap_or(l) == b"\\.")
+}
+
 /// Decodes one text-format field: `\N` is NULL; backslash escapes.
 fn unescape_text(f: &str) -> Option<Cow<'_, str>> {
     if f == "\\N" {
@@ -420,6 +450,26 @@ fn csv_quote(s: &str, delim: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complete_records_end_at_a_record_boundary() {
+        let text = CopyFormat::Text;
+        assert_eq!(complete_records(b"1\ta\n2\tb", &text), 4);
+        assert_eq!(complete_records(b"1\ta", &text), 0);
+        assert_eq!(complete_records(b"1\ta\n", &text), 4);
+        let csv = CopyFormat::Csv {
+            header: false,
+            delimiter: b',',
+        };
+        // The newline inside quotes is part of a field, not the end of a record.
+        assert_eq!(complete_records(b"1,\"x\ny\"\n2,\"z", &csv), 8);
+        assert_eq!(complete_records(b"1,\"x\ny", &csv), 0);
+        assert_eq!(complete_records(b"1,\"a\"\"b\"\n", &csv), 9);
+        assert!(has_end_marker(b"1\ta\n\\.\n", &text));
+        assert!(has_end_marker(b"1\ta\n\\.\r\n", &text));
+        assert!(!has_end_marker(b"1\t\\.x\n", &text));
+        assert!(!has_end_marker(b"\\.\n", &csv));
+    }
 
     #[test]
     fn text_and_csv_records() {

@@ -34,6 +34,6 @@ pub mod vector_search;
 
 pub use error::{Result, SqlError, StatusCode};
 pub use session::{
-    CopyFormat, CopyIn, Database, Described, Output, ParamValue, Session, Statement,
+    CopyFormat, CopyIn, CopyLoad, Database, Described, Output, ParamValue, Session, Statement,
     VECTOR_TYPE_OID, VERSION,
 };

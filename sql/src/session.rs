@@ -99,7 +99,7 @@ pub struct Described {
 }
 
 /// Format of a COPY stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CopyFormat {
     Text,
     Csv { header: bool, delimiter: u8 },
@@ -618,11 +618,63 @@ impl Session {
 
     /// Loads the data of a finished COPY FROM STDIN; one atomic commit. Returns rows written.
     pub async fn copy_in(&self, copy: &CopyIn, data: &[u8]) -> Result<u64> {
+        let mut load = self.copy_start(copy).await?;
+        load.write(data).await?;
+        load.finish().await
+    }
+
+    /// Starts loading a COPY FROM STDIN whose data comes in pieces: see [`CopyLoad`].
+    pub async fn copy_start(&self, copy: &CopyIn) -> Result<CopyLoad> {
         let table = self.engine().table(&copy.table)?;
+        Ok(CopyLoad {
+            def: table.def.clone(),
+            stream: table.append_stream().await,
+            copy: copy.clone(),
+            started: false,
+            ended: false,
+        })
+    }
+}
+
+/// A COPY FROM STDIN being loaded: each piece of complete records is decoded
+/// and written to the table's data files as it arrives (memory holds one
+/// piece, not the statement); [`CopyLoad::finish`] commits all of it as one
+/// table version, so the COPY is atomic. Dropped unfinished, nothing is committed.
+pub struct CopyLoad {
+    copy: CopyIn,
+    def: quiver_engine::schema::TableDef,
+    stream: quiver_engine::table::AppendStream,
+    /// A piece was loaded (a CSV header is only in the first one).
+    started: bool,
+    /// The text format's end-of-data marker (`\.`) was seen: the rest is ignored.
+    ended: bool,
+}
+
+impl CopyLoad {
+    /// Loads `data`, which must end at a record boundary
+    /// ([`crate::copy::complete_records`]).
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        if self.ended || data.is_empty() {
+            return Ok(());
+        }
+        let format = match self.copy.format {
+            CopyFormat::Csv { delimiter, .. } if self.started => CopyFormat::Csv {
+                header: false,
+                delimiter,
+            },
+            f => f,
+        };
+        self.started = true;
+        self.ended = crate::copy::has_end_marker(data, &format);
         // Decoding is CPU-bound (and parallel inside): keep it off the async workers' queue.
         let batch = tokio::task::block_in_place(|| {
-            crate::copy::decode(&table.def, &copy.columns, data, &copy.format)
+            crate::copy::decode(&self.def, &self.copy.columns, data, &format)
         })?;
-        Ok(table.append(vec![batch]).await?)
+        Ok(self.stream.write(batch).await?)
+    }
+
+    /// Commits the rows loaded, as one version; their count.
+    pub async fn finish(self) -> Result<u64> {
+        Ok(self.stream.finish().await?)
     }
 }

@@ -6,11 +6,15 @@
 //! [`CopyState`]. pgwire then routes the client's CopyData / CopyDone /
 //! CopyFail messages to the [`CopyHandler`] below, in both protocols:
 //!
-//! - CopyData: appended to the buffer, up to [`MAX_COPY_BYTES`]; past it the
-//!   buffer is dropped and the copy is marked as overflowed.
-//! - CopyDone: [`Session::copy_in`](quiver_sql::Session::copy_in) loads the
-//!   whole buffer in one atomic commit and the client gets `COPY n`; an
-//!   overflowed copy writes nothing and fails with 54000. In the simple
+//! - CopyData: appended to the buffer; once it holds [`COPY_PIECE_BYTES`],
+//!   its complete records are decoded and written to the table's data files
+//!   ([`CopyLoad`](quiver_sql::CopyLoad)), so memory holds one piece of a
+//!   COPY of any size. A record still incomplete after [`MAX_COPY_BYTES`]
+//!   marks the copy as overflowed; an error while loading marks it failed.
+//! - CopyDone: the rest is loaded and everything is committed as one table
+//!   version (the COPY is atomic), and the client gets `COPY n`; an
+//!   overflowed copy writes nothing and fails with 54000, a failed one with
+//!   its error. In the simple
 //!   protocol the statements that followed the COPY in the same Query then
 //!   run, and pgwire sends ReadyForQuery; in the extended protocol pgwire
 //!   waits for Sync.
@@ -32,7 +36,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse};
 use pgwire::messages::response::CommandComplete;
-use quiver_sql::{CopyFormat, CopyIn, Statement, StatusCode};
+use quiver_sql::{CopyFormat, CopyIn, CopyLoad, SqlError, Statement, StatusCode};
 
 use crate::connection::Connection;
 use crate::errors;
@@ -46,11 +50,19 @@ pub(crate) struct CopyState {
 
 struct PendingCopy {
     copy: CopyIn,
+    /// Data not loaded yet (an incomplete record at most, between pieces).
     data: Vec<u8>,
+    /// The load, once the first piece was written.
+    load: Option<CopyLoad>,
     overflowed: bool,
+    /// Why loading a piece failed; reported at CopyDone.
+    failed: Option<SqlError>,
     /// Statements after the COPY in the same simple Query.
     rest: Vec<Statement>,
 }
+
+/// Data buffered before its complete records are loaded as one piece.
+pub(crate) const COPY_PIECE_BYTES: usize = 16 * 1024 * 1024;
 
 impl CopyState {
     fn lock(&self) -> MutexGuard<'_, Option<PendingCopy>> {
@@ -63,29 +75,62 @@ impl CopyState {
         *self.lock() = Some(PendingCopy {
             copy,
             data: Vec::new(),
+            load: None,
             overflowed: false,
+            failed: None,
             rest,
         });
     }
 
-    /// Appends one CopyData payload, enforcing `limit` bytes in total.
-    fn append(&self, chunk: &[u8], limit: usize) -> PgWireResult<()> {
+    /// Appends one CopyData payload. Once `piece` bytes are buffered, returns
+    /// the complete records among them (taken out of the buffer) to be loaded.
+    /// More than `limit` bytes without a complete record overflow the copy.
+    fn append(&self, chunk: &[u8], piece: usize, limit: usize) -> PgWireResult<Option<Vec<u8>>> {
         let mut pending = self.lock();
         let Some(pending) = pending.as_mut() else {
             return Err(errors::protocol_violation(
                 "CopyData received while no COPY FROM STDIN is in progress",
             ));
         };
-        if pending.overflowed {
-            return Ok(());
+        if pending.overflowed || pending.failed.is_some() {
+            return Ok(None);
         }
-        if pending.data.len().saturating_add(chunk.len()) > limit {
-            pending.overflowed = true;
-            pending.data = Vec::new();
-        } else {
-            pending.data.extend_from_slice(chunk);
+        pending.data.extend_from_slice(chunk);
+        if pending.data.len() < piece {
+            return Ok(None);
         }
-        Ok(())
+        let end = quiver_sql::copy::complete_records(&pending.data, &pending.copy.format);
+        if end == 0 {
+            if pending.data.len() > limit {
+                pending.overflowed = true;
+                pending.data = Vec::new();
+                pending.load = None;
+            }
+            return Ok(None);
+        }
+        let rest = pending.data.split_off(end);
+        Ok(Some(std::mem::replace(&mut pending.data, rest)))
+    }
+
+    /// Takes the load out (to write a piece without holding the lock), or
+    /// the copy to start one with.
+    fn take_load(&self) -> Option<Result<CopyLoad, CopyIn>> {
+        let mut pending = self.lock();
+        let pending = pending.as_mut()?;
+        Some(pending.load.take().ok_or_else(|| pending.copy.clone()))
+    }
+
+    /// Puts the load back after a piece, or records why the piece failed.
+    fn put_load(&self, load: Result<CopyLoad, SqlError>) {
+        if let Some(pending) = self.lock().as_mut() {
+            match load {
+                Ok(l) => pending.load = Some(l),
+                Err(e) => {
+                    pending.failed = Some(e);
+                    pending.data = Vec::new();
+                }
+            }
+        }
     }
 
     fn take(&self) -> Option<PendingCopy> {
@@ -158,7 +203,26 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.copy.append(&copy_data.data, MAX_COPY_BYTES)
+        let Some(piece) = self
+            .copy
+            .append(&copy_data.data, COPY_PIECE_BYTES, MAX_COPY_BYTES)?
+        else {
+            return Ok(());
+        };
+        let Some(load) = self.copy.take_load() else {
+            return Ok(());
+        };
+        let loaded = async {
+            let mut load = match load {
+                Ok(l) => l,
+                Err(copy) => self.session.copy_start(&copy).await?,
+            };
+            load.write(&piece).await?;
+            Ok(load)
+        }
+        .await;
+        self.copy.put_load(loaded);
+        Ok(())
     }
 
     async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
@@ -175,17 +239,30 @@ impl CopyHandler for Connection {
         if pending.overflowed {
             return Err(errors::status(
                 StatusCode::ProgramLimitExceeded,
-                format!("COPY data exceeds the limit of {MAX_COPY_BYTES} bytes"),
+                format!("a COPY record exceeds the limit of {MAX_COPY_BYTES} bytes"),
             ));
         }
         let PendingCopy {
-            copy, data, rest, ..
+            copy,
+            data,
+            load,
+            failed,
+            rest,
+            ..
         } = pending;
-        let rows = self
-            .session
-            .copy_in(&copy, &data)
-            .await
-            .map_err(errors::from_sql)?;
+        if let Some(e) = failed {
+            return Err(errors::from_sql(e));
+        }
+        let rows = async {
+            let mut load = match load {
+                Some(l) => l,
+                None => self.session.copy_start(&copy).await?,
+            };
+            load.write(&data).await?;
+            load.finish().await
+        }
+        .await
+        .map_err(errors::from_sql)?;
         drop(data);
         let tag = CommandComplete::new(format!("COPY {rows}"));
         client
@@ -227,12 +304,15 @@ mod tests {
     }
 
     #[test]
-    fn data_accumulates_until_the_limit() {
+    fn data_accumulates_until_a_piece_is_due() {
         let state = CopyState::default();
-        assert!(state.append(b"x", 10).is_err(), "no copy in progress");
+        assert!(
+            state.append(b"x", 100, 1000).is_err(),
+            "no copy in progress"
+        );
         state.begin(copy_in(), vec![]);
-        state.append(b"1\t2\n", 10).unwrap();
-        state.append(b"3\t4\n", 10).unwrap();
+        assert!(state.append(b"1\t2\n", 100, 1000).unwrap().is_none());
+        assert!(state.append(b"3\t4\n", 100, 1000).unwrap().is_none());
         let pending = state.take().unwrap();
         assert_eq!(pending.data, b"1\t2\n3\t4\n");
         assert!(!pending.overflowed);
@@ -240,12 +320,22 @@ mod tests {
     }
 
     #[test]
-    fn overflow_drops_the_data() {
+    fn a_piece_is_the_complete_records() {
         let state = CopyState::default();
         state.begin(copy_in(), vec![]);
-        state.append(b"123456", 10).unwrap();
-        state.append(b"123456", 10).unwrap();
-        state.append(b"1", 10).unwrap();
+        assert!(state.append(b"1\t2", 8, 1000).unwrap().is_none());
+        let piece = state.append(b"\n3\t4\n5\t", 8, 1000).unwrap();
+        assert_eq!(piece.as_deref(), Some(&b"1\t2\n3\t4\n"[..]));
+        assert_eq!(state.take().unwrap().data, b"5\t");
+    }
+
+    #[test]
+    fn a_record_over_the_limit_overflows() {
+        let state = CopyState::default();
+        state.begin(copy_in(), vec![]);
+        state.append(b"123456", 4, 10).unwrap();
+        state.append(b"123456", 4, 10).unwrap();
+        assert!(state.append(b"1\n", 4, 10).unwrap().is_none());
         let pending = state.take().unwrap();
         assert!(pending.overflowed);
         assert!(pending.data.is_empty());

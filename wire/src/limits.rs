@@ -8,11 +8,12 @@
 //!
 //! - [`MAX_MESSAGE_BYTES`] on a query string (Query, Parse) and on the total
 //!   size of one Bind's parameter values: error 54000, connection kept;
-//! - [`MAX_COPY_BYTES`] on the data of one `COPY ... FROM STDIN`: once
-//!   exceeded, the data is dropped and CopyDone answers error 54000.
+//! - [`MAX_COPY_BYTES`] on the data a `COPY ... FROM STDIN` buffers without a
+//!   complete record (a COPY itself is loaded piece by piece, of any size):
+//!   once exceeded, the data is dropped and CopyDone answers error 54000.
 
 /// Largest query string or total Bind parameter size accepted (256 MiB).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
-/// Largest amount of data one `COPY ... FROM STDIN` may send (1 GiB).
+/// Largest COPY record (data buffered without a record boundary, 1 GiB).
 pub(crate) const MAX_COPY_BYTES: usize = 1024 * 1024 * 1024;
