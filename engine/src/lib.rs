@@ -9,8 +9,11 @@
 //! - `catalog.json` — table, column, index and function definitions, replaced atomically
 //!   (write a temporary file, fsync, rename) on every DDL statement;
 //! - `tables/<name>-<id>.lance` — one Lance dataset per table. Every
-//!   acknowledged write is exactly one committed Lance version, so after a
-//!   crash a reader sees a statement whole or not at all;
+//!   acknowledged write is whole in one committed Lance version (concurrent
+//!   appends may share one: group commit), on stable storage before it is
+//!   acknowledged ([`durable`]), so after a crash a reader sees a statement
+//!   whole or not at all; start-up removes what an interrupted DDL statement
+//!   left in Lance but not in the catalog;
 //! - `functions/<name>-<id>.wasm` — the module of each user function.
 //!
 //! Modules:
