@@ -82,9 +82,11 @@ fn completed_calls(log: &str) -> Vec<String> {
     let mut pending: std::collections::HashMap<&str, String> = Default::default();
     let mut calls = Vec::new();
     for line in log.lines() {
+        // "<pid> <call>", the pid padded with spaces to a fixed width.
         let Some((pid, rest)) = line.split_once(' ') else {
             continue;
         };
+        let rest = rest.trim_start();
         if let Some(start) = rest.strip_suffix("<unfinished ...>") {
             pending.insert(pid, start.to_string());
         } else if rest.starts_with("<... ") {

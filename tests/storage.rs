@@ -652,3 +652,60 @@ async fn a_large_copy_is_loaded_in_pieces_and_stays_atomic() {
         .get(0);
     assert_eq!(hit, 49_999);
 }
+
+/// A filter on a column with a scalar index is evaluated by Lance with the
+/// index: the search reads no chunk of the filter column (only the vectors of
+/// the matching rows), EXPLAIN says so, and the answers equal those of the
+/// same rows without the index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_on_a_scalar_indexed_column_uses_the_index() {
+    let dir = TempDir::new("scalar-filter");
+    let server = start_server(dir.path()).await;
+    let engine = server.db.engine.clone();
+    let c = connect(&server).await;
+    let payload = copy_payload(&random_vectors(20_000, 8, 21));
+    for t in ["plain", "indexed"] {
+        c.batch_execute(&format!(
+            "CREATE TABLE {t} (id BIGINT, bucket INT, embedding VECTOR(8))"
+        ))
+        .await
+        .expect("create");
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), payload.clone()).await;
+    }
+    c.batch_execute("CREATE INDEX indexed_id ON indexed (id)")
+        .await
+        .expect("btree");
+    let q = vector_text(&random_vectors(1, 8, 22)[0]);
+    let search = |t: &str| {
+        format!(
+            "SELECT id, _distance FROM vector_search('{t}', 'embedding', '{q}', 10) \
+             WHERE id < 100 AND bucket <> 7"
+        )
+    };
+    let plan = crate::common::explain(&c, &format!("EXPLAIN {}", search("indexed"))).await;
+    assert!(plan.contains("filter by scalar index on id"), "{plan}");
+    let plan = crate::common::explain(&c, &format!("EXPLAIN {}", search("plain"))).await;
+    assert!(!plan.contains("scalar index"), "{plan}");
+
+    let mut answers = Vec::new();
+    let mut loads = Vec::new();
+    for t in ["plain", "indexed"] {
+        let before = engine.chunk_stats().rows_loaded;
+        let rows = c.query(&search(t), &[]).await.expect("search");
+        loads.push(engine.chunk_stats().rows_loaded - before);
+        answers.push(
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, f64>(1)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(answers[0].len(), 10);
+    assert_eq!(answers[0], answers[1], "the index changes the answer");
+    let chunk = quiver_engine::chunks::CHUNK_ROWS as u64;
+    // Without the index: both filter columns over all rows, then the vectors'
+    // first chunk (every match is among the first 100 rows).
+    assert_eq!(loads[0], 2 * 20_000 + chunk, "unindexed filter loads");
+    // With it: the first chunk of the vectors and of `id` (for the result
+    // rows) only; no chunk of `bucket`, which Lance refines itself.
+    assert_eq!(loads[1], 2 * chunk, "the indexed filter read filter chunks");
+}

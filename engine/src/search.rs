@@ -7,7 +7,8 @@
 //!   chunk through the chunk cache ([`crate::view`]);
 //! - a filter that few rows pass (≤ [`EXACT_FILTER_MAX_ROWS`]) → exact search
 //!   over just those rows: recall 1.0 and cheaper than any ANN prefilter at
-//!   that size. The filter is evaluated over its own columns only;
+//!   that size. The filter is evaluated with the table's scalar indexes when
+//!   it names an indexed column, otherwise over its own columns only;
 //! - otherwise → the ANN index (unfiltered: the opened index directly, plus an
 //!   exact search of the fragments it does not cover yet; filtered: Lance's
 //!   ANN with the filter as a prefilter), then the candidates' exact distances
@@ -58,6 +59,9 @@ pub struct SearchPlan {
     pub index: Option<IndexDef>,
     /// Why the search is exact, when it is.
     pub exact_reason: Option<String>,
+    /// Columns with a scalar index (btree, bitmap): a filter naming one is
+    /// evaluated by Lance with the index.
+    pub scalar_indexed: Vec<String>,
 }
 
 impl SearchPlan {
@@ -97,6 +101,11 @@ impl SearchPlan {
             ),
             Some(i) => (Some(i), None),
         };
+        let scalar_indexed = indexes
+            .iter()
+            .filter(|i| !i.kind.is_vector())
+            .map(|i| i.column.clone())
+            .collect();
         Ok(SearchPlan {
             column: column.to_string(),
             column_index,
@@ -104,6 +113,7 @@ impl SearchPlan {
             metric,
             index,
             exact_reason,
+            scalar_indexed,
         })
     }
 
@@ -201,14 +211,24 @@ struct Passing {
     complete: bool,
 }
 
-/// Evaluates `filter` over the columns it names only, chunk by chunk, and
-/// keeps the live rows that pass. With `stop_after`, stops once more rows than
-/// that pass (the caller will not search them exactly).
+/// The live rows passing `filter`. When a column the filter names has a
+/// scalar index (btree, bitmap), Lance evaluates it with the index (and
+/// refines what the index cannot decide); otherwise the filter is evaluated
+/// over the columns it names only, chunk by chunk. With `stop_after`, may stop
+/// once more rows than that pass (the caller will not search them exactly).
 async fn filter_rows(
     view: &TableView,
     filter: &Expr,
+    scalar_indexed: &[String],
     stop_after: Option<usize>,
 ) -> Result<Passing> {
+    if filter
+        .column_refs()
+        .iter()
+        .any(|c| scalar_indexed.contains(&c.name))
+    {
+        return indexed_filter_rows(view, filter, stop_after).await;
+    }
     let table_schema = view.def.arrow_schema();
     let refs = filter.column_refs();
     let mut wanted = Vec::new();
@@ -249,6 +269,43 @@ async fn filter_rows(
             }
         }
     }
+    Ok(Passing {
+        rows,
+        complete: true,
+    })
+}
+
+/// The rows passing `filter` by Lance's scan of the view's version with its
+/// scalar indexes (row addresses only, no column read unless a part of the
+/// filter needs refining).
+async fn indexed_filter_rows(
+    view: &TableView,
+    filter: &Expr,
+    stop_after: Option<usize>,
+) -> Result<Passing> {
+    use futures::TryStreamExt;
+    let mut scan = view.dataset.scan();
+    scan.project::<&str>(&[])?;
+    scan.with_row_address();
+    scan.io_buffer_size(SCAN_IO_BUFFER_BYTES);
+    scan.filter_expr(filter.clone());
+    let mut stream = scan.try_into_stream().await?;
+    let mut rows = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        let Some(addrs) = batch.column_by_name("_rowaddr") else {
+            return engine_err!(Internal, "filter scan returned no row addresses");
+        };
+        rows.extend_from_slice(addrs.as_primitive::<UInt64Type>().values());
+        if stop_after.is_some_and(|n| rows.len() > n) {
+            rows.sort_unstable();
+            return Ok(Passing {
+                rows,
+                complete: false,
+            });
+        }
+    }
+    // Fragment order, as the chunked evaluation gives them (exact search groups by chunk).
+    rows.sort_unstable();
     Ok(Passing {
         rows,
         complete: true,
@@ -361,7 +418,8 @@ pub async fn run(
     }
     let passing = match filter {
         Some(f) => {
-            Some(filter_rows(&view, f, plan.index.as_ref().map(|_| EXACT_FILTER_MAX_ROWS)).await?)
+            let stop_after = plan.index.as_ref().map(|_| EXACT_FILTER_MAX_ROWS);
+            Some(filter_rows(&view, f, &plan.scalar_indexed, stop_after).await?)
         }
         None => None,
     };

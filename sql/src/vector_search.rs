@@ -305,6 +305,16 @@ impl DisplayAs for VectorSearchExec {
         }
         if let Some(flt) = &self.filter {
             write!(f, ", filter=[{flt}] (filter-first)")?;
+            let mut indexed: Vec<&str> = flt
+                .column_refs()
+                .into_iter()
+                .filter(|c| self.search.plan.scalar_indexed.contains(&c.name))
+                .map(|c| c.name.as_str())
+                .collect();
+            indexed.sort_unstable();
+            if !indexed.is_empty() {
+                write!(f, ", filter by scalar index on {}", indexed.join(", "))?;
+            }
         }
         let k = &self.search.knobs;
         if let Some(n) = k.nprobes {
