@@ -179,7 +179,7 @@ impl Engine {
                 .into_iter()
                 .collect();
             for index in &in_lance {
-                if !catalog.indexes.get(index).is_some_and(|d| &d.table == name) {
+                if catalog.indexes.get(index).is_none_or(|d| &d.table != name) {
                     tracing::warn!(
                         table = name,
                         index,
