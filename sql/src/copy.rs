@@ -51,21 +51,41 @@ fn records<'a>(data: &'a [u8], format: &CopyFormat) -> Result<Vec<Vec<Option<Cow
 /// to and including its last record-ending newline; in CSV, one outside
 /// quotes): what can be decoded before the rest of the data has arrived.
 pub fn complete_records(data: &[u8], format: &CopyFormat) -> usize {
-    match format {
-        CopyFormat::Text => data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1),
-        CopyFormat::Csv { .. } => {
-            // A doubled quote toggles twice, so parity tracks "inside quotes".
-            let mut in_quotes = false;
-            let mut end = 0;
-            for (i, &b) in data.iter().enumerate() {
-                match b {
-                    b'"' => in_quotes = !in_quotes,
-                    b'\n' if !in_quotes => end = i + 1,
-                    _ => {}
-                }
+    RecordScan::default().advance(data, format)
+}
+
+/// A scan for record boundaries over data that grows at its end: each call
+/// reads only the bytes added since the last one, so a COPY is scanned once
+/// in total however it is split into messages (a record of many messages
+/// costs linear time, not quadratic).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecordScan {
+    scanned: usize,
+    in_quotes: bool,
+    end: usize,
+}
+
+impl RecordScan {
+    /// Scans what was added to `data` and returns the end of its last
+    /// complete record (0 when there is none yet).
+    pub fn advance(&mut self, data: &[u8], format: &CopyFormat) -> usize {
+        let csv = matches!(format, CopyFormat::Csv { .. });
+        for (i, &b) in data.iter().enumerate().skip(self.scanned) {
+            match b {
+                // A doubled quote toggles twice, so parity tracks "inside quotes".
+                b'"' if csv => self.in_quotes = !self.in_quotes,
+                b'\n' if !self.in_quotes => self.end = i + 1,
+                _ => {}
             }
-            end
         }
+        self.scanned = self.scanned.max(data.len());
+        self.end
+    }
+
+    /// The first `n` bytes (complete records) were taken out of the data.
+    pub fn consumed(&mut self, n: usize) {
+        self.scanned = self.scanned.saturating_sub(n);
+        self.end = self.end.saturating_sub(n);
     }
 }
 
@@ -465,6 +485,17 @@ mod tests {
         assert_eq!(complete_records(b"1,\"x\ny\"\n2,\"z", &csv), 8);
         assert_eq!(complete_records(b"1,\"x\ny", &csv), 0);
         assert_eq!(complete_records(b"1,\"a\"\"b\"\n", &csv), 9);
+        // Fed in pieces, with the quote state carried across them.
+        let mut scan = RecordScan::default();
+        let mut data = b"1,\"x\n".to_vec();
+        assert_eq!(scan.advance(&data, &csv), 0);
+        data.extend_from_slice(b"y\"\n2,");
+        assert_eq!(scan.advance(&data, &csv), 8);
+        let rest = data.split_off(8);
+        scan.consumed(8);
+        data = rest;
+        data.extend_from_slice(b"\"a\nb\"\n");
+        assert_eq!(scan.advance(&data, &csv), data.len());
         assert!(has_end_marker(b"1\ta\n\\.\n", &text));
         assert!(has_end_marker(b"1\ta\n\\.\r\n", &text));
         assert!(!has_end_marker(b"1\t\\.x\n", &text));

@@ -52,6 +52,8 @@ struct PendingCopy {
     copy: CopyIn,
     /// Data not loaded yet (an incomplete record at most, between pieces).
     data: Vec<u8>,
+    /// How far `data` was scanned for record boundaries.
+    scan: quiver_sql::copy::RecordScan,
     /// The load, once the first piece was written.
     load: Option<CopyLoad>,
     overflowed: bool,
@@ -75,6 +77,7 @@ impl CopyState {
         *self.lock() = Some(PendingCopy {
             copy,
             data: Vec::new(),
+            scan: Default::default(),
             load: None,
             overflowed: false,
             failed: None,
@@ -96,19 +99,22 @@ impl CopyState {
             return Ok(None);
         }
         pending.data.extend_from_slice(chunk);
+        // Each byte is scanned once, as it arrives.
+        let end = pending.scan.advance(&pending.data, &pending.copy.format);
         if pending.data.len() < piece {
             return Ok(None);
         }
-        let end = quiver_sql::copy::complete_records(&pending.data, &pending.copy.format);
         if end == 0 {
             if pending.data.len() > limit {
                 pending.overflowed = true;
                 pending.data = Vec::new();
+                pending.scan = Default::default();
                 pending.load = None;
             }
             return Ok(None);
         }
         let rest = pending.data.split_off(end);
+        pending.scan.consumed(end);
         Ok(Some(std::mem::replace(&mut pending.data, rest)))
     }
 
@@ -128,6 +134,7 @@ impl CopyState {
                 Err(e) => {
                     pending.failed = Some(e);
                     pending.data = Vec::new();
+                    pending.scan = Default::default();
                 }
             }
         }
