@@ -167,7 +167,7 @@ impl Engine {
     ) -> Result<bool> {
         let mut changed = false;
         for (name, table) in tables {
-            let in_lance: Vec<String> = table
+            let in_lance: std::collections::BTreeSet<String> = table
                 .dataset()
                 .load_indices()
                 .await?
@@ -175,8 +175,6 @@ impl Engine {
                 .map(|i| i.name.clone())
                 // Lance's own system indexes (fragment reuse, MemWAL) are not user indexes.
                 .filter(|n| !n.starts_with("__"))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
                 .collect();
             for index in &in_lance {
                 if catalog.indexes.get(index).is_none_or(|d| &d.table != name) {

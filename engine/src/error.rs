@@ -23,7 +23,7 @@ pub enum ErrorKind {
     Internal,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EngineError {
     pub kind: ErrorKind,
     pub message: String,

@@ -338,10 +338,7 @@ impl Table {
             Err(e) => {
                 let e = crate::error::EngineError::from(e);
                 for w in waiters {
-                    let _ = w.send(Err(crate::error::EngineError::new(
-                        e.kind,
-                        e.message.clone(),
-                    )));
+                    let _ = w.send(Err(e.clone()));
                 }
             }
         }

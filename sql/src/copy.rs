@@ -47,17 +47,12 @@ fn records<'a>(data: &'a [u8], format: &CopyFormat) -> Result<Vec<Vec<Option<Cow
     }
 }
 
-/// The length of the longest prefix of `data` made of complete records (up
-/// to and including its last record-ending newline; in CSV, one outside
-/// quotes): what can be decoded before the rest of the data has arrived.
-pub fn complete_records(data: &[u8], format: &CopyFormat) -> usize {
-    RecordScan::default().advance(data, format)
-}
-
-/// A scan for record boundaries over data that grows at its end: each call
-/// reads only the bytes added since the last one, so a COPY is scanned once
-/// in total however it is split into messages (a record of many messages
-/// costs linear time, not quadratic).
+/// A scan for record boundaries over data that grows at its end: where its
+/// last complete record ends (after its record-ending newline; in CSV, one
+/// outside quotes), i.e. what can be decoded before the rest has arrived.
+/// Each call reads only the bytes added since the last one, so a COPY is
+/// scanned once in total however it is split into messages (a record of many
+/// messages costs linear time, not quadratic).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RecordScan {
     scanned: usize,
@@ -470,6 +465,10 @@ fn csv_quote(s: &str, delim: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn complete_records(data: &[u8], format: &CopyFormat) -> usize {
+        RecordScan::default().advance(data, format)
+    }
 
     #[test]
     fn complete_records_end_at_a_record_boundary() {

@@ -652,7 +652,7 @@ pub struct CopyLoad {
 
 impl CopyLoad {
     /// Loads `data`, which must end at a record boundary
-    /// ([`crate::copy::complete_records`]).
+    /// ([`crate::copy::RecordScan`]).
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
         if self.ended || data.is_empty() {
             return Ok(());
