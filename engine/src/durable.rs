@@ -50,24 +50,6 @@ pub fn install(registry: &lance::io::ObjectStoreRegistry) {
     }
 }
 
-/// How many commits waited for a sync, and how many syncs they needed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SyncStats {
-    pub commits: u64,
-    pub syncs: u64,
-}
-
-static COMMITS: AtomicU64 = AtomicU64::new(0);
-static SYNCS: AtomicU64 = AtomicU64::new(0);
-
-/// Process-wide counters of durable commits (for tests and benchmarks).
-pub fn stats() -> SyncStats {
-    SyncStats {
-        commits: COMMITS.load(Ordering::Relaxed),
-        syncs: SYNCS.load(Ordering::Relaxed),
-    }
-}
-
 #[derive(Debug, Default)]
 struct DurableFileProvider {
     groups: Arc<SyncGroups>,
@@ -154,7 +136,6 @@ struct SyncGroup {
 
 impl SyncGroup {
     async fn sync(&self, dir: PathBuf) -> std::io::Result<()> {
-        COMMITS.fetch_add(1, Ordering::Relaxed);
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _running = self.running.lock().await;
         if self.covered.load(Ordering::SeqCst) >= ticket {
@@ -166,7 +147,6 @@ impl SyncGroup {
         tokio::task::spawn_blocking(move || syncfs(&dir))
             .await
             .map_err(std::io::Error::other)??;
-        SYNCS.fetch_add(1, Ordering::Relaxed);
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.covered.fetch_max(upto, Ordering::SeqCst);
         Ok(())

@@ -222,15 +222,11 @@ async fn filter_rows(
     scalar_indexed: &[String],
     stop_after: Option<usize>,
 ) -> Result<Passing> {
-    if filter
-        .column_refs()
-        .iter()
-        .any(|c| scalar_indexed.contains(&c.name))
-    {
+    let refs = filter.column_refs();
+    if refs.iter().any(|c| scalar_indexed.contains(&c.name)) {
         return indexed_filter_rows(view, filter, stop_after).await;
     }
     let table_schema = view.def.arrow_schema();
-    let refs = filter.column_refs();
     let mut wanted = Vec::new();
     for (i, f) in table_schema.fields().iter().enumerate() {
         if refs.iter().any(|c| c.name == *f.name()) {
