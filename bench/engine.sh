@@ -33,15 +33,7 @@ OUT_DIR=${OUT_DIR:-/tmp/quiver-mixed-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT_DIR"
 tmp=$(mktemp -d /tmp/quiver-mixed-tmp.XXXXXX)
 log() { echo "[mixed $(date +%H:%M:%S)] $*" >&2; }
-quiver_pid="" pg_dir=""
-cleanup() {
-  local rc=$?
-  if [ -n "$quiver_pid" ]; then kill -TERM "$quiver_pid" 2>/dev/null || true; wait "$quiver_pid" 2>/dev/null || true; fi
-  if [ -n "$pg_dir" ]; then "$PYTHON" "$here/pgserver_ctl.py" stop "$pg_dir" || true; fi
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
+. "$here/lib.sh"
 "$PYTHON" -c "import psycopg, numpy, pyarrow, pgserver" 2>/dev/null ||
   "$PYTHON" -m pip install -q -r "$SHARED_BENCH/requirements.txt" pgserver
 durable() {   # durable DSN LABEL
@@ -64,23 +56,10 @@ durable "$dsn" pgvector
 pg_dir=""
 
 # ------------------------------------------------------------------ Quiver
-bin=${QUIVER_BIN:-}
-if [ -z "$bin" ]; then
-  log "building quiver (release)"
-  # env -u OUT_DIR: build scripts (ring) track OUT_DIR, and this script's own
-  # OUT_DIR would make cargo rebuild half the dependency tree
-  (cd "$repo" && env -u OUT_DIR cargo build --release --bin quiver)
-  bin=$CARGO_TARGET_DIR/release/quiver
-fi
+quiver_bin
 log "quiver: start ($bin, cache $CACHE_MEMORY), load, IVF_HNSW_SQ"
-"$bin" serve --data-dir "$tmp/quiver-data" --listen "127.0.0.1:$QUIVER_PORT" --cache-memory "$CACHE_MEMORY" \
-  > "$OUT_DIR/quiver.log" 2>&1 &
-quiver_pid=$!
-qdsn="postgresql://postgres@127.0.0.1:$QUIVER_PORT/postgres?sslmode=disable"
-for _ in $(seq 1 240); do
-  "$PYTHON" -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=2).execute('SELECT 1')" "$qdsn" 2>/dev/null && break
-  sleep 0.5
-done
+serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" --cache-memory "$CACHE_MEMORY"
+wait_ready "$qdsn"
 harness --dsn "$qdsn" --dialect "$here/quiver.toml" --index ivf_hnsw_sq --filter none \
   --settings nprobes1-ef64 --label quiver --out "$OUT_DIR/quiver-load.json"
 "$PYTHON" "$here/mixed.py" --dsn "$qdsn" --system quiver --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/quiver-mixed.json"
@@ -109,17 +88,12 @@ row("search right after writes p50 ms", lambda r: r["writer"]["search_after_writ
 row("search right after writes p99 ms", lambda r: r["writer"]["search_after_write_p99_ms"], "{:.2f}")
 print(f"\nwrites planned per system: {q['writer']['writes_planned']:,}")
 EOF
-kill -TERM "$quiver_pid"; wait "$quiver_pid" 2>/dev/null || true; quiver_pid=""
+stop_quiver
 
 # ------------------------------------------------------------------ trickle writes vs COPY
 printf '[storage]\nversion_retention = "0"\n' > "$tmp/trickle.toml"
-"$bin" serve --data-dir "$tmp/trickle-data" --listen "127.0.0.1:$QUIVER_PORT" --config "$tmp/trickle.toml" \
-  > "$OUT_DIR/quiver-trickle.log" 2>&1 &
-quiver_pid=$!
-for _ in $(seq 1 240); do
-  "$PYTHON" -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=2).execute('SELECT 1')" "$qdsn" 2>/dev/null && break
-  sleep 0.5
-done
+serve_quiver "$tmp/trickle-data" "$OUT_DIR/quiver-trickle.log" --config "$tmp/trickle.toml"
+wait_ready "$qdsn"
 log "quiver: $TRICKLE_ROWS one-row INSERTs vs one COPY"
 "$PYTHON" "$here/trickle.py" --dsn "$qdsn" --data-dir "$tmp/trickle-data" --rows "$TRICKLE_ROWS" --out "$OUT_DIR/quiver-trickle.json"
 "$PYTHON" - "$OUT_DIR/quiver-trickle.json" <<'EOF2'
@@ -134,17 +108,12 @@ print(f"| search mean ms | {sb['mean_ms']:.3f} | {st['mean_ms']:.3f} | {st['mean
 print(f"| search p99 ms | {sb['p99_ms']:.3f} | {st['p99_ms']:.3f} | {st['p99_ms'] / sb['p99_ms']:.2f}x |")
 print(f"| load s | {r['copy_s']:.2f} | {r['insert_s']:.2f} ({r['inserts_per_s']:.0f} INSERTs/s) | |")
 EOF2
-kill -TERM "$quiver_pid"; wait "$quiver_pid" 2>/dev/null || true; quiver_pid=""
+stop_quiver
 
 # ------------------------------------------------------------------ durability's cost
 printf '[storage]\nfsync = false\n' > "$tmp/nofsync.toml"
-"$bin" serve --data-dir "$tmp/nofsync-data" --listen "127.0.0.1:$QUIVER_PORT" --config "$tmp/nofsync.toml" \
-  > "$OUT_DIR/quiver-nofsync.log" 2>&1 &
-quiver_pid=$!
-for _ in $(seq 1 240); do
-  "$PYTHON" -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=2).execute('SELECT 1')" "$qdsn" 2>/dev/null && break
-  sleep 0.5
-done
+serve_quiver "$tmp/nofsync-data" "$OUT_DIR/quiver-nofsync.log" --config "$tmp/nofsync.toml"
+wait_ready "$qdsn"
 durable "$qdsn" quiver-nofsync
 "$PYTHON" - "$OUT_DIR" <<'EOF3'
 import json, sys, pathlib

@@ -30,15 +30,7 @@ OUT_DIR=${OUT_DIR:-/tmp/quiver-scale-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT_DIR"
 tmp=$(mktemp -d /tmp/quiver-scale-tmp.XXXXXX)
 log() { echo "[scale $(date +%H:%M:%S)] $*" >&2; }
-quiver_pid="" pg_dir=""
-cleanup() {
-  local rc=$?
-  if [ -n "$quiver_pid" ]; then kill -TERM "$quiver_pid" 2>/dev/null || true; wait "$quiver_pid" 2>/dev/null || true; fi
-  if [ -n "$pg_dir" ]; then "$PYTHON" "$here/pgserver_ctl.py" stop "$pg_dir" || true; fi
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
+. "$here/lib.sh"
 step() { "$PYTHON" "$here/scale.py" "$@" --data "$SCALE_DATA"; }
 
 if [ ! -f "$SCALE_DATA/MANIFEST.json" ]; then
@@ -65,26 +57,14 @@ fi
 
 # ------------------------------------------------------------------ Quiver
 if [[ " $SYSTEMS " == *" quiver "* ]]; then
-bin=${QUIVER_BIN:-}
-if [ -z "$bin" ]; then
-  log "building quiver (release)"
-  (cd "$repo" && env -u OUT_DIR cargo build --release --bin quiver)
-  bin=$CARGO_TARGET_DIR/release/quiver
-fi
-qdsn="postgresql://postgres@127.0.0.1:$QUIVER_PORT/postgres?sslmode=disable"
-serve() {   # serve BUDGET: starts Quiver on the one data directory
+quiver_bin
+serve() {   # serve BUDGET: starts Quiver on the one data directory, noting when
   since=$(date +%s.%N)
-  "$bin" serve --data-dir "$tmp/quiver-data" --listen "127.0.0.1:$QUIVER_PORT" --cache-memory "$1" \
-    >> "$OUT_DIR/quiver.log" 2>&1 &
-  quiver_pid=$!
+  serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" --cache-memory "$1"
 }
-stop_quiver() { kill -TERM "$quiver_pid"; wait "$quiver_pid" 2>/dev/null || true; quiver_pid=""; }
 log "quiver: start ($bin, cache 256MiB), COPY, ivf_hnsw_sq ($PARTITIONS partitions)"
 serve 256MiB
-for _ in $(seq 1 240); do
-  "$PYTHON" -c "import psycopg,sys; psycopg.connect(sys.argv[1], connect_timeout=2).execute('SELECT 1')" "$qdsn" 2>/dev/null && break
-  sleep 0.5
-done
+wait_ready "$qdsn"
 step load --system quiver --dsn "$qdsn" --pid "$quiver_pid" --partitions "$PARTITIONS" --out "$OUT_DIR/quiver-load.json"
 step query --system quiver --dsn "$qdsn" --pid "$quiver_pid" --label "256MiB" --inserts 20 --out "$OUT_DIR/quiver-query.json"
 stop_quiver
