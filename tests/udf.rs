@@ -447,6 +447,134 @@ struct Evil {
     call_error: Option<&'static str>,
 }
 
+/// A user function declared IMMUTABLE in the WHERE of a vector search is
+/// evaluated before the top k, on both filtered branches of the search (exact
+/// over few matching rows, ANN with a prefilter over many), and answers as the
+/// same filter written with built-in operators. Declared VOLATILE (the
+/// default) it is refused, never applied after the top k. The declaration is
+/// kept in the catalog (`pg_proc.provolatile`) across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_immutable_function_filters_before_the_top_k() {
+    use crate::common::{copy_payload, copy_text, random_vectors, vector_text};
+    let dir = TempDir::new("udf-immutable");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    let double = wat("double");
+    let vectors = random_vectors(30_000, 8, 11);
+    c.batch_execute(&format!(
+        "CREATE TABLE docs (id bigint, bucket bigint, embedding vector(8));
+         CREATE FUNCTION double_it(float8) RETURNS float8 IMMUTABLE LANGUAGE wasm AS '{double}';
+         CREATE FUNCTION double_v(float8) RETURNS float8 LANGUAGE wasm AS '{double}', 'double_it';"
+    ))
+    .await
+    .expect("create");
+    copy_text(&c, "COPY docs FROM STDIN", copy_payload(&vectors)).await;
+    let q = random_vectors(1, 8, 99).remove(0);
+    let qt = vector_text(&q);
+
+    check_filters(&c, &qt).await;
+    // Exact: the rows of bucket 0 by distance, as brute force ranks them.
+    let mut exact: Vec<(f32, i64)> = vectors
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 100 == 0)
+        .map(|(i, v)| {
+            (
+                v.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum(),
+                i as i64,
+            )
+        })
+        .collect();
+    exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let got = pairs(
+        c.query(forms(&qt, "double_it(bucket) < 2")[1].as_str(), &[])
+            .await
+            .expect("q"),
+    );
+    let want: Vec<(i64, i64)> = exact.iter().take(10).map(|&(_, i)| (i, 0)).collect();
+    assert_eq!(got, want);
+
+    c.batch_execute(
+        "CREATE INDEX docs_ivf ON docs USING ivf_flat (embedding) WITH (num_partitions = 4);
+         SET quiver.nprobes = 4",
+    )
+    .await
+    .expect("index");
+    check_filters(&c, &qt).await;
+
+    // Volatile: refused rather than post-filtered.
+    for sql in forms(&qt, "double_v(bucket) < 2") {
+        let msg = expect_error(&c, &sql, "0A000").await;
+        assert!(msg.contains("IMMUTABLE"), "{msg}");
+    }
+    let volatility = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, String)> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let pg_proc = "SELECT proname::text, provolatile::text FROM pg_catalog.pg_proc \
+                   WHERE proname LIKE 'double%' ORDER BY 1";
+    let declared = vec![
+        ("double_it".into(), "i".into()),
+        ("double_v".into(), "v".into()),
+    ];
+    assert_eq!(
+        volatility(c.query(pg_proc, &[]).await.expect("pg_proc")),
+        declared
+    );
+    drop(c);
+    server.shutdown().await.expect("stop");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    assert_eq!(
+        volatility(c.query(pg_proc, &[]).await.expect("pg_proc")),
+        declared
+    );
+    c.batch_execute("SET quiver.nprobes = 4")
+        .await
+        .expect("set");
+    check_filters(&c, &qt).await;
+}
+
+fn pairs(rows: Vec<tokio_postgres::Row>) -> Vec<(i64, i64)> {
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// The two query forms of a filtered top-10 search on `docs`.
+fn forms(qt: &str, filter: &str) -> [String; 2] {
+    [
+        format!(
+            "SELECT id, bucket FROM vector_search('docs', 'embedding', '{qt}', 10) \
+             WHERE {filter} ORDER BY _distance, id"
+        ),
+        format!(
+            "SELECT id, bucket FROM docs WHERE {filter} ORDER BY embedding <-> '{qt}' LIMIT 10"
+        ),
+    ]
+}
+
+/// `double_it(bucket)` filters answer as the same filters in built-in
+/// operators, inside the search (filter-first in EXPLAIN). bucket = id % 100:
+/// `< 2` keeps bucket 0 (300 rows: the exact branch), `< 160` buckets 0..79
+/// (24,000 rows: the ANN prefilter branch once the table is indexed).
+async fn check_filters(c: &tokio_postgres::Client, qt: &str) {
+    for (udf, native, keep) in [
+        ("double_it(bucket) < 2", "bucket * 2 < 2", 1),
+        ("double_it(bucket) < 160", "bucket * 2 < 160", 80),
+    ] {
+        for (with_udf, with_native) in forms(qt, udf).iter().zip(forms(qt, native)) {
+            let got = pairs(c.query(with_udf.as_str(), &[]).await.expect(with_udf));
+            assert_eq!(got.len(), 10, "{with_udf}: {got:?}");
+            assert!(got.iter().all(|(_, b)| *b < keep), "{with_udf}: {got:?}");
+            let want = pairs(c.query(with_native.as_str(), &[]).await.expect("native"));
+            assert_eq!(got, want, "{with_udf}");
+            let plan = crate::common::explain(c, &format!("EXPLAIN {with_udf}")).await;
+            assert!(
+                plan.contains("filter=[double_it(") && plan.contains("(filter-first)"),
+                "{plan}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evil_guests_fail_cleanly() {
     let dir = TempDir::new("udf-evil");

@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
     Volatility, WindowUDF, WindowUDFImpl,
 };
 use quiver_engine::Engine;
-use quiver_engine::function::{FunctionDef, FunctionKind};
+use quiver_engine::function::{FunctionDef, FunctionKind, FunctionVolatility};
 use quiver_udf::{Arg, FunctionSpec, Limits, UdfError, ValueType, WasmFunction};
 
 use crate::error::{Result, SqlError, StatusCode};
@@ -71,6 +71,7 @@ pub struct CreateFunction {
     pub arg_names: Vec<String>,
     pub returns: ValueType,
     pub kind: FunctionKind,
+    pub volatility: FunctionVolatility,
     pub module: Vec<u8>,
     pub symbol: String,
     pub limits: Limits,
@@ -504,6 +505,7 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
     }
     let returns = value_type(&ret_words).ok_or_else(|| unsupported_type(&ret_words))?;
     let (mut language, mut body, mut kind) = (None, None, FunctionKind::Scalar);
+    let mut volatility = FunctionVolatility::Volatile;
     let mut symbol = None;
     let mut limits = Limits::default();
     while let Some(t) = c.next() {
@@ -528,7 +530,10 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
                 }
             }
             "window" => kind = FunctionKind::Window,
-            "immutable" | "stable" | "volatile" | "strict" | "leakproof" => {}
+            "immutable" => volatility = FunctionVolatility::Immutable,
+            "stable" => volatility = FunctionVolatility::Stable,
+            "volatile" => volatility = FunctionVolatility::Volatile,
+            "strict" | "leakproof" => {}
             "not" => c.expect_word("leakproof")?,
             "called" | "returns" => {
                 // CALLED ON NULL INPUT / RETURNS NULL ON NULL INPUT
@@ -629,6 +634,7 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
         arg_names,
         returns,
         kind,
+        volatility,
         module: module_bytes(&body)?,
         limits,
     })))
@@ -716,6 +722,7 @@ impl FunctionRegistry {
             arg_names: f.arg_names.clone(),
             returns: f.returns.to_string(),
             kind: f.kind,
+            volatility: f.volatility,
             symbol: f.symbol.clone(),
             memory_limit: f.limits.memory_bytes,
             timeout_ms: f.limits.timeout_ms,
@@ -885,11 +892,18 @@ fn external(e: impl Into<SqlError>) -> DataFusionError {
 
 impl WasmUdf {
     fn new(loaded: Arc<Loaded>) -> WasmUdf {
-        // Volatile (Postgres' default): never folded at planning, called per batch.
+        // As declared; volatile (Postgres' default) is never folded at
+        // planning and is called per batch. Immutable and stable functions
+        // are pushed into a vector search's filter like built-in expressions.
+        let volatility = match loaded.def.volatility {
+            FunctionVolatility::Immutable => Volatility::Immutable,
+            FunctionVolatility::Stable => Volatility::Stable,
+            FunctionVolatility::Volatile => Volatility::Volatile,
+        };
         let signature = if loaded.func.spec().args.is_empty() {
-            Signature::nullary(Volatility::Volatile)
+            Signature::nullary(volatility)
         } else {
-            Signature::user_defined(Volatility::Volatile)
+            Signature::user_defined(volatility)
         };
         WasmUdf { loaded, signature }
     }

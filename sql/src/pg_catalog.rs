@@ -189,7 +189,7 @@ impl TableProvider for PgProc {
                 col(|_| "wasm".into()),
                 col(|f| f.symbol.clone()),
                 Arc::new(BooleanArray::from(vec![false; fns.len()])),
-                col(|_| "v".into()),
+                col(|f| f.volatility.code().into()),
             ],
         )?;
         let table = MemTable::try_new(pg_proc_schema(), vec![vec![batch]])?;

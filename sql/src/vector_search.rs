@@ -422,7 +422,7 @@ impl ExecutionPlan for VectorSearchExec {
 
 /// Refuses a filter over a vector search that DataFusion would apply after
 /// the top k: it does not push volatile predicates into a scan (a `random()`,
-/// or a user function, which is registered volatile), and a post-filter would
+/// or a user function not declared IMMUTABLE or STABLE), and a post-filter would
 /// return fewer than k rows, and the wrong ones. Conjuncts on `_distance`
 /// are meant to apply to the k rows found and are fine.
 pub fn check_post_filters(plan: &datafusion::logical_expr::LogicalPlan) -> crate::Result<()> {
@@ -455,7 +455,8 @@ pub fn check_post_filters(plan: &datafusion::logical_expr::LogicalPlan) -> crate
         Some(e) => crate::sql_err!(
             FeatureNotSupported,
             "the filter {e} of a vector search is volatile and would be applied after the top k; \
-             use a deterministic expression (or filter the rows in an outer query)"
+             use a deterministic expression (a user function declared IMMUTABLE or STABLE), \
+             or filter the rows in an outer query"
         ),
         None => Ok(()),
     }
