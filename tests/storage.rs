@@ -538,10 +538,12 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
             format!("SELECT id, _distance FROM vector_search('t', 'embedding', '{q}', 10) {filter}")
         })
         .collect();
-    // 201 fragments were written; background compaction merges them.
+    // 201 fragments were written; background compaction merges them (and
+    // is waited for, so that OPTIMIZE and the version listing below do not
+    // race a background pass).
     let mut fragments = table.dataset().fragments().len();
-    for _ in 0..100 {
-        if fragments < 50 {
+    for _ in 0..300 {
+        if fragments < 50 && !table.housekeeping_running() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -554,10 +556,18 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
     let before = answers(&c, &queries).await;
     c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
     let ds = table.dataset();
+    // The indexed fragment and the trickle-written ones are never merged
+    // (Lance bins only adjacent fragments covered by the same indexes), and
+    // the indexed one, rewritten without its deleted rows, can come to lie
+    // between small ones (observed under CPU load): one small fragment on
+    // each side of it at most.
     assert!(
-        ds.fragments().len() <= 2,
-        "fragments after OPTIMIZE: {}",
-        ds.fragments().len()
+        ds.fragments().len() <= 3,
+        "fragments after OPTIMIZE: {:?}",
+        ds.fragments()
+            .iter()
+            .map(|f| (f.id, f.physical_rows))
+            .collect::<Vec<_>>()
     );
     assert_eq!(
         answers(&c, &queries).await,

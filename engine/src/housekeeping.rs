@@ -2,9 +2,10 @@
 //! deletions (trickle writes make one fragment per statement), index upkeep,
 //! and removal of old versions that no reader holds.
 //!
-//! - Compaction runs in the background after a write when the table has
-//!   [`SMALL_FRAGMENTS`] fragments under [`TARGET_ROWS`] rows, or a tenth of its
-//!   rows deleted; on demand with `OPTIMIZE TABLE`. It runs outside the table's
+//! - Compaction runs in the background after a write when [`FANOUT`] small
+//!   fragments (under [`TARGET_ROWS`] rows) of one size tier have piled up, or
+//!   a tenth of the table's rows are deleted; and on demand with `OPTIMIZE
+//!   TABLE`, which merges every small fragment. It runs outside the table's
 //!   write lock: Lance commits it with conflict resolution, so writers go on,
 //!   and indexes are remapped to the new fragments. Fragments of
 //!   [`TARGET_ROWS`] rows or more are left alone, so compaction rewrites the
@@ -21,10 +22,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lance::Dataset;
-use lance::dataset::optimize::CompactionOptions;
+use lance::dataset::optimize::{
+    CompactionOptions, CompactionPlan, CompactionPlanner, DefaultCompactionPlanner,
+};
 
-/// Compaction starts once this many fragments are below [`TARGET_ROWS`].
-pub const SMALL_FRAGMENTS: usize = 32;
+/// Small fragments are merged in tiers of similar size: a fragment of r rows
+/// is in tier ⌊log_FANOUT r⌋, and once FANOUT fragments of one tier pile up
+/// they are merged into one of a higher tier. A trickle-written row is then
+/// rewritten about once per tier (log_8 of [`TARGET_ROWS`], about 5 times) on
+/// its way into a full fragment, where merging every small fragment at once
+/// would rewrite the growing merged fragment with each handful of new rows
+/// (and make the next search read it again).
+pub const FANOUT: usize = 8;
+
+/// Compactions one background pass runs at most, one tier each.
+pub const MAX_PASSES: usize = 16;
 
 /// Fragments are compacted into fragments of up to this many rows; larger
 /// ones are not rewritten.
@@ -42,21 +54,91 @@ pub const CHECK_EVERY: u64 = 64;
 /// Default `[storage] version_retention`.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 
-/// Whether the dataset's fragments call for a compaction.
-pub fn needs_compaction(ds: &Dataset) -> bool {
-    let frags = ds.fragments();
-    let small = frags
+/// Background cleanup passes are at least this far apart (or the retention,
+/// when shorter): a pass reads the manifest of every version it keeps.
+pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// One fragment as compaction planning sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FragmentSize {
+    pub id: u32,
+    pub rows: usize,
+    pub deleted: usize,
+}
+
+impl FragmentSize {
+    fn small(&self) -> bool {
+        self.rows < TARGET_ROWS
+    }
+
+    fn tier(&self) -> u32 {
+        self.rows.max(1).ilog(FANOUT)
+    }
+
+    /// Enough of its rows are deleted that compaction rewrites it without them.
+    fn deletions_due(&self) -> bool {
+        self.rows > 0 && self.deleted as f64 > DELETED_FRACTION * self.rows as f64
+    }
+}
+
+pub fn fragment_sizes(ds: &Dataset) -> Vec<FragmentSize> {
+    ds.fragments()
         .iter()
-        .filter(|f| f.physical_rows.unwrap_or(0) < TARGET_ROWS)
-        .count();
-    let physical: usize = frags.iter().map(|f| f.physical_rows.unwrap_or(0)).sum();
-    let deleted: usize = frags
-        .iter()
-        .filter_map(|f| f.deletion_file.as_ref())
-        .map(|d| d.num_deleted_rows.unwrap_or(0))
-        .sum();
-    small >= SMALL_FRAGMENTS
+        .map(|f| FragmentSize {
+            id: f.id as u32,
+            rows: f.physical_rows.unwrap_or(0),
+            deleted: f
+                .deletion_file
+                .as_ref()
+                .and_then(|d| d.num_deleted_rows)
+                .unwrap_or(0),
+        })
+        .collect()
+}
+
+/// The lowest tier with [`FANOUT`] small fragments: the one to merge.
+fn full_tier(frags: &[FragmentSize]) -> Option<u32> {
+    let mut per_tier = BTreeMap::<u32, usize>::new();
+    for f in frags.iter().filter(|f| f.small()) {
+        *per_tier.entry(f.tier()).or_default() += 1;
+    }
+    per_tier
+        .into_iter()
+        .find(|&(_, n)| n >= FANOUT)
+        .map(|(t, _)| t)
+}
+
+/// Whether the fragments call for a (background) compaction.
+pub fn needs_compaction(frags: &[FragmentSize]) -> bool {
+    let physical: usize = frags.iter().map(|f| f.rows).sum();
+    let deleted: usize = frags.iter().map(|f| f.deleted).sum();
+    full_tier(frags).is_some()
         || (physical > 0 && deleted as f64 >= DELETED_FRACTION * physical as f64)
+}
+
+/// What one background compaction may rewrite, most selective first: Lance
+/// plans each in turn (merging runs of adjacent fragments that are not held
+/// back) and the first that gives work is done. Each is the list of fragments
+/// held back: with a full tier, first every fragment outside it, then only
+/// those above it; then, or without a full tier (deletions), every fragment
+/// whose deletions are not due; last nothing (Lance's own choice).
+pub fn compaction_attempts(frags: &[FragmentSize]) -> Vec<Vec<u32>> {
+    let held = |keep: &dyn Fn(&FragmentSize) -> bool| -> Vec<u32> {
+        frags
+            .iter()
+            .filter(|f| !f.deletions_due() && !keep(f))
+            .map(|f| f.id)
+            .collect()
+    };
+    let mut attempts = Vec::new();
+    if let Some(t) = full_tier(frags) {
+        attempts.push(held(&|f| f.small() && f.tier() == t));
+        attempts.push(held(&|f| f.small() && f.tier() <= t));
+    }
+    attempts.push(held(&|_| false));
+    attempts.push(Vec::new());
+    attempts.dedup();
+    attempts
 }
 
 pub fn compaction_options() -> CompactionOptions {
@@ -64,6 +146,29 @@ pub fn compaction_options() -> CompactionOptions {
         target_rows_per_fragment: TARGET_ROWS,
         materialize_deletions_threshold: DELETED_FRACTION as f32,
         ..Default::default()
+    }
+}
+
+/// The background compaction's planner: tiers (see [`FANOUT`]) over Lance's
+/// own planner, which keeps rows in order and indexes remappable.
+pub struct TieredPlanner;
+
+#[async_trait::async_trait]
+impl CompactionPlanner for TieredPlanner {
+    async fn plan(&self, ds: &Dataset) -> lance::Result<CompactionPlan> {
+        let mut attempts = compaction_attempts(&fragment_sizes(ds))
+            .into_iter()
+            .peekable();
+        loop {
+            let options = CompactionOptions {
+                excluded_fragment_ids: attempts.next().unwrap_or_default(),
+                ..compaction_options()
+            };
+            let plan = DefaultCompactionPlanner::new(options)?.plan(ds).await?;
+            if plan.num_tasks() > 0 || attempts.peek().is_none() {
+                return Ok(plan);
+            }
+        }
     }
 }
 
@@ -147,6 +252,91 @@ mod tests {
         assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("5"), None);
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    /// Lance's planning, as far as the policy relies on it: runs of adjacent
+    /// fragments that are not held back and are small (or have deletions
+    /// due) are each rewritten as one (a run of one small fragment without
+    /// deletions is left alone). Returns the rows rewritten.
+    fn compact(frags: &mut Vec<FragmentSize>, next_id: &mut u32) -> usize {
+        for held in compaction_attempts(frags) {
+            let (mut out, mut run, mut rewritten) = (Vec::new(), Vec::new(), 0);
+            let mut flush = |run: &mut Vec<FragmentSize>, out: &mut Vec<FragmentSize>| {
+                if run.len() > 1 || run.iter().any(|f| f.deletions_due()) {
+                    let rows: usize = run.iter().map(|f| f.rows - f.deleted).sum();
+                    rewritten += rows;
+                    *next_id += 1;
+                    out.push(FragmentSize {
+                        id: *next_id,
+                        rows,
+                        deleted: 0,
+                    });
+                } else {
+                    out.append(run);
+                }
+                run.clear();
+            };
+            for f in frags.iter() {
+                if !held.contains(&f.id) && (f.small() || f.deletions_due()) {
+                    run.push(*f);
+                } else {
+                    flush(&mut run, &mut out);
+                    out.push(*f);
+                }
+            }
+            flush(&mut run, &mut out);
+            if rewritten > 0 {
+                *frags = out;
+                return rewritten;
+            }
+        }
+        0
+    }
+
+    #[test]
+    fn trickle_writes_are_rewritten_once_per_tier() {
+        let mut frags = vec![FragmentSize {
+            id: 0,
+            rows: 116_659,
+            deleted: 0,
+        }];
+        let (mut next_id, mut rewritten, mut most) = (0, 0, 0);
+        for _ in 0..10_000 {
+            next_id += 1;
+            frags.push(FragmentSize {
+                id: next_id,
+                rows: 1,
+                deleted: 0,
+            });
+            if needs_compaction(&frags) {
+                rewritten += compact(&mut frags, &mut next_id);
+            }
+            most = most.max(frags.len());
+        }
+        assert_eq!(frags.iter().map(|f| f.rows).sum::<usize>(), 126_659);
+        assert_eq!(frags[0].rows, 116_659, "the large fragment was rewritten");
+        // Each row is rewritten once per tier it passes (1 → 8 → 64 → 512 → 4096 rows).
+        assert!(rewritten <= 4 * 10_000, "{rewritten} rows rewritten");
+        assert!(most <= 1 + 4 * FANOUT, "{most} fragments");
+        assert!(!needs_compaction(&frags));
+    }
+
+    #[test]
+    fn deletions_are_dropped_without_merging_neighbours() {
+        let mut frags: Vec<FragmentSize> = (0..4)
+            .map(|id| FragmentSize {
+                id,
+                rows: 1_000,
+                deleted: 0,
+            })
+            .collect();
+        frags[2].deleted = 500;
+        assert!(needs_compaction(&frags));
+        let mut next_id = 3;
+        assert_eq!(compact(&mut frags, &mut next_id), 500);
+        let rows: Vec<usize> = frags.iter().map(|f| f.rows).collect();
+        assert_eq!(rows, vec![1_000, 1_000, 500, 1_000]);
+        assert!(!needs_compaction(&frags));
     }
 
     #[test]

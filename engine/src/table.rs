@@ -76,6 +76,10 @@ pub struct Table {
     compaction: tokio::sync::Mutex<()>,
     /// A background housekeeping task is running.
     housekeeping: AtomicBool,
+    /// When the background housekeeping last ran a cleanup.
+    last_cleanup: std::sync::Mutex<Option<std::time::Instant>>,
+    /// One cleanup at a time (a pass lists the versions another may delete).
+    cleanup_lock: tokio::sync::Mutex<()>,
     /// Writes committed since the table was opened.
     writes: AtomicU64,
     /// Appends whose files are written, waiting for the next commit.
@@ -194,6 +198,8 @@ impl Table {
             pins: Default::default(),
             compaction: tokio::sync::Mutex::new(()),
             housekeeping: AtomicBool::new(false),
+            last_cleanup: Default::default(),
+            cleanup_lock: Default::default(),
             writes: AtomicU64::new(0),
             queued_appends: Default::default(),
             uncommitted: Default::default(),
@@ -499,18 +505,21 @@ impl Table {
     }
 
     /// Rewrites small fragments and fragments with many deleted rows into
-    /// larger ones (indexes remapped). Runs beside writers: Lance commits it
-    /// with conflict resolution; a conflict (a DELETE of the same rows) fails
-    /// this pass, and the next one tries again.
-    pub async fn compact(&self) -> Result<(usize, usize)> {
+    /// larger ones (indexes remapped): every small fragment when `all`
+    /// (OPTIMIZE), else one size tier of them (see [`housekeeping::FANOUT`]).
+    /// Runs beside writers: Lance commits it with conflict resolution; a
+    /// conflict (a DELETE of the same rows) fails this pass, and the next one
+    /// tries again.
+    pub async fn compact(&self, all: bool) -> Result<(usize, usize)> {
+        use lance::dataset::optimize::{DefaultCompactionPlanner, compact_files_with_planner};
         let _c = self.compaction.lock().await;
         let mut ds = (*self.dataset()).clone();
-        let m = lance::dataset::optimize::compact_files(
-            &mut ds,
-            housekeeping::compaction_options(),
-            None,
-        )
-        .await?;
+        let m = if all {
+            let planner = DefaultCompactionPlanner::new(housekeeping::compaction_options())?;
+            compact_files_with_planner(&mut ds, None, &planner).await?
+        } else {
+            compact_files_with_planner(&mut ds, None, &housekeeping::TieredPlanner).await?
+        };
         if m.fragments_removed > 0 {
             self.publish(Arc::new(ds));
         }
@@ -523,6 +532,11 @@ impl Table {
     /// are any), so no write is in progress and files not yet committed
     /// cannot be mistaken for garbage.
     pub async fn cleanup(&self, retention: Duration) -> Result<(u64, u64)> {
+        let _one = self.cleanup_lock.lock().await;
+        // Listed before taking the writers' locks, since it reads every
+        // version's manifest; a version listed as old stays old, and the
+        // latest is taken again under the locks.
+        let versions = self.dataset().versions().await?;
         // Not waited for: a COPY holds it for as long as its client sends
         // data, and waiting would stall every append queued behind. The next
         // pass cleans up instead.
@@ -537,9 +551,7 @@ impl Table {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let cutoff_ms = now_ms.saturating_sub(retention.as_millis() as i64);
-        let old: Vec<u64> = ds
-            .versions()
-            .await?
+        let old: Vec<u64> = versions
             .into_iter()
             .filter(|v| {
                 v.version < latest
@@ -561,7 +573,7 @@ impl Table {
 
     /// `OPTIMIZE TABLE`: compaction, index update, cleanup past the retention.
     pub async fn optimize(&self) -> Result<HousekeepingReport> {
-        let (fragments_removed, fragments_added) = self.compact().await?;
+        let (fragments_removed, fragments_added) = self.compact(true).await?;
         let indexes_updated = self.optimize_indexes(1).await?;
         let (versions_removed, bytes_removed) = self.cleanup(self.shared.retention).await?;
         Ok(HousekeepingReport {
@@ -573,39 +585,87 @@ impl Table {
         })
     }
 
+    /// Whether a background cleanup may run now (at most one per
+    /// [`housekeeping::CLEANUP_INTERVAL`], or per retention when shorter);
+    /// if so, the pass counts from now.
+    fn cleanup_due(&self) -> bool {
+        let interval = self.shared.retention.min(housekeeping::CLEANUP_INTERVAL);
+        let mut last = match self.last_cleanup.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < interval) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
     /// After a write: starts a background pass when fragments or deletions
     /// have piled up, and every [`housekeeping::CHECK_EVERY`] writes to look at
     /// unindexed rows (at most one pass per table at a time).
     fn after_write(self: &Arc<Self>) {
         let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if !housekeeping::needs_compaction(&self.dataset())
+        if !housekeeping::needs_compaction(&housekeeping::fragment_sizes(&self.dataset()))
             && !n.is_multiple_of(housekeeping::CHECK_EVERY)
         {
             return;
         }
+        self.start_housekeeping();
+    }
+
+    /// Whether a background housekeeping pass is running.
+    pub fn housekeeping_running(&self) -> bool {
+        self.housekeeping.load(Ordering::SeqCst)
+    }
+
+    /// Starts a background pass unless one is running. A pass during which
+    /// writes were made, and after which compaction is still called for,
+    /// starts the next one itself: the last write of a burst may have come
+    /// while it ran (and found it running), or it may have lost a conflict
+    /// with one of them (a DELETE of rows it rewrote).
+    fn start_housekeeping(self: &Arc<Self>) {
         if self.housekeeping.swap(true, Ordering::SeqCst) {
             return;
         }
         let table = self.clone();
         tokio::spawn(async move {
-            let report = async {
-                let mut r = HousekeepingReport::default();
-                if housekeeping::needs_compaction(&table.dataset()) {
-                    (r.fragments_removed, r.fragments_added) = table.compact().await?;
-                }
-                r.indexes_updated = table.optimize_indexes(housekeeping::UNINDEXED_ROWS).await?;
-                if r.fragments_removed > 0 {
-                    (r.versions_removed, r.bytes_removed) =
-                        table.cleanup(table.shared.retention).await?;
-                }
-                Ok::<_, crate::error::EngineError>(r)
-            }
-            .await;
-            match report {
+            let writes = table.writes.load(Ordering::Relaxed);
+            match table.housekeeping_pass().await {
                 Ok(r) => tracing::debug!(table = table.def.name, ?r, "housekeeping"),
                 Err(e) => tracing::warn!(table = table.def.name, error = %e, "housekeeping failed"),
             }
             table.housekeeping.store(false, Ordering::SeqCst);
+            if table.writes.load(Ordering::Relaxed) != writes
+                && housekeeping::needs_compaction(&housekeeping::fragment_sizes(&table.dataset()))
+            {
+                table.start_housekeeping();
+            }
         });
+    }
+
+    /// One background pass: compaction, tier by tier while one is full; the
+    /// index update once enough rows are unindexed; cleanup when due.
+    async fn housekeeping_pass(&self) -> Result<HousekeepingReport> {
+        let mut r = HousekeepingReport::default();
+        // A merge can fill the next tier, and no later write may come to start
+        // another pass.
+        for _ in 0..housekeeping::MAX_PASSES {
+            if !housekeeping::needs_compaction(&housekeeping::fragment_sizes(&self.dataset())) {
+                break;
+            }
+            let (removed, added) = self.compact(false).await?;
+            r.fragments_removed += removed;
+            r.fragments_added += added;
+            if removed == 0 {
+                break;
+            }
+        }
+        r.indexes_updated = self.optimize_indexes(housekeeping::UNINDEXED_ROWS).await?;
+        if r.fragments_removed > 0 && self.cleanup_due() {
+            (r.versions_removed, r.bytes_removed) = self.cleanup(self.shared.retention).await?;
+        }
+        Ok(r)
     }
 }
