@@ -67,10 +67,46 @@ impl Metric {
     }
 }
 
+/// Distances from one query vector to many: what depends on the query alone
+/// (its squared norm, for cosine) is computed once, with the same arithmetic
+/// as [`Metric::distance`], so the distances are identical.
+pub struct QueryDistance<'a> {
+    metric: Metric,
+    query: &'a [f32],
+    norm2: f32,
+}
+
+impl Metric {
+    pub fn from_query<'a>(&self, query: &'a [f32]) -> QueryDistance<'a> {
+        let norm2 = match self {
+            Metric::Cosine => lance_linalg::distance::dot(query, query),
+            _ => 0.0,
+        };
+        QueryDistance {
+            metric: *self,
+            query,
+            norm2,
+        }
+    }
+}
+
+impl QueryDistance<'_> {
+    pub fn distance(&self, b: &[f32]) -> f32 {
+        match self.metric {
+            Metric::Cosine => cosine_with_norm(self.query, self.norm2, b),
+            m => m.distance(self.query, b),
+        }
+    }
+}
+
 /// `1 - cos(a, b)`; NaN when either vector is all zeros, as in pgvector.
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    cosine_with_norm(a, lance_linalg::distance::dot(a, a), b)
+}
+
+/// [`cosine`] with `a`'s squared norm `na` given.
+fn cosine_with_norm(a: &[f32], na: f32, b: &[f32]) -> f32 {
     let dot = lance_linalg::distance::dot(a, b);
-    let na = lance_linalg::distance::dot(a, a);
     let nb = lance_linalg::distance::dot(b, b);
     let denom = (na * nb).sqrt();
     if denom == 0.0 {
@@ -93,6 +129,26 @@ mod tests {
         assert!((Metric::Dot.distance(&a, &[3.0, 1.0, 0.0]) + 3.0).abs() < 1e-6);
         assert!((Metric::L1.distance(&a, &b) - 3.0).abs() < 1e-6);
         assert!(Metric::Cosine.distance(&a, &[0.0, 0.0, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn query_distances_equal_pairwise_ones() {
+        let q = [0.3, -1.2, 2.5, 0.0];
+        let rows = [
+            [1.0, 2.0, 3.0, 4.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [-0.3, 1.2, -2.5, 0.0],
+        ];
+        for m in [Metric::L2, Metric::Cosine, Metric::Dot, Metric::L1] {
+            let from_q = m.from_query(&q);
+            for r in &rows {
+                let (a, b) = (from_q.distance(r), m.distance(&q, r));
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{m:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -251,9 +251,14 @@ async fn filter_rows(
                 return engine_err!(InvalidRequest, "filter is not a boolean expression");
             };
             let base = frag.chunk_range(chunk).start;
-            for i in 0..mask.len() {
+            // True and not NULL: walk the set bits only (most filters pass few rows).
+            let passed = match mask.nulls() {
+                Some(n) => mask.values() & n.inner(),
+                None => mask.values().clone(),
+            };
+            for i in passed.set_indices() {
                 let offset = base + i as u32;
-                if mask.is_valid(i) && mask.value(i) && !frag.is_deleted(offset) {
+                if !frag.is_deleted(offset) {
                     rows.push(row_address(frag.id, offset));
                 }
             }
@@ -317,6 +322,7 @@ async fn exact_fragment(
     top: &mut TopK,
 ) -> Result<usize> {
     let mut scored = 0;
+    let dist = plan.metric.from_query(query);
     for chunk in 0..frag.num_chunks() {
         let arr = view.chunk(frag, &plan.column, chunk).await?;
         let list = arr.as_fixed_size_list();
@@ -328,7 +334,7 @@ async fn exact_fragment(
             if list.is_null(i) || frag.is_deleted(offset) {
                 continue;
             }
-            let d = plan.metric.distance(query, &values[i * dim..(i + 1) * dim]);
+            let d = dist.distance(&values[i * dim..(i + 1) * dim]);
             top.push(d, row_address(frag.id, offset));
             scored += 1;
         }
@@ -345,6 +351,7 @@ async fn exact_rows(
     top: &mut TopK,
 ) -> Result<()> {
     let chunk_of = |a: u64| (a >> 32, (a as u32) / crate::chunks::CHUNK_ROWS);
+    let dist = plan.metric.from_query(query);
     for group in addrs.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)) {
         let (frag_id, chunk) = chunk_of(group[0]);
         let Some(frag) = view.fragment(frag_id as u32) else {
@@ -359,10 +366,7 @@ async fn exact_rows(
             if list.is_null(i) {
                 continue;
             }
-            top.push(
-                plan.metric.distance(query, &values[i * dim..(i + 1) * dim]),
-                a,
-            );
+            top.push(dist.distance(&values[i * dim..(i + 1) * dim]), a);
         }
     }
     Ok(())
@@ -387,12 +391,10 @@ async fn rescore(
     let list = arr.as_fixed_size_list();
     let dim = list.value_length() as usize;
     let values = list.values().as_primitive::<Float32Type>().values();
+    let dist = plan.metric.from_query(query);
     for (i, a) in live.into_iter().enumerate() {
         if list.is_valid(i) {
-            top.push(
-                plan.metric.distance(query, &values[i * dim..(i + 1) * dim]),
-                a,
-            );
+            top.push(dist.distance(&values[i * dim..(i + 1) * dim]), a);
         }
     }
     Ok(())
