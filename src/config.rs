@@ -33,6 +33,10 @@ pub struct StorageConfig {
     /// is acknowledged; `false` trades crash safety for speed, like
     /// PostgreSQL's `fsync = off`.
     pub fsync: bool,
+    /// How long rows acknowledged through a table's write-ahead log may wait
+    /// in memory before they are flushed to Lance as one version (`"1s"`;
+    /// fewer rows wait when many come: see the README).
+    pub log_flush_interval: String,
 }
 
 impl Default for StorageConfig {
@@ -40,6 +44,7 @@ impl Default for StorageConfig {
         StorageConfig {
             version_retention: "1h".into(),
             fsync: true,
+            log_flush_interval: "1s".into(),
         }
     }
 }
@@ -140,11 +145,23 @@ impl Config {
                 ),
             });
         };
+        let Some(log_flush_interval) =
+            quiver_engine::housekeeping::parse_duration(&self.storage.log_flush_interval)
+        else {
+            return Err(ConfigError::Invalid {
+                key: "storage.log_flush_interval",
+                message: format!(
+                    "'{}' is not a duration (e.g. 1s, 500ms, 0)",
+                    self.storage.log_flush_interval
+                ),
+            });
+        };
         Ok(EngineOptions {
             budget,
             max_k: self.search.max_k,
             version_retention,
             fsync: self.storage.fsync,
+            log_flush_interval,
         })
     }
 
@@ -182,6 +199,7 @@ mod tests {
         assert_eq!(d.budget.total, 2 << 30);
         assert_eq!(d.max_k, 10_000);
         assert_eq!(d.version_retention, std::time::Duration::from_secs(3600));
+        assert_eq!(d.log_flush_interval, std::time::Duration::from_secs(1));
         let r = Config::from_toml("[storage]\nversion_retention = \"0\"", "t").expect("parse");
         assert!(
             r.engine_options()

@@ -60,14 +60,18 @@ pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
 }
 
 impl RunningServer {
-    /// Stops accepting connections and waits for the accept loop to end.
+    /// Stops accepting connections, waits for the accept loop to end, then
+    /// flushes every table's logged rows to Lance and stops its flushes (the
+    /// data directory can then be opened again, by this process or another).
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
-        match self.task.await {
+        let served = match self.task.await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
-        }
+        };
+        self.db.engine.close().await;
+        served
     }
 }

@@ -157,9 +157,10 @@ async fn searches_see_committed_versions_while_rows_come_and_go() {
     server.shutdown().await.expect("shutdown");
 }
 
-/// Concurrent INSERTs into one table share commits (group commit: fewer
-/// table versions than statements), every one is acknowledged only once it is
-/// readable by another connection, and none is lost or applied twice.
+/// Concurrent INSERTs into one table share log syncs and Lance commits (far
+/// fewer table versions than statements), every one is acknowledged only
+/// once it is readable by another connection, and none is lost or applied
+/// twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_inserts_share_commits_and_each_is_visible_when_acknowledged() {
     let dir = TempDir::new("group-commit");
@@ -212,9 +213,11 @@ async fn concurrent_inserts_share_commits_and_each_is_visible_when_acknowledged(
     assert_eq!(distinct, writers * per_writer);
     let table = server.db.engine.table("g").expect("table");
     let commits = table.dataset().version().version - version_before;
+    // One-row INSERTs go through the write-ahead log: Lance versions come
+    // from flushes (each of up to 64 statements, or a second's worth).
     assert!(
-        commits < (writers * per_writer) as u64,
-        "{} statements took {commits} commits: no commit was shared",
+        commits * 4 <= (writers * per_writer) as u64,
+        "{} statements took {commits} commits",
         writers * per_writer
     );
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::common::{
-    TempDir, client, count, explain, free_port, random_vectors, spawn_command, spawn_server,
-    tool_available, vector_text,
+    TempDir, client, copy_text, count, explain, free_port, random_vectors, spawn_command,
+    spawn_server, tool_available, vector_text,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,10 +107,13 @@ fn find_call(calls: &[String], from: usize, what: &str, is: impl Fn(&str) -> boo
     }
 }
 
-/// An INSERT is on stable storage before the client hears of it: its data
-/// file is renamed into place, the filesystem synced, the version's manifest
-/// written with fsync and linked into `_versions/`, that folder fsynced, and
-/// only then is CommandComplete sent (recorded with strace around the server).
+/// A statement is on stable storage before the client hears of it (recorded
+/// with strace around the server). A one-row INSERT goes to the table's
+/// write-ahead log: its record is written to the log segment and the segment
+/// `fdatasync`ed before CommandComplete. A COPY goes to Lance directly: its
+/// data file is renamed into place, the filesystem synced, the version's
+/// manifest written with fsync and linked into `_versions/`, that folder
+/// fsynced, and only then is CommandComplete sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_is_durable_before_it_is_acknowledged() {
     if !tool_available("strace", "an_insert_is_durable_before_it_is_acknowledged") {
@@ -125,7 +128,7 @@ async fn an_insert_is_durable_before_it_is_acknowledged() {
         .arg(&log_path)
         .args([
             "-e",
-            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,sendto,writev",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,sendto,writev,write",
         ])
         .arg(env!("CARGO_BIN_EXE_quiver"));
     let mut server = spawn_command(strace, &dir.path().join("data"), port, &[]).await;
@@ -134,7 +137,6 @@ async fn an_insert_is_durable_before_it_is_acknowledged() {
         .await
         .expect("create");
     let log = std::fs::read_to_string(&log_path).expect("log");
-    let before = log.len();
     let calls = completed_calls(&log);
     // CREATE TABLE: the catalog is replaced durably before the reply.
     let catalog = find_call(&calls, 0, "catalog rename", |c| {
@@ -147,9 +149,33 @@ async fn an_insert_is_durable_before_it_is_acknowledged() {
         c.contains("CREATE TABLE")
     });
 
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let before = log.len();
     c.batch_execute("INSERT INTO d VALUES (1, '[1,2,3]')")
         .await
         .expect("insert");
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let calls = completed_calls(&log[before..]);
+    let is_segment = |c: &str| c.contains("/wal/") && c.contains(".wal>");
+    let record = find_call(&calls, 0, "log record write", |c| {
+        c.starts_with("write(") && is_segment(c) && !c.trim_end().ends_with("= -1")
+    });
+    let sync = find_call(&calls, record, "log fdatasync", |c| {
+        c.starts_with("fdatasync(") && is_segment(c) && c.trim_end().ends_with("= 0")
+    });
+    let ack = find_call(&calls, 0, "INSERT reply", |c| c.contains("INSERT 0 1"));
+    assert!(
+        ack > sync,
+        "CommandComplete was sent before the log record was durable:\n{}",
+        calls.join("\n")
+    );
+    // Another connection reads it at once.
+    let other = client(port).await;
+    assert_eq!(count(&other, "d").await, 1);
+
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let before = log.len();
+    copy_text(&c, "COPY d FROM STDIN", "2\t[4,5,6]\n".to_string()).await;
     let log = std::fs::read_to_string(&log_path).expect("log");
     let calls = completed_calls(&log[before..]);
     let data = find_call(&calls, 0, "data file rename", |c| {
@@ -172,7 +198,7 @@ async fn an_insert_is_durable_before_it_is_acknowledged() {
     let folder = find_call(&calls, link, "_versions fsync", |c| {
         c.starts_with("fsync(") && c.contains("/_versions>")
     });
-    let ack = find_call(&calls, 0, "INSERT reply", |c| c.contains("INSERT 0 1"));
+    let ack = find_call(&calls, 0, "COPY reply", |c| c.contains("COPY 1"));
     assert!(
         ack > folder,
         "CommandComplete was sent before the commit was durable:\n{}",
@@ -293,4 +319,69 @@ async fn ddl_interrupted_at_each_step_leaves_catalog_and_lance_agreeing() {
         server.start_kill().expect("stop");
         let _ = server.wait().await;
     }
+}
+
+/// A crash after a flush has committed the log's rows to Lance and before it
+/// has removed the log segments that hold them: start-up finds the flush's
+/// mark on the version and replays none of them, so every acknowledged row
+/// is there exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_a_flush_and_its_log_removal_applies_no_row_twice() {
+    let dir = TempDir::new("flush-crash");
+    let port = free_port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver"));
+    command.env("QUIVER_CRASH_AT", "flush:lance_committed");
+    let mut server = spawn_command(command, dir.path(), port, &[]).await;
+    let c = client(port).await;
+    c.batch_execute("CREATE TABLE w (id BIGINT, embedding VECTOR(4))")
+        .await
+        .expect("create");
+    // One-row INSERTs (logged) until a flush, a background one or the one
+    // the DELETE starts, kills the server.
+    let mut acked = 0i64;
+    for i in 0..20i64 {
+        let ok = c
+            .execute("INSERT INTO w VALUES ($1, '[1,2,3,4]')", &[&i])
+            .await
+            .is_ok();
+        if !ok {
+            break;
+        }
+        acked += 1;
+    }
+    assert!(acked > 0, "no INSERT was acknowledged");
+    let _ = c.batch_execute("DELETE FROM w WHERE id = -1").await;
+    let status = server.wait().await.expect("wait");
+    assert!(!status.success(), "the server did not die at the flush");
+    // The window was hit: the log still holds the records Lance has.
+    let logs = dir.path().join("wal");
+    let held: u64 = std::fs::read_dir(&logs)
+        .expect("wal")
+        .flatten()
+        .flat_map(|t| std::fs::read_dir(t.path()).expect("log").flatten())
+        .map(|f| f.metadata().map_or(0, |m| m.len()))
+        .sum();
+    assert!(held > 0, "the log was empty after the crash");
+
+    let mut server = spawn_server(dir.path(), port).await;
+    let c = client(port).await;
+    let n = count(&c, "w").await;
+    let distinct: i64 = c
+        .query_one("SELECT count(DISTINCT id) FROM w", &[])
+        .await
+        .expect("distinct")
+        .get(0);
+    assert_eq!(distinct, n, "a row was applied twice");
+    assert!(
+        n >= acked && n <= acked + 1,
+        "acknowledged {acked} rows, found {n}"
+    );
+    // And again after a clean restart: the log was consumed.
+    server.start_kill().expect("stop");
+    let _ = server.wait().await;
+    let mut server = spawn_server(dir.path(), port).await;
+    let c = client(port).await;
+    assert_eq!(count(&c, "w").await, n);
+    server.start_kill().expect("stop");
+    let _ = server.wait().await;
 }

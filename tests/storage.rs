@@ -46,7 +46,9 @@ async fn a_write_costs_the_next_search_what_it_wrote() {
     ids(&c, &filtered).await;
     assert_eq!(loaded() - before, 0, "a repeated search read rows");
 
-    // INSERT of r far-away rows: the next searches read those r rows' vectors
+    // INSERT of r far-away rows: acknowledged once in the write-ahead log,
+    // searched from memory (no row read from Lance) until flushed; after the
+    // flush (one Lance version) the next searches read those r rows' vectors
     // and the filter column of them, nothing of the 20,000 others.
     let far = vector_text(&[50.0; 8]);
     c.batch_execute(&format!(
@@ -54,6 +56,18 @@ async fn a_write_costs_the_next_search_what_it_wrote() {
     ))
     .await
     .expect("insert");
+    let table = engine.table("w").expect("table");
+    let before = loaded();
+    let in_tail = table.tail_rows();
+    assert_eq!(ids(&other, &unfiltered).await[0], 7);
+    // 0 while the rows are in the tail; a background flush may come between.
+    assert!(
+        loaded() - before <= 3 - in_tail as u64,
+        "search of a 3-row tail read {} rows from Lance",
+        loaded() - before
+    );
+    table.flush().await.expect("flush");
+    assert_eq!(table.tail_rows(), 0);
     let before = loaded();
     assert_eq!(ids(&other, &unfiltered).await[0], 7);
     assert_eq!(
@@ -71,6 +85,7 @@ async fn a_write_costs_the_next_search_what_it_wrote() {
     c.batch_execute(&format!("INSERT INTO w VALUES (90004, 7, '{near}')"))
         .await
         .expect("insert near");
+    table.flush().await.expect("flush");
     let before = loaded();
     let got = ids(&other, &unfiltered).await;
     assert!(got[..2].contains(&90004), "new row not found: {got:?}");
@@ -107,6 +122,7 @@ async fn a_write_costs_the_next_search_what_it_wrote() {
     ))
     .await
     .expect("insert after index");
+    table.flush().await.expect("flush");
     let before = loaded();
     assert_eq!(ids(&c, &unfiltered).await, exact_before);
     assert_eq!(loaded() - before, 2, "ANN search after a 2-row INSERT");
@@ -718,4 +734,130 @@ async fn a_filter_on_a_scalar_indexed_column_uses_the_index() {
     // With it: the first chunk of the vectors and of `id` (for the result
     // rows) only; no chunk of `bucket`, which Lance refines itself.
     assert_eq!(loads[1], 2 * chunk, "the indexed filter read filter chunks");
+}
+
+/// (id, distance) rows of a search, or (id, 0) of a plain query.
+async fn id_distances(c: &tokio_postgres::Client, sql: &str) -> Vec<(i64, f64)> {
+    c.query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| (r.get(0), if r.len() > 1 { r.get(1) } else { 0.0 }))
+        .collect()
+}
+
+/// Rows acknowledged through the write-ahead log and not yet flushed (the
+/// tail, in memory) are found by every kind of read exactly as if they were
+/// in Lance: counts, plain filters, joins, exact searches on the scalar-index
+/// and the chunked filter paths, the ANN search with a prefilter (more than
+/// 20,000 matching rows), unfiltered ANN and the pgvector form. Compared
+/// with a twin table that holds the same rows all in Lance, before and after
+/// the flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_in_the_log_tail_are_found_by_every_read() {
+    let dir = TempDir::new("tail-reads");
+    let cfg = quiver::Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        storage: quiver::config::StorageConfig {
+            // Nothing flushes but the test.
+            log_flush_interval: "1h".into(),
+            ..Default::default()
+        },
+        ..quiver::Config::default()
+    };
+    let server = quiver::start(&cfg).await.expect("server");
+    let c = connect(&server).await;
+    let base = random_vectors(30_000, 8, 31);
+    for t in ["t", "twin"] {
+        c.batch_execute(&format!(
+            "CREATE TABLE {t} (id BIGINT, bucket INT, embedding VECTOR(8));"
+        ))
+        .await
+        .expect("create");
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), copy_payload(&base)).await;
+        c.batch_execute(&format!(
+            "CREATE INDEX {t}_ivf ON {t} USING ivf_flat (embedding) WITH (num_partitions = 4);
+             CREATE INDEX {t}_bucket ON {t} (bucket)"
+        ))
+        .await
+        .expect("indexes");
+    }
+    c.batch_execute("SET quiver.nprobes = 4")
+        .await
+        .expect("set");
+    let q = [0.5f32; 8];
+    let qt = vector_text(&q);
+    // 40 rows nearer to q than any other: one-row INSERTs into t (logged),
+    // one COPY into the twin (Lance).
+    let mut copy = String::new();
+    for i in 0..40i64 {
+        let mut v = q;
+        v[0] += 0.001 * (i + 1) as f32;
+        let (id, bucket, vt) = (900_000 + i, 6 + i % 3, vector_text(&v));
+        c.batch_execute(&format!("INSERT INTO t VALUES ({id}, {bucket}, '{vt}')"))
+            .await
+            .expect("insert");
+        copy.push_str(&format!("{id}\t{bucket}\t{vt}\n"));
+    }
+    copy_text(&c, "COPY twin FROM STDIN", copy).await;
+    let table = server.db.engine.table("t").expect("table");
+    assert_eq!(table.tail_rows(), 40);
+
+    let reads = [
+        "SELECT count(*) FROM {t}".to_string(),
+        "SELECT id FROM {t} WHERE bucket = 7 ORDER BY id".to_string(),
+        "SELECT id FROM {t} WHERE id >= 899990 ORDER BY id LIMIT 7".to_string(),
+        "SELECT a.id FROM {t} a JOIN {t} b ON a.id = b.id + 1 WHERE b.bucket = 8 ORDER BY a.id"
+            .to_string(),
+        // Few rows pass, bucket has a btree: Lance's indexed scan plus the tail.
+        format!(
+            "SELECT id, _distance FROM vector_search('{{t}}', 'embedding', '{qt}', 10) \
+             WHERE bucket = 7"
+        ),
+        // Chunked filter evaluation, exact (15,020 rows pass).
+        format!(
+            "SELECT id, _distance FROM vector_search('{{t}}', 'embedding', '{qt}', 10) \
+             WHERE id % 2 = 0"
+        ),
+        // More than 20,000 rows pass: ANN with the filter as a prefilter.
+        format!(
+            "SELECT id, _distance FROM vector_search('{{t}}', 'embedding', '{qt}', 10) \
+             WHERE bucket <> 7"
+        ),
+        format!("SELECT id, _distance FROM vector_search('{{t}}', 'embedding', '{qt}', 10)"),
+        format!("SELECT id FROM {{t}} ORDER BY embedding <-> '{qt}' LIMIT 10"),
+    ];
+    let run_all = |table: &'static str| {
+        let c = &c;
+        let reads = &reads;
+        async move {
+            let mut out = Vec::new();
+            for r in reads {
+                out.push(id_distances(c, &r.replace("{t}", table)).await);
+            }
+            out
+        }
+    };
+    let twin = run_all("twin").await;
+    let tail = run_all("t").await;
+    assert_eq!(table.tail_rows(), 40, "a read flushed the tail");
+    for (i, r) in reads.iter().enumerate() {
+        assert_eq!(tail[i], twin[i], "{r}: the tail's rows read differently");
+    }
+    // The nearest rows are the logged ones, on every search path.
+    let logged = |rows: &Vec<(i64, f64)>| rows.iter().all(|(id, _)| *id >= 900_000);
+    for (i, r) in reads.iter().enumerate().skip(4) {
+        assert!(logged(&tail[i]), "{r}: {:?}", tail[i]);
+    }
+    assert_eq!(tail[0][0].0, 30_040);
+
+    // Flushed: one Lance version, the same answers.
+    let version = table.dataset().version().version;
+    assert_eq!(table.flush().await.expect("flush"), 40);
+    assert_eq!(table.tail_rows(), 0);
+    assert!(table.dataset().version().version > version);
+    let flushed = run_all("t").await;
+    assert_eq!(flushed, tail, "the flush changed an answer");
+    server.shutdown().await.expect("shutdown");
 }

@@ -86,8 +86,13 @@ impl AnnHandle {
             .map(|s| s.total_partitions())
             .max()
             .unwrap_or(1);
-        let (indexed, unindexed): (Vec<_>, Vec<_>) =
-            view.fragments.iter().partition(|f| covered.contains(&f.id));
+        // Lance's fragments only: the tail's rows are the search's to add (a
+        // handle outlives the tail it was opened with, see [`crate::view`]).
+        let (indexed, unindexed): (Vec<_>, Vec<_>) = view
+            .fragments
+            .iter()
+            .filter(|f| f.memory.is_none())
+            .partition(|f| covered.contains(&f.id));
         Ok(AnnHandle {
             segments,
             partitions,

@@ -35,6 +35,8 @@ pub struct EngineOptions {
     pub version_retention: std::time::Duration,
     /// Commits reach stable storage before they are acknowledged (`[storage] fsync`).
     pub fsync: bool,
+    /// How long logged rows may wait in memory before a flush (`[storage] log_flush_interval`).
+    pub log_flush_interval: std::time::Duration,
 }
 
 impl Default for EngineOptions {
@@ -44,6 +46,7 @@ impl Default for EngineOptions {
             max_k: DEFAULT_MAX_K,
             version_retention: crate::housekeeping::DEFAULT_RETENTION,
             fsync: true,
+            log_flush_interval: crate::table::FLUSH_AGE,
         }
     }
 }
@@ -51,7 +54,7 @@ impl Default for EngineOptions {
 /// Stops the process at a named step of a DDL statement when the environment
 /// variable `QUIVER_CRASH_AT` names it (debug builds only): the crash tests
 /// use it to kill the server between a statement's Lance and catalog steps.
-fn crash_point(step: &str) {
+pub(crate) fn crash_point(step: &str) {
     #[cfg(debug_assertions)]
     if std::env::var("QUIVER_CRASH_AT").is_ok_and(|s| s == step) {
         tracing::error!(step, "QUIVER_CRASH_AT: aborting");
@@ -63,6 +66,8 @@ fn crash_point(step: &str) {
 
 /// Folder of function modules inside the data directory.
 const FUNCTIONS_DIR: &str = "functions";
+/// Folder of the tables' write-ahead logs inside the data directory.
+const WAL_DIR: &str = "wal";
 
 /// Writes a file so that it survives a crash once this returns (temporary
 /// file, fsync, rename, fsync of the folder).
@@ -122,12 +127,19 @@ impl Engine {
     /// Opens the data directory (created when missing) and every table in its catalog.
     pub async fn open_with(data_dir: &Path, options: EngineOptions) -> Result<Arc<Engine>> {
         std::fs::create_dir_all(data_dir)?;
+        if !data_dir.join(WAL_DIR).exists() {
+            std::fs::create_dir_all(data_dir.join(WAL_DIR))?;
+            if options.fsync {
+                std::fs::File::open(data_dir)?.sync_all()?;
+            }
+        }
         let storage = StorageRoot::local(data_dir)?;
         let mut catalog = Catalog::load(data_dir)?;
-        let shared = Shared::new(&options.budget, options.version_retention, options.fsync);
+        let shared = Shared::new(&options);
         let mut tables = HashMap::new();
         for def in catalog.tables.values() {
-            let table = Table::open(storage.dataset_uri(&def.dir), def.clone(), &shared)
+            let log_dir = data_dir.join(WAL_DIR).join(&def.dir);
+            let table = Table::open(storage.dataset_uri(&def.dir), def.clone(), &shared, log_dir)
                 .await
                 .map_err(|e| {
                     EngineError::new(
@@ -137,7 +149,7 @@ impl Engine {
                 })?;
             tables.insert(def.name.clone(), Arc::new(table));
         }
-        if Self::reconcile(&storage, &mut catalog, &tables).await? {
+        if Self::reconcile(data_dir, &storage, &mut catalog, &tables).await? {
             catalog.store(data_dir)?;
         }
         Ok(Arc::new(Engine {
@@ -161,6 +173,7 @@ impl Engine {
     /// versions before this order) is removed from the catalog: Lance's own
     /// index list is what searches use.
     async fn reconcile(
+        data_dir: &Path,
         storage: &StorageRoot,
         catalog: &mut Catalog,
         tables: &HashMap<String, Arc<Table>>,
@@ -210,6 +223,15 @@ impl Engine {
                     "removing a table folder an interrupted CREATE/DROP TABLE left"
                 );
                 storage.remove_dataset(&dir)?;
+            }
+        }
+        if let Ok(logs) = std::fs::read_dir(data_dir.join(WAL_DIR)) {
+            for entry in logs.flatten() {
+                let name = entry.file_name();
+                if !named.contains(name.to_string_lossy().as_ref()) {
+                    tracing::warn!(dir = %entry.path().display(), "removing the log of a dropped table");
+                    std::fs::remove_dir_all(entry.path())?;
+                }
             }
         }
         Ok(changed)
@@ -277,6 +299,7 @@ impl Engine {
             self.storage.dataset_uri(&def.dir),
             def.clone(),
             &self.shared,
+            self.data_dir.join(WAL_DIR).join(&def.dir),
         )
         .await?;
         crash_point("create_table:dataset_written");
@@ -308,10 +331,16 @@ impl Engine {
             c.indexes.retain(|_, i| i.table != name);
         })?;
         crash_point("drop_table:catalog_written");
-        match self.tables.write() {
+        let dropped = match self.tables.write() {
             Ok(mut g) => g.remove(name),
             Err(p) => p.into_inner().remove(name),
         };
+        if let Some(t) = dropped {
+            t.close().await;
+            if let Err(e) = std::fs::remove_dir_all(t.log_dir()) {
+                tracing::warn!(table = name, error = %e, "dropped table's log was not removed");
+            }
+        }
         if let Err(e) = self.storage.remove_dataset(&def.dir) {
             tracing::warn!(table = name, error = %e, "dropped table's files were not removed");
         }
@@ -493,6 +522,19 @@ impl Engine {
             self.table(&def.table)?.create_index(def, true).await?;
         }
         Ok(())
+    }
+
+    /// Flushes every table's logged rows to Lance and stops their
+    /// background flushes (at shutdown). Rows logged after this stay in the
+    /// log, for the next start-up.
+    pub async fn close(&self) {
+        let tables: Vec<Arc<Table>> = with_read(&self.tables, |t| t.values().cloned().collect());
+        for t in tables {
+            if let Err(e) = t.flush().await {
+                tracing::warn!(table = t.def.name, error = %e, "logged rows left to the next start-up");
+            }
+            t.close().await;
+        }
     }
 
     /// Plans a vector search of `table.column`.

@@ -14,6 +14,8 @@
 //!   acknowledged ([`durable`]), so after a crash a reader sees a statement
 //!   whole or not at all; start-up removes what an interrupted DDL statement
 //!   left in Lance but not in the catalog;
+//! - `wal/<name>-<id>.lance/` — each table's write-ahead log of small appends
+//!   ([`wal`]): acknowledged once synced there, written to Lance by a flush;
 //! - `functions/<name>-<id>.wasm` — the module of each user function.
 //!
 //! Modules:
@@ -23,7 +25,8 @@
 //! - [`memory`] — the memory budget and the one Lance session sized from it;
 //! - [`chunks`] — the byte-bounded cache of column chunks of immutable fragments;
 //! - [`durable`] — group-committed syncs that make each commit durable before it returns;
-//! - [`table`] — one table: its dataset, views and writes;
+//! - [`wal`] — the write-ahead log: records, segments, recovery;
+//! - [`table`] — one table: its dataset, its tail of logged rows, views and writes;
 //! - [`view`] — a table version as the search path reads it (fragments,
 //!   deletion vectors, rows fetched through the chunk cache);
 //! - [`function`] — user function definitions (module bytes in `functions/`);
@@ -49,6 +52,7 @@ pub mod schema;
 pub mod search;
 pub mod table;
 pub mod view;
+pub mod wal;
 
 pub use engine::{Engine, EngineOptions};
 pub use error::{EngineError, ErrorKind, Result};

@@ -224,8 +224,27 @@ async fn filter_rows(
 ) -> Result<Passing> {
     let refs = filter.column_refs();
     if refs.iter().any(|c| scalar_indexed.contains(&c.name)) {
-        return indexed_filter_rows(view, filter, stop_after).await;
+        let mut passing = indexed_filter_rows(view, filter, stop_after).await?;
+        // Lance's scan does not see the tail's rows: evaluated here.
+        if passing.complete {
+            let memory = chunked_filter_rows(view, view.memory_fragments(), filter, None).await?;
+            passing.rows.extend(memory.rows);
+            passing.complete = stop_after.is_none_or(|n| passing.rows.len() <= n);
+        }
+        return Ok(passing);
     }
+    chunked_filter_rows(view, view.fragments.iter(), filter, stop_after).await
+}
+
+/// The live rows of `fragments` passing `filter`, evaluated over the
+/// columns it names only, chunk by chunk.
+async fn chunked_filter_rows<'a>(
+    view: &TableView,
+    fragments: impl Iterator<Item = &'a FragmentView>,
+    filter: &Expr,
+    stop_after: Option<usize>,
+) -> Result<Passing> {
+    let refs = filter.column_refs();
     let table_schema = view.def.arrow_schema();
     let mut wanted = Vec::new();
     for (i, f) in table_schema.fields().iter().enumerate() {
@@ -243,7 +262,7 @@ async fn filter_rows(
     let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
     let phys = create_physical_expr(filter, &df_schema, &ExecutionProps::new())?;
     let mut rows = Vec::new();
-    for frag in &view.fragments {
+    for frag in fragments {
         for chunk in 0..frag.num_chunks() {
             let batch = view.chunk_batch(frag, &schema, chunk).await?;
             let mask = phys.evaluate(&batch)?.into_array(batch.num_rows())?;
@@ -445,13 +464,17 @@ pub async fn run(
         return engine_err!(Internal, "metric {} has no ANN index", plan.metric.name());
     };
     let ids: Vec<u64> = match filter {
-        // Unfiltered: the opened index directly, plus the fragments it does not cover yet.
+        // Unfiltered: the opened index directly, plus the fragments it does
+        // not cover yet and the tail's rows.
         None => {
             let h = view.ann(&index.name, &plan.column, lance_metric).await?;
             for id in &h.unindexed_fragments {
                 if let Some(frag) = view.fragment(*id) {
                     exact_fragment(&view, plan, query, frag, &mut top).await?;
                 }
+            }
+            for frag in view.memory_fragments() {
+                exact_fragment(&view, plan, query, frag, &mut top).await?;
             }
             h.candidates(query, k, knobs).await?
         }
@@ -476,6 +499,9 @@ pub async fn run(
             scan.filter_expr(f.clone());
             scan.prefilter(true);
             let batch = scan.try_into_batch().await?;
+            // The tail's rows, which Lance's scan does not see: exactly.
+            let memory = chunked_filter_rows(&view, view.memory_fragments(), f, None).await?;
+            exact_rows(&view, plan, query, &memory.rows, &mut top).await?;
             let Some(ids) = batch.column_by_name("_rowaddr") else {
                 return engine_err!(Internal, "vector search returned no row addresses");
             };

@@ -1,11 +1,24 @@
-//! One table: a Lance dataset, the latest committed version, and its writes.
+//! One table: a Lance dataset, the latest committed version, the tail of
+//! logged rows not yet in it, and its writes.
 //!
-//! Writers take the table's write lock, commit exactly one Lance version per
-//! statement and then publish it; readers take the published `Arc<Dataset>` and
+//! Small appends (an INSERT of at most [`LOG_MAX_ROWS`] rows) are written to
+//! the table's write-ahead log ([`crate::wal`]) and, once synced, join the
+//! tail: rows held in memory and searched beside the Lance version. A flush
+//! (in the background, when the tail holds [`FLUSH_BATCHES`] appends, a
+//! chunk's worth of rows, its byte limit, or is [`FLUSH_AGE`] old; and before
+//! every DELETE, UPDATE and index build) writes the tail to Lance as one
+//! version and drops it from memory in the same step. Larger appends (COPY,
+//! big INSERTs) are written to Lance directly, one version per statement
+//! (concurrent ones share a commit).
+//!
+//! Writers take the table's write lock to commit to Lance and then publish
+//! the version; readers take the published snapshot (version and tail) and
 //! never wait for a writer. Compaction commits outside the write lock (see
 //! [`crate::housekeeping`]), so a version is published only when it is newer
 //! than the one already published.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -29,9 +42,25 @@ use crate::engine_err;
 use crate::error::Result;
 use crate::housekeeping::{self, Pin, Pins};
 use crate::index::{BuildParams, IndexDef};
-use crate::memory::MemoryBudget;
 use crate::schema::{ColumnType, TableDef};
 use crate::view::{TableView, ViewCache};
+use crate::wal::{self, Segment};
+
+/// Appends of at most this many rows go through the write-ahead log (each is
+/// one in-memory fragment of a view, which must fit one chunk).
+pub const LOG_MAX_ROWS: usize = crate::chunks::CHUNK_ROWS as usize / 2;
+/// The tail is flushed once it holds this many appends …
+pub const FLUSH_BATCHES: usize = 64;
+/// … or this many rows …
+pub const FLUSH_ROWS: usize = crate::chunks::CHUNK_ROWS as usize;
+/// … or its oldest row has waited this long (the default of `[storage]
+/// log_flush_interval`).
+pub const FLUSH_AGE: Duration = Duration::from_secs(1);
+/// Appenders wait for a flush when the tail has grown this many times past
+/// its limits (the flush is falling behind).
+const BACKPRESSURE: usize = 4;
+/// How many of the latest versions start-up reads for the flush mark.
+const MARK_SEARCH_VERSIONS: u64 = 64;
 
 /// What every table of one engine shares: the one Lance session (index and
 /// metadata caches) and the one chunk cache, both sized from the memory budget.
@@ -41,14 +70,27 @@ pub struct Shared {
     pub chunks: Arc<ChunkCache>,
     /// How long superseded versions are kept (`[storage] version_retention`).
     pub retention: Duration,
+    /// Log records are synced before they are acknowledged (`[storage] fsync`).
+    pub fsync: bool,
+    /// Tails are flushed once all of them together pass this many bytes.
+    pub tail_bytes: usize,
+    /// The bytes all tables' tails hold.
+    pub tail_total: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long logged rows may wait before a flush.
+    pub flush_age: Duration,
 }
 
 impl Shared {
-    pub fn new(budget: &MemoryBudget, retention: Duration, durable: bool) -> Shared {
+    pub fn new(options: &crate::EngineOptions) -> Shared {
+        let budget = &options.budget;
         Shared {
-            session: budget.lance_session(durable),
+            session: budget.lance_session(options.fsync),
             chunks: Arc::new(ChunkCache::new(budget.chunk_bytes())),
-            retention,
+            retention: options.version_retention,
+            fsync: options.fsync,
+            tail_bytes: budget.tail_bytes() as usize,
+            tail_total: Default::default(),
+            flush_age: options.log_flush_interval,
         }
     }
 
@@ -64,10 +106,70 @@ impl Shared {
     }
 }
 
+/// Rows acknowledged through the log and not yet flushed to Lance.
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    /// One batch per logged append, with its lsn.
+    pub batches: Vec<(u64, RecordBatch)>,
+    pub rows: usize,
+    pub bytes: usize,
+    /// The highest lsn made visible: changes with every logged append.
+    pub stamp: u64,
+}
+
+impl Tail {
+    /// Past `times` its limits, or all tails together past `times` their share.
+    fn over_limits(&self, shared: &Shared, times: usize) -> bool {
+        self.batches.len() >= FLUSH_BATCHES * times
+            || self.rows >= FLUSH_ROWS * times
+            || shared.tail_total.load(Ordering::Relaxed) >= shared.tail_bytes.saturating_mul(times)
+    }
+}
+
+/// What a reader takes: one Lance version and the tail beside it. Published
+/// as a pair, so a flush moves rows from the tail into the version at once.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub dataset: Arc<Dataset>,
+    pub tail: Arc<Tail>,
+}
+
+/// The table's write-ahead log and its records not yet visible.
+struct Log {
+    dir: PathBuf,
+    state: std::sync::Mutex<LogState>,
+    /// One sync (or segment switch) at a time; waiters share its result.
+    sync_lock: tokio::sync::Mutex<()>,
+    /// Every record up to this lsn is durable and in the tail (or flushed).
+    visible: AtomicU64,
+}
+
+struct LogState {
+    /// The segment records are appended to; `None` until the log is
+    /// recovered, and after a write to it failed in a way that could not be
+    /// undone (appends then go to Lance directly).
+    segment: Option<Segment>,
+    /// The segment's length in bytes, and how many records it holds.
+    segment_len: u64,
+    segment_records: usize,
+    next_lsn: u64,
+    /// Written, not yet synced: made visible by the sync that covers them.
+    pending: Vec<(u64, RecordBatch)>,
+    /// Segments whose records are all in the tail, removed once flushed.
+    closed: Vec<PathBuf>,
+}
+
 pub struct Table {
     pub def: TableDef,
     shared: Shared,
-    latest: RwLock<Arc<Dataset>>,
+    latest: RwLock<Snapshot>,
+    log: Log,
+    /// A background flush task is running.
+    flusher: AtomicBool,
+    /// Wakes the flush task before the flush age (the tail passed a limit).
+    flush_now: tokio::sync::Notify,
+    /// Set when the table is dropped: nothing more is flushed.
+    closed: AtomicBool,
     write_lock: tokio::sync::Mutex<()>,
     views: ViewCache,
     /// Versions readers hold (cleanup keeps them).
@@ -164,16 +266,30 @@ pub struct HousekeepingReport {
 }
 
 impl Table {
-    /// Creates the empty dataset for a new table.
-    pub async fn create(uri: String, def: TableDef, shared: &Shared) -> Result<Table> {
+    /// Creates the empty dataset for a new table (and its log in `log_dir`).
+    pub async fn create(
+        uri: String,
+        def: TableDef,
+        shared: &Shared,
+        log_dir: PathBuf,
+    ) -> Result<Table> {
         let schema = def.arrow_schema();
         let empty = RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), schema);
         let params = shared.write_params(WriteMode::Create);
         let ds = Dataset::write(empty, uri.as_str(), Some(params)).await?;
-        Ok(Self::with_dataset(def, ds, shared))
+        let table = Self::with_dataset(def, ds, shared, log_dir);
+        table.recover_log().await?;
+        Ok(table)
     }
 
-    pub async fn open(uri: String, def: TableDef, shared: &Shared) -> Result<Table> {
+    /// Opens a table: its latest version, then its log, whose records that
+    /// Lance does not have yet are written to it as one version.
+    pub async fn open(
+        uri: String,
+        def: TableDef,
+        shared: &Shared,
+        log_dir: PathBuf,
+    ) -> Result<Table> {
         let ds = DatasetBuilder::from_uri(&uri)
             .with_session(shared.session.clone())
             .load()
@@ -185,14 +301,35 @@ impl Table {
                 def.name
             );
         }
-        Ok(Self::with_dataset(def, ds, shared))
+        let table = Self::with_dataset(def, ds, shared, log_dir);
+        table.recover_log().await?;
+        Ok(table)
     }
 
-    fn with_dataset(def: TableDef, ds: Dataset, shared: &Shared) -> Table {
+    fn with_dataset(def: TableDef, ds: Dataset, shared: &Shared, log_dir: PathBuf) -> Table {
         Table {
             def,
             shared: shared.clone(),
-            latest: RwLock::new(Arc::new(ds)),
+            latest: RwLock::new(Snapshot {
+                dataset: Arc::new(ds),
+                tail: Default::default(),
+            }),
+            log: Log {
+                dir: log_dir,
+                state: std::sync::Mutex::new(LogState {
+                    segment: None,
+                    segment_len: 0,
+                    segment_records: 0,
+                    next_lsn: 1,
+                    pending: Vec::new(),
+                    closed: Vec::new(),
+                }),
+                sync_lock: Default::default(),
+                visible: AtomicU64::new(0),
+            },
+            flusher: AtomicBool::new(false),
+            flush_now: Default::default(),
+            closed: AtomicBool::new(false),
             write_lock: tokio::sync::Mutex::new(()),
             views: ViewCache::default(),
             pins: Default::default(),
@@ -208,36 +345,50 @@ impl Table {
 
     /// The latest committed version.
     pub fn dataset(&self) -> Arc<Dataset> {
+        self.snapshot().dataset
+    }
+
+    /// The latest committed version and the tail beside it.
+    pub fn snapshot(&self) -> Snapshot {
         match self.latest.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
 
-    /// The latest committed version, held against cleanup while the pin lives.
-    pub fn pinned_dataset(&self) -> (Arc<Dataset>, Pin) {
-        let ds = self.dataset();
-        let pin = self.pins.pin(ds.version().version);
-        (ds, pin)
+    fn latest_mut(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot> {
+        match self.latest.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The latest snapshot, its version held against cleanup while the pin lives.
+    pub fn pinned_snapshot(&self) -> (Snapshot, Pin) {
+        let snap = self.snapshot();
+        let pin = self.pins.pin(snap.dataset.version().version);
+        (snap, pin)
     }
 
     /// Makes `ds` the latest version unless a newer one is already published.
     fn publish(&self, ds: Arc<Dataset>) {
-        let mut g = match self.latest.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if ds.version().version >= g.version().version {
-            *g = ds;
+        let mut g = self.latest_mut();
+        if ds.version().version >= g.dataset.version().version {
+            g.dataset = ds;
         }
     }
 
-    /// The search view of the latest version (built from the previous view:
+    /// Rows in the tail (acknowledged, not yet flushed to Lance).
+    pub fn tail_rows(&self) -> usize {
+        self.snapshot().tail.rows
+    }
+
+    /// The search view of the latest snapshot (built from the previous view:
     /// only what changed is read).
     pub async fn view(&self) -> Result<Arc<TableView>> {
-        let (ds, pin) = self.pinned_dataset();
+        let (snap, pin) = self.pinned_snapshot();
         self.views
-            .get(ds, pin, &self.def, &self.shared.chunks)
+            .get(snap, pin, &self.def, &self.shared.chunks)
             .await
     }
 
@@ -257,6 +408,17 @@ impl Table {
         }
         for b in &batches {
             self.validate(b)?;
+        }
+        if rows <= LOG_MAX_ROWS {
+            let batch = match batches.as_slice() {
+                [one] => one.clone(),
+                _ => arrow::compute::concat_batches(&self.def.arrow_schema(), &batches)?,
+            };
+            if let Some(lsn) = self.log_append(&batch)? {
+                self.log_sync(lsn).await?;
+                self.after_logged_append().await;
+                return Ok(rows as u64);
+            }
         }
         // Files written but not committed must not look like garbage to cleanup.
         let _uncommitted = self.uncommitted.clone().read_owned().await;
@@ -393,6 +555,8 @@ impl Table {
     /// Deletes the rows matching `filter` in one commit; returns how many.
     pub async fn delete(self: &Arc<Self>, filter: Expr) -> Result<u64> {
         let _w = self.write_lock.lock().await;
+        // Lance deletes only what it has: the tail goes first.
+        self.flush_locked().await?;
         let res = DeleteBuilder::from_expr(self.dataset(), filter)
             .execute()
             .await?;
@@ -408,6 +572,7 @@ impl Table {
         sets: &[(String, String)],
     ) -> Result<u64> {
         let _w = self.write_lock.lock().await;
+        self.flush_locked().await?;
         let mut b = UpdateBuilder::new(self.dataset());
         if let Some(f) = filter {
             b = b.update_where_expr(f)?;
@@ -422,8 +587,10 @@ impl Table {
     }
 
     /// Builds (or with `replace`, rebuilds) a Lance index, one commit.
-    pub async fn create_index(&self, def: &IndexDef, replace: bool) -> Result<()> {
+    pub async fn create_index(self: &Arc<Self>, def: &IndexDef, replace: bool) -> Result<()> {
         let _w = self.write_lock.lock().await;
+        // The index covers every acknowledged row.
+        self.flush_locked().await?;
         let mut ds = (*self.dataset()).clone();
         let rows = ds.count_rows(None).await?;
         let dim = self
@@ -572,7 +739,8 @@ impl Table {
     }
 
     /// `OPTIMIZE TABLE`: compaction, index update, cleanup past the retention.
-    pub async fn optimize(&self) -> Result<HousekeepingReport> {
+    pub async fn optimize(self: &Arc<Self>) -> Result<HousekeepingReport> {
+        self.flush().await?;
         let (fragments_removed, fragments_added) = self.compact(true).await?;
         let indexes_updated = self.optimize_indexes(1).await?;
         let (versions_removed, bytes_removed) = self.cleanup(self.shared.retention).await?;
@@ -600,6 +768,333 @@ impl Table {
         }
         *last = Some(now);
         true
+    }
+
+    /// Writes `batch` to the log as one record; its lsn, or `None` when the
+    /// log cannot take it (not recovered, or broken: the caller writes to
+    /// Lance directly). Not durable nor visible until [`Table::log_sync`].
+    fn log_append(&self, batch: &RecordBatch) -> Result<Option<u64>> {
+        let mut st = self.log_state();
+        let lsn = st.next_lsn;
+        let Some(seg) = st.segment.as_mut() else {
+            return Ok(None);
+        };
+        let bytes = wal::encode(lsn, batch)?;
+        if let Err(e) = seg.write(&bytes) {
+            // A record cut short would end the segment at recovery and hide
+            // every later one: cut it off, or stop using the log.
+            let len = st.segment_len;
+            let undone = st.segment.as_ref().is_some_and(|s| s.set_len(len).is_ok());
+            if !undone {
+                tracing::error!(table = self.def.name, error = %e, "the log is unusable; appends go to Lance");
+                // The records before this one stay: synced now, flushed later.
+                if let Some(s) = st.segment.take()
+                    && let Err(e) = s.sync()
+                {
+                    tracing::error!(table = self.def.name, error = %e, "the log could not be synced");
+                }
+            }
+            return Err(e);
+        }
+        st.segment_len += bytes.len() as u64;
+        st.segment_records += 1;
+        st.next_lsn += 1;
+        st.pending.push((lsn, batch.clone()));
+        Ok(Some(lsn))
+    }
+
+    fn log_state(&self) -> std::sync::MutexGuard<'_, LogState> {
+        match self.log.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Returns once record `lsn` is durable and visible: one sync of the
+    /// segment covers every record written before it (group commit).
+    async fn log_sync(&self, lsn: u64) -> Result<()> {
+        if self.log.visible.load(Ordering::SeqCst) >= lsn {
+            return Ok(());
+        }
+        let _one = self.log.sync_lock.lock().await;
+        if self.log.visible.load(Ordering::SeqCst) >= lsn {
+            return Ok(());
+        }
+        let (file, upto) = {
+            let st = self.log_state();
+            let file = match (&st.segment, self.shared.fsync) {
+                (Some(s), true) => Some(s.sync_handle()?),
+                _ => None,
+            };
+            (file, st.next_lsn - 1)
+        };
+        if let Some(f) = file {
+            match tokio::task::spawn_blocking(move || f.sync_data()).await {
+                Ok(r) => r?,
+                Err(e) => return engine_err!(Internal, "the log sync failed: {e}"),
+            }
+        }
+        self.make_visible(upto);
+        Ok(())
+    }
+
+    /// Moves the records up to `upto` (synced) from pending into the tail.
+    fn make_visible(&self, upto: u64) {
+        let ready: Vec<(u64, RecordBatch)> = {
+            let mut st = self.log_state();
+            let n = st.pending.partition_point(|(l, _)| *l <= upto);
+            st.pending.drain(..n).collect()
+        };
+        if !ready.is_empty() {
+            let mut g = self.latest_mut();
+            let mut tail = (*g.tail).clone();
+            for (lsn, b) in ready {
+                let bytes = b.get_array_memory_size();
+                tail.rows += b.num_rows();
+                tail.bytes += bytes;
+                self.shared.tail_total.fetch_add(bytes, Ordering::Relaxed);
+                tail.batches.push((lsn, b));
+            }
+            tail.stamp = tail.stamp.max(upto);
+            g.tail = Arc::new(tail);
+        }
+        self.log.visible.fetch_max(upto, Ordering::SeqCst);
+    }
+
+    /// After a logged append is visible: asks for a flush (at once when the
+    /// tail is past a limit), and waits for one when far past them.
+    async fn after_logged_append(self: &Arc<Self>) {
+        let tail = self.snapshot().tail;
+        if tail.over_limits(&self.shared, BACKPRESSURE) {
+            // The append is durable and visible already: a failed flush is
+            // not its failure (the flush task retries).
+            if let Err(e) = self.flush().await {
+                tracing::warn!(table = self.def.name, error = %e, "flush failed");
+            }
+        }
+        self.request_flush(tail.over_limits(&self.shared, 1));
+    }
+
+    /// Makes sure a flush task runs: it flushes after the flush age, or at
+    /// once when `urgent`, and keeps going while rows are in the tail.
+    fn request_flush(self: &Arc<Self>, urgent: bool) {
+        if urgent {
+            self.flush_now.notify_one();
+        }
+        if self.flusher.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let table = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(table.shared.flush_age) => {}
+                    _ = table.flush_now.notified() => {}
+                }
+                if let Err(e) = table.flush().await {
+                    tracing::warn!(table = table.def.name, error = %e, "flush failed; retrying");
+                }
+                table.flusher.store(false, Ordering::SeqCst);
+                // An append that found this task running relies on it.
+                if table.closed.load(Ordering::SeqCst)
+                    || table.snapshot().tail.batches.is_empty()
+                    || table.flusher.swap(true, Ordering::SeqCst)
+                {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Writes the tail to Lance as one version; the rows written.
+    pub async fn flush(self: &Arc<Self>) -> Result<usize> {
+        let _w = self.write_lock.lock().await;
+        self.flush_locked().await
+    }
+
+    /// [`Table::flush`] under the write lock. Closes the log segment first
+    /// (synced: every record in it is visible), so that the rows flushed are
+    /// exactly those of the closed segments; commits them with the last lsn
+    /// as the flush mark; publishes the version with those rows out of the
+    /// tail in one step; then removes the closed segments.
+    async fn flush_locked(self: &Arc<Self>) -> Result<usize> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let upto = {
+            let _one = self.log.sync_lock.lock().await;
+            let upto = {
+                let mut st = self.log_state();
+                if st.segment_records > 0 {
+                    let next = st.next_lsn;
+                    let fresh = Segment::create(&self.log.dir, next, self.shared.fsync)?;
+                    if let Some(old) = st.segment.replace(fresh) {
+                        if self.shared.fsync {
+                            old.sync()?;
+                        }
+                        st.closed.push(old.path().to_path_buf());
+                    }
+                    st.segment_len = 0;
+                    st.segment_records = 0;
+                }
+                st.next_lsn - 1
+            };
+            self.make_visible(upto);
+            upto
+        };
+        let snap = self.snapshot();
+        let batches: Vec<RecordBatch> = snap
+            .tail
+            .batches
+            .iter()
+            .filter(|(l, _)| *l <= upto)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if !batches.is_empty() {
+            let ds = InsertBuilder::new(snap.dataset.clone())
+                .with_params(&self.flush_params(upto))
+                .execute(batches)
+                .await?;
+            crate::engine::crash_point("flush:lance_committed");
+            {
+                let mut g = self.latest_mut();
+                if ds.version().version >= g.dataset.version().version {
+                    g.dataset = Arc::new(ds);
+                }
+                let mut tail = (*g.tail).clone();
+                tail.batches.retain(|(l, _)| *l > upto);
+                tail.rows = tail.batches.iter().map(|(_, b)| b.num_rows()).sum();
+                let before = tail.bytes;
+                tail.bytes = tail
+                    .batches
+                    .iter()
+                    .map(|(_, b)| b.get_array_memory_size())
+                    .sum();
+                self.shared
+                    .tail_total
+                    .fetch_sub(before - tail.bytes, Ordering::Relaxed);
+                g.tail = Arc::new(tail);
+            }
+        }
+        let closed = std::mem::take(&mut self.log_state().closed);
+        if !closed.is_empty() {
+            for p in &closed {
+                std::fs::remove_file(p)?;
+            }
+            if self.shared.fsync {
+                wal::sync_dir(&self.log.dir)?;
+            }
+        }
+        if rows > 0 {
+            self.after_write();
+        }
+        Ok(rows)
+    }
+
+    /// Parameters of a commit of the log's records up to `lsn` (the flush mark).
+    fn flush_params(&self, lsn: u64) -> WriteParams {
+        let mut params = self.shared.write_params(WriteMode::Append);
+        params.transaction_properties = Some(Arc::new(HashMap::from([(
+            wal::FLUSHED_LSN.to_string(),
+            lsn.to_string(),
+        )])));
+        params
+    }
+
+    /// Reads the log back at open: records Lance does not have yet (after
+    /// the flush mark) are committed as one version; then a fresh segment
+    /// takes new records and the old ones are removed.
+    async fn recover_log(&self) -> Result<()> {
+        let segments = wal::segments(&self.log.dir)?;
+        let mut records = Vec::new();
+        for (_, path) in &segments {
+            let (mut recs, intact) = wal::read_segment(path)?;
+            if intact < std::fs::metadata(path)?.len() {
+                tracing::warn!(segment = %path.display(), "cutting off a log record a crash left torn");
+                wal::truncate(path, intact)?;
+            }
+            records.append(&mut recs);
+        }
+        let mark = if records.is_empty() {
+            0
+        } else {
+            self.flush_mark().await?
+        };
+        let last = records.last().map_or(0, |r| r.lsn);
+        let next = (last + 1)
+            .max(mark + 1)
+            .max(segments.last().map_or(1, |(first, _)| *first));
+        let replay: Vec<RecordBatch> = records
+            .into_iter()
+            .filter(|r| r.lsn > mark)
+            .map(|r| r.batch)
+            .collect();
+        if !replay.is_empty() {
+            let rows: usize = replay.iter().map(|b| b.num_rows()).sum();
+            tracing::info!(table = self.def.name, rows, "replaying the log");
+            let ds = InsertBuilder::new(self.dataset())
+                .with_params(&self.flush_params(last))
+                .execute(replay)
+                .await?;
+            self.publish(Arc::new(ds));
+        }
+        let fresh = Segment::create(&self.log.dir, next, self.shared.fsync)?;
+        for (first, path) in &segments {
+            if *first != next {
+                std::fs::remove_file(path)?;
+            }
+        }
+        if self.shared.fsync {
+            wal::sync_dir(&self.log.dir)?;
+        }
+        let mut st = self.log_state();
+        st.segment = Some(fresh);
+        st.next_lsn = next;
+        self.log.visible.store(next - 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The last lsn a flush wrote to Lance, from the transaction property
+    /// of the latest versions (0 when none of them has it). Only a crash
+    /// between a flush's commit and its removal of the closed segments leaves
+    /// records Lance has, and then the flush is the latest version but for
+    /// compactions (which commit outside the write lock): a few versions back.
+    async fn flush_mark(&self) -> Result<u64> {
+        let ds = self.dataset();
+        let latest = ds.version().version;
+        for v in (1..=latest).rev().take(MARK_SEARCH_VERSIONS as usize) {
+            let t = match ds.read_transaction_by_version(v).await {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
+                // Cleaned up: older versions are too.
+                Err(_) => break,
+            };
+            if let Some(m) = t
+                .transaction_properties
+                .as_ref()
+                .and_then(|p| p.get(wal::FLUSHED_LSN))
+                .and_then(|m| m.parse::<u64>().ok())
+            {
+                return Ok(m);
+            }
+        }
+        Ok(0)
+    }
+
+    /// The table is being dropped: no flush runs after this returns.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _w = self.write_lock.lock().await;
+        let bytes = self.snapshot().tail.bytes;
+        self.shared.tail_total.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// The log folder of this table.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.log.dir
     }
 
     /// After a write: starts a background pass when fragments or deletions

@@ -1,6 +1,9 @@
 //! A table version as the search path sees it: the version's fragments, each
 //! with its deletion vector, over data that stays in Lance and is read in
-//! chunks through the process-wide [`ChunkCache`].
+//! chunks through the process-wide [`ChunkCache`]; and the rows of the
+//! table's tail (logged, not yet flushed, see [`crate::table`]), one
+//! in-memory fragment per logged append, with ids from
+//! [`MEMORY_FRAGMENT_BASE`] up.
 //!
 //! A view holds no table data itself, only per-fragment metadata. A new view is
 //! built from the previous one: fragments whose data files and deletion file
@@ -26,6 +29,11 @@ use crate::engine_err;
 use crate::error::Result;
 use crate::housekeeping::Pin;
 use crate::schema::{ColumnType, TableDef};
+use crate::table::Snapshot;
+
+/// Fragment ids of a view's in-memory fragments start here (Lance numbers
+/// its fragments from 0 up, one per write: never this far).
+pub const MEMORY_FRAGMENT_BASE: u32 = 0xF000_0000;
 
 /// The address of row `offset` of fragment `fragment`.
 pub fn row_address(fragment: u32, offset: u32) -> u64 {
@@ -45,6 +53,8 @@ pub struct FragmentView {
     pub deletions: Option<Arc<DeletionVector>>,
     /// (id, read_version) of the deletion file the vector came from.
     deletion_file: Option<(u64, u64)>,
+    /// The rows of an in-memory fragment (a logged append of the tail).
+    pub memory: Option<RecordBatch>,
 }
 
 impl FragmentView {
@@ -73,6 +83,8 @@ impl FragmentView {
 
 pub struct TableView {
     pub version: u64,
+    /// The tail's stamp (highest visible lsn) this view holds the rows of.
+    pub tail_stamp: u64,
     pub dataset: Arc<Dataset>,
     pub def: TableDef,
     pub fragments: Vec<FragmentView>,
@@ -80,8 +92,9 @@ pub struct TableView {
     pub chunks: Arc<ChunkCache>,
     /// Keeps this version from cleanup while the view is in use.
     _pin: Pin,
-    /// Vector indexes opened on this version, by index name.
-    ann: tokio::sync::Mutex<HashMap<String, Arc<AnnHandle>>>,
+    /// Vector indexes opened on this version, by index name (shared by the
+    /// views of one version that differ in their tail).
+    ann: Arc<tokio::sync::Mutex<HashMap<String, Arc<AnnHandle>>>>,
 }
 
 impl std::fmt::Debug for TableView {
@@ -95,17 +108,24 @@ impl std::fmt::Debug for TableView {
 }
 
 impl TableView {
-    /// The view of `dataset`'s version, reusing what `prev` already knows.
+    /// The view of a snapshot (version and tail), reusing what `prev`
+    /// already knows: all of its Lance fragments when the version is the same.
     pub async fn build(
-        dataset: Arc<Dataset>,
+        snapshot: Snapshot,
         pin: Pin,
         def: &TableDef,
         prev: Option<&TableView>,
         chunks: Arc<ChunkCache>,
     ) -> Result<TableView> {
+        let Snapshot { dataset, tail } = snapshot;
+        let version = dataset.version().version;
         let name: Arc<str> = dataset.uri().into();
-        let mut fragments = Vec::with_capacity(dataset.fragments().len());
-        for f in dataset.fragments().iter() {
+        let same = prev.filter(|p| p.version == version);
+        let mut fragments = Vec::with_capacity(dataset.fragments().len() + tail.batches.len());
+        if let Some(p) = same {
+            fragments.extend(p.fragments.iter().filter(|f| f.memory.is_none()).cloned());
+        }
+        for f in dataset.fragments().iter().filter(|_| same.is_none()) {
             let key = FragmentKey::new(&name, f);
             let deletion_file = f.deletion_file.as_ref().map(|d| (d.id, d.read_version));
             let reuse = prev
@@ -132,6 +152,22 @@ impl TableView {
                 physical_rows: physical_rows as u32,
                 deletions,
                 deletion_file,
+                memory: None,
+            });
+        }
+        for (i, (lsn, batch)) in tail.batches.iter().enumerate() {
+            let id = MEMORY_FRAGMENT_BASE + i as u32;
+            fragments.push(FragmentView {
+                id,
+                key: FragmentKey {
+                    dataset: name.clone(),
+                    fragment: id,
+                    files: *lsn,
+                },
+                physical_rows: batch.num_rows() as u32,
+                deletions: None,
+                deletion_file: None,
+                memory: Some(batch.clone()),
             });
         }
         let by_id = fragments
@@ -140,14 +176,15 @@ impl TableView {
             .map(|(i, f)| (f.id, i))
             .collect();
         Ok(TableView {
-            version: dataset.version().version,
+            version,
+            tail_stamp: tail.stamp,
             dataset,
             def: def.clone(),
             fragments,
             by_id,
             chunks,
             _pin: pin,
-            ann: Default::default(),
+            ann: same.map(|p| p.ann.clone()).unwrap_or_default(),
         })
     }
 
@@ -159,6 +196,11 @@ impl TableView {
         self.fragments.iter().map(|f| f.live_rows()).sum()
     }
 
+    /// The in-memory fragments (the tail's rows), after all Lance fragments.
+    pub fn memory_fragments(&self) -> impl Iterator<Item = &FragmentView> {
+        self.fragments.iter().filter(|f| f.memory.is_some())
+    }
+
     /// True when the address names a live row of this version.
     pub fn is_live(&self, addr: u64) -> bool {
         let (frag, offset) = split_address(addr);
@@ -168,6 +210,13 @@ impl TableView {
 
     /// One chunk of one column of a fragment (deleted rows included).
     pub async fn chunk(&self, frag: &FragmentView, column: &str, chunk: u32) -> Result<ArrayRef> {
+        if let Some(b) = &frag.memory {
+            let Some(col) = b.column_by_name(column) else {
+                return engine_err!(ColumnNotFound, "column \"{column}\" does not exist");
+            };
+            let range = frag.chunk_range(chunk);
+            return Ok(col.slice(range.start as usize, range.len()));
+        }
         self.chunks
             .chunk(&self.dataset, &frag.key, frag.physical_rows, column, chunk)
             .await
@@ -254,6 +303,11 @@ impl TableView {
                 let Some(f) = self.fragment(frag) else {
                     return engine_err!(Internal, "row of fragment {frag} is not in the version");
                 };
+                if f.memory.is_some() {
+                    arrays.push(self.chunk(f, col, chunk).await?);
+                    positions.push(None);
+                    continue;
+                }
                 let cached = match self.chunks.get_cached(&f.key, col, chunk).await {
                     Some(a) => Some(a),
                     None if self.chunks.has_room(estimate) => {
@@ -312,25 +366,25 @@ pub struct ViewCache {
 }
 
 impl ViewCache {
-    /// The view of `dataset`'s version. Concurrent readers of a new version
-    /// share one build; the build reads only what changed since the last view.
+    /// The view of a snapshot. Concurrent readers of a new snapshot share
+    /// one build; the build reads only what changed since the last view.
     pub async fn get(
         &self,
-        dataset: Arc<Dataset>,
+        snapshot: Snapshot,
         pin: Pin,
         def: &TableDef,
         chunks: &Arc<ChunkCache>,
     ) -> Result<Arc<TableView>> {
-        let version = dataset.version().version;
+        let key = (snapshot.dataset.version().version, snapshot.tail.stamp);
         let mut cur = self.current.lock().await;
         if let Some(v) = cur.as_ref()
-            && v.version == version
+            && (v.version, v.tail_stamp) == key
         {
             return Ok(v.clone());
         }
         let view =
-            Arc::new(TableView::build(dataset, pin, def, cur.as_deref(), chunks.clone()).await?);
-        if cur.as_ref().is_none_or(|v| v.version < version) {
+            Arc::new(TableView::build(snapshot, pin, def, cur.as_deref(), chunks.clone()).await?);
+        if cur.as_ref().is_none_or(|v| (v.version, v.tail_stamp) < key) {
             *cur = Some(view.clone());
         }
         Ok(view)

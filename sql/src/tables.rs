@@ -1,19 +1,24 @@
 //! How Quiver's tables appear to DataFusion: schema `public` lists the
 //! engine's tables, each read through Lance's table provider at its latest
-//! committed version (readers never wait for writers). The version stays
-//! pinned against cleanup until the scan's last row is read.
+//! committed version (readers never wait for writers), together with the
+//! table's tail (rows acknowledged through the write-ahead log and not yet
+//! flushed to Lance) from memory. The version stays pinned against cleanup
+//! until the scan's last row is read.
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{SchemaProvider, Session as DfSession, TableProvider};
 use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 use lance::datafusion::LanceTableProvider;
@@ -34,9 +39,10 @@ impl SchemaProvider for EngineSchema {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         match self.engine.table(name) {
             Ok(t) => {
-                let (ds, pin) = t.pinned_dataset();
+                let (snap, pin) = t.pinned_snapshot();
                 Ok(Some(Arc::new(PinnedTable {
-                    inner: LanceTableProvider::new(ds, false, false),
+                    inner: LanceTableProvider::new(snap.dataset, false, false),
+                    tail: snap.tail.batches.iter().map(|(_, b)| b.clone()).collect(),
                     pin: Arc::new(pin),
                 })))
             }
@@ -50,10 +56,13 @@ impl SchemaProvider for EngineSchema {
     }
 }
 
-/// Lance's provider over one version, holding that version's pin.
+/// Lance's provider over one version, plus the tail beside it, holding
+/// that version's pin.
 #[derive(Debug)]
 struct PinnedTable {
     inner: LanceTableProvider,
+    /// The tail's rows (the table's schema).
+    tail: Vec<RecordBatch>,
     pin: Arc<Pin>,
 }
 
@@ -71,7 +80,19 @@ impl TableProvider for PinnedTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
+        let lance = self.inner.supports_filters_pushdown(filters)?;
+        if self.tail.is_empty() {
+            return Ok(lance);
+        }
+        // Lance applies them to its rows; a filter above the scan applies
+        // them to the tail's too.
+        Ok(lance
+            .into_iter()
+            .map(|p| match p {
+                TableProviderFilterPushDown::Exact => TableProviderFilterPushDown::Inexact,
+                other => other,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -82,8 +103,27 @@ impl TableProvider for PinnedTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let scan = self.inner.scan(state, projection, filters, limit).await?;
+        let inner = if self.tail.is_empty() {
+            scan
+        } else {
+            let schema = scan.schema();
+            let mut batches = Vec::with_capacity(self.tail.len());
+            for b in &self.tail {
+                let b = match projection {
+                    Some(p) => b.project(p)?,
+                    None => b.clone(),
+                };
+                batches.push(RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    b.columns().to_vec(),
+                    &RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+                )?);
+            }
+            let tail = MemorySourceConfig::try_new_exec(&[batches], schema, None)?;
+            UnionExec::try_new(vec![scan, tail])?
+        };
         Ok(Arc::new(PinnedScanExec {
-            inner: scan,
+            inner,
             pin: self.pin.clone(),
         }))
     }
