@@ -226,7 +226,7 @@ mod tests {
                 Arc::new(StringArray::from(texts)),
             ],
         )
-        .unwrap()
+        .expect("wal test")
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -238,32 +238,34 @@ mod tests {
     #[test]
     fn records_read_back_and_a_torn_tail_ends_the_segment() {
         let dir = temp_dir("torn");
-        let mut s = Segment::create(&dir, 7, true).unwrap();
-        s.write(&encode(7, &batch(&[1, 2])).unwrap()).unwrap();
-        s.write(&encode(8, &batch(&[3])).unwrap()).unwrap();
-        let third = encode(9, &batch(&[4, 5, 6])).unwrap();
+        let mut s = Segment::create(&dir, 7, true).expect("wal test");
+        s.write(&encode(7, &batch(&[1, 2])).expect("wal test"))
+            .expect("wal test");
+        s.write(&encode(8, &batch(&[3])).expect("wal test"))
+            .expect("wal test");
+        let third = encode(9, &batch(&[4, 5, 6])).expect("wal test");
         // A crash in the middle of the third record's write.
-        s.write(&third[..third.len() - 5]).unwrap();
-        s.sync().unwrap();
+        s.write(&third[..third.len() - 5]).expect("wal test");
+        s.sync().expect("wal test");
         let path = segment_path(&dir, 7);
-        let (records, intact) = read_segment(&path).unwrap();
+        let (records, intact) = read_segment(&path).expect("wal test");
         assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [7, 8]);
         assert_eq!(records[0].batch, batch(&[1, 2]));
         assert_eq!(records[1].batch, batch(&[3]));
-        let full = std::fs::metadata(&path).unwrap().len();
+        let full = std::fs::metadata(&path).expect("wal test").len();
         assert_eq!(intact, full - (third.len() as u64 - 5));
 
         // A flipped byte fails the checksum: the record and what follows are not read.
-        truncate(&path, intact).unwrap();
-        let mut bytes = std::fs::read(&path).unwrap();
-        let second_start = encode(7, &batch(&[1, 2])).unwrap().len();
+        truncate(&path, intact).expect("wal test");
+        let mut bytes = std::fs::read(&path).expect("wal test");
+        let second_start = encode(7, &batch(&[1, 2])).expect("wal test").len();
         bytes[second_start + HEADER + 3] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        let (records, intact) = read_segment(&path).unwrap();
+        std::fs::write(&path, &bytes).expect("wal test");
+        let (records, intact) = read_segment(&path).expect("wal test");
         assert_eq!(records.len(), 1);
         assert_eq!(intact, second_start as u64);
 
-        assert_eq!(segments(&dir).unwrap(), vec![(7, path)]);
+        assert_eq!(segments(&dir).expect("wal test"), vec![(7, path)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
