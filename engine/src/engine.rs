@@ -228,7 +228,8 @@ impl Engine {
         if let Ok(logs) = std::fs::read_dir(data_dir.join(WAL_DIR)) {
             for entry in logs.flatten() {
                 let name = entry.file_name();
-                if !named.contains(name.to_string_lossy().as_ref()) {
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir && !named.contains(name.to_string_lossy().as_ref()) {
                     tracing::warn!(dir = %entry.path().display(), "removing the log of a dropped table");
                     std::fs::remove_dir_all(entry.path())?;
                 }
