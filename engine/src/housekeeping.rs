@@ -1,5 +1,6 @@
 //! Housekeeping of a table's Lance dataset: compaction of small fragments and
-//! deletions (trickle writes make one fragment per statement), index upkeep,
+//! deletions (trickle writes make one fragment per flush of the write-ahead
+//! log, or per statement for larger ones), index upkeep,
 //! and removal of old versions that no reader holds.
 //!
 //! - Compaction runs in the background after a write when [`FANOUT`] small
