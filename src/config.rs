@@ -134,28 +134,16 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
-        let Some(version_retention) =
-            quiver_engine::housekeeping::parse_duration(&self.storage.version_retention)
-        else {
-            return Err(ConfigError::Invalid {
-                key: "storage.version_retention",
-                message: format!(
-                    "'{}' is not a duration (e.g. 1h, 30m, 45s, 0)",
-                    self.storage.version_retention
-                ),
-            });
-        };
-        let Some(log_flush_interval) =
-            quiver_engine::housekeeping::parse_duration(&self.storage.log_flush_interval)
-        else {
-            return Err(ConfigError::Invalid {
-                key: "storage.log_flush_interval",
-                message: format!(
-                    "'{}' is not a duration (e.g. 1s, 500ms, 0)",
-                    self.storage.log_flush_interval
-                ),
-            });
-        };
+        let version_retention = duration(
+            "storage.version_retention",
+            &self.storage.version_retention,
+            "1h, 30m, 45s, 0",
+        )?;
+        let log_flush_interval = duration(
+            "storage.log_flush_interval",
+            &self.storage.log_flush_interval,
+            "1s, 500ms, 0",
+        )?;
         Ok(EngineOptions {
             budget,
             max_k: self.search.max_k,
@@ -173,6 +161,18 @@ impl Config {
         })?;
         Self::from_toml(&text, &p)
     }
+}
+
+/// The duration a config key gives (`examples` in its error).
+fn duration(
+    key: &'static str,
+    value: &str,
+    examples: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    quiver_engine::housekeeping::parse_duration(value).ok_or_else(|| ConfigError::Invalid {
+        key,
+        message: format!("'{value}' is not a duration (e.g. {examples})"),
+    })
 }
 
 #[cfg(test)]

@@ -118,6 +118,24 @@ pub struct Tail {
 }
 
 impl Tail {
+    /// This tail with `ready` appended (the highest lsn visible: `upto`).
+    fn with(&self, ready: Vec<(u64, RecordBatch)>, upto: u64) -> Tail {
+        let mut t = self.clone();
+        for (lsn, b) in ready {
+            t.rows += b.num_rows();
+            t.bytes += b.get_array_memory_size();
+            t.batches.push((lsn, b));
+        }
+        t.stamp = t.stamp.max(upto);
+        t
+    }
+
+    /// This tail without the batches up to `upto` (flushed).
+    fn without_upto(&self, upto: u64) -> Tail {
+        let kept = self.batches.iter().filter(|(l, _)| *l > upto).cloned();
+        Tail::default().with(kept.collect(), self.stamp)
+    }
+
     /// Past `times` its limits, or all tails together past `times` their share.
     fn over_limits(&self, shared: &Shared, times: usize) -> bool {
         self.batches.len() >= FLUSH_BATCHES * times
@@ -149,9 +167,6 @@ struct LogState {
     /// recovered, and after a write to it failed in a way that could not be
     /// undone (appends then go to Lance directly).
     segment: Option<Segment>,
-    /// The segment's length in bytes, and how many records it holds.
-    segment_len: u64,
-    segment_records: usize,
     next_lsn: u64,
     /// Written, not yet synced: made visible by the sync that covers them.
     pending: Vec<(u64, RecordBatch)>,
@@ -318,8 +333,6 @@ impl Table {
                 dir: log_dir,
                 state: std::sync::Mutex::new(LogState {
                     segment: None,
-                    segment_len: 0,
-                    segment_records: 0,
                     next_lsn: 1,
                     pending: Vec::new(),
                     closed: Vec::new(),
@@ -779,12 +792,8 @@ impl Table {
         let Some(seg) = st.segment.as_mut() else {
             return Ok(None);
         };
-        let bytes = wal::encode(lsn, batch)?;
-        if let Err(e) = seg.write(&bytes) {
-            // A record cut short would end the segment at recovery and hide
-            // every later one: cut it off, or stop using the log.
-            let len = st.segment_len;
-            let undone = st.segment.as_ref().is_some_and(|s| s.set_len(len).is_ok());
+        let record = wal::encode(lsn, batch)?;
+        if let Err((e, undone)) = seg.write(&record) {
             if !undone {
                 tracing::error!(table = self.def.name, error = %e, "the log is unusable; appends go to Lance");
                 // The records before this one stay: synced now, flushed later.
@@ -794,10 +803,8 @@ impl Table {
                     tracing::error!(table = self.def.name, error = %e, "the log could not be synced");
                 }
             }
-            return Err(e);
+            return Err(e.into());
         }
-        st.segment_len += bytes.len() as u64;
-        st.segment_records += 1;
         st.next_lsn += 1;
         st.pending.push((lsn, batch.clone()));
         Ok(Some(lsn))
@@ -847,15 +854,10 @@ impl Table {
         };
         if !ready.is_empty() {
             let mut g = self.latest_mut();
-            let mut tail = (*g.tail).clone();
-            for (lsn, b) in ready {
-                let bytes = b.get_array_memory_size();
-                tail.rows += b.num_rows();
-                tail.bytes += bytes;
-                self.shared.tail_total.fetch_add(bytes, Ordering::Relaxed);
-                tail.batches.push((lsn, b));
-            }
-            tail.stamp = tail.stamp.max(upto);
+            let tail = g.tail.with(ready, upto);
+            self.shared
+                .tail_total
+                .fetch_add(tail.bytes - g.tail.bytes, Ordering::Relaxed);
             g.tail = Arc::new(tail);
         }
         self.log.visible.fetch_max(upto, Ordering::SeqCst);
@@ -925,7 +927,7 @@ impl Table {
             let _one = self.log.sync_lock.lock().await;
             let upto = {
                 let mut st = self.log_state();
-                if st.segment_records > 0 {
+                if st.segment.as_ref().is_some_and(|s| s.records() > 0) {
                     let next = st.next_lsn;
                     let fresh = Segment::create(&self.log.dir, next, self.shared.fsync)?;
                     if let Some(old) = st.segment.replace(fresh) {
@@ -934,8 +936,6 @@ impl Table {
                         }
                         st.closed.push(old.path().to_path_buf());
                     }
-                    st.segment_len = 0;
-                    st.segment_records = 0;
                 }
                 st.next_lsn - 1
             };
@@ -962,18 +962,10 @@ impl Table {
                 if ds.version().version >= g.dataset.version().version {
                     g.dataset = Arc::new(ds);
                 }
-                let mut tail = (*g.tail).clone();
-                tail.batches.retain(|(l, _)| *l > upto);
-                tail.rows = tail.batches.iter().map(|(_, b)| b.num_rows()).sum();
-                let before = tail.bytes;
-                tail.bytes = tail
-                    .batches
-                    .iter()
-                    .map(|(_, b)| b.get_array_memory_size())
-                    .sum();
+                let tail = g.tail.without_upto(upto);
                 self.shared
                     .tail_total
-                    .fetch_sub(before - tail.bytes, Ordering::Relaxed);
+                    .fetch_sub(g.tail.bytes - tail.bytes, Ordering::Relaxed);
                 g.tail = Arc::new(tail);
             }
         }

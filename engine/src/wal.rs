@@ -144,6 +144,9 @@ pub struct Segment {
     pub first_lsn: u64,
     path: PathBuf,
     file: File,
+    /// Bytes of intact records, and how many records.
+    len: u64,
+    records: usize,
 }
 
 impl Segment {
@@ -168,6 +171,8 @@ impl Segment {
             first_lsn,
             path,
             file,
+            len: 0,
+            records: 0,
         })
     }
 
@@ -175,15 +180,23 @@ impl Segment {
         &self.path
     }
 
-    /// Cuts the file back to `len` bytes (undoing a failed write).
-    pub fn set_len(&self, len: u64) -> Result<()> {
-        self.file.set_len(len)?;
-        Ok(())
+    /// How many records the segment holds.
+    pub fn records(&self) -> usize {
+        self.records
     }
 
-    /// Appends encoded records (to the page cache: [`Segment::sync_handle`] makes them durable).
-    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file.write_all(bytes)?;
+    /// Appends one encoded record (to the page cache: [`Segment::sync_handle`]
+    /// makes it durable). A write that fails is cut off again, since a record
+    /// cut short would end the segment at recovery and hide every later one;
+    /// `Err((e, false))` when even that failed (the segment must not be
+    /// written to again).
+    pub fn write(&mut self, record: &[u8]) -> std::result::Result<(), (std::io::Error, bool)> {
+        if let Err(e) = self.file.write_all(record) {
+            let undone = self.file.set_len(self.len).is_ok();
+            return Err((e, undone));
+        }
+        self.len += record.len() as u64;
+        self.records += 1;
         Ok(())
     }
 
