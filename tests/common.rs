@@ -33,9 +33,18 @@ impl Drop for TempDir {
 
 /// Starts a server on `dir`, on a free loopback port.
 pub async fn start_server(dir: &Path) -> RunningServer {
+    start_server_with_storage(dir, Default::default()).await
+}
+
+/// [`start_server`] with `[storage]` settings.
+pub async fn start_server_with_storage(
+    dir: &Path,
+    storage: quiver::config::StorageConfig,
+) -> RunningServer {
     let cfg = Config {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".into(),
+        storage,
         ..Config::default()
     };
     quiver::start(&cfg).await.expect("server starts")

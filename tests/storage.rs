@@ -5,7 +5,7 @@
 
 use crate::common::{
     TempDir, client, connect, copy_payload, copy_text, count, free_port, random_vectors,
-    spawn_server_with, start_server, vector_text,
+    spawn_server_with, start_server, start_server_with_storage, vector_text,
 };
 
 async fn ids(c: &tokio_postgres::Client, sql: &str) -> Vec<i64> {
@@ -500,23 +500,20 @@ async fn answers(c: &tokio_postgres::Client, queries: &[String]) -> Vec<Vec<(i64
     out
 }
 
-/// Trickle writes make a fragment per statement; compaction (in the
+/// Trickle writes that are Lance commits (one-row COPYs: one-row INSERTs
+/// go through the write-ahead log and reach Lance a flush at a time) make a
+/// fragment per statement; compaction (in the
 /// background, and by OPTIMIZE TABLE) merges them with the same answers and
 /// the index still used, and cleanup removes old versions except those a
 /// reader holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
     let dir = TempDir::new("compact");
-    let cfg = quiver::Config {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        storage: quiver::config::StorageConfig {
-            version_retention: "0".into(),
-            ..Default::default()
-        },
-        ..quiver::Config::default()
+    let storage = quiver::config::StorageConfig {
+        version_retention: "0".into(),
+        ..Default::default()
     };
-    let server = quiver::start(&cfg).await.expect("server");
+    let server = start_server_with_storage(dir.path(), storage).await;
     let engine = server.db.engine.clone();
     let c = connect(&server).await;
     c.batch_execute("CREATE TABLE t (id BIGINT, bucket INT, embedding VECTOR(8))")
@@ -536,13 +533,8 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
     let held_version = held.version;
     for (i, v) in vectors[2_000..].iter().enumerate() {
         let id = 2_000 + i;
-        c.batch_execute(&format!(
-            "INSERT INTO t VALUES ({id}, {}, '{}')",
-            id % 100,
-            vector_text(v)
-        ))
-        .await
-        .expect("insert");
+        let row = format!("{id}\t{}\t{}\n", id % 100, vector_text(v));
+        copy_text(&c, "COPY t FROM STDIN", row).await;
     }
     c.batch_execute("DELETE FROM t WHERE id % 7 = 0")
         .await
@@ -756,17 +748,12 @@ async fn id_distances(c: &tokio_postgres::Client, sql: &str) -> Vec<(i64, f64)> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_in_the_log_tail_are_found_by_every_read() {
     let dir = TempDir::new("tail-reads");
-    let cfg = quiver::Config {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".into(),
-        storage: quiver::config::StorageConfig {
-            // Nothing flushes but the test.
-            log_flush_interval: "1h".into(),
-            ..Default::default()
-        },
-        ..quiver::Config::default()
+    let storage = quiver::config::StorageConfig {
+        // Nothing flushes but the test.
+        log_flush_interval: "1h".into(),
+        ..Default::default()
     };
-    let server = quiver::start(&cfg).await.expect("server");
+    let server = start_server_with_storage(dir.path(), storage).await;
     let c = connect(&server).await;
     let base = random_vectors(30_000, 8, 31);
     for t in ["t", "twin"] {
