@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use datafusion::logical_expr::{ScalarUDF, Volatility, create_udf};
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF, Volatility, create_udf};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::sqlparser::ast::{self, Expr};
@@ -570,7 +570,15 @@ impl Session {
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(s)))
             .await?;
         crate::vector_search::check_post_filters(&plan)?;
-        let df = self.ctx.execute_logical_plan(plan).await?;
+        // A plain query runs on the state it was planned with: the context's
+        // `execute_logical_plan` would copy the session state (every function
+        // map) once more per statement.
+        let df = match plan {
+            LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
+                self.ctx.execute_logical_plan(plan).await?
+            }
+            plan => datafusion::dataframe::DataFrame::new(state, plan),
+        };
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await?;
         Ok(Output::Rows { schema, stream })
