@@ -6,9 +6,26 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use quiver::Config;
 
-/// glibc malloc arenas. With its default (8 per core) freed COPY, scan and
-/// search buffers stayed resident in per-thread arenas: on the bounded-memory
-/// test the peak RSS was 1.6x that with 2 arenas.
+/// The server's allocator. Against glibc's (tuned as below) it took the
+/// search path from 500 to 395 µs of server CPU a query on the mixed
+/// benchmark's table (bench/RESULTS.md); glibc spent 13 % of it in malloc and
+/// free, consolidating chunks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's purge delay, an index into `mi_option_t` of the mimalloc v3
+/// that libmimalloc-sys 0.1.49 (pinned in Cargo.lock) builds. With mimalloc's
+/// defaults the bounded-memory test's peak RSS was twice glibc's: transparent
+/// huge pages on its arenas (off at build time: the `no_thp` feature; the
+/// first arena is mapped before `main`, too early for an option) and freed
+/// pages returned only after a delay (0 here). With both it is within 10 % of
+/// glibc's, and searches stayed as fast.
+const MI_OPTION_PURGE_DELAY: i32 = 15;
+
+/// glibc malloc arenas, for what still allocates with glibc (C libraries).
+/// With its default (8 per core) freed COPY, scan and search buffers stayed
+/// resident in per-thread arenas: on the bounded-memory test the peak RSS was
+/// 1.6x that with 2 arenas.
 const MALLOC_ARENAS: i32 = 2;
 
 /// Allocations from this size up get their own mapping, returned to the OS when
@@ -17,7 +34,12 @@ const MALLOC_ARENAS: i32 = 2;
 const MALLOC_MMAP_THRESHOLD: i32 = 256 << 10;
 
 #[allow(unsafe_code)]
-fn limit_malloc_arenas() {
+fn tune_allocators() {
+    // SAFETY: mi_option_set only stores an option value (read when mimalloc
+    // next purges); called before other threads exist.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; called before any
     // other thread exists.
@@ -99,7 +121,7 @@ async fn shutdown_signal() {
 
 #[allow(clippy::print_stdout)]
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_allocators();
     bound_lance_io_buffers();
     let cli = Cli::parse();
     let Command::Serve {
