@@ -620,6 +620,83 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
     server.shutdown().await.expect("shutdown");
 }
 
+/// Rows written after an index build are folded into it as delta segments
+/// of about a thousand rows, and the deltas are merged so that their count
+/// stays bounded (each is searched by every query): after twelve updates the
+/// index has at most the base and `MAX_INDEX_DELTAS` deltas, and the indexed
+/// search (every partition probed, so exact) returns what a search without
+/// an index returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_deltas_are_merged_and_keep_exact_answers() {
+    use quiver_engine::housekeeping::{MAX_INDEX_DELTAS, UNINDEXED_ROWS};
+    let dir = TempDir::new("deltas");
+    let server = start_server(dir.path()).await;
+    let engine = server.db.engine.clone();
+    let c = connect(&server).await;
+    c.batch_execute(
+        "CREATE TABLE t (id BIGINT, bucket INT, embedding VECTOR(8));
+         CREATE TABLE twin (id BIGINT, bucket INT, embedding VECTOR(8))",
+    )
+    .await
+    .expect("create");
+    let batch = UNINDEXED_ROWS + 100;
+    let updates = 12;
+    let vectors = random_vectors(2_000 + updates * batch, 8, 33);
+    let payload = |from: usize, to: usize| -> String {
+        (from..to)
+            .map(|i| format!("{i}\t{}\t{}\n", i % 100, vector_text(&vectors[i])))
+            .collect()
+    };
+    copy_text(&c, "COPY t FROM STDIN", payload(0, 2_000)).await;
+    copy_text(&c, "COPY twin FROM STDIN", payload(0, 2_000)).await;
+    c.batch_execute(
+        "CREATE INDEX t_ivf ON t USING ivf_flat (embedding) WITH (num_partitions = 2);
+         SET quiver.nprobes = 2",
+    )
+    .await
+    .expect("index");
+    let table = engine.table("t").expect("table");
+    let segments = || async {
+        let all = table.index_segments().await.expect("segments");
+        all.iter()
+            .find(|(n, _)| n == "t_ivf")
+            .map(|(_, s)| *s)
+            .expect("t_ivf")
+    };
+    assert_eq!(segments().await, 1);
+    let mut most = 1;
+    for u in 0..updates {
+        let (from, to) = (2_000 + u * batch, 2_000 + (u + 1) * batch);
+        copy_text(&c, "COPY t FROM STDIN", payload(from, to)).await;
+        copy_text(&c, "COPY twin FROM STDIN", payload(from, to)).await;
+        // Folds the new rows in (and compacts): what the background pass does
+        // once UNINDEXED_ROWS rows are unindexed.
+        c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+        let n = segments().await;
+        assert!(
+            n <= 1 + MAX_INDEX_DELTAS,
+            "update {u}: {n} segments, more than the base and {MAX_INDEX_DELTAS} deltas"
+        );
+        most = most.max(n);
+    }
+    assert_eq!(most, 1 + MAX_INDEX_DELTAS, "the deltas never reached the bound");
+    for i in 0..8 {
+        let q = vector_text(&vectors[i * 1_777 + 5]);
+        let search = |t: &str| {
+            format!("SELECT id, _distance FROM vector_search('{t}', 'embedding', '{q}', 10)")
+        };
+        let indexed = id_distances(&c, &search("t")).await;
+        assert_eq!(indexed, id_distances(&c, &search("twin")).await, "query {i}");
+        let plan = crate::common::explain(&c, &format!("EXPLAIN {}", search("t"))).await;
+        assert!(plan.contains("index=t_ivf"), "{plan}");
+    }
+    assert_eq!(
+        crate::common::count(&c, "t").await,
+        (2_000 + updates * batch) as i64
+    );
+    server.shutdown().await.expect("shutdown");
+}
+
 /// A COPY of several pieces' worth of data is loaded piece by piece (memory
 /// holds a piece, not the statement) and committed as one version; a bad
 /// record in a later piece commits nothing of the earlier ones.

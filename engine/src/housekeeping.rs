@@ -12,7 +12,9 @@
 //!   [`TARGET_ROWS`] rows or more are left alone, so compaction rewrites the
 //!   small recent fragments, not the table.
 //! - Rows written after an index was built are folded into it (Lance's
-//!   incremental `optimize_indices`) once there are [`UNINDEXED_ROWS`] of them.
+//!   incremental `optimize_indices`) once there are [`UNINDEXED_ROWS`] of them,
+//!   as a delta segment; past [`MAX_INDEX_DELTAS`] deltas the newest similar-sized
+//!   ones are merged with them ([`index_segments_to_merge`]).
 //! - Cleanup removes versions older than the retention (`[storage]
 //!   version_retention`), never the latest and never one a reader holds: every
 //!   search view and table scan holds a [`Pin`] on its version (Lance's own
@@ -46,8 +48,19 @@ pub const TARGET_ROWS: usize = 65_536;
 /// Deleted share of the rows that starts a compaction (which drops them).
 pub const DELETED_FRACTION: f64 = 0.1;
 
-/// Rows not covered by a vector index that start an incremental index update.
-pub const UNINDEXED_ROWS: usize = 10_000;
+/// Rows not covered by an index that start an incremental index update: a
+/// new delta segment of the index (searched beside the others), so that rows
+/// written after the build are not scored exactly by every search for long
+/// (about 50 ns a 384-d row, and the scan evicts the caches the rest of the
+/// query uses).
+pub const UNINDEXED_ROWS: usize = 1_024;
+
+/// Delta segments an index keeps beside its base before an update merges
+/// some of them (each one is searched by every query).
+pub const MAX_INDEX_DELTAS: usize = 4;
+
+/// Size ratio of the delta segments merged together (see [`index_segments_to_merge`]).
+pub const INDEX_FANOUT: usize = 4;
 
 /// Writes between background looks at unindexed rows.
 pub const CHECK_EVERY: u64 = 64;
@@ -107,6 +120,30 @@ fn full_tier(frags: &[FragmentSize]) -> Option<u32> {
         .into_iter()
         .find(|&(_, n)| n >= FANOUT)
         .map(|(t, _)| t)
+}
+
+/// How many of an index's newest segments an update rewrites together with
+/// the `new_rows` it adds (0: they become one more delta segment).
+/// `segment_rows` holds the rows each segment covers, oldest (the base built by
+/// CREATE INDEX) first. Once [`MAX_INDEX_DELTAS`] deltas exist, the newest run
+/// of deltas each at most [`INDEX_FANOUT`] times the rows newer than it (new
+/// rows included) is merged: size-tiered, as compaction, so a row is rewritten
+/// a few times per tier and the base is never rebuilt by housekeeping.
+pub fn index_segments_to_merge(segment_rows: &[usize], new_rows: usize) -> usize {
+    let deltas = segment_rows.get(1..).unwrap_or_default();
+    if deltas.len() < MAX_INDEX_DELTAS {
+        return 0;
+    }
+    let mut newer = new_rows.max(1);
+    let mut merged = 0;
+    for &rows in deltas.iter().rev() {
+        if rows > newer.saturating_mul(INDEX_FANOUT) {
+            break;
+        }
+        newer += rows;
+        merged += 1;
+    }
+    merged
 }
 
 /// Whether the fragments call for a (background) compaction.
@@ -338,6 +375,35 @@ mod tests {
         let rows: Vec<usize> = frags.iter().map(|f| f.rows).collect();
         assert_eq!(rows, vec![1_000, 1_000, 500, 1_000]);
         assert!(!needs_compaction(&frags));
+    }
+
+    #[test]
+    fn index_deltas_stay_few_and_rows_are_rewritten_a_few_times() {
+        // A trickle: every update adds UNINDEXED_ROWS rows to an index whose
+        // base covers 100,000, as Lance does with the count this returns.
+        let mut segments = vec![100_000];
+        let (mut written, mut rewritten, mut most) = (0, 0, 0);
+        for _ in 0..1_000 {
+            let merge = index_segments_to_merge(&segments, UNINDEXED_ROWS);
+            assert!(merge < segments.len(), "the base is never merged");
+            let keep = segments.len() - merge;
+            let merged: usize = segments[keep..].iter().sum();
+            rewritten += merged;
+            segments.truncate(keep);
+            segments.push(merged + UNINDEXED_ROWS);
+            written += UNINDEXED_ROWS;
+            most = most.max(segments.len() - 1);
+        }
+        assert_eq!(segments[0], 100_000);
+        assert_eq!(segments.iter().sum::<usize>(), 100_000 + written);
+        // ~1M rows in 1,000 updates: a handful of deltas, not one per update,
+        // and each row rewritten about once per tier (log_4 1,000 = 5).
+        assert!(most <= 2 * MAX_INDEX_DELTAS, "{most} deltas: {segments:?}");
+        assert!(rewritten <= 10 * written, "rewrote {rewritten} rows for {written}");
+        // Fewer deltas than the bound: new rows become one more.
+        assert_eq!(index_segments_to_merge(&[100_000, 1_024, 1_024], 1_024), 0);
+        assert_eq!(index_segments_to_merge(&[100_000], 50), 0);
+        assert_eq!(index_segments_to_merge(&[], 50), 0);
     }
 
     #[test]

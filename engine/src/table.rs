@@ -646,8 +646,22 @@ impl Table {
         Ok(())
     }
 
+    /// The segments (the base and its deltas) of each index, by name.
+    pub async fn index_segments(&self) -> Result<Vec<(String, usize)>> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for i in self.dataset().load_indices().await?.iter() {
+            match out.iter_mut().find(|(n, _)| *n == i.name) {
+                Some((_, count)) => *count += 1,
+                None => out.push((i.name.clone(), 1)),
+            }
+        }
+        Ok(out)
+    }
+
     /// Folds rows written since the indexes were built into them (no
-    /// retraining) when at least `min_rows` rows are not covered; true when it did.
+    /// retraining) when at least `min_rows` rows are not covered, as a delta
+    /// segment per index or merged into its newest deltas (see
+    /// [`housekeeping::index_segments_to_merge`]); true when it did.
     pub async fn optimize_indexes(&self, min_rows: usize) -> Result<bool> {
         // Judged before taking the write lock: the background pass asks every
         // few writes, and most times there is nothing to do.
@@ -659,7 +673,52 @@ impl Table {
         if Self::unindexed_rows(&ds).await? < min_rows.max(1) {
             return Ok(false);
         }
-        ds.optimize_indices(&OptimizeOptions::append()).await?;
+        // Index by index: each takes its own merge count (one count for all
+        // would rebuild the base of an index with fewer deltas).
+        let indices = ds.load_indices().await?;
+        let mut names: Vec<&str> = Vec::new();
+        for i in indices.iter().filter(|i| !i.name.starts_with("__")) {
+            if !names.contains(&i.name.as_str()) {
+                names.push(&i.name);
+            }
+        }
+        let frag_rows: HashMap<u32, usize> = ds
+            .fragments()
+            .iter()
+            .map(|f| (f.id as u32, f.physical_rows.unwrap_or(0)))
+            .collect();
+        let mut plans = Vec::with_capacity(names.len());
+        for name in names {
+            let segments: Vec<_> = indices.iter().filter(|i| i.name == name).collect();
+            let rows: Vec<usize> = segments
+                .iter()
+                .map(|s| {
+                    s.fragment_bitmap
+                        .as_ref()
+                        .map(|b| b.iter().filter_map(|f| frag_rows.get(&f)).sum())
+                        .unwrap_or(0)
+                })
+                .collect();
+            let new_rows = frag_rows
+                .iter()
+                .filter(|(f, _)| {
+                    !segments
+                        .iter()
+                        .any(|s| s.fragment_bitmap.as_ref().is_some_and(|b| b.contains(**f)))
+                })
+                .map(|(_, r)| r)
+                .sum();
+            let merge = housekeeping::index_segments_to_merge(&rows, new_rows);
+            plans.push((name.to_string(), merge));
+        }
+        for (name, merge) in plans {
+            let options = if merge == 0 {
+                OptimizeOptions::append()
+            } else {
+                OptimizeOptions::merge(merge)
+            };
+            ds.optimize_indices(&options.index_names(vec![name])).await?;
+        }
         self.publish(Arc::new(ds));
         Ok(true)
     }
