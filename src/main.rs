@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use quiver::Config;
 
-/// The server's allocator. Against glibc's (tuned as below) it took the
-/// search path from 500 to 395 µs of server CPU a query on the mixed
-/// benchmark's table (bench/RESULTS.md); glibc spent 13 % of it in malloc and
-/// free, consolidating chunks.
+/// The server's allocator. Against glibc's (tuned as below) it took a search
+/// on the mixed benchmark's table from about 500 to 400–450 µs of server CPU
+/// (bench/RESULTS.md); glibc spent 13 % of it in malloc and free,
+/// consolidating chunks.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -18,8 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// defaults the bounded-memory test's peak RSS was twice glibc's: transparent
 /// huge pages on its arenas (off at build time: the `no_thp` feature; the
 /// first arena is mapped before `main`, too early for an option) and freed
-/// pages returned only after a delay (0 here). With both it is within 10 % of
-/// glibc's, and searches stayed as fast.
+/// pages returned only after a delay (0 here). With both it is 9–13 % above
+/// glibc's.
 const MI_OPTION_PURGE_DELAY: i32 = 15;
 
 /// glibc malloc arenas, for what still allocates with glibc (C libraries).
