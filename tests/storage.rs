@@ -679,14 +679,22 @@ async fn index_deltas_are_merged_and_keep_exact_answers() {
         );
         most = most.max(n);
     }
-    assert_eq!(most, 1 + MAX_INDEX_DELTAS, "the deltas never reached the bound");
+    assert_eq!(
+        most,
+        1 + MAX_INDEX_DELTAS,
+        "the deltas never reached the bound"
+    );
     for i in 0..8 {
         let q = vector_text(&vectors[i * 1_777 + 5]);
         let search = |t: &str| {
             format!("SELECT id, _distance FROM vector_search('{t}', 'embedding', '{q}', 10)")
         };
         let indexed = id_distances(&c, &search("t")).await;
-        assert_eq!(indexed, id_distances(&c, &search("twin")).await, "query {i}");
+        assert_eq!(
+            indexed,
+            id_distances(&c, &search("twin")).await,
+            "query {i}"
+        );
         let plan = crate::common::explain(&c, &format!("EXPLAIN {}", search("t"))).await;
         assert!(plan.contains("index=t_ivf"), "{plan}");
     }

@@ -264,7 +264,9 @@ mod tests {
     fn every_kernel_copy_gives_the_same_bits_close_to_the_exact_value() {
         let mut seed = 7u64;
         let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
         };
         let copies = Isa::available();
@@ -292,13 +294,19 @@ mod tests {
                     .iter()
                     .map(|isa| m.query_on(*isa, &a).distance(&b).to_bits())
                     .collect();
-                assert!(bits.windows(2).all(|w| w[0] == w[1]), "{m:?} len {len}: {copies:?} {bits:?}");
+                assert!(
+                    bits.windows(2).all(|w| w[0] == w[1]),
+                    "{m:?} len {len}: {copies:?} {bits:?}"
+                );
                 let got = f32::from_bits(bits[0]) as f64;
                 let want = exact(m);
                 if len == 0 && m == Metric::Cosine {
                     assert!(got.is_nan());
                 } else {
-                    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{m:?} len {len}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "{m:?} len {len}: {got} vs {want}"
+                    );
                 }
             }
         }

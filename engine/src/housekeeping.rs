@@ -399,7 +399,10 @@ mod tests {
         // ~1M rows in 1,000 updates: a handful of deltas, not one per update,
         // and each row rewritten about once per tier (log_4 1,000 = 5).
         assert!(most <= 2 * MAX_INDEX_DELTAS, "{most} deltas: {segments:?}");
-        assert!(rewritten <= 10 * written, "rewrote {rewritten} rows for {written}");
+        assert!(
+            rewritten <= 10 * written,
+            "rewrote {rewritten} rows for {written}"
+        );
         // Fewer deltas than the bound: new rows become one more.
         assert_eq!(index_segments_to_merge(&[100_000, 1_024, 1_024], 1_024), 0);
         assert_eq!(index_segments_to_merge(&[100_000], 50), 0);

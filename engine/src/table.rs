@@ -717,7 +717,8 @@ impl Table {
             } else {
                 OptimizeOptions::merge(merge)
             };
-            ds.optimize_indices(&options.index_names(vec![name])).await?;
+            ds.optimize_indices(&options.index_names(vec![name]))
+                .await?;
         }
         self.publish(Arc::new(ds));
         Ok(true)
