@@ -45,6 +45,7 @@ use crate::index::{BuildParams, IndexDef};
 use crate::schema::{ColumnType, TableDef};
 use crate::view::{TableView, ViewCache};
 use crate::wal::{self, Segment};
+use lance::table::format::IndexMetadata;
 
 /// Appends of at most this many rows go through the write-ahead log (each is
 /// one in-memory fragment of a view, which must fit one chunk).
@@ -150,6 +151,28 @@ impl Tail {
 pub struct Snapshot {
     pub dataset: Arc<Dataset>,
     pub tail: Arc<Tail>,
+}
+
+/// An index's segments (its base, then its deltas, as Lance lists them),
+/// index by index; Lance's own system indexes (`__…`) left out.
+fn segments_by_name(indices: &[IndexMetadata]) -> Vec<(&str, Vec<&IndexMetadata>)> {
+    let mut out: Vec<(&str, Vec<&IndexMetadata>)> = Vec::new();
+    for i in indices.iter().filter(|i| !i.name.starts_with("__")) {
+        match out.iter_mut().find(|(n, _)| *n == i.name) {
+            Some((_, segments)) => segments.push(i),
+            None => out.push((&i.name, vec![i])),
+        }
+    }
+    out
+}
+
+/// Whether one of `segments` covers fragment `fragment`.
+fn covers(segments: &[&IndexMetadata], fragment: u32) -> bool {
+    segments.iter().any(|s| {
+        s.fragment_bitmap
+            .as_ref()
+            .is_some_and(|b| b.contains(fragment))
+    })
 }
 
 /// The table's write-ahead log and its records not yet visible.
@@ -648,14 +671,11 @@ impl Table {
 
     /// The segments (the base and its deltas) of each index, by name.
     pub async fn index_segments(&self) -> Result<Vec<(String, usize)>> {
-        let mut out: Vec<(String, usize)> = Vec::new();
-        for i in self.dataset().load_indices().await?.iter() {
-            match out.iter_mut().find(|(n, _)| *n == i.name) {
-                Some((_, count)) => *count += 1,
-                None => out.push((i.name.clone(), 1)),
-            }
-        }
-        Ok(out)
+        let indices = self.dataset().load_indices().await?;
+        Ok(segments_by_name(&indices)
+            .into_iter()
+            .map(|(name, segments)| (name.to_string(), segments.len()))
+            .collect())
     }
 
     /// Folds rows written since the indexes were built into them (no
@@ -665,49 +685,34 @@ impl Table {
     pub async fn optimize_indexes(&self, min_rows: usize) -> Result<bool> {
         // Judged before taking the write lock: the background pass asks every
         // few writes, and most times there is nothing to do.
-        if Self::unindexed_rows(&self.dataset()).await? < min_rows.max(1) {
+        let ds = self.dataset();
+        if Self::unindexed_rows(&ds, &ds.load_indices().await?) < min_rows.max(1) {
             return Ok(false);
         }
         let _w = self.write_lock.lock().await;
         let mut ds = (*self.dataset()).clone();
-        if Self::unindexed_rows(&ds).await? < min_rows.max(1) {
+        let indices = ds.load_indices().await?;
+        if Self::unindexed_rows(&ds, &indices) < min_rows.max(1) {
             return Ok(false);
         }
         // Index by index: each takes its own merge count (one count for all
         // would rebuild the base of an index with fewer deltas).
-        let indices = ds.load_indices().await?;
-        let mut names: Vec<&str> = Vec::new();
-        for i in indices.iter().filter(|i| !i.name.starts_with("__")) {
-            if !names.contains(&i.name.as_str()) {
-                names.push(&i.name);
-            }
-        }
-        let frag_rows: HashMap<u32, usize> = ds
+        let rows_covered = |segments: &[&IndexMetadata]| -> usize {
+            ds.fragments()
+                .iter()
+                .filter(|f| covers(segments, f.id as u32))
+                .map(|f| f.physical_rows.unwrap_or(0))
+                .sum()
+        };
+        let all_rows: usize = ds
             .fragments()
             .iter()
-            .map(|f| (f.id as u32, f.physical_rows.unwrap_or(0)))
-            .collect();
-        let mut plans = Vec::with_capacity(names.len());
-        for name in names {
-            let segments: Vec<_> = indices.iter().filter(|i| i.name == name).collect();
-            let rows: Vec<usize> = segments
-                .iter()
-                .map(|s| {
-                    s.fragment_bitmap
-                        .as_ref()
-                        .map(|b| b.iter().filter_map(|f| frag_rows.get(&f)).sum())
-                        .unwrap_or(0)
-                })
-                .collect();
-            let new_rows = frag_rows
-                .iter()
-                .filter(|(f, _)| {
-                    !segments
-                        .iter()
-                        .any(|s| s.fragment_bitmap.as_ref().is_some_and(|b| b.contains(**f)))
-                })
-                .map(|(_, r)| r)
-                .sum();
+            .map(|f| f.physical_rows.unwrap_or(0))
+            .sum();
+        let mut plans = Vec::new();
+        for (name, segments) in segments_by_name(&indices) {
+            let rows: Vec<usize> = segments.iter().map(|s| rows_covered(&[s])).collect();
+            let new_rows = all_rows - rows_covered(&segments);
             let merge = housekeeping::index_segments_to_merge(&rows, new_rows);
             plans.push((name.to_string(), merge));
         }
@@ -724,24 +729,15 @@ impl Table {
         Ok(true)
     }
 
-    /// Rows in fragments some index of the dataset does not cover (0 without indexes).
-    async fn unindexed_rows(ds: &Dataset) -> Result<usize> {
-        let indices = ds.load_indices().await?;
-        if indices.is_empty() {
-            return Ok(0);
-        }
-        Ok(ds
-            .fragments()
+    /// Rows in fragments that some index of the dataset (none of its
+    /// segments) does not cover (0 without indexes).
+    fn unindexed_rows(ds: &Dataset, indices: &[IndexMetadata]) -> usize {
+        let by_name = segments_by_name(indices);
+        ds.fragments()
             .iter()
-            .filter(|f| {
-                !indices.iter().all(|i| {
-                    i.fragment_bitmap
-                        .as_ref()
-                        .is_some_and(|b| b.contains(f.id as u32))
-                })
-            })
+            .filter(|f| by_name.iter().any(|(_, s)| !covers(s, f.id as u32)))
             .map(|f| f.physical_rows.unwrap_or(0))
-            .sum())
+            .sum()
     }
 
     /// Rewrites small fragments and fragments with many deleted rows into
