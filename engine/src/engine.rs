@@ -96,6 +96,9 @@ pub struct Engine {
     tables: RwLock<HashMap<String, Arc<Table>>>,
     /// Serialises catalog changes (DDL); data writes take per-table locks.
     ddl: tokio::sync::Mutex<()>,
+    /// Counts catalog changes (and table objects replaced): a plan made under
+    /// one generation is valid while it lasts.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -160,6 +163,7 @@ impl Engine {
             catalog: RwLock::new(catalog),
             tables: RwLock::new(tables),
             ddl: tokio::sync::Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(1),
         }))
     }
 
@@ -246,7 +250,19 @@ impl Engine {
             Ok(mut g) => *g = next,
             Err(p) => *p.into_inner() = next,
         }
+        self.bump_generation();
         Ok(())
+    }
+
+    fn bump_generation(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The catalog generation: changes whenever a table, index or function is
+    /// created or dropped. The SQL layer keeps plans for one generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn catalog(&self) -> Catalog {
@@ -316,6 +332,7 @@ impl Engine {
             Ok(mut g) => g.insert(name.to_string(), table),
             Err(p) => p.into_inner().insert(name.to_string(), table),
         };
+        self.bump_generation();
     }
 
     /// Drops a table and its indexes; `Ok(false)` when missing and `if_exists` is set.
@@ -336,6 +353,7 @@ impl Engine {
             Ok(mut g) => g.remove(name),
             Err(p) => p.into_inner().remove(name),
         };
+        self.bump_generation();
         if let Some(t) = dropped {
             t.close().await;
             if let Err(e) = std::fs::remove_dir_all(t.log_dir()) {

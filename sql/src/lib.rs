@@ -7,6 +7,7 @@
 //! - [`session`] — `Database`, `Session`, statement dispatch, results;
 //! - [`statement`] — splitting and parsing query strings;
 //! - [`rewrite`] — pgvector operators, vector casts, parameter binding, k-NN rewrite;
+//! - [`generic`] — generic plans of prepared vector searches, planned once;
 //! - [`subquery`] — subqueries of a vector search's filter, run before it;
 //! - [`vector_search`] — the table function and `VectorSearchExec`;
 //! - [`vector`] — vector text form and vector functions;
@@ -22,6 +23,7 @@ pub mod ddl;
 pub mod dml;
 pub mod error;
 pub mod functions;
+pub mod generic;
 pub mod pg_catalog;
 pub mod rewrite;
 pub mod session;

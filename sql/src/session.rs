@@ -4,8 +4,12 @@
 //! A statement is parsed once (kept by the wire for prepared statements) and
 //! planned at each Execute with its parameters substituted as literals: the
 //! `vector_search` arguments must be constants when DataFusion plans them.
+//! The exception is a prepared search whose only parameter is the query
+//! vector: it keeps a generic plan and binds the vector into it
+//! ([`crate::generic`]).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
@@ -21,6 +25,7 @@ use quiver_engine::{Engine, EngineOptions};
 use crate::dml;
 use crate::error::Result;
 use crate::functions::{FunctionDdl, FunctionRegistry, value_type};
+use crate::generic::{self, GenericPlan, PlanKey};
 use crate::rewrite::{rewrite_expressions, rewrite_knn};
 use crate::settings::Settings;
 use crate::sql_err;
@@ -143,6 +148,10 @@ pub struct Session {
     knobs: Arc<Mutex<SearchKnobs>>,
     /// The registry generation whose user functions `ctx` holds, and their names.
     functions_seen: Mutex<(u64, Vec<String>)>,
+    /// Counts changes of the settings (generic plans are made per generation).
+    settings_generation: AtomicU64,
+    /// Executions served by a generic plan.
+    generic_runs: AtomicU64,
 }
 
 fn version_udf() -> ScalarUDF {
@@ -286,6 +295,8 @@ impl Session {
             settings: Mutex::new(Settings::default()),
             knobs,
             functions_seen: Mutex::new((0, Vec::new())),
+            settings_generation: AtomicU64::new(0),
+            generic_runs: AtomicU64::new(0),
         }
     }
 
@@ -342,6 +353,7 @@ impl Session {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        self.settings_generation.fetch_add(1, Ordering::AcqRel);
         let out = f(&mut s)?;
         let knobs = s.knobs.clone();
         match self.knobs.lock() {
@@ -478,6 +490,12 @@ impl Session {
             StatementKind::Sql(s) => s,
         };
         self.sync_functions();
+        if !params.is_empty()
+            && matches!(s.as_ref(), ast::Statement::Query(_))
+            && let Some(out) = self.execute_generic(stmt, s, params).await
+        {
+            return out;
+        }
         let mut s = s.as_ref().clone();
         rewrite_expressions(&mut s, Some(params))?;
         use ast::Statement as S;
@@ -561,6 +579,82 @@ impl Session {
             }
         };
         Ok(Output::Command { tag })
+    }
+
+    /// What a generic plan made now would be valid for.
+    fn plan_key(&self) -> PlanKey {
+        PlanKey {
+            catalog: self.engine().generation(),
+            functions: self.db.functions.generation(),
+            settings: self.settings_generation.load(Ordering::Acquire),
+        }
+    }
+
+    /// How many executions a generic plan has served in this session.
+    pub fn generic_plan_runs(&self) -> u64 {
+        self.generic_runs.load(Ordering::Relaxed)
+    }
+
+    /// Runs a prepared query through its generic plan (see [`crate::generic`]);
+    /// `None` when it is to be planned with its parameters bound instead.
+    async fn execute_generic(
+        &self,
+        stmt: &Statement,
+        s: &ast::Statement,
+        params: &[ParamValue],
+    ) -> Option<Result<Output>> {
+        let key = self.plan_key();
+        let plan = match stmt.generic.get(key) {
+            Some(plan) => plan,
+            None => {
+                // A planning error is the ordinary path's to report; nothing
+                // is remembered, so the next execution tries again.
+                let plan = self.generic_plan(s).await.ok()?.map(Arc::new);
+                stmt.generic.set(key, plan.clone());
+                plan
+            }
+        }?;
+        let query = generic::query_vector(params.get(plan.param))?;
+        self.generic_runs.fetch_add(1, Ordering::Relaxed);
+        Some(
+            plan.execute(query)
+                .map(|stream| Output::Rows {
+                    schema: plan.schema.clone(),
+                    stream,
+                })
+                .map_err(Into::into),
+        )
+    }
+
+    /// Plans `s` with its query vector unbound, when it qualifies for a generic plan.
+    async fn generic_plan(&self, s: &ast::Statement) -> Result<Option<GenericPlan>> {
+        let mut s = s.clone();
+        rewrite_expressions(&mut s, None)?;
+        if let ast::Statement::Query(q) = &mut s {
+            rewrite_knn(q, self.engine())?;
+        }
+        let Some(param) = generic::vector_parameter(&s) else {
+            return Ok(None);
+        };
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(s)))
+            .await?;
+        crate::vector_search::check_post_filters(&plan)?;
+        if generic::reads_clock(&plan) {
+            return Ok(None);
+        }
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let physical = state.create_physical_plan(&plan).await?;
+        if !generic::reusable(&physical) {
+            return Ok(None);
+        }
+        Ok(Some(GenericPlan {
+            param,
+            plan: physical,
+            schema,
+            task: state.task_ctx(),
+        }))
     }
 
     /// Plans and runs a query (or EXPLAIN) with DataFusion.

@@ -13,10 +13,13 @@ use datafusion::sql::sqlparser::parser::Parser;
 use crate::error::Result;
 use crate::sql_err;
 
-/// One parsed SQL statement; cheap to clone; planned again at each Execute.
+/// One parsed SQL statement; cheap to clone; planned again at each Execute,
+/// except a prepared vector search, whose generic plan it keeps (see
+/// [`crate::generic`]; clones share it).
 #[derive(Debug, Clone)]
 pub struct Statement {
     pub(crate) kind: StatementKind,
+    pub(crate) generic: std::sync::Arc<crate::generic::GenericSlot>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +31,13 @@ pub(crate) enum StatementKind {
 }
 
 impl Statement {
+    fn new(kind: StatementKind) -> Statement {
+        Statement {
+            kind,
+            generic: Default::default(),
+        }
+    }
+
     /// The command tag's first word(s) as Postgres prints them, e.g. "SELECT".
     pub fn kind(&self) -> &str {
         use ast::Statement as S;
@@ -180,30 +190,28 @@ fn parse_one(text: &str) -> Result<Statement> {
     let w: Vec<String> = words(without_leading_comments(text)).take(4).collect();
     let upper: Vec<String> = w.iter().map(|x| x.to_ascii_uppercase()).collect();
     if crate::functions::is_function_ddl(&upper) {
-        return Ok(Statement {
-            kind: StatementKind::Function(crate::functions::parse_function_ddl(text)?),
-        });
+        return Ok(Statement::new(StatementKind::Function(
+            crate::functions::parse_function_ddl(text)?,
+        )));
     }
     match upper.first().map(String::as_str) {
         Some("OPTIMIZE") => {
             return match upper.as_slice() {
-                [_, t, _] if t == "TABLE" => Ok(Statement {
-                    kind: StatementKind::Optimize(bare_name(&w[2])),
-                }),
-                [_, _] => Ok(Statement {
-                    kind: StatementKind::Optimize(bare_name(&w[1])),
-                }),
+                [_, t, _] if t == "TABLE" => {
+                    Ok(Statement::new(StatementKind::Optimize(bare_name(&w[2]))))
+                }
+                [_, _] => Ok(Statement::new(StatementKind::Optimize(bare_name(&w[1])))),
                 _ => sql_err!(SyntaxError, "syntax error: expected OPTIMIZE TABLE name"),
             };
         }
         Some("REINDEX") => {
             return match upper.as_slice() {
-                [_, what, _] if what == "INDEX" || what == "TABLE" => Ok(Statement {
-                    kind: StatementKind::Reindex {
+                [_, what, _] if what == "INDEX" || what == "TABLE" => {
+                    Ok(Statement::new(StatementKind::Reindex {
                         table: what == "TABLE",
                         name: bare_name(&w[2]),
-                    },
-                }),
+                    }))
+                }
                 _ => sql_err!(
                     SyntaxError,
                     "syntax error: expected REINDEX INDEX name or REINDEX TABLE name"
@@ -214,9 +222,9 @@ fn parse_one(text: &str) -> Result<Statement> {
     }
     let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, text)?;
     match stmts.len() {
-        1 => Ok(Statement {
-            kind: StatementKind::Sql(Box::new(stmts.remove(0))),
-        }),
+        1 => Ok(Statement::new(StatementKind::Sql(Box::new(
+            stmts.remove(0),
+        )))),
         _ => sql_err!(SyntaxError, "expected one statement"),
     }
 }

@@ -272,7 +272,7 @@ impl TableProvider for VectorSearchProvider {
 }
 
 /// Runs one vector search and emits its rows, nearest first.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VectorSearchExec {
     search: SearchRequest,
     filter: Option<Expr>,
@@ -283,6 +283,20 @@ pub struct VectorSearchExec {
     table_schema_names: Arc<Vec<String>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+}
+
+impl VectorSearchExec {
+    /// Whether the query vector is a parameter still to bind (a generic plan's).
+    pub(crate) fn query_unbound(&self) -> bool {
+        self.search.query.is_none()
+    }
+
+    /// This search with its query vector bound, for one execution.
+    pub(crate) fn with_query(&self, query: Vec<f32>) -> VectorSearchExec {
+        let mut bound = self.clone();
+        bound.search.query = Some(query);
+        bound
+    }
 }
 
 impl DisplayAs for VectorSearchExec {
