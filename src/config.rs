@@ -87,7 +87,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./quiver-data"),
             listen: "127.0.0.1:5433".into(),
-            log_level: "info,lance=warn".into(),
+            log_level: "info,lance=warn,lance_index::vector::hnsw=error".into(),
             cache: CacheConfig::default(),
             search: SearchConfig::default(),
             storage: StorageConfig::default(),

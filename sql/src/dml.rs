@@ -184,6 +184,120 @@ fn unwrap_value_casts(q: &mut ast::Query) {
     }
 }
 
+/// One literal of a VALUES list, as DataFusion types it.
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bool(bool),
+}
+
+fn literal(e: &Expr) -> Option<Literal> {
+    let number = |n: &str, negative: bool| {
+        let signed = if negative {
+            format!("-{n}")
+        } else {
+            n.to_string()
+        };
+        match signed.parse::<i64>() {
+            Ok(i) => Some(Literal::Int(i)),
+            // An unsigned integer past i64 is a UInt64 to DataFusion: left to it.
+            Err(_) if n.bytes().all(|b| b.is_ascii_digit()) => None,
+            Err(_) => signed.parse::<f64>().ok().map(Literal::Float),
+        }
+    };
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Null => Some(Literal::Null),
+            Value::Number(n, false) => number(n, false),
+            Value::SingleQuotedString(t) => Some(Literal::Text(t.clone())),
+            Value::Boolean(b) => Some(Literal::Bool(*b)),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Number(n, false) => number(n, true),
+                _ => None,
+            },
+            _ => None,
+        },
+        Expr::Nested(inner) => literal(inner),
+        _ => None,
+    }
+}
+
+/// A VALUES list of plain literals as one batch, typed column by column as
+/// DataFusion types it (integers Int64, other numbers Float64 — or Float64
+/// for a column mixing both — strings Utf8, booleans Boolean, a column of
+/// NULLs Null), without planning a query: the one-row INSERTs applications
+/// send many of. `None` for anything else (expressions, a column mixing
+/// kinds, rows of different lengths), which DataFusion evaluates.
+fn literal_values(q: &ast::Query) -> Option<RecordBatch> {
+    use datafusion::arrow::array::{
+        BooleanArray, Float64Array, Int64Array, NullArray, StringArray,
+    };
+    use datafusion::arrow::datatypes::{Field, Schema};
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Values(values) = q.body.as_ref() else {
+        return None;
+    };
+    let width = values.rows.first()?.len();
+    if width == 0 || values.rows.iter().any(|r| r.len() != width) {
+        return None;
+    }
+    let rows: Vec<Vec<Literal>> = values
+        .rows
+        .iter()
+        .map(|r| r.iter().map(literal).collect::<Option<Vec<_>>>())
+        .collect::<Option<_>>()?;
+    let mut fields = Vec::with_capacity(width);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
+    for c in 0..width {
+        let items: Vec<&Literal> = rows.iter().map(|r| &r[c]).collect();
+        let kinds = |f: fn(&Literal) -> bool| items.iter().all(|l| **l == Literal::Null || f(l));
+        let array: ArrayRef = if kinds(|l| matches!(l, Literal::Null)) {
+            Arc::new(NullArray::new(items.len()))
+        } else if kinds(|l| matches!(l, Literal::Int(_))) {
+            Arc::new(Int64Array::from_iter(items.iter().map(|l| match l {
+                Literal::Int(i) => Some(*i),
+                _ => None,
+            })))
+        } else if kinds(|l| matches!(l, Literal::Int(_) | Literal::Float(_))) {
+            Arc::new(Float64Array::from_iter(items.iter().map(|l| match l {
+                Literal::Int(i) => Some(*i as f64),
+                Literal::Float(f) => Some(*f),
+                _ => None,
+            })))
+        } else if kinds(|l| matches!(l, Literal::Text(_))) {
+            Arc::new(StringArray::from_iter(items.iter().map(|l| match l {
+                Literal::Text(t) => Some(t.as_str()),
+                _ => None,
+            })))
+        } else if kinds(|l| matches!(l, Literal::Bool(_))) {
+            Arc::new(BooleanArray::from_iter(items.iter().map(|l| match l {
+                Literal::Bool(b) => Some(*b),
+                _ => None,
+            })))
+        } else {
+            return None;
+        };
+        fields.push(Field::new(
+            format!("column{}", c + 1),
+            array.data_type().clone(),
+            true,
+        ));
+        columns.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).ok()
+}
+
 pub async fn insert(s: &Session, ins: &Insert) -> Result<String> {
     if ins.returning.is_some() || ins.on.is_some() {
         return sql_err!(
@@ -200,7 +314,10 @@ pub async fn insert(s: &Session, ins: &Insert) -> Result<String> {
     };
     let mut source = source.as_ref().clone();
     unwrap_value_casts(&mut source);
-    let batches = collect(s, source).await?;
+    let batches = match literal_values(&source) {
+        Some(batch) => vec![batch],
+        None => collect(s, source).await?,
+    };
     let batches = to_table_batches(&table.def, &positions, batches)?;
     let n = table.append(batches).await?;
     Ok(format!("INSERT 0 {n}"))
@@ -483,5 +600,55 @@ pub async fn copy(
             FeatureNotSupported,
             "COPY supports only FROM STDIN and TO STDOUT (server-side files are not readable)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(sql: &str) -> ast::Query {
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        use datafusion::sql::sqlparser::parser::Parser;
+        match Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .expect("parse")
+            .remove(0)
+        {
+            ast::Statement::Query(q) => *q,
+            other => panic!("not a query: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn literal_values_are_typed_as_datafusion_types_them() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        for sql in [
+            "VALUES (1, 'a', 2.5, NULL, true)",
+            "VALUES (1, 2.5), (-3, 4)",
+            "VALUES (NULL), (NULL)",
+            "VALUES (1, NULL), (NULL, 'x')",
+            "VALUES (-2.5e3, 'it''s', false), (9223372036854775807, '', NULL)",
+        ] {
+            let fast = literal_values(&query(sql)).expect(sql);
+            let planned = ctx.sql(sql).await.expect(sql).collect().await.expect(sql);
+            let planned =
+                datafusion::arrow::compute::concat_batches(&planned[0].schema(), &planned)
+                    .expect("concat");
+            assert_eq!(fast.num_columns(), planned.num_columns(), "{sql}");
+            for (f, p) in fast.columns().iter().zip(planned.columns()) {
+                assert_eq!(f.data_type(), p.data_type(), "{sql}");
+                assert_eq!(f.as_ref(), p.as_ref(), "{sql}");
+            }
+        }
+        // Left to DataFusion: expressions, mixed kinds, ragged rows, u64, ORDER BY.
+        for sql in [
+            "VALUES (1 + 1)",
+            "VALUES (1), ('a')",
+            "VALUES (1, 2), (3)",
+            "VALUES (18446744073709551615)",
+            "VALUES (1) ORDER BY 1",
+        ] {
+            assert!(literal_values(&query(sql)).is_none(), "{sql}");
+        }
     }
 }
