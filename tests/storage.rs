@@ -633,12 +633,7 @@ async fn index_deltas_are_merged_and_keep_exact_answers() {
     let server = start_server(dir.path()).await;
     let engine = server.db.engine.clone();
     let c = connect(&server).await;
-    c.batch_execute(
-        "CREATE TABLE t (id BIGINT, bucket INT, embedding VECTOR(8));
-         CREATE TABLE twin (id BIGINT, bucket INT, embedding VECTOR(8))",
-    )
-    .await
-    .expect("create");
+    create_with_twin(&c).await;
     let batch = UNINDEXED_ROWS + 100;
     let updates = 12;
     let vectors = random_vectors(2_000 + updates * batch, 8, 33);
@@ -819,6 +814,16 @@ async fn a_filter_on_a_scalar_indexed_column_uses_the_index() {
 }
 
 /// (id, distance) rows of a search, or (id, 0) of a plain query.
+/// Tables `t` and `twin`, alike: one gets an index, the other answers exactly.
+async fn create_with_twin(c: &tokio_postgres::Client) {
+    c.batch_execute(
+        "CREATE TABLE t (id BIGINT, bucket INT, embedding VECTOR(8));
+         CREATE TABLE twin (id BIGINT, bucket INT, embedding VECTOR(8))",
+    )
+    .await
+    .expect("create");
+}
+
 async fn id_distances(c: &tokio_postgres::Client, sql: &str) -> Vec<(i64, f64)> {
     c.query(sql, &[])
         .await
@@ -937,4 +942,109 @@ async fn rows_in_the_log_tail_are_found_by_every_read() {
     let flushed = run_all("t").await;
     assert_eq!(flushed, tail, "the flush changed an answer");
     server.shutdown().await.expect("shutdown");
+}
+
+/// Rows written after an index build are searched through the in-memory
+/// graph of fresh rows (filled in the background after the writes, once a
+/// search has used the index): the latest index handle takes every flushed
+/// fresh fragment from it, and answers (every partition probed, the graph
+/// searched with a large ef) equal exact answers — after deletions too; an
+/// index update folds the rows in and empties the graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_rows_are_searched_through_the_in_memory_graph() {
+    // L2 as it is; cosine on unit-length copies by dot product.
+    fresh_rows_scenario("l2").await;
+    fresh_rows_scenario("cosine").await;
+}
+
+async fn fresh_rows_scenario(metric: &str) {
+    let dir = TempDir::new(&format!("fresh-{metric}"));
+    let server = start_server(dir.path()).await;
+    let engine = server.db.engine.clone();
+    let c = connect(&server).await;
+    create_with_twin(&c).await;
+    let vectors = random_vectors(2_300, 8, 47);
+    let payload: String = (0..2_000)
+        .map(|i| format!("{i}\t{}\t{}\n", i % 100, vector_text(&vectors[i])))
+        .collect();
+    copy_text(&c, "COPY t FROM STDIN", payload.clone()).await;
+    copy_text(&c, "COPY twin FROM STDIN", payload).await;
+    c.batch_execute(
+        &format!("CREATE INDEX t_ivf ON t USING ivf_flat (embedding) WITH (num_partitions = 2, metric = '{metric}');
+         SET quiver.nprobes = 2; SET quiver.ef = 1000"),
+    )
+    .await
+    .expect("index");
+    let search = |t: &str, i: usize| {
+        let q = vector_text(&vectors[i]);
+        format!(
+            "SELECT id, _distance FROM vector_search('{t}', 'embedding', '{q}', 10, '{metric}')"
+        )
+    };
+    // The first search makes the (empty) graph; the writes after it fill it.
+    id_distances(&c, &search("t", 0)).await;
+    for (i, v) in vectors.iter().enumerate().skip(2_000) {
+        let row = format!("({i}, {}, '{}')", i % 100, vector_text(v));
+        c.batch_execute(&format!(
+            "INSERT INTO t VALUES {row}; INSERT INTO twin VALUES {row}"
+        ))
+        .await
+        .expect("insert");
+    }
+    let table = engine.table("t").expect("table");
+    let mut held = (0, 0);
+    for _ in 0..200 {
+        held = table.fresh_rows();
+        if table.tail_rows() == 0 && held.0 == 300 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(held, (300, 0), "graph rows / rows left to exact scoring");
+    let lance_metric = quiver_engine::distance::Metric::parse(metric)
+        .and_then(|m| m.lance())
+        .expect("metric");
+    let view = table.view().await.expect("view");
+    let handle = view
+        .ann("t_ivf", "embedding", lance_metric)
+        .await
+        .expect("ann");
+    assert!(
+        handle.unindexed_fragments.is_empty() && handle.fresh_fragment_count() > 0,
+        "{handle:?}"
+    );
+    drop((handle, view));
+    let queries = [0, 5, 1_999, 2_000, 2_123, 2_299, 777, 2_250];
+    let compare = |when: &'static str| {
+        let c = &c;
+        async move {
+            for &i in &queries {
+                assert_eq!(
+                    id_distances(c, &search("t", i)).await,
+                    id_distances(c, &search("twin", i)).await,
+                    "{metric}, {when}: query {i}"
+                );
+            }
+        }
+    };
+    compare("fresh rows in the graph").await;
+    c.batch_execute(
+        "DELETE FROM t WHERE id >= 2000 AND id % 3 = 0; DELETE FROM twin WHERE id >= 2000 AND id % 3 = 0",
+    )
+    .await
+    .expect("delete");
+    compare("after deletions").await;
+    c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+    for _ in 0..200 {
+        if table.fresh_rows().0 == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        table.fresh_rows().0,
+        0,
+        "the graph still holds folded-in rows"
+    );
+    compare("folded in").await;
 }

@@ -4,9 +4,11 @@
 //! measured bulk of a query's cost, see DESIGN.md "Where the time goes"). Here
 //! the index is opened once per table version and kept with its view;
 //! each query ranks the IVF partitions and searches the probed ones through
-//! the prepared-partition API. The search path then searches the fragments not
-//! yet covered by the index exactly (rows written after the build) and
-//! recomputes exact distances for the candidates from their vectors.
+//! the prepared-partition API, and the fragments not yet covered by the
+//! index (rows written after the build) through the in-memory graph of fresh
+//! rows ([`crate::fresh`]) where it holds them; the search path scores the
+//! rest exactly and recomputes exact distances for the candidates from their
+//! vectors.
 //!
 //! This uses Lance's internal index traits (`DatasetIndexInternalExt`,
 //! `VectorIndex`): Lance is pinned to one version and this module is the only
@@ -24,8 +26,9 @@ use lance_linalg::distance::DistanceType;
 
 use crate::engine_err;
 use crate::error::Result;
+use crate::fresh::FreshIndex;
 use crate::search::SearchKnobs;
-use crate::view::TableView;
+use crate::view::{FragmentView, TableView};
 
 /// Default number of IVF partitions probed when `quiver.nprobes` is not set.
 pub const DEFAULT_NPROBES: usize = 20;
@@ -44,6 +47,10 @@ pub struct AnnHandle {
     pub unindexed_fragments: Vec<u32>,
     /// Indexed rows that are deleted: the search asks for this many more.
     deleted_in_index: usize,
+    /// The graph of fresh rows, and the fragments this handle takes from it.
+    fresh: Arc<FreshIndex>,
+    fresh_fragments: std::collections::HashSet<u32>,
+    deleted_in_fresh: usize,
 }
 
 impl std::fmt::Debug for AnnHandle {
@@ -52,6 +59,7 @@ impl std::fmt::Debug for AnnHandle {
             .field("segments", &self.segments.len())
             .field("partitions", &self.partitions)
             .field("unindexed_fragments", &self.unindexed_fragments.len())
+            .field("fresh_fragments", &self.fresh_fragments.len())
             .finish()
     }
 }
@@ -93,13 +101,33 @@ impl AnnHandle {
             .iter()
             .filter(|f| f.memory.is_none())
             .partition(|f| covered.contains(&f.id));
+        // Fresh fragments the graph holds are searched through it; the rest
+        // (not inserted yet, or past its capacity) exactly.
+        let fresh = view
+            .fresh
+            .indexes
+            .get_or_create(name, column, distance, &view.fresh.used);
+        let fresh_fragments: std::collections::HashSet<u32> =
+            fresh.covered(&unindexed).into_iter().collect();
+        let (in_graph, exact): (Vec<&FragmentView>, Vec<&FragmentView>) = unindexed
+            .iter()
+            .copied()
+            .partition(|f| fresh_fragments.contains(&f.id));
         Ok(AnnHandle {
             segments,
             partitions,
             distance,
-            unindexed_fragments: unindexed.iter().map(|f| f.id).collect(),
+            unindexed_fragments: exact.iter().map(|f| f.id).collect(),
             deleted_in_index: indexed.iter().map(|f| f.deleted_rows()).sum(),
+            deleted_in_fresh: in_graph.iter().map(|f| f.deleted_rows()).sum(),
+            fresh,
+            fresh_fragments,
         })
+    }
+
+    /// How many fresh fragments this handle searches through the graph.
+    pub fn fresh_fragment_count(&self) -> usize {
+        self.fresh_fragments.len()
     }
 
     /// Row ids of the index's nearest candidates for `query`.
@@ -161,6 +189,18 @@ impl AnnHandle {
                 };
                 if let Some(col) = batch.column_by_name("_rowid") {
                     ids.extend_from_slice(col.as_primitive::<UInt64Type>().values());
+                }
+            }
+        }
+        if !self.fresh_fragments.is_empty() {
+            let fetch = k
+                .saturating_mul(knobs.refine_factor.unwrap_or(1).max(1) as usize)
+                .saturating_add(self.deleted_in_fresh.min(k.saturating_mul(10)))
+                .min(MAX_CANDIDATES);
+            let ef = knobs.ef.map(|ef| ef.max(fetch));
+            for addr in self.fresh.search(query, fetch, ef)? {
+                if self.fresh_fragments.contains(&((addr >> 32) as u32)) {
+                    ids.push(addr);
                 }
             }
         }

@@ -34,6 +34,7 @@
 //! - [`index`] — index definitions and building Lance indexes;
 //! - [`distance`] — metrics and exact distance kernels;
 //! - [`ann`] — the ANN hot path over an opened Lance index;
+//! - [`fresh`] — in-memory graphs over the rows an index does not cover yet;
 //! - [`search`] — one vector search: exact over memory, or ANN through Lance;
 //! - [`engine`] — the entry point tying the above together.
 
@@ -44,6 +45,7 @@ pub mod distance;
 pub mod durable;
 pub mod engine;
 pub mod error;
+pub mod fresh;
 pub mod function;
 pub mod housekeeping;
 pub mod index;

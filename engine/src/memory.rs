@@ -7,6 +7,8 @@
 //! - the tails of the tables: rows acknowledged through the write-ahead log
 //!   and not yet flushed to Lance ([`crate::table`]; a flush starts when all
 //!   tails together pass their share);
+//! - the in-memory graphs over rows the vector indexes do not cover yet
+//!   ([`crate::fresh`]; a fragment past their share is searched exactly);
 //! - Lance's index cache (opened index partitions) and metadata cache
 //!   (manifests, file metadata, deletion vectors), both in the one shared
 //!   `lance::session::Session` that every dataset is opened with.
@@ -59,9 +61,14 @@ impl MemoryBudget {
         Ok(MemoryBudget { total })
     }
 
-    /// Column chunks: 55 %.
+    /// Column chunks: 50 %.
     pub fn chunk_bytes(&self) -> u64 {
-        self.total / 20 * 11
+        self.total / 2
+    }
+
+    /// The fresh-row graphs of all tables ([`crate::fresh`]): 5 %.
+    pub fn fresh_bytes(&self) -> u64 {
+        self.total / 20
     }
 
     /// The tables' tails, all together: 5 %.
@@ -76,7 +83,11 @@ impl MemoryBudget {
 
     /// Lance's metadata cache: the rest (10 %).
     pub fn metadata_bytes(&self) -> u64 {
-        self.total - self.chunk_bytes() - self.tail_bytes() - self.index_bytes()
+        self.total
+            - self.chunk_bytes()
+            - self.fresh_bytes()
+            - self.tail_bytes()
+            - self.index_bytes()
     }
 
     /// The one Lance session of the process, with its caches sized from the
@@ -151,7 +162,11 @@ mod tests {
     fn budget_splits_add_up() {
         let b = MemoryBudget::new(256 << 20).expect("budget");
         assert_eq!(
-            b.chunk_bytes() + b.tail_bytes() + b.index_bytes() + b.metadata_bytes(),
+            b.chunk_bytes()
+                + b.fresh_bytes()
+                + b.tail_bytes()
+                + b.index_bytes()
+                + b.metadata_bytes(),
             b.total
         );
         assert!(MemoryBudget::new(1 << 20).is_err());

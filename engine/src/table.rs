@@ -40,10 +40,11 @@ use lance_index::optimize::OptimizeOptions;
 use crate::chunks::ChunkCache;
 use crate::engine_err;
 use crate::error::Result;
+use crate::fresh::FreshIndexes;
 use crate::housekeeping::{self, Pin, Pins};
 use crate::index::{BuildParams, IndexDef};
 use crate::schema::{ColumnType, TableDef};
-use crate::view::{TableView, ViewCache};
+use crate::view::{FreshHandle, TableView, ViewCache};
 use crate::wal::{self, Segment};
 use lance::table::format::IndexMetadata;
 
@@ -79,6 +80,10 @@ pub struct Shared {
     pub tail_total: Arc<std::sync::atomic::AtomicUsize>,
     /// How long logged rows may wait before a flush.
     pub flush_age: Duration,
+    /// The fresh-row graphs of all tables hold at most this many bytes.
+    pub fresh_bytes: u64,
+    /// The bytes they hold.
+    pub fresh_used: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -92,6 +97,8 @@ impl Shared {
             tail_bytes: budget.tail_bytes() as usize,
             tail_total: Default::default(),
             flush_age: options.log_flush_interval,
+            fresh_bytes: budget.fresh_bytes(),
+            fresh_used: Default::default(),
         }
     }
 
@@ -227,6 +234,17 @@ pub struct Table {
     /// Held (shared) by appends from writing their files until their commit;
     /// cleanup takes it exclusively, so it never deletes uncommitted files.
     uncommitted: Arc<tokio::sync::RwLock<()>>,
+    /// The in-memory graphs over the rows the vector indexes do not cover.
+    fresh: Arc<FreshIndexes>,
+    /// A refresh of the graphs is running / is asked for.
+    fresh_running: AtomicBool,
+    fresh_wanted: AtomicBool,
+    /// Fragments a fresh-row graph holds: compaction leaves them alone until
+    /// they are folded in (the graphs address their rows).
+    deferred: std::sync::Mutex<std::collections::HashSet<u32>>,
+    /// The most rows some index leaves neither to Lance nor to a graph
+    /// (scored exactly by its searches), as of the last refresh.
+    exact_rows: std::sync::atomic::AtomicUsize,
 }
 
 /// An append being written batch by batch ([`Table::append_stream`]).
@@ -376,6 +394,11 @@ impl Table {
             writes: AtomicU64::new(0),
             queued_appends: Default::default(),
             uncommitted: Default::default(),
+            fresh: Default::default(),
+            fresh_running: AtomicBool::new(false),
+            fresh_wanted: AtomicBool::new(false),
+            deferred: Default::default(),
+            exact_rows: Default::default(),
         }
     }
 
@@ -414,6 +437,12 @@ impl Table {
         }
     }
 
+    /// Rows the fresh-row graphs hold, and the most rows an index's searches
+    /// score exactly (as of the last refresh).
+    pub fn fresh_rows(&self) -> (usize, usize) {
+        (self.fresh.rows(), self.exact_rows.load(Ordering::Relaxed))
+    }
+
     /// Rows in the tail (acknowledged, not yet flushed to Lance).
     pub fn tail_rows(&self) -> usize {
         self.snapshot().tail.rows
@@ -423,8 +452,12 @@ impl Table {
     /// only what changed is read).
     pub async fn view(&self) -> Result<Arc<TableView>> {
         let (snap, pin) = self.pinned_snapshot();
+        let fresh = FreshHandle {
+            indexes: self.fresh.clone(),
+            used: self.shared.fresh_used.clone(),
+        };
         self.views
-            .get(snap, pin, &self.def, &self.shared.chunks)
+            .get(snap, pin, &self.def, &self.shared.chunks, fresh)
             .await
     }
 
@@ -729,6 +762,18 @@ impl Table {
         Ok(true)
     }
 
+    /// Whether the rows written since the indexes were last updated are due
+    /// to be folded into them (see [`housekeeping::fold_in_due`]).
+    async fn fold_in_due(&self) -> Result<bool> {
+        let ds = self.dataset();
+        let indices = ds.load_indices().await?;
+        Ok(housekeeping::fold_in_due(
+            Self::unindexed_rows(&ds, &indices),
+            self.deferred_fragments().len(),
+            self.exact_rows.load(Ordering::Relaxed),
+        ))
+    }
+
     /// Rows in fragments that some index of the dataset (none of its
     /// segments) does not cover (0 without indexes).
     fn unindexed_rows(ds: &Dataset, indices: &[IndexMetadata]) -> usize {
@@ -754,7 +799,10 @@ impl Table {
             let planner = DefaultCompactionPlanner::new(housekeeping::compaction_options())?;
             compact_files_with_planner(&mut ds, None, &planner).await?
         } else {
-            compact_files_with_planner(&mut ds, None, &housekeeping::TieredPlanner).await?
+            let planner = housekeeping::TieredPlanner {
+                deferred: self.deferred_fragments().into_iter().collect(),
+            };
+            compact_files_with_planner(&mut ds, None, &planner).await?
         };
         if m.fragments_removed > 0 {
             self.publish(Arc::new(ds));
@@ -812,6 +860,7 @@ impl Table {
         self.flush().await?;
         let (fragments_removed, fragments_added) = self.compact(true).await?;
         let indexes_updated = self.optimize_indexes(1).await?;
+        self.refresh_fresh_soon();
         let (versions_removed, bytes_removed) = self.cleanup(self.shared.retention).await?;
         Ok(HousekeepingReport {
             fragments_removed,
@@ -1150,12 +1199,114 @@ impl Table {
     /// unindexed rows (at most one pass per table at a time).
     fn after_write(self: &Arc<Self>) {
         let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if !housekeeping::needs_compaction(&housekeeping::fragment_sizes(&self.dataset()))
-            && !n.is_multiple_of(housekeeping::CHECK_EVERY)
-        {
+        self.refresh_fresh_soon();
+        if !self.needs_compaction() && !n.is_multiple_of(housekeeping::CHECK_EVERY) {
             return;
         }
         self.start_housekeeping();
+    }
+
+    /// Whether the fragments compaction may touch (not the deferred ones)
+    /// call for a background compaction.
+    fn needs_compaction(&self) -> bool {
+        let deferred = self.deferred_fragments();
+        let sizes: Vec<_> = housekeeping::fragment_sizes(&self.dataset())
+            .into_iter()
+            .filter(|f| !deferred.contains(&f.id))
+            .collect();
+        housekeeping::needs_compaction(&sizes)
+    }
+
+    fn deferred_fragments(&self) -> std::collections::HashSet<u32> {
+        match self.deferred.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Brings the fresh-row graphs up to date in the background (one task
+    /// per table; asked again while it runs, it runs once more).
+    fn refresh_fresh_soon(self: &Arc<Self>) {
+        self.fresh_wanted.store(true, Ordering::SeqCst);
+        if self.fresh_running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let table = self.clone();
+        tokio::spawn(async move {
+            loop {
+                while table.fresh_wanted.swap(false, Ordering::SeqCst) {
+                    if table.closed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Err(e) = table.refresh_fresh().await {
+                        tracing::warn!(table = table.def.name, error = %e, "fresh-row graph refresh failed");
+                    }
+                }
+                table.fresh_running.store(false, Ordering::SeqCst);
+                // Asked for between the last pass and the store above?
+                if !table.fresh_wanted.load(Ordering::SeqCst)
+                    || table.fresh_running.swap(true, Ordering::SeqCst)
+                {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// One refresh: the latest version's fragments that each index does not
+    /// cover are added to the index's graph (see [`crate::fresh`]), and those
+    /// a graph holds are deferred from compaction; records how many rows are
+    /// left to exact scoring.
+    async fn refresh_fresh(&self) -> Result<usize> {
+        let view = self.view().await?;
+        let indices = view.dataset.load_indices().await?;
+        let by_name = segments_by_name(&indices);
+        let fresh_of = |name: &str| -> Option<Vec<u32>> {
+            let (_, segments) = by_name.iter().find(|(n, _)| *n == name)?;
+            Some(
+                view.fragments
+                    .iter()
+                    .filter(|f| f.memory.is_none() && !covers(segments, f.id))
+                    .map(|f| f.id)
+                    .collect(),
+            )
+        };
+        let added = self
+            .fresh
+            .refresh(&view, fresh_of, self.shared.fresh_bytes)
+            .await?;
+        // Rows each index leaves to exact scoring: fresh, not in its graph.
+        let exact = by_name
+            .iter()
+            .map(|(name, _)| {
+                let ids = fresh_of(name).unwrap_or_default();
+                let frags: Vec<&crate::view::FragmentView> =
+                    ids.iter().filter_map(|id| view.fragment(*id)).collect();
+                let held = self.fresh.covered(name, &frags);
+                frags
+                    .iter()
+                    .filter(|f| !held.contains(&f.id))
+                    .map(|f| f.physical_rows as usize)
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0);
+        self.exact_rows.store(exact, Ordering::Relaxed);
+        // What the graphs hold is not compacted until it is folded in.
+        let deferred: std::collections::HashSet<u32> = by_name
+            .iter()
+            .flat_map(|(name, _)| {
+                let ids = fresh_of(name).unwrap_or_default();
+                let frags: Vec<&crate::view::FragmentView> =
+                    ids.iter().filter_map(|id| view.fragment(*id)).collect();
+                self.fresh.covered(name, &frags)
+            })
+            .collect();
+        match self.deferred.lock() {
+            Ok(mut g) => *g = deferred,
+            Err(p) => *p.into_inner() = deferred,
+        }
+        Ok(added)
     }
 
     /// Whether a background housekeeping pass is running.
@@ -1176,13 +1327,16 @@ impl Table {
         tokio::spawn(async move {
             let writes = table.writes.load(Ordering::Relaxed);
             match table.housekeeping_pass().await {
-                Ok(r) => tracing::debug!(table = table.def.name, ?r, "housekeeping"),
+                Ok(r) => {
+                    tracing::debug!(table = table.def.name, ?r, "housekeeping");
+                    if r.fragments_removed > 0 || r.indexes_updated {
+                        table.refresh_fresh_soon();
+                    }
+                }
                 Err(e) => tracing::warn!(table = table.def.name, error = %e, "housekeeping failed"),
             }
             table.housekeeping.store(false, Ordering::SeqCst);
-            if table.writes.load(Ordering::Relaxed) != writes
-                && housekeeping::needs_compaction(&housekeeping::fragment_sizes(&table.dataset()))
-            {
+            if table.writes.load(Ordering::Relaxed) != writes && table.needs_compaction() {
                 table.start_housekeeping();
             }
         });
@@ -1195,7 +1349,7 @@ impl Table {
         // A merge can fill the next tier, and no later write may come to start
         // another pass.
         for _ in 0..housekeeping::MAX_PASSES {
-            if !housekeeping::needs_compaction(&housekeeping::fragment_sizes(&self.dataset())) {
+            if !self.needs_compaction() {
                 break;
             }
             let (removed, added) = self.compact(false).await?;
@@ -1205,7 +1359,7 @@ impl Table {
                 break;
             }
         }
-        r.indexes_updated = self.optimize_indexes(housekeeping::UNINDEXED_ROWS).await?;
+        r.indexes_updated = self.fold_in_due().await? && self.optimize_indexes(1).await?;
         if r.fragments_removed > 0 && self.cleanup_due() {
             (r.versions_removed, r.bytes_removed) = self.cleanup(self.shared.retention).await?;
         }

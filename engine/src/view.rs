@@ -95,6 +95,15 @@ pub struct TableView {
     /// Vector indexes opened on this version, by index name (shared by the
     /// views of one version that differ in their tail).
     ann: Arc<tokio::sync::Mutex<HashMap<String, Arc<AnnHandle>>>>,
+    /// The table's graphs of fresh rows.
+    pub fresh: FreshHandle,
+}
+
+/// A table's fresh-row graphs and the process-wide count of their bytes.
+#[derive(Clone)]
+pub struct FreshHandle {
+    pub indexes: Arc<crate::fresh::FreshIndexes>,
+    pub used: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for TableView {
@@ -116,6 +125,7 @@ impl TableView {
         def: &TableDef,
         prev: Option<&TableView>,
         chunks: Arc<ChunkCache>,
+        fresh: FreshHandle,
     ) -> Result<TableView> {
         let Snapshot { dataset, tail } = snapshot;
         let version = dataset.version().version;
@@ -185,6 +195,7 @@ impl TableView {
             chunks,
             _pin: pin,
             ann: same.map(|p| p.ann.clone()).unwrap_or_default(),
+            fresh,
         })
     }
 
@@ -374,6 +385,7 @@ impl ViewCache {
         pin: Pin,
         def: &TableDef,
         chunks: &Arc<ChunkCache>,
+        fresh: FreshHandle,
     ) -> Result<Arc<TableView>> {
         let key = (snapshot.dataset.version().version, snapshot.tail.stamp);
         let mut cur = self.current.lock().await;
@@ -382,8 +394,9 @@ impl ViewCache {
         {
             return Ok(v.clone());
         }
-        let view =
-            Arc::new(TableView::build(snapshot, pin, def, cur.as_deref(), chunks.clone()).await?);
+        let view = Arc::new(
+            TableView::build(snapshot, pin, def, cur.as_deref(), chunks.clone(), fresh).await?,
+        );
         if cur.as_ref().is_none_or(|v| (v.version, v.tail_stamp) < key) {
             *cur = Some(view.clone());
         }
