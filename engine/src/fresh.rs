@@ -72,6 +72,8 @@ pub struct FreshIndex {
     /// they were read from.
     fragments: Mutex<HashMap<u32, FragmentKey>>,
     rows: AtomicU64,
+    /// Chunk arrays the graph references.
+    arrays: AtomicU64,
     /// The process-wide bytes all graphs account for.
     used: Arc<AtomicU64>,
     reserved: AtomicU64,
@@ -151,6 +153,7 @@ impl FreshIndex {
             ),
             fragments: Mutex::new(HashMap::new()),
             rows: AtomicU64::new(0),
+            arrays: AtomicU64::new(0),
             used,
             reserved: AtomicU64::new(0),
             insert: tokio::sync::Mutex::new(()),
@@ -194,7 +197,10 @@ impl FreshIndex {
                 continue;
             }
             let rows = frag.physical_rows as u64;
-            if self.rows.load(Ordering::Relaxed) + rows > FRESH_MAX_ROWS as u64 {
+            let chunks = frag.num_chunks() as u64;
+            if self.rows.load(Ordering::Relaxed) + rows > FRESH_MAX_ROWS as u64
+                || self.arrays.load(Ordering::Relaxed) + chunks > MAX_ARRAYS as u64
+            {
                 break;
             }
             let mut arrays = Vec::with_capacity(frag.num_chunks() as usize);
@@ -227,6 +233,7 @@ impl FreshIndex {
                 self.graph.insert(&batch, first)?;
             }
             self.rows.fetch_add(rows, Ordering::Relaxed);
+            self.arrays.fetch_add(chunks, Ordering::Relaxed);
             self.held().insert(frag.id, frag.key.clone());
             added += rows as usize;
         }
