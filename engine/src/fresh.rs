@@ -22,9 +22,12 @@
 //! background inserts. Deleted rows stay in the graph and are dropped by the
 //! search (the view's deletion vectors), which asks for that many more.
 //!
-//! Memory: the graphs of all tables hold at most the budget's fresh share
-//! ([`crate::memory::MemoryBudget::fresh_bytes`]) of vectors and graph; a
-//! fragment that would pass it stays exactly searched.
+//! Memory: a graph's fixed part is allocated for its capacity, which starts
+//! small and is doubled by a rebuild as the fresh rows grow (up to
+//! [`FRESH_MAX_ROWS`]); the graphs of all tables hold at most the budget's
+//! fresh share ([`crate::memory::MemoryBudget::fresh_bytes`]) of vectors
+//! beside their fixed parts; a fragment that would pass it stays exactly
+//! searched.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,11 +46,24 @@ use crate::view::{FragmentView, TableView, row_address};
 /// Rows one graph holds at most.
 pub const FRESH_MAX_ROWS: usize = 32_768;
 
+/// Rows a new graph has room for; a graph that fills up is rebuilt with room
+/// for twice the fresh rows (its fixed part is allocated for its capacity).
+const MIN_CAPACITY: usize = 1_024;
+
+/// The capacity of a graph built for `rows` fresh rows.
+fn capacity_for(rows: usize) -> usize {
+    rows.saturating_mul(2)
+        .min(FRESH_MAX_ROWS)
+        .next_power_of_two()
+        .clamp(MIN_CAPACITY, FRESH_MAX_ROWS)
+}
+
 /// Chunk arrays one graph references at most (a fragment has one per
 /// [`CHUNK_ROWS`] rows; fresh fragments are mostly one flush each).
 const MAX_ARRAYS: usize = 8_192;
 
-/// Graph bytes per row beside its vector (neighbour lists, id maps).
+/// Graph bytes per row of capacity (neighbour lists, id maps), allocated
+/// when the graph is first inserted into.
 const GRAPH_BYTES_PER_ROW: usize = 256;
 
 /// The build parameters Lance's MemWAL uses for its in-memory graphs
@@ -58,15 +74,13 @@ fn build_params() -> HnswBuildParams {
         .ef_construction(100)
 }
 
-/// Bytes one row of a graph over `dim`-dimensional vectors accounts for.
-fn row_bytes(dim: usize) -> usize {
-    dim * 4 + GRAPH_BYTES_PER_ROW
-}
-
 /// One index's graph of fresh rows.
 pub struct FreshIndex {
     pub column: String,
     pub distance: DistanceType,
+    capacity: usize,
+    /// A fragment did not fit the capacity.
+    full: std::sync::atomic::AtomicBool,
     graph: HnswMemIndex,
     /// Fragments whose rows are all in the graph, with the key of the data
     /// they were read from.
@@ -139,23 +153,32 @@ fn unit_vectors(list: &FixedSizeListArray) -> Result<FixedSizeListArray> {
 }
 
 impl FreshIndex {
-    fn new(column: &str, distance: DistanceType, used: Arc<AtomicU64>) -> FreshIndex {
+    fn new(
+        column: &str,
+        distance: DistanceType,
+        used: Arc<AtomicU64>,
+        capacity: usize,
+    ) -> FreshIndex {
+        let fixed = (capacity * GRAPH_BYTES_PER_ROW) as u64;
+        used.fetch_add(fixed, Ordering::Relaxed);
         FreshIndex {
             column: column.to_string(),
             distance,
+            capacity,
+            full: Default::default(),
             graph: HnswMemIndex::with_capacity(
                 0,
                 column.to_string(),
                 graph_distance(distance),
                 build_params(),
-                FRESH_MAX_ROWS,
+                capacity,
                 MAX_ARRAYS,
             ),
             fragments: Mutex::new(HashMap::new()),
             rows: AtomicU64::new(0),
             arrays: AtomicU64::new(0),
             used,
-            reserved: AtomicU64::new(0),
+            reserved: AtomicU64::new(fixed),
             insert: tokio::sync::Mutex::new(()),
         }
     }
@@ -198,9 +221,10 @@ impl FreshIndex {
             }
             let rows = frag.physical_rows as u64;
             let chunks = frag.num_chunks() as u64;
-            if self.rows.load(Ordering::Relaxed) + rows > FRESH_MAX_ROWS as u64
+            if self.rows.load(Ordering::Relaxed) + rows > self.capacity as u64
                 || self.arrays.load(Ordering::Relaxed) + chunks > MAX_ARRAYS as u64
             {
+                self.full.store(true, Ordering::Relaxed);
                 break;
             }
             let mut arrays = Vec::with_capacity(frag.num_chunks() as usize);
@@ -214,7 +238,7 @@ impl FreshIndex {
             else {
                 continue;
             };
-            let bytes = rows * row_bytes(dim) as u64;
+            let bytes = rows * (dim * 4) as u64;
             if self.used.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
                 self.used.fetch_sub(bytes, Ordering::Relaxed);
                 break;
@@ -301,7 +325,12 @@ impl FreshIndexes {
         match map.get(name) {
             Some(f) if f.column == column && f.distance == distance => f.clone(),
             _ => {
-                let f = Arc::new(FreshIndex::new(column, distance, used.clone()));
+                let f = Arc::new(FreshIndex::new(
+                    column,
+                    distance,
+                    used.clone(),
+                    MIN_CAPACITY,
+                ));
                 map.insert(name.to_string(), f.clone());
                 f
             }
@@ -332,11 +361,18 @@ impl FreshIndexes {
             };
             let fresh: Vec<&FragmentView> =
                 ids.iter().filter_map(|id| view.fragment(*id)).collect();
-            let graph = if graph.stale(&fresh) {
+            let rows: usize = fresh.iter().map(|f| f.physical_rows as usize).sum();
+            let capacity = capacity_for(rows);
+            // Rebuilt when it holds what is no longer fresh, or has no room
+            // (full, or empty and too small) where a larger one would.
+            let grow = capacity > graph.capacity
+                && (graph.full.load(Ordering::Relaxed) || graph.rows.load(Ordering::Relaxed) == 0);
+            let graph = if grow || graph.stale(&fresh) {
                 let rebuilt = Arc::new(FreshIndex::new(
                     &graph.column,
                     graph.distance,
                     graph.used.clone(),
+                    capacity,
                 ));
                 // Readers holding the old graph keep it for their version.
                 self.map().insert(name.clone(), rebuilt.clone());
@@ -348,5 +384,19 @@ impl FreshIndexes {
             added += graph.add(view, &fresh, limit).await?;
         }
         Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_graph_has_room_for_twice_the_fresh_rows_within_its_bounds() {
+        assert_eq!(capacity_for(0), MIN_CAPACITY);
+        assert_eq!(capacity_for(300), MIN_CAPACITY);
+        assert_eq!(capacity_for(3_000), 8_192);
+        assert_eq!(capacity_for(16_384), FRESH_MAX_ROWS);
+        assert_eq!(capacity_for(usize::MAX), FRESH_MAX_ROWS);
     }
 }
