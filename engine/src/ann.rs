@@ -24,6 +24,7 @@ use lance_index::prefilter::NoFilter;
 use lance_index::vector::{Query, VectorIndex};
 use lance_linalg::distance::DistanceType;
 
+use crate::distance::unit_length;
 use crate::engine_err;
 use crate::error::Result;
 use crate::fresh::FreshIndex;
@@ -138,11 +139,7 @@ impl AnnHandle {
         knobs: &SearchKnobs,
     ) -> Result<Vec<u64>> {
         let key: Arc<dyn Array> = if self.distance == DistanceType::Cosine {
-            let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let n = if norm > 0.0 { norm } else { 1.0 };
-            Arc::new(Float32Array::from(
-                query.iter().map(|x| x / n).collect::<Vec<_>>(),
-            ))
+            Arc::new(Float32Array::from_iter_values(unit_length(query)))
         } else {
             Arc::new(Float32Array::from(query.to_vec()))
         };

@@ -27,6 +27,14 @@ pub enum Metric {
     L1,
 }
 
+/// `v` scaled to unit length (as it is when its length is zero): how a query
+/// meets an index that compares unit vectors (cosine as a dot product).
+pub fn unit_length(v: &[f32]) -> impl Iterator<Item = f32> + '_ {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let n = if norm > 0.0 { norm } else { 1.0 };
+    v.iter().map(move |x| x / n)
+}
+
 impl Metric {
     pub fn parse(s: &str) -> Option<Metric> {
         match s.to_ascii_lowercase().as_str() {

@@ -40,6 +40,7 @@ use lance_index::vector::hnsw::builder::HnswBuildParams;
 use lance_linalg::distance::DistanceType;
 
 use crate::chunks::{CHUNK_ROWS, FragmentKey};
+use crate::distance::unit_length;
 use crate::error::Result;
 use crate::view::{FragmentView, TableView, row_address};
 
@@ -121,13 +122,6 @@ fn graph_distance(distance: DistanceType) -> DistanceType {
     }
 }
 
-/// `values` scaled to unit length (left as they are when zero).
-fn unit(values: &[f32]) -> impl Iterator<Item = f32> + '_ {
-    let norm = values.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let scale = if norm > 0.0 { 1.0 / norm } else { 1.0 };
-    values.iter().map(move |x| x * scale)
-}
-
 /// The vectors of `list` scaled to unit length, nulls kept.
 fn unit_vectors(list: &FixedSizeListArray) -> Result<FixedSizeListArray> {
     let dim = list.value_length() as usize;
@@ -137,7 +131,7 @@ fn unit_vectors(list: &FixedSizeListArray) -> Result<FixedSizeListArray> {
     let values = values.values();
     let mut out = Vec::with_capacity(values.len());
     for row in values.chunks(dim.max(1)) {
-        out.extend(unit(row));
+        out.extend(unit_length(row));
     }
     let field = Arc::new(Field::new(
         "item",
@@ -269,7 +263,7 @@ impl FreshIndex {
     /// included: the caller filters).
     pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Result<Vec<u64>> {
         let values = if self.distance == DistanceType::Cosine {
-            arrow::array::Float32Array::from_iter_values(unit(query))
+            arrow::array::Float32Array::from_iter_values(unit_length(query))
         } else {
             arrow::array::Float32Array::from(query.to_vec())
         };

@@ -1258,54 +1258,60 @@ impl Table {
     /// a graph holds are deferred from compaction; records how many rows are
     /// left to exact scoring.
     async fn refresh_fresh(&self) -> Result<usize> {
+        let set_deferred = |deferred: std::collections::HashSet<u32>| match self.deferred.lock() {
+            Ok(mut g) => *g = deferred,
+            Err(p) => *p.into_inner() = deferred,
+        };
+        // A table without indexes has nothing to add (no view to build).
+        if segments_by_name(&self.dataset().load_indices().await?).is_empty() {
+            self.exact_rows.store(0, Ordering::Relaxed);
+            set_deferred(Default::default());
+            return Ok(0);
+        }
         let view = self.view().await?;
         let indices = view.dataset.load_indices().await?;
-        let by_name = segments_by_name(&indices);
-        let fresh_of = |name: &str| -> Option<Vec<u32>> {
-            let (_, segments) = by_name.iter().find(|(n, _)| *n == name)?;
-            Some(
-                view.fragments
+        // Per index, the fragments it does not cover.
+        let fresh: Vec<(&str, Vec<u32>)> = segments_by_name(&indices)
+            .into_iter()
+            .map(|(name, segments)| {
+                let ids = view
+                    .fragments
                     .iter()
-                    .filter(|f| f.memory.is_none() && !covers(segments, f.id))
+                    .filter(|f| f.memory.is_none() && !covers(&segments, f.id))
                     .map(|f| f.id)
-                    .collect(),
-            )
+                    .collect();
+                (name, ids)
+            })
+            .collect();
+        let fresh_of = |name: &str| {
+            fresh
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, ids)| ids.clone())
         };
         let added = self
             .fresh
             .refresh(&view, fresh_of, self.shared.fresh_bytes)
             .await?;
-        // Rows each index leaves to exact scoring: fresh, not in its graph.
-        let exact = by_name
-            .iter()
-            .map(|(name, _)| {
-                let ids = fresh_of(name).unwrap_or_default();
-                let frags: Vec<&crate::view::FragmentView> =
-                    ids.iter().filter_map(|id| view.fragment(*id)).collect();
-                let held = self.fresh.covered(name, &frags);
-                frags
-                    .iter()
-                    .filter(|f| !held.contains(&f.id))
-                    .map(|f| f.physical_rows as usize)
-                    .sum::<usize>()
-            })
-            .max()
-            .unwrap_or(0);
-        self.exact_rows.store(exact, Ordering::Relaxed);
-        // What the graphs hold is not compacted until it is folded in.
-        let deferred: std::collections::HashSet<u32> = by_name
-            .iter()
-            .flat_map(|(name, _)| {
-                let ids = fresh_of(name).unwrap_or_default();
-                let frags: Vec<&crate::view::FragmentView> =
-                    ids.iter().filter_map(|id| view.fragment(*id)).collect();
-                self.fresh.covered(name, &frags)
-            })
-            .collect();
-        match self.deferred.lock() {
-            Ok(mut g) => *g = deferred,
-            Err(p) => *p.into_inner() = deferred,
+        // Rows each index leaves to exact scoring (fresh, not in its graph);
+        // what the graphs hold is not compacted until it is folded in.
+        let mut exact = 0;
+        let mut deferred = std::collections::HashSet::new();
+        for (name, ids) in &fresh {
+            let frags: Vec<&crate::view::FragmentView> =
+                ids.iter().filter_map(|id| view.fragment(*id)).collect();
+            let held: std::collections::HashSet<u32> =
+                self.fresh.covered(name, &frags).into_iter().collect();
+            let rows: usize = frags
+                .iter()
+                .filter(|f| !held.contains(&f.id))
+                .map(|f| f.physical_rows as usize)
+                .sum();
+            exact = exact.max(rows);
+            deferred.extend(held);
         }
+        self.exact_rows.store(exact, Ordering::Relaxed);
+        set_deferred(deferred);
         Ok(added)
     }
 
