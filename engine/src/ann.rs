@@ -104,10 +104,7 @@ impl AnnHandle {
             .partition(|f| covered.contains(&f.id));
         // Fresh fragments the graph holds are searched through it; the rest
         // (not inserted yet, or past its capacity) exactly.
-        let fresh = view
-            .fresh
-            .indexes
-            .get_or_create(name, column, distance, &view.fresh.used);
+        let fresh = view.fresh.get_or_create(name, column, distance);
         let fresh_fragments: std::collections::HashSet<u32> =
             fresh.covered(&unindexed).into_iter().collect();
         let (in_graph, exact): (Vec<&FragmentView>, Vec<&FragmentView>) = unindexed

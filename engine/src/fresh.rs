@@ -279,12 +279,21 @@ impl FreshIndex {
 }
 
 /// The fresh-row graphs of one table, by index name.
-#[derive(Default)]
 pub struct FreshIndexes {
     by_index: Mutex<HashMap<String, Arc<FreshIndex>>>,
+    /// The bytes the graphs of all tables hold.
+    used: Arc<AtomicU64>,
 }
 
 impl FreshIndexes {
+    /// No graphs yet; `used` counts the bytes of every table's graphs.
+    pub fn new(used: Arc<AtomicU64>) -> FreshIndexes {
+        FreshIndexes {
+            by_index: Default::default(),
+            used,
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<FreshIndex>>> {
         match self.by_index.lock() {
             Ok(g) => g,
@@ -313,7 +322,6 @@ impl FreshIndexes {
         name: &str,
         column: &str,
         distance: DistanceType,
-        used: &Arc<AtomicU64>,
     ) -> Arc<FreshIndex> {
         let mut map = self.map();
         match map.get(name) {
@@ -322,7 +330,7 @@ impl FreshIndexes {
                 let f = Arc::new(FreshIndex::new(
                     column,
                     distance,
-                    used.clone(),
+                    self.used.clone(),
                     MIN_CAPACITY,
                 ));
                 map.insert(name.to_string(), f.clone());

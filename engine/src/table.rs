@@ -44,7 +44,7 @@ use crate::fresh::FreshIndexes;
 use crate::housekeeping::{self, Pin, Pins};
 use crate::index::{BuildParams, IndexDef};
 use crate::schema::{ColumnType, TableDef};
-use crate::view::{FreshHandle, TableView, ViewCache};
+use crate::view::{TableView, ViewCache};
 use crate::wal::{self, Segment};
 use lance::table::format::IndexMetadata;
 
@@ -394,7 +394,7 @@ impl Table {
             writes: AtomicU64::new(0),
             queued_appends: Default::default(),
             uncommitted: Default::default(),
-            fresh: Default::default(),
+            fresh: Arc::new(FreshIndexes::new(shared.fresh_used.clone())),
             fresh_running: AtomicBool::new(false),
             fresh_wanted: AtomicBool::new(false),
             deferred: Default::default(),
@@ -452,12 +452,14 @@ impl Table {
     /// only what changed is read).
     pub async fn view(&self) -> Result<Arc<TableView>> {
         let (snap, pin) = self.pinned_snapshot();
-        let fresh = FreshHandle {
-            indexes: self.fresh.clone(),
-            used: self.shared.fresh_used.clone(),
-        };
         self.views
-            .get(snap, pin, &self.def, &self.shared.chunks, fresh)
+            .get(
+                snap,
+                pin,
+                &self.def,
+                &self.shared.chunks,
+                self.fresh.clone(),
+            )
             .await
     }
 

@@ -27,6 +27,7 @@ use crate::ann::AnnHandle;
 use crate::chunks::{CHUNK_ROWS, ChunkCache, FragmentKey, open_fragment};
 use crate::engine_err;
 use crate::error::Result;
+use crate::fresh::FreshIndexes;
 use crate::housekeeping::Pin;
 use crate::schema::{ColumnType, TableDef};
 use crate::table::Snapshot;
@@ -96,14 +97,7 @@ pub struct TableView {
     /// views of one version that differ in their tail).
     ann: Arc<tokio::sync::Mutex<HashMap<String, Arc<AnnHandle>>>>,
     /// The table's graphs of fresh rows.
-    pub fresh: FreshHandle,
-}
-
-/// A table's fresh-row graphs and the process-wide count of their bytes.
-#[derive(Clone)]
-pub struct FreshHandle {
-    pub indexes: Arc<crate::fresh::FreshIndexes>,
-    pub used: Arc<std::sync::atomic::AtomicU64>,
+    pub fresh: Arc<FreshIndexes>,
 }
 
 impl std::fmt::Debug for TableView {
@@ -125,7 +119,7 @@ impl TableView {
         def: &TableDef,
         prev: Option<&TableView>,
         chunks: Arc<ChunkCache>,
-        fresh: FreshHandle,
+        fresh: Arc<FreshIndexes>,
     ) -> Result<TableView> {
         let Snapshot { dataset, tail } = snapshot;
         let version = dataset.version().version;
@@ -385,7 +379,7 @@ impl ViewCache {
         pin: Pin,
         def: &TableDef,
         chunks: &Arc<ChunkCache>,
-        fresh: FreshHandle,
+        fresh: Arc<FreshIndexes>,
     ) -> Result<Arc<TableView>> {
         let key = (snapshot.dataset.version().version, snapshot.tail.stamp);
         let mut cur = self.current.lock().await;
