@@ -17,28 +17,70 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The target the example modules are built for.
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Adds [`WASM_TARGET`] to the toolchain when rustup manages it and lacks
+/// it: `rust-toolchain.toml` lists the target, but rustup adds the targets
+/// listed there only when it installs the toolchain itself, not to a
+/// toolchain that was already on the machine.
+fn ensure_wasm_target() {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(root())
+        .output();
+    let Ok(out) = installed else {
+        return; // no rustup: the build below says what is missing
+    };
+    if !out.status.success()
+        || String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == WASM_TARGET)
+    {
+        return;
+    }
+    eprintln!(
+        "adding the {WASM_TARGET} target with rustup (the example re-rankers are built for it)"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .current_dir(root())
+        .status();
+    assert!(
+        added.is_ok_and(|s| s.success()),
+        "rustup target add {WASM_TARGET} failed"
+    );
+}
+
 /// Builds `examples/wasm` for wasm32-unknown-unknown (once per test run) and
 /// returns the path of the module `name`.
 pub fn example_module_path(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
+        ensure_wasm_target();
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root().join("target"))
             .join("wasm-examples");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
-            .args(["build", "--release", "--target", "wasm32-unknown-unknown", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                WASM_TARGET,
+                "--manifest-path",
+            ])
             .arg(root().join("examples/wasm/Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target)
             .output()
             .expect("run cargo");
         assert!(
             out.status.success(),
-            "building examples/wasm failed (is the wasm32-unknown-unknown target installed? .ci/run installs it):\n{}",
+            "building examples/wasm for {WASM_TARGET} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        target.join("wasm32-unknown-unknown/release")
+        target.join(WASM_TARGET).join("release")
     });
     dir.join(format!("{name}.wasm"))
 }
