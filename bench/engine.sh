@@ -2,8 +2,9 @@
 # The storage engine's benchmark ("Engine at scale"), in one run:
 # 1. mixed read/write, Quiver vs pgvector (bench/mixed.py): wordnet-minilm loaded and
 #    HNSW-indexed by shared/bench/harness.py, then one client searching (prepared, k=10)
-#    for SECONDS alone and again while a second client sends 10 one-row INSERTs every
-#    100 ms; a markdown table with the ratios;
+#    for SECONDS alone, again while a second client sends 10 one-row INSERTs every
+#    100 ms (a per-query trace of it in OUT_DIR), and alone once more on the table the
+#    writer left; a markdown table with the ratios;
 # 2. trickle writes vs one COPY on Quiver (bench/trickle.py): TRICKLE_ROWS one-row
 #    INSERTs vs the same rows by COPY, both indexed, OPTIMIZE TABLE with
 #    version_retention = "0", bytes on disk and search latency of each;
@@ -50,7 +51,7 @@ log "pgvector: start (pgserver), load, HNSW m=16 ef_construction=64"
 dsn=$("$PYTHON" "$here/pgserver_ctl.py" tune "$pg_dir")
 harness --dsn "$dsn" --dialect "$SHARED_BENCH/dialects/pgvector06.toml" --index hnsw --filter none \
   --settings ef40 --label pgvector --out "$OUT_DIR/pgvector-load.json"
-"$PYTHON" "$here/mixed.py" --dsn "$dsn" --system pgvector --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/pgvector-mixed.json"
+"$PYTHON" "$here/mixed.py" --dsn "$dsn" --system pgvector --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/pgvector-mixed.json" --trace "$OUT_DIR/pgvector-trace.json"
 durable "$dsn" pgvector
 "$PYTHON" "$here/pgserver_ctl.py" stop "$pg_dir"
 pg_dir=""
@@ -62,7 +63,7 @@ serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" --cache-memory "$CACHE_MEM
 wait_ready "$qdsn"
 harness --dsn "$qdsn" --dialect "$here/quiver.toml" --index ivf_hnsw_sq --filter none \
   --settings nprobes1-ef64 --label quiver --out "$OUT_DIR/quiver-load.json"
-"$PYTHON" "$here/mixed.py" --dsn "$qdsn" --system quiver --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/quiver-mixed.json"
+"$PYTHON" "$here/mixed.py" --dsn "$qdsn" --system quiver --seconds "$SECONDS_PER_PHASE" --out "$OUT_DIR/quiver-mixed.json" --trace "$OUT_DIR/quiver-trace.json"
 durable "$qdsn" quiver
 
 # ------------------------------------------------------------------ table
@@ -82,6 +83,8 @@ row("reader p99 ms, alone", lambda r: r["read_only"]["p99_ms"], "{:.2f}")
 row("reader QPS, with writer", lambda r: r["with_writer"]["qps"])
 row("reader p99 ms, with writer", lambda r: r["with_writer"]["p99_ms"], "{:.2f}")
 row("reader p99 with / without writer", lambda r: r["with_writer"]["p99_ms"] / r["read_only"]["p99_ms"], "{:.2f}")
+row("reader QPS, alone after the writes", lambda r: r["read_after_writes"]["qps"])
+row("reader p99 ms, alone after the writes", lambda r: r["read_after_writes"]["p99_ms"], "{:.2f}")
 row("writes done (of planned)", lambda r: r["writer"]["writes_done"], "{:,}")
 row("one-row INSERT p50 ms", lambda r: r["writer"]["write_p50_ms"], "{:.2f}")
 row("search right after writes p50 ms", lambda r: r["writer"]["search_after_write_p50_ms"], "{:.2f}")
