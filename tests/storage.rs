@@ -944,15 +944,14 @@ async fn rows_in_the_log_tail_are_found_by_every_read() {
     server.shutdown().await.expect("shutdown");
 }
 
-/// Rows written after an index build are searched through the in-memory
-/// graph of fresh rows (filled in the background after the writes, once a
-/// search has used the index): the latest index handle takes every flushed
-/// fresh fragment from it, and answers (every partition probed, the graph
-/// searched with a large ef) equal exact answers — after deletions too; an
-/// index update folds the rows in and empties the graph.
+/// Rows written after an index build are searched by the coded scan of
+/// fresh rows: the index handle of the version after the writes takes every
+/// fresh fragment prepared (none left to exact scoring), and answers (every
+/// partition probed) equal exact answers — after deletions too; an index
+/// update folds the rows in and nothing is left to the scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_rows_are_searched_through_the_in_memory_graph() {
-    // L2 as it is; cosine on unit-length copies by dot product.
+async fn fresh_rows_are_found_by_the_coded_scan() {
+    // L2 by |x|² − 2x·q, cosine on unit-length codes.
     fresh_rows_scenario("l2").await;
     fresh_rows_scenario("cosine").await;
 }
@@ -971,7 +970,7 @@ async fn fresh_rows_scenario(metric: &str) {
     copy_text(&c, "COPY twin FROM STDIN", payload).await;
     c.batch_execute(
         &format!("CREATE INDEX t_ivf ON t USING ivf_flat (embedding) WITH (num_partitions = 2, metric = '{metric}');
-         SET quiver.nprobes = 2; SET quiver.ef = 1000"),
+         SET quiver.nprobes = 2"),
     )
     .await
     .expect("index");
@@ -981,8 +980,6 @@ async fn fresh_rows_scenario(metric: &str) {
             "SELECT id, _distance FROM vector_search('{t}', 'embedding', '{q}', 10, '{metric}')"
         )
     };
-    // The first search makes the (empty) graph; the writes after it fill it.
-    id_distances(&c, &search("t", 0)).await;
     for (i, v) in vectors.iter().enumerate().skip(2_000) {
         let row = format!("({i}, {}, '{}')", i % 100, vector_text(v));
         c.batch_execute(&format!(
@@ -992,15 +989,7 @@ async fn fresh_rows_scenario(metric: &str) {
         .expect("insert");
     }
     let table = engine.table("t").expect("table");
-    let mut held = (0, 0);
-    for _ in 0..200 {
-        held = table.fresh_rows();
-        if table.tail_rows() == 0 && held.0 == 300 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(held, (300, 0), "graph rows / rows left to exact scoring");
+    table.flush().await.expect("flush");
     let lance_metric = quiver_engine::distance::Metric::parse(metric)
         .and_then(|m| m.lance())
         .expect("metric");
@@ -1012,6 +1001,11 @@ async fn fresh_rows_scenario(metric: &str) {
     assert!(
         handle.unindexed_fragments.is_empty() && handle.fresh_fragment_count() > 0,
         "{handle:?}"
+    );
+    assert_eq!(
+        table.fresh_rows(),
+        (300, 0),
+        "rows prepared / left to exact scoring"
     );
     drop((handle, view));
     let queries = [0, 5, 1_999, 2_000, 2_123, 2_299, 777, 2_250];
@@ -1027,7 +1021,7 @@ async fn fresh_rows_scenario(metric: &str) {
             }
         }
     };
-    compare("fresh rows in the graph").await;
+    compare("fresh rows prepared").await;
     c.batch_execute(
         "DELETE FROM t WHERE id >= 2000 AND id % 3 = 0; DELETE FROM twin WHERE id >= 2000 AND id % 3 = 0",
     )
@@ -1035,16 +1029,17 @@ async fn fresh_rows_scenario(metric: &str) {
     .expect("delete");
     compare("after deletions").await;
     c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
-    for _ in 0..200 {
-        if table.fresh_rows().0 == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let view = table.view().await.expect("view");
+    let handle = view
+        .ann("t_ivf", "embedding", lance_metric)
+        .await
+        .expect("ann");
+    assert_eq!(handle.fresh_fragment_count(), 0, "{handle:?}");
     assert_eq!(
-        table.fresh_rows().0,
-        0,
-        "the graph still holds folded-in rows"
+        table.fresh_rows(),
+        (0, 0),
+        "prepared rows left after the fold-in"
     );
+    drop((handle, view));
     compare("folded in").await;
 }

@@ -4,11 +4,11 @@
 //! measured bulk of a query's cost, see DESIGN.md "Where the time goes"). Here
 //! the index is opened once per table version and kept with its view;
 //! each query ranks the IVF partitions and searches the probed ones through
-//! the prepared-partition API, and the fragments not yet covered by the
-//! index (rows written after the build) through the in-memory graph of fresh
-//! rows ([`crate::fresh`]) where it holds them; the search path scores the
-//! rest exactly and recomputes exact distances for the candidates from their
-//! vectors.
+//! the prepared-partition API; the fragments not yet covered by the index
+//! (rows written after the build) are prepared when the handle is opened
+//! for the two-pass scan of [`crate::fresh`] (within the budget: the rest
+//! the search path scores exactly), and the search path recomputes exact
+//! distances for the index's candidates from their vectors.
 //!
 //! This uses Lance's internal index traits (`DatasetIndexInternalExt`,
 //! `VectorIndex`): Lance is pinned to one version and this module is the only
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, Float32Array};
 use arrow::datatypes::UInt64Type;
 use lance::index::DatasetIndexExt;
+use lance_core::utils::deletion::DeletionVector;
 use lance_index::metrics::NoOpMetricsCollector;
 use lance_index::prefilter::NoFilter;
 use lance_index::vector::{Query, VectorIndex};
@@ -27,9 +28,9 @@ use lance_linalg::distance::DistanceType;
 use crate::distance::unit_length;
 use crate::engine_err;
 use crate::error::Result;
-use crate::fresh::FreshIndex;
+use crate::fresh::{FreshFragment, FreshScan};
 use crate::search::SearchKnobs;
-use crate::view::{FragmentView, TableView};
+use crate::view::TableView;
 
 /// Default number of IVF partitions probed when `quiver.nprobes` is not set.
 pub const DEFAULT_NPROBES: usize = 20;
@@ -44,14 +45,14 @@ pub struct AnnHandle {
     partitions: usize,
     distance: DistanceType,
     /// Fragments of the version the index does not cover (written after it
-    /// was built): searched exactly.
+    /// was built) and that are not prepared for the fresh scan: searched
+    /// exactly.
     pub unindexed_fragments: Vec<u32>,
     /// Indexed rows that are deleted: the search asks for this many more.
     deleted_in_index: usize,
-    /// The graph of fresh rows, and the fragments this handle takes from it.
-    fresh: Arc<FreshIndex>,
-    fresh_fragments: std::collections::HashSet<u32>,
-    deleted_in_fresh: usize,
+    /// The fresh fragments prepared for the two-pass scan, with the
+    /// version's deletion vectors.
+    fresh: Vec<(Arc<FreshFragment>, Option<Arc<DeletionVector>>)>,
 }
 
 impl std::fmt::Debug for AnnHandle {
@@ -60,7 +61,7 @@ impl std::fmt::Debug for AnnHandle {
             .field("segments", &self.segments.len())
             .field("partitions", &self.partitions)
             .field("unindexed_fragments", &self.unindexed_fragments.len())
-            .field("fresh_fragments", &self.fresh_fragments.len())
+            .field("fresh_fragments", &self.fresh.len())
             .finish()
     }
 }
@@ -102,33 +103,46 @@ impl AnnHandle {
             .iter()
             .filter(|f| f.memory.is_none())
             .partition(|f| covered.contains(&f.id));
-        // Fresh fragments the graph holds are searched through it; the rest
-        // (not inserted yet, or past its capacity) exactly.
-        let fresh = view.fresh.get_or_create(name, column, distance);
-        let fresh_fragments: std::collections::HashSet<u32> =
-            fresh.covered(&unindexed).into_iter().collect();
-        let (in_graph, exact): (Vec<&FragmentView>, Vec<&FragmentView>) = unindexed
-            .iter()
-            .copied()
-            .partition(|f| fresh_fragments.contains(&f.id));
+        // Fresh fragments are prepared for the two-pass scan; the rest (the
+        // metric has no coded ranking, or no room in the budget) exactly.
+        let (prepared, exact) = view
+            .fresh
+            .prepare(view, name, column, distance, &unindexed)
+            .await?;
+        let fresh = prepared
+            .into_iter()
+            .map(|f| {
+                let deletions = view.fragment(f.id).and_then(|v| v.deletions.clone());
+                (f, deletions)
+            })
+            .collect();
         Ok(AnnHandle {
             segments,
             partitions,
             distance,
             unindexed_fragments: exact.iter().map(|f| f.id).collect(),
             deleted_in_index: indexed.iter().map(|f| f.deleted_rows()).sum(),
-            deleted_in_fresh: in_graph.iter().map(|f| f.deleted_rows()).sum(),
             fresh,
-            fresh_fragments,
         })
     }
 
-    /// How many fresh fragments this handle searches through the graph.
+    /// How many fresh fragments this handle scans (coded, then exactly).
     pub fn fresh_fragment_count(&self) -> usize {
-        self.fresh_fragments.len()
+        self.fresh.len()
     }
 
-    /// Row ids of the index's nearest candidates for `query`.
+    /// The fresh rows to score exactly for a search of the `k` nearest to
+    /// `query`: the best of its prepared fresh fragments by their codes, as
+    /// (vector, row address). Deleted rows are left out.
+    pub fn fresh_candidates(&self, query: &[f32], k: usize) -> Vec<(&[f32], u64)> {
+        let count = k
+            .saturating_mul(crate::fresh::CANDIDATES_PER_K)
+            .max(crate::fresh::MIN_CANDIDATES);
+        FreshScan::new(&self.fresh).candidates(query, count)
+    }
+
+    /// Row ids of the index's nearest candidates for `query` (the fresh
+    /// rows are [`AnnHandle::fresh_candidates`]).
     pub async fn candidates(
         &self,
         query: &[f32],
@@ -183,18 +197,6 @@ impl AnnHandle {
                 };
                 if let Some(col) = batch.column_by_name("_rowid") {
                     ids.extend_from_slice(col.as_primitive::<UInt64Type>().values());
-                }
-            }
-        }
-        if !self.fresh_fragments.is_empty() {
-            let fetch = k
-                .saturating_mul(knobs.refine_factor.unwrap_or(1).max(1) as usize)
-                .saturating_add(self.deleted_in_fresh.min(k.saturating_mul(10)))
-                .min(MAX_CANDIDATES);
-            let ef = knobs.ef.map(|ef| ef.max(fetch));
-            for addr in self.fresh.search(query, fetch, ef)? {
-                if self.fresh_fragments.contains(&((addr >> 32) as u32)) {
-                    ids.push(addr);
                 }
             }
         }

@@ -11,13 +11,13 @@
 //!   and indexes are remapped to the new fragments. Fragments of
 //!   [`TARGET_ROWS`] rows or more are left alone, so compaction rewrites the
 //!   small recent fragments, not the table.
-//! - Rows written after an index was built are searched through an in-memory
-//!   graph ([`crate::fresh`]) and folded into the index (Lance's incremental
-//!   `optimize_indices`) as a delta segment once [`fold_in_due`]: when
-//!   [`UNINDEXED_ROWS`] of them are scored exactly (no graph holds them), or
-//!   [`FRESH_ROWS`] rows or [`FRESH_FRAGMENTS`] fragments of the graphs
-//!   wait; until then the fragments a graph holds are not compacted. Past [`MAX_INDEX_DELTAS`] deltas the
-//!   newest similar-sized ones are merged with them ([`index_segments_to_merge`]).
+//! - Rows written after an index was built are searched by a scan of their
+//!   8-bit codes ([`crate::fresh`]) and folded into the index (Lance's
+//!   incremental `optimize_indices`) as a delta segment once [`fold_in_due`]:
+//!   when [`UNINDEXED_ROWS`] of them are scored exactly (the budget had no
+//!   room to prepare them), or [`FRESH_ROWS`] rows or [`FRESH_FRAGMENTS`]
+//!   fragments wait. Past [`MAX_INDEX_DELTAS`] deltas the newest
+//!   similar-sized ones are merged with them ([`index_segments_to_merge`]).
 //! - Cleanup removes versions older than the retention (`[storage]
 //!   version_retention`), never the latest and never one a reader holds: every
 //!   search view and table scan holds a [`Pin`] on its version (Lance's own
@@ -51,27 +51,26 @@ pub const TARGET_ROWS: usize = 65_536;
 /// Deleted share of the rows that starts a compaction (which drops them).
 pub const DELETED_FRACTION: f64 = 0.1;
 
-/// Rows that searches score exactly (not covered by an index, and not in the
-/// in-memory graph of fresh rows, [`crate::fresh`]) that start an incremental
-/// index update: a new delta segment of the index (searched beside the
-/// others), so that rows written after the build are not scored exactly by
-/// every search for long (about 120 ns a 384-d row with its overheads).
+/// Rows that searches score exactly (not covered by an index, and not
+/// prepared for the coded scan of [`crate::fresh`]) that start an
+/// incremental index update: a new delta segment of the index (searched
+/// beside the others), so that rows written after the build are not scored
+/// exactly by every search for long (about 50 ns a 384-d row).
 pub const UNINDEXED_ROWS: usize = 1_024;
 
-/// Rows not covered by an index that start an index update whatever the
-/// graphs hold: the graph's search cost grows slowly with its rows, but its
-/// memory and a rebuild do not.
+/// Rows not covered by an index that start an index update whatever was
+/// prepared: the coded scan costs every search about 6 ns a 384-d row, as
+/// much as one more delta segment (about 60 µs on the wordnet table) at
+/// about 10,000 rows, so the rows wait about that many on average.
 pub const FRESH_ROWS: usize = 16_384;
 
-/// Fragments held by the graphs of fresh rows that start an index update:
-/// they are not compacted before it (the graphs address their rows), and
-/// each is one more entry in every version and view.
+/// Fragments not covered by an index that start an index update: each is one
+/// more entry in every version and view, and one more to prepare.
 pub const FRESH_FRAGMENTS: usize = 64;
 
 /// Whether rows written since the last index update are folded in now:
-/// `unindexed` rows not covered by some index, `fragments` fragments held by
-/// the graphs of fresh rows, and `exact` rows scored exactly by some index's
-/// searches.
+/// `unindexed` rows in `fragments` fragments not covered by some index, of
+/// which `exact` are scored exactly by some index's searches.
 pub fn fold_in_due(unindexed: usize, fragments: usize, exact: usize) -> bool {
     unindexed > 0
         && (exact >= UNINDEXED_ROWS || unindexed >= FRESH_ROWS || fragments >= FRESH_FRAGMENTS)
@@ -210,23 +209,16 @@ pub fn compaction_options() -> CompactionOptions {
 }
 
 /// The background compaction's planner: tiers (see [`FANOUT`]) over Lance's
-/// own planner, which keeps rows in order and indexes remappable. The
-/// `deferred` fragments (not covered by some index yet) are left alone.
-pub struct TieredPlanner {
-    pub deferred: Vec<u32>,
-}
+/// own planner, which keeps rows in order and indexes remappable.
+pub struct TieredPlanner;
 
 #[async_trait::async_trait]
 impl CompactionPlanner for TieredPlanner {
     async fn plan(&self, ds: &Dataset) -> lance::Result<CompactionPlan> {
-        let sizes: Vec<FragmentSize> = fragment_sizes(ds)
-            .into_iter()
-            .filter(|f| !self.deferred.contains(&f.id))
-            .collect();
+        let sizes = fragment_sizes(ds);
         let mut attempts = compaction_attempts(&sizes).into_iter().peekable();
         loop {
-            let mut excluded = attempts.next().unwrap_or_default();
-            excluded.extend_from_slice(&self.deferred);
+            let excluded = attempts.next().unwrap_or_default();
             let options = CompactionOptions {
                 excluded_fragment_ids: excluded,
                 ..compaction_options()

@@ -34,7 +34,8 @@
 //! - [`index`] — index definitions and building Lance indexes;
 //! - [`distance`] — metrics and exact distance kernels;
 //! - [`ann`] — the ANN hot path over an opened Lance index;
-//! - [`fresh`] — in-memory graphs over the rows an index does not cover yet;
+//! - [`quantized`] — vectors as 8-bit codes and their dot-product kernel;
+//! - [`fresh`] — the rows an index does not cover yet, prepared for a coded scan;
 //! - [`search`] — one vector search: exact over memory, or ANN through Lance;
 //! - [`engine`] — the entry point tying the above together.
 
@@ -50,6 +51,7 @@ pub mod function;
 pub mod housekeeping;
 pub mod index;
 pub mod memory;
+pub mod quantized;
 pub mod schema;
 pub mod search;
 pub mod table;

@@ -7,8 +7,9 @@
 //! - the tails of the tables: rows acknowledged through the write-ahead log
 //!   and not yet flushed to Lance ([`crate::table`]; a flush starts when all
 //!   tails together pass their share);
-//! - the in-memory graphs over rows the vector indexes do not cover yet
-//!   ([`crate::fresh`]; a fragment past their share is searched exactly);
+//! - the rows the vector indexes do not cover yet, prepared for searches as
+//!   8-bit codes beside their vectors ([`crate::fresh`]; a fragment past
+//!   their share is searched exactly);
 //! - Lance's index cache (opened index partitions) and metadata cache
 //!   (manifests, file metadata, deletion vectors), both in the one shared
 //!   `lance::session::Session` that every dataset is opened with.
@@ -66,7 +67,7 @@ impl MemoryBudget {
         self.total / 2
     }
 
-    /// The fresh-row graphs of all tables ([`crate::fresh`]): 5 %.
+    /// The prepared fresh rows of all tables ([`crate::fresh`]): 5 %.
     pub fn fresh_bytes(&self) -> u64 {
         self.total / 20
     }

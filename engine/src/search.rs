@@ -9,9 +9,10 @@
 //!   over just those rows: recall 1.0 and cheaper than any ANN prefilter at
 //!   that size. The filter is evaluated with the table's scalar indexes when
 //!   it names an indexed column, otherwise over its own columns only;
-//! - otherwise → the ANN index (unfiltered: the opened index directly, plus an
-//!   exact search of the fragments it does not cover yet; filtered: Lance's
-//!   ANN with the filter as a prefilter), then the candidates' exact distances
+//! - otherwise → the ANN index (unfiltered: the opened index directly, plus
+//!   the rows it does not cover yet, scanned by their 8-bit codes with the
+//!   best of them scored exactly, see [`crate::fresh`]; filtered: Lance's ANN
+//!   with the filter as a prefilter), then the candidates' exact distances
 //!   are recomputed from their vectors.
 //!
 //! Ties in distance are broken by row address, so results are deterministic.
@@ -484,6 +485,10 @@ pub async fn run(
             }
             for frag in view.memory_fragments() {
                 exact_fragment(&view, plan, query, frag, &mut top).await?;
+            }
+            let dist = plan.metric.from_query(query);
+            for (v, addr) in h.fresh_candidates(query, k) {
+                top.push(dist.distance(v), addr);
             }
             h.candidates(query, k, knobs).await?
         }

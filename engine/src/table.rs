@@ -40,7 +40,7 @@ use lance_index::optimize::OptimizeOptions;
 use crate::chunks::ChunkCache;
 use crate::engine_err;
 use crate::error::Result;
-use crate::fresh::FreshIndexes;
+use crate::fresh::FreshRows;
 use crate::housekeeping::{self, Pin, Pins};
 use crate::index::{BuildParams, IndexDef};
 use crate::schema::{ColumnType, TableDef};
@@ -80,7 +80,7 @@ pub struct Shared {
     pub tail_total: Arc<std::sync::atomic::AtomicUsize>,
     /// How long logged rows may wait before a flush.
     pub flush_age: Duration,
-    /// The fresh-row graphs of all tables hold at most this many bytes.
+    /// The prepared fresh fragments of all tables hold at most this many bytes.
     pub fresh_bytes: u64,
     /// The bytes they hold.
     pub fresh_used: Arc<AtomicU64>,
@@ -234,17 +234,8 @@ pub struct Table {
     /// Held (shared) by appends from writing their files until their commit;
     /// cleanup takes it exclusively, so it never deletes uncommitted files.
     uncommitted: Arc<tokio::sync::RwLock<()>>,
-    /// The in-memory graphs over the rows the vector indexes do not cover.
-    fresh: Arc<FreshIndexes>,
-    /// A refresh of the graphs is running / is asked for.
-    fresh_running: AtomicBool,
-    fresh_wanted: AtomicBool,
-    /// Fragments a fresh-row graph holds: compaction leaves them alone until
-    /// they are folded in (the graphs address their rows).
-    deferred: std::sync::Mutex<std::collections::HashSet<u32>>,
-    /// The most rows some index leaves neither to Lance nor to a graph
-    /// (scored exactly by its searches), as of the last refresh.
-    exact_rows: std::sync::atomic::AtomicUsize,
+    /// The rows the vector indexes do not cover, prepared for searches.
+    fresh: Arc<FreshRows>,
 }
 
 /// An append being written batch by batch ([`Table::append_stream`]).
@@ -394,11 +385,10 @@ impl Table {
             writes: AtomicU64::new(0),
             queued_appends: Default::default(),
             uncommitted: Default::default(),
-            fresh: Arc::new(FreshIndexes::new(shared.fresh_used.clone())),
-            fresh_running: AtomicBool::new(false),
-            fresh_wanted: AtomicBool::new(false),
-            deferred: Default::default(),
-            exact_rows: Default::default(),
+            fresh: Arc::new(FreshRows::new(
+                shared.fresh_used.clone(),
+                shared.fresh_bytes,
+            )),
         }
     }
 
@@ -437,10 +427,10 @@ impl Table {
         }
     }
 
-    /// Rows the fresh-row graphs hold, and the most rows an index's searches
-    /// score exactly (as of the last refresh).
+    /// Fresh rows prepared for the searches of the indexes, and the rows
+    /// the last index handle opened leaves to exact scoring.
     pub fn fresh_rows(&self) -> (usize, usize) {
-        (self.fresh.rows(), self.exact_rows.load(Ordering::Relaxed))
+        self.fresh.rows()
     }
 
     /// Rows in the tail (acknowledged, not yet flushed to Lance).
@@ -701,6 +691,7 @@ impl Table {
         let mut ds = (*self.dataset()).clone();
         ds.drop_index(name).await?;
         self.publish(Arc::new(ds));
+        self.fresh.forget(name);
         Ok(())
     }
 
@@ -769,22 +760,30 @@ impl Table {
     async fn fold_in_due(&self) -> Result<bool> {
         let ds = self.dataset();
         let indices = ds.load_indices().await?;
+        let (fragments, rows) = Self::unindexed(&ds, &indices);
         Ok(housekeeping::fold_in_due(
-            Self::unindexed_rows(&ds, &indices),
-            self.deferred_fragments().len(),
-            self.exact_rows.load(Ordering::Relaxed),
+            rows,
+            fragments,
+            self.fresh.rows().1,
         ))
     }
 
     /// Rows in fragments that some index of the dataset (none of its
     /// segments) does not cover (0 without indexes).
     fn unindexed_rows(ds: &Dataset, indices: &[IndexMetadata]) -> usize {
+        Self::unindexed(ds, indices).1
+    }
+
+    /// The fragments that some index of the dataset (none of its segments)
+    /// does not cover, and their rows.
+    fn unindexed(ds: &Dataset, indices: &[IndexMetadata]) -> (usize, usize) {
         let by_name = segments_by_name(indices);
         ds.fragments()
             .iter()
             .filter(|f| by_name.iter().any(|(_, s)| !covers(s, f.id as u32)))
-            .map(|f| f.physical_rows.unwrap_or(0))
-            .sum()
+            .fold((0, 0), |(n, rows), f| {
+                (n + 1, rows + f.physical_rows.unwrap_or(0))
+            })
     }
 
     /// Rewrites small fragments and fragments with many deleted rows into
@@ -801,10 +800,7 @@ impl Table {
             let planner = DefaultCompactionPlanner::new(housekeeping::compaction_options())?;
             compact_files_with_planner(&mut ds, None, &planner).await?
         } else {
-            let planner = housekeeping::TieredPlanner {
-                deferred: self.deferred_fragments().into_iter().collect(),
-            };
-            compact_files_with_planner(&mut ds, None, &planner).await?
+            compact_files_with_planner(&mut ds, None, &housekeeping::TieredPlanner).await?
         };
         if m.fragments_removed > 0 {
             self.publish(Arc::new(ds));
@@ -862,7 +858,6 @@ impl Table {
         self.flush().await?;
         let (fragments_removed, fragments_added) = self.compact(true).await?;
         let indexes_updated = self.optimize_indexes(1).await?;
-        self.refresh_fresh_soon();
         let (versions_removed, bytes_removed) = self.cleanup(self.shared.retention).await?;
         Ok(HousekeepingReport {
             fragments_removed,
@@ -1201,120 +1196,15 @@ impl Table {
     /// unindexed rows (at most one pass per table at a time).
     fn after_write(self: &Arc<Self>) {
         let n = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        self.refresh_fresh_soon();
         if !self.needs_compaction() && !n.is_multiple_of(housekeeping::CHECK_EVERY) {
             return;
         }
         self.start_housekeeping();
     }
 
-    /// Whether the fragments compaction may touch (not the deferred ones)
-    /// call for a background compaction.
+    /// Whether the table's fragments call for a background compaction.
     fn needs_compaction(&self) -> bool {
-        let deferred = self.deferred_fragments();
-        let sizes: Vec<_> = housekeeping::fragment_sizes(&self.dataset())
-            .into_iter()
-            .filter(|f| !deferred.contains(&f.id))
-            .collect();
-        housekeeping::needs_compaction(&sizes)
-    }
-
-    fn deferred_fragments(&self) -> std::collections::HashSet<u32> {
-        match self.deferred.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// Brings the fresh-row graphs up to date in the background (one task
-    /// per table; asked again while it runs, it runs once more).
-    fn refresh_fresh_soon(self: &Arc<Self>) {
-        self.fresh_wanted.store(true, Ordering::SeqCst);
-        if self.fresh_running.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let table = self.clone();
-        tokio::spawn(async move {
-            loop {
-                while table.fresh_wanted.swap(false, Ordering::SeqCst) {
-                    if table.closed.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if let Err(e) = table.refresh_fresh().await {
-                        tracing::warn!(table = table.def.name, error = %e, "fresh-row graph refresh failed");
-                    }
-                }
-                table.fresh_running.store(false, Ordering::SeqCst);
-                // Asked for between the last pass and the store above?
-                if !table.fresh_wanted.load(Ordering::SeqCst)
-                    || table.fresh_running.swap(true, Ordering::SeqCst)
-                {
-                    break;
-                }
-            }
-        });
-    }
-
-    /// One refresh: the latest version's fragments that each index does not
-    /// cover are added to the index's graph (see [`crate::fresh`]), and those
-    /// a graph holds are deferred from compaction; records how many rows are
-    /// left to exact scoring.
-    async fn refresh_fresh(&self) -> Result<usize> {
-        let set_deferred = |deferred: std::collections::HashSet<u32>| match self.deferred.lock() {
-            Ok(mut g) => *g = deferred,
-            Err(p) => *p.into_inner() = deferred,
-        };
-        // A table without indexes has nothing to add (no view to build).
-        if segments_by_name(&self.dataset().load_indices().await?).is_empty() {
-            self.exact_rows.store(0, Ordering::Relaxed);
-            set_deferred(Default::default());
-            return Ok(0);
-        }
-        let view = self.view().await?;
-        let indices = view.dataset.load_indices().await?;
-        // Per index, the fragments it does not cover.
-        let fresh: Vec<(&str, Vec<u32>)> = segments_by_name(&indices)
-            .into_iter()
-            .map(|(name, segments)| {
-                let ids = view
-                    .fragments
-                    .iter()
-                    .filter(|f| f.memory.is_none() && !covers(&segments, f.id))
-                    .map(|f| f.id)
-                    .collect();
-                (name, ids)
-            })
-            .collect();
-        let fresh_of = |name: &str| {
-            fresh
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, ids)| ids.clone())
-        };
-        let added = self
-            .fresh
-            .refresh(&view, fresh_of, self.shared.fresh_bytes)
-            .await?;
-        // Rows each index leaves to exact scoring (fresh, not in its graph);
-        // what the graphs hold is not compacted until it is folded in.
-        let mut exact = 0;
-        let mut deferred = std::collections::HashSet::new();
-        for (name, ids) in &fresh {
-            let frags: Vec<&crate::view::FragmentView> =
-                ids.iter().filter_map(|id| view.fragment(*id)).collect();
-            let held: std::collections::HashSet<u32> =
-                self.fresh.covered(name, &frags).into_iter().collect();
-            let rows: usize = frags
-                .iter()
-                .filter(|f| !held.contains(&f.id))
-                .map(|f| f.physical_rows as usize)
-                .sum();
-            exact = exact.max(rows);
-            deferred.extend(held);
-        }
-        self.exact_rows.store(exact, Ordering::Relaxed);
-        set_deferred(deferred);
-        Ok(added)
+        housekeeping::needs_compaction(&housekeeping::fragment_sizes(&self.dataset()))
     }
 
     /// Whether a background housekeeping pass is running.
@@ -1335,12 +1225,7 @@ impl Table {
         tokio::spawn(async move {
             let writes = table.writes.load(Ordering::Relaxed);
             match table.housekeeping_pass().await {
-                Ok(r) => {
-                    tracing::debug!(table = table.def.name, ?r, "housekeeping");
-                    if r.fragments_removed > 0 || r.indexes_updated {
-                        table.refresh_fresh_soon();
-                    }
-                }
+                Ok(r) => tracing::debug!(table = table.def.name, ?r, "housekeeping"),
                 Err(e) => tracing::warn!(table = table.def.name, error = %e, "housekeeping failed"),
             }
             table.housekeeping.store(false, Ordering::SeqCst);

@@ -27,7 +27,7 @@ use crate::ann::AnnHandle;
 use crate::chunks::{CHUNK_ROWS, ChunkCache, FragmentKey, open_fragment};
 use crate::engine_err;
 use crate::error::Result;
-use crate::fresh::FreshIndexes;
+use crate::fresh::FreshRows;
 use crate::housekeeping::Pin;
 use crate::schema::{ColumnType, TableDef};
 use crate::table::Snapshot;
@@ -75,6 +75,23 @@ impl FragmentView {
         self.physical_rows.div_ceil(CHUNK_ROWS)
     }
 
+    /// A fragment of `rows` rows with no deletions, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: u32, rows: u32) -> FragmentView {
+        FragmentView {
+            id,
+            key: FragmentKey {
+                dataset: "test".into(),
+                fragment: id,
+                files: 0,
+            },
+            physical_rows: rows,
+            deletions: None,
+            deletion_file: None,
+            memory: None,
+        }
+    }
+
     /// Physical offsets `chunk * CHUNK_ROWS ..` covered by `chunk`.
     pub fn chunk_range(&self, chunk: u32) -> std::ops::Range<u32> {
         let start = chunk * CHUNK_ROWS;
@@ -96,8 +113,8 @@ pub struct TableView {
     /// Vector indexes opened on this version, by index name (shared by the
     /// views of one version that differ in their tail).
     ann: Arc<tokio::sync::Mutex<HashMap<String, Arc<AnnHandle>>>>,
-    /// The table's graphs of fresh rows.
-    pub fresh: Arc<FreshIndexes>,
+    /// The table's fresh fragments, prepared for each index's searches.
+    pub fresh: Arc<FreshRows>,
 }
 
 impl std::fmt::Debug for TableView {
@@ -119,7 +136,7 @@ impl TableView {
         def: &TableDef,
         prev: Option<&TableView>,
         chunks: Arc<ChunkCache>,
-        fresh: Arc<FreshIndexes>,
+        fresh: Arc<FreshRows>,
     ) -> Result<TableView> {
         let Snapshot { dataset, tail } = snapshot;
         let version = dataset.version().version;
@@ -379,7 +396,7 @@ impl ViewCache {
         pin: Pin,
         def: &TableDef,
         chunks: &Arc<ChunkCache>,
-        fresh: Arc<FreshIndexes>,
+        fresh: Arc<FreshRows>,
     ) -> Result<Arc<TableView>> {
         let key = (snapshot.dataset.version().version, snapshot.tail.stamp);
         let mut cur = self.current.lock().await;
