@@ -43,7 +43,9 @@ pub const MAX_CANDIDATES: usize = 1 << 20;
 pub struct AnnHandle {
     segments: Vec<Arc<dyn VectorIndex>>,
     partitions: usize,
-    distance: DistanceType,
+    /// The indexed column and the distance the index ranks by.
+    pub column: String,
+    pub distance: DistanceType,
     /// Fragments of the version the index does not cover (written after it
     /// was built) and that are not prepared for the fresh scan: searched
     /// exactly.
@@ -119,6 +121,7 @@ impl AnnHandle {
         Ok(AnnHandle {
             segments,
             partitions,
+            column: column.to_string(),
             distance,
             unindexed_fragments: exact.iter().map(|f| f.id).collect(),
             deleted_in_index: indexed.iter().map(|f| f.deleted_rows()).sum(),

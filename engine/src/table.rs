@@ -419,11 +419,54 @@ impl Table {
         (snap, pin)
     }
 
-    /// Makes `ds` the latest version unless a newer one is already published.
-    fn publish(&self, ds: Arc<Dataset>) {
+    /// Makes `ds` the latest version unless a newer one is already published,
+    /// after warming it ([`Table::warm`]).
+    async fn publish(&self, ds: Arc<Dataset>) {
+        self.warm(&ds, self.snapshot().tail).await;
         let mut g = self.latest_mut();
         if ds.version().version >= g.dataset.version().version {
             g.dataset = ds;
+        }
+    }
+
+    /// Prepares version `ds` (with `tail` beside it) for the searches that
+    /// will read it once it is published: builds its view and opens on it
+    /// the vector indexes the latest view has opened, which reads the new
+    /// fragments' metadata and prepares their fresh rows ([`crate::fresh`]).
+    /// The writer that made the version pays for what it changed, not the
+    /// next search. A failure is left to that search to meet again.
+    async fn warm(&self, ds: &Arc<Dataset>, tail: Arc<Tail>) {
+        let opened = self.views.opened().await;
+        if opened.is_empty() {
+            return;
+        }
+        let snapshot = Snapshot {
+            dataset: ds.clone(),
+            tail,
+        };
+        let pin = self.pins.pin(ds.version().version);
+        let view = self
+            .views
+            .get(
+                snapshot,
+                pin,
+                &self.def,
+                &self.shared.chunks,
+                self.fresh.clone(),
+            )
+            .await;
+        let view = match view {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(table = self.def.name, error = %e, "warming a new version failed");
+                return;
+            }
+        };
+        for (name, column, distance) in opened {
+            // A dropped index is not there to open.
+            if let Err(e) = view.ann(&name, &column, distance).await {
+                tracing::debug!(table = self.def.name, index = name, error = %e, "warming an index failed");
+            }
         }
     }
 
@@ -558,7 +601,7 @@ impl Table {
             .await;
         match result {
             Ok(r) => {
-                self.publish(Arc::new(r.dataset));
+                self.publish(Arc::new(r.dataset)).await;
                 self.after_write();
                 for w in waiters {
                     let _ = w.send(Ok(()));
@@ -621,7 +664,7 @@ impl Table {
         let res = DeleteBuilder::from_expr(self.dataset(), filter)
             .execute()
             .await?;
-        self.publish(res.new_dataset);
+        self.publish(res.new_dataset).await;
         self.after_write();
         Ok(res.num_deleted_rows)
     }
@@ -642,7 +685,7 @@ impl Table {
             b = b.set(col, value)?;
         }
         let res = b.build()?.execute().await?;
-        self.publish(res.new_dataset);
+        self.publish(res.new_dataset).await;
         self.after_write();
         Ok(res.rows_updated)
     }
@@ -682,7 +725,7 @@ impl Table {
                 .await?;
             }
         }
-        self.publish(Arc::new(ds));
+        self.publish(Arc::new(ds)).await;
         Ok(())
     }
 
@@ -690,7 +733,7 @@ impl Table {
         let _w = self.write_lock.lock().await;
         let mut ds = (*self.dataset()).clone();
         ds.drop_index(name).await?;
-        self.publish(Arc::new(ds));
+        self.publish(Arc::new(ds)).await;
         self.fresh.forget(name);
         Ok(())
     }
@@ -751,7 +794,7 @@ impl Table {
             ds.optimize_indices(&options.index_names(vec![name]))
                 .await?;
         }
-        self.publish(Arc::new(ds));
+        self.publish(Arc::new(ds)).await;
         Ok(true)
     }
 
@@ -803,7 +846,7 @@ impl Table {
             compact_files_with_planner(&mut ds, None, &housekeeping::TieredPlanner).await?
         };
         if m.fragments_removed > 0 {
-            self.publish(Arc::new(ds));
+            self.publish(Arc::new(ds)).await;
         }
         Ok((m.fragments_removed, m.fragments_added))
     }
@@ -1059,10 +1102,14 @@ impl Table {
                 .execute(batches)
                 .await?;
             crate::engine::crash_point("flush:lance_committed");
+            let ds = Arc::new(ds);
+            // With the tail as it is once the rows leave it.
+            self.warm(&ds, Arc::new(self.snapshot().tail.without_upto(upto)))
+                .await;
             {
                 let mut g = self.latest_mut();
                 if ds.version().version >= g.dataset.version().version {
-                    g.dataset = Arc::new(ds);
+                    g.dataset = ds;
                 }
                 let tail = g.tail.without_upto(upto);
                 self.shared
@@ -1131,7 +1178,7 @@ impl Table {
                 .with_params(&self.flush_params(last))
                 .execute(replay)
                 .await?;
-            self.publish(Arc::new(ds));
+            self.publish(Arc::new(ds)).await;
         }
         let fresh = Segment::create(&self.log.dir, next, self.shared.fsync)?;
         for (first, path) in &segments {

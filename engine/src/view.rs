@@ -210,6 +210,11 @@ impl TableView {
         })
     }
 
+    /// What a view is cached by: its version and its tail's stamp.
+    fn key(&self) -> (u64, u64) {
+        (self.version, self.tail_stamp)
+    }
+
     pub fn fragment(&self, id: u32) -> Option<&FragmentView> {
         self.by_id.get(&id).map(|&i| &self.fragments[i])
     }
@@ -381,15 +386,22 @@ impl TableView {
     }
 }
 
-/// Holds the view of the latest version a reader asked for.
+/// Views a cache keeps: the latest one readers use, and the one a writer
+/// builds for its version before publishing it (readers go on with the
+/// other meanwhile).
+const KEPT_VIEWS: usize = 2;
+
+/// Holds the views of the newest versions asked for.
 #[derive(Default)]
 pub struct ViewCache {
-    current: tokio::sync::Mutex<Option<Arc<TableView>>>,
+    views: tokio::sync::Mutex<Vec<Arc<TableView>>>,
 }
 
 impl ViewCache {
     /// The view of a snapshot. Concurrent readers of a new snapshot share
-    /// one build; the build reads only what changed since the last view.
+    /// one build; the build reads only what changed since the view it starts
+    /// from: one of the same version when there is one (it shares that
+    /// version's opened indexes), else the newest.
     pub async fn get(
         &self,
         snapshot: Snapshot,
@@ -399,18 +411,43 @@ impl ViewCache {
         fresh: Arc<FreshRows>,
     ) -> Result<Arc<TableView>> {
         let key = (snapshot.dataset.version().version, snapshot.tail.stamp);
-        let mut cur = self.current.lock().await;
-        if let Some(v) = cur.as_ref()
-            && (v.version, v.tail_stamp) == key
-        {
+        let mut views = self.views.lock().await;
+        if let Some(v) = views.iter().find(|v| v.key() == key) {
             return Ok(v.clone());
         }
+        let prev = views
+            .iter()
+            .rev()
+            .find(|v| v.version == key.0)
+            .or(views.last());
         let view = Arc::new(
-            TableView::build(snapshot, pin, def, cur.as_deref(), chunks.clone(), fresh).await?,
+            TableView::build(
+                snapshot,
+                pin,
+                def,
+                prev.map(|v| &**v),
+                chunks.clone(),
+                fresh,
+            )
+            .await?,
         );
-        if cur.as_ref().is_none_or(|v| (v.version, v.tail_stamp) < key) {
-            *cur = Some(view.clone());
+        views.push(view.clone());
+        views.sort_by_key(|v| v.key());
+        if views.len() > KEPT_VIEWS {
+            views.remove(0);
         }
         Ok(view)
+    }
+
+    /// The vector indexes opened on the newest view, as (index, column,
+    /// distance): what a writer opens on its version before publishing it.
+    pub async fn opened(&self) -> Vec<(String, String, DistanceType)> {
+        let Some(newest) = self.views.lock().await.last().cloned() else {
+            return Vec::new();
+        };
+        let ann = newest.ann.lock().await;
+        ann.iter()
+            .map(|(name, h)| (name.clone(), h.column.clone(), h.distance))
+            .collect()
     }
 }
