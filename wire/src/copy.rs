@@ -63,8 +63,12 @@ struct PendingCopy {
     rest: Vec<Statement>,
 }
 
-/// Data buffered before its complete records are loaded as one piece.
-pub(crate) const COPY_PIECE_BYTES: usize = 16 * 1024 * 1024;
+/// Data buffered before its complete records are loaded as one piece (with
+/// the piece being decoded, its rows queued for and being written, what a
+/// COPY holds at a time is a few times this). Measured on wordnet (384-d,
+/// 4.8 KB a row as text): 16 MiB pieces held 30 MB more at the peak than
+/// 8 MiB ones for the same rows/s; 4 MiB ones loaded 17 % slower.
+pub(crate) const COPY_PIECE_BYTES: usize = 8 * 1024 * 1024;
 
 impl CopyState {
     fn lock(&self) -> MutexGuard<'_, Option<PendingCopy>> {
@@ -113,7 +117,11 @@ impl CopyState {
             }
             return Ok(None);
         }
-        let rest = pending.data.split_off(end);
+        // The next piece's buffer, sized for it (grown by doubling, a buffer
+        // of a piece's size would end up twice as large).
+        let mut rest = Vec::with_capacity(piece.max(pending.data.len() - end));
+        rest.extend_from_slice(&pending.data[end..]);
+        pending.data.truncate(end);
         pending.scan.consumed(end);
         Ok(Some(std::mem::replace(&mut pending.data, rest)))
     }
