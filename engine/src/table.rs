@@ -102,13 +102,18 @@ impl Shared {
         }
     }
 
-    /// Write parameters of every commit: this session, and row addresses as
-    /// row ids (the search path relies on it, see [`crate::view`]).
-    fn write_params(&self, mode: WriteMode) -> WriteParams {
+    /// Write parameters of every commit to a table of `columns` columns:
+    /// this session, row addresses as row ids (the search path relies on it,
+    /// see [`crate::view`]), and [`WRITER_COLUMN_BYTES`] of buffer a column.
+    fn write_params(&self, mode: WriteMode, columns: usize) -> WriteParams {
         WriteParams {
             mode,
             session: Some(self.session.clone()),
             enable_stable_row_ids: false,
+            file_writer_options: Some(lance_file::writer::FileWriterOptions {
+                data_cache_bytes: Some(WRITER_COLUMN_BYTES * columns.max(1) as u64),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -124,6 +129,12 @@ pub struct Tail {
     /// The highest lsn made visible: changes with every logged append.
     pub stamp: u64,
 }
+
+/// Bytes a column's values are buffered in while a data file is written,
+/// before they are encoded into a page. Lance's default is 8 MiB a column:
+/// on wordnet (5 columns) a COPY's peak memory was 30 MB above what it is
+/// with this, at the same rows/s.
+pub const WRITER_COLUMN_BYTES: u64 = 2 << 20;
 
 impl Tail {
     /// This tail with `ready` appended (the highest lsn visible: `upto`).
@@ -322,7 +333,7 @@ impl Table {
     ) -> Result<Table> {
         let schema = def.arrow_schema();
         let empty = RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), schema);
-        let params = shared.write_params(WriteMode::Create);
+        let params = shared.write_params(WriteMode::Create, def.columns.len());
         let ds = Dataset::write(empty, uri.as_str(), Some(params)).await?;
         let table = Self::with_dataset(def, ds, shared, log_dir);
         table.recover_log().await?;
@@ -527,7 +538,11 @@ impl Table {
         // Files written but not committed must not look like garbage to cleanup.
         let _uncommitted = self.uncommitted.clone().read_owned().await;
         let transaction = InsertBuilder::new(self.dataset())
-            .with_params(&self.shared.write_params(WriteMode::Append))
+            .with_params(
+                &self
+                    .shared
+                    .write_params(WriteMode::Append, self.def.columns.len()),
+            )
             .execute_uncommitted(batches)
             .await?;
         self.commit_append(transaction).await?;
@@ -548,7 +563,9 @@ impl Table {
             ),
         );
         let dest = self.dataset();
-        let params = self.shared.write_params(WriteMode::Append);
+        let params = self
+            .shared
+            .write_params(WriteMode::Append, self.def.columns.len());
         let writer = tokio::spawn(async move {
             InsertBuilder::new(dest)
                 .with_params(&params)
@@ -1135,7 +1152,9 @@ impl Table {
 
     /// Parameters of a commit of the log's records up to `lsn` (the flush mark).
     fn flush_params(&self, lsn: u64) -> WriteParams {
-        let mut params = self.shared.write_params(WriteMode::Append);
+        let mut params = self
+            .shared
+            .write_params(WriteMode::Append, self.def.columns.len());
         params.transaction_properties = Some(Arc::new(HashMap::from([(
             wal::FLUSHED_LSN.to_string(),
             lsn.to_string(),
