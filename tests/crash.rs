@@ -128,7 +128,7 @@ async fn an_insert_is_durable_before_it_is_acknowledged() {
         .arg(&log_path)
         .args([
             "-e",
-            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,sendto,writev,write",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,link,linkat,sendto,writev,write,pwrite64",
         ])
         .arg(env!("CARGO_BIN_EXE_quiver"));
     let mut server = spawn_command(strace, &dir.path().join("data"), port, &[]).await;
@@ -157,8 +157,16 @@ async fn an_insert_is_durable_before_it_is_acknowledged() {
     let log = std::fs::read_to_string(&log_path).expect("log");
     let calls = completed_calls(&log[before..]);
     let is_segment = |c: &str| c.contains("/wal/") && c.contains(".wal>");
+    // The record overwrites zeros the segment was extended with: a write of
+    // something else than zeros (strace shows them as `\0\0…`).
     let record = find_call(&calls, 0, "log record write", |c| {
-        c.starts_with("write(") && is_segment(c) && !c.trim_end().ends_with("= -1")
+        (c.starts_with("write(") || c.starts_with("pwrite64("))
+            && is_segment(c)
+            && !c.trim_end().ends_with("= -1")
+            && c
+                .split('"')
+                .nth(1)
+                .is_some_and(|data| data.chars().any(|ch| ch != '\\' && ch != '0'))
     });
     let sync = find_call(&calls, record, "log fdatasync", |c| {
         c.starts_with("fdatasync(") && is_segment(c) && c.trim_end().ends_with("= 0")

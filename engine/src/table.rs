@@ -1169,9 +1169,11 @@ impl Table {
         let segments = wal::segments(&self.log.dir)?;
         let mut records = Vec::new();
         for (_, path) in &segments {
-            let (mut recs, intact) = wal::read_segment(path)?;
-            if intact < std::fs::metadata(path)?.len() {
+            let (mut recs, intact, torn) = wal::read_segment(path)?;
+            if torn {
                 tracing::warn!(segment = %path.display(), "cutting off a log record a crash left torn");
+            }
+            if intact < std::fs::metadata(path)?.len() {
                 wal::truncate(path, intact)?;
             }
             records.append(&mut recs);

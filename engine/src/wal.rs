@@ -14,6 +14,13 @@
 //! `[payload length u32 LE][crc32 of lsn and payload u32 LE][lsn u64 LE][payload]`,
 //! the payload one Arrow IPC stream (the batch and its schema). Log sequence
 //! numbers (lsn) increase by one per record, across segments and restarts.
+//! The file is extended with zeros ahead of its records, [`EXTEND_BYTES`] at
+//! a time, as PostgreSQL fills its WAL segments before use: a record then
+//! overwrites blocks the file already has, and its sync writes the data
+//! only, where a sync after an append must also commit the file's new size
+//! (on ext4 a journal commit per statement). Reading stops at the first
+//! record that is not whole and intact; zeros after the last one are the
+//! unused rest of the file, anything else a write a crash interrupted.
 //!
 //! A flush starts a new segment (the old one synced first), so every record
 //! it writes to Lance is in a closed segment; it commits those rows with the
@@ -23,7 +30,7 @@
 //! latest commits and replays only the records after it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
@@ -35,6 +42,13 @@ use crate::error::Result;
 pub const FLUSHED_LSN: &str = "quiver.wal_flushed_lsn";
 
 const HEADER: usize = 16;
+
+/// A segment's file is extended by at least this many bytes of zeros when a
+/// record would pass its end.
+pub const EXTEND_BYTES: u64 = 256 << 10;
+
+/// Zeros written at a time when a segment is extended or a write undone.
+const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 /// A record larger than this is not one this log wrote (a torn length).
 const MAX_RECORD: usize = 1 << 30;
 
@@ -76,9 +90,10 @@ fn decode_batch(payload: &[u8]) -> Result<RecordBatch> {
     }
 }
 
-/// The records of one segment, and the length of its intact prefix (a record
-/// cut short or failing its checksum ends it: the write a crash interrupted).
-pub fn read_segment(path: &Path) -> Result<(Vec<Record>, u64)> {
+/// The records of one segment, the length of its intact prefix (a record cut
+/// short or failing its checksum ends it), and whether anything but zeros
+/// follows it (a write a crash interrupted).
+pub fn read_segment(path: &Path) -> Result<(Vec<Record>, u64, bool)> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let mut records = Vec::new();
@@ -101,7 +116,8 @@ pub fn read_segment(path: &Path) -> Result<(Vec<Record>, u64)> {
         });
         at = end;
     }
-    Ok((records, at as u64))
+    let torn = bytes[at..].iter().any(|b| *b != 0);
+    Ok((records, at as u64, torn))
 }
 
 /// The segment files of a log folder, by first lsn.
@@ -147,6 +163,8 @@ pub struct Segment {
     /// Bytes of intact records, and how many records.
     len: u64,
     records: usize,
+    /// The file's length: records, then zeros.
+    extended: u64,
 }
 
 impl Segment {
@@ -155,10 +173,12 @@ impl Segment {
     pub fn create(dir: &Path, first_lsn: u64, sync: bool) -> Result<Segment> {
         std::fs::create_dir_all(dir)?;
         let path = segment_path(dir, first_lsn);
-        // Appending: a write after a failed one undone by `set_len` starts
-        // where the intact records end.
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        file.set_len(0)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)?;
+        write_zeros(&file, 0, EXTEND_BYTES)?;
         if sync {
             file.sync_all()?;
             sync_dir(dir)?;
@@ -173,6 +193,7 @@ impl Segment {
             file,
             len: 0,
             records: 0,
+            extended: EXTEND_BYTES,
         })
     }
 
@@ -186,16 +207,25 @@ impl Segment {
     }
 
     /// Appends one encoded record (to the page cache: [`Segment::sync_handle`]
-    /// makes it durable). A write that fails is cut off again, since a record
-    /// cut short would end the segment at recovery and hide every later one;
-    /// `Err((e, false))` when even that failed (the segment must not be
-    /// written to again).
+    /// makes it durable), after the intact ones, extending the file with
+    /// zeros first when it would pass its end. A write that fails is zeroed
+    /// again, since a record cut short would end the segment at recovery and
+    /// hide every later one; `Err((e, false))` when even that failed (the
+    /// segment must not be written to again).
     pub fn write(&mut self, record: &[u8]) -> std::result::Result<(), (std::io::Error, bool)> {
-        if let Err(e) = self.file.write_all(record) {
-            let undone = self.file.set_len(self.len).is_ok();
+        use std::os::unix::fs::FileExt;
+        let end = self.len + record.len() as u64;
+        if end > self.extended {
+            let to = end.max(self.extended.saturating_mul(2)) + EXTEND_BYTES;
+            // Zeros only: a failure leaves nothing to undo.
+            write_zeros(&self.file, self.extended, to).map_err(|e| (e, true))?;
+            self.extended = to;
+        }
+        if let Err(e) = self.file.write_all_at(record, self.len) {
+            let undone = write_zeros(&self.file, self.len, end).is_ok();
             return Err((e, undone));
         }
-        self.len += record.len() as u64;
+        self.len = end;
         self.records += 1;
         Ok(())
     }
@@ -209,6 +239,18 @@ impl Segment {
         self.file.sync_data()?;
         Ok(())
     }
+}
+
+/// Writes zeros over `from..to` of `file`.
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// Cuts a segment back to its intact prefix (after a torn final write).
@@ -261,12 +303,14 @@ mod tests {
         s.write(&third[..third.len() - 5]).expect("wal test");
         s.sync().expect("wal test");
         let path = segment_path(&dir, 7);
-        let (records, intact) = read_segment(&path).expect("wal test");
+        let (records, intact, torn) = read_segment(&path).expect("wal test");
         assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [7, 8]);
         assert_eq!(records[0].batch, batch(&[1, 2]));
         assert_eq!(records[1].batch, batch(&[3]));
-        let full = std::fs::metadata(&path).expect("wal test").len();
-        assert_eq!(intact, full - (third.len() as u64 - 5));
+        let two = encode(7, &batch(&[1, 2])).expect("wal test").len()
+            + encode(8, &batch(&[3])).expect("wal test").len();
+        assert_eq!(intact, two as u64);
+        assert!(torn, "the cut record is not zeros");
 
         // A flipped byte fails the checksum: the record and what follows are not read.
         truncate(&path, intact).expect("wal test");
@@ -274,11 +318,38 @@ mod tests {
         let second_start = encode(7, &batch(&[1, 2])).expect("wal test").len();
         bytes[second_start + HEADER + 3] ^= 0xff;
         std::fs::write(&path, &bytes).expect("wal test");
-        let (records, intact) = read_segment(&path).expect("wal test");
+        let (records, intact, torn) = read_segment(&path).expect("wal test");
         assert_eq!(records.len(), 1);
         assert_eq!(intact, second_start as u64);
+        assert!(torn);
 
         assert_eq!(segments(&dir).expect("wal test"), vec![(7, path)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Records overwrite zeros the file already has, past its first extension
+    /// too; what follows the last record is zeros, not a torn write.
+    #[test]
+    fn records_fill_a_file_extended_with_zeros() {
+        let dir = temp_dir("extend");
+        let mut s = Segment::create(&dir, 1, true).expect("wal test");
+        let path = segment_path(&dir, 1);
+        assert_eq!(std::fs::metadata(&path).expect("wal test").len(), EXTEND_BYTES);
+        // Records of about 40 KB: the file is extended past its first 256 KiB.
+        let ids: Vec<i64> = (0..2_000).collect();
+        let mut lens = 0;
+        for lsn in 1..=10 {
+            let r = encode(lsn, &batch(&ids)).expect("wal test");
+            lens += r.len() as u64;
+            s.write(&r).expect("wal test");
+        }
+        s.sync().expect("wal test");
+        let file_len = std::fs::metadata(&path).expect("wal test").len();
+        assert!(file_len > EXTEND_BYTES && file_len > lens, "{file_len} for {lens}");
+        let (records, intact, torn) = read_segment(&path).expect("wal test");
+        assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        assert_eq!(intact, lens);
+        assert!(!torn, "zeros after the last record read as a torn write");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
