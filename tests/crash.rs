@@ -163,8 +163,7 @@ async fn an_insert_is_durable_before_it_is_acknowledged() {
         (c.starts_with("write(") || c.starts_with("pwrite64("))
             && is_segment(c)
             && !c.trim_end().ends_with("= -1")
-            && c
-                .split('"')
+            && c.split('"')
                 .nth(1)
                 .is_some_and(|data| data.chars().any(|ch| ch != '\\' && ch != '0'))
     });

@@ -334,7 +334,10 @@ mod tests {
         let dir = temp_dir("extend");
         let mut s = Segment::create(&dir, 1, true).expect("wal test");
         let path = segment_path(&dir, 1);
-        assert_eq!(std::fs::metadata(&path).expect("wal test").len(), EXTEND_BYTES);
+        assert_eq!(
+            std::fs::metadata(&path).expect("wal test").len(),
+            EXTEND_BYTES
+        );
         // Records of about 40 KB: the file is extended past its first 256 KiB.
         let ids: Vec<i64> = (0..2_000).collect();
         let mut lens = 0;
@@ -345,9 +348,15 @@ mod tests {
         }
         s.sync().expect("wal test");
         let file_len = std::fs::metadata(&path).expect("wal test").len();
-        assert!(file_len > EXTEND_BYTES && file_len > lens, "{file_len} for {lens}");
+        assert!(
+            file_len > EXTEND_BYTES && file_len > lens,
+            "{file_len} for {lens}"
+        );
         let (records, intact, torn) = read_segment(&path).expect("wal test");
-        assert_eq!(records.iter().map(|r| r.lsn).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+        assert_eq!(
+            records.iter().map(|r| r.lsn).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
         assert_eq!(intact, lens);
         assert!(!torn, "zeros after the last record read as a torn write");
         let _ = std::fs::remove_dir_all(&dir);
