@@ -48,7 +48,7 @@ const HEADER: usize = 16;
 pub const EXTEND_BYTES: u64 = 256 << 10;
 
 /// Zeros written at a time when a segment is extended or a write undone.
-const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 /// A record larger than this is not one this log wrote (a torn length).
 const MAX_RECORD: usize = 1 << 30;
 
