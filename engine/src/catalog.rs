@@ -27,7 +27,15 @@ pub struct Catalog {
     /// User functions (absent from catalogs written before functions existed).
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionDef>,
+    /// The next object id for a table or index (absent before ids existed).
+    #[serde(default)]
+    pub next_oid: u32,
 }
+
+/// The first object id of a table or index: PostgreSQL's first id for user
+/// objects is 16384; the ids below 16400 are left to built-in types (the
+/// `vector` type is 16385).
+pub const FIRST_RELATION_OID: u32 = 16400;
 
 impl Catalog {
     pub fn path(data_dir: &Path) -> PathBuf {
@@ -72,7 +80,94 @@ impl Catalog {
         Ok(())
     }
 
+    /// A new object id for a table or index, never one given before (the
+    /// counter is stored with the catalog). Call under the DDL lock, and
+    /// store the catalog with the object that takes it.
+    pub fn allocate_oid(&mut self) -> u32 {
+        let oid = self.next_free_oid();
+        self.next_oid = oid + 1;
+        oid
+    }
+
+    /// The id [`Catalog::allocate_oid`] would give now.
+    pub fn next_free_oid(&self) -> u32 {
+        let taken = self
+            .tables
+            .values()
+            .map(|t| t.oid)
+            .chain(self.indexes.values().map(|i| i.oid))
+            .max()
+            .unwrap_or(0);
+        self.next_oid
+            .max(FIRST_RELATION_OID)
+            .max(taken.saturating_add(1))
+    }
+
+    /// Gives the tables and indexes of a catalog written before object ids
+    /// existed their ids (tables first, by name, then indexes); true when any
+    /// was missing, so the catalog is to be stored.
+    pub fn assign_missing_oids(&mut self) -> bool {
+        let tables: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.oid == 0)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let indexes: Vec<String> = self
+            .indexes
+            .iter()
+            .filter(|(_, i)| i.oid == 0)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &tables {
+            let oid = self.allocate_oid();
+            if let Some(t) = self.tables.get_mut(name) {
+                t.oid = oid;
+            }
+        }
+        for name in &indexes {
+            let oid = self.allocate_oid();
+            if let Some(i) = self.indexes.get_mut(name) {
+                i.oid = oid;
+            }
+        }
+        !tables.is_empty() || !indexes.is_empty()
+    }
+
     pub fn indexes_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a IndexDef> + 'a {
         self.indexes.values().filter(move |i| i.table == table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A catalog from before object ids: its tables and indexes get distinct
+    /// ids once, and later ids never repeat one.
+    #[test]
+    fn ids_are_given_once_and_never_reused() {
+        let old = r#"{"version":1,
+            "tables":{"b":{"name":"b","dir":"b.lance","columns":[]},
+                      "a":{"name":"a","dir":"a.lance","columns":[]}},
+            "indexes":{"a_idx":{"name":"a_idx","table":"a","column":"x","kind":"b_tree","metric":null,"params":{}}}}"#;
+        let mut c: Catalog = serde_json::from_str(old).expect("old catalog reads");
+        assert!(c.assign_missing_oids());
+        let (a, b, i) = (c.tables["a"].oid, c.tables["b"].oid, c.indexes["a_idx"].oid);
+        assert_eq!(
+            (a, b, i),
+            (
+                FIRST_RELATION_OID,
+                FIRST_RELATION_OID + 1,
+                FIRST_RELATION_OID + 2
+            )
+        );
+        assert!(!c.assign_missing_oids(), "nothing left to assign");
+        // Dropping the newest object does not give its id again.
+        c.indexes.clear();
+        assert_eq!(c.allocate_oid(), FIRST_RELATION_OID + 3);
+        let json = serde_json::to_string(&c).expect("stores");
+        let mut back: Catalog = serde_json::from_str(&json).expect("reads back");
+        assert_eq!(back.allocate_oid(), FIRST_RELATION_OID + 4);
     }
 }

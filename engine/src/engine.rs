@@ -138,6 +138,9 @@ impl Engine {
         }
         let storage = StorageRoot::local(data_dir)?;
         let mut catalog = Catalog::load(data_dir)?;
+        if catalog.assign_missing_oids() {
+            catalog.store(data_dir)?;
+        }
         let shared = Shared::new(&options);
         let mut tables = HashMap::new();
         for def in catalog.tables.values() {
@@ -308,6 +311,8 @@ impl Engine {
             }
         }
         let def = TableDef {
+            // Taken under the DDL lock; the counter is stored with the table.
+            oid: with_read(&self.catalog, Catalog::next_free_oid),
             name: name.to_string(),
             dir: format!("{name}-{}.lance", uuid::Uuid::new_v4().simple()),
             columns,
@@ -321,6 +326,7 @@ impl Engine {
         .await?;
         crash_point("create_table:dataset_written");
         self.update_catalog(|c| {
+            c.next_oid = c.next_oid.max(def.oid + 1);
             c.tables.insert(name.to_string(), def);
         })?;
         self.insert_table(name, Arc::new(table));
@@ -452,7 +458,7 @@ impl Engine {
     }
 
     /// Builds an index and records it; `Ok(false)` when it exists and `if_not_exists` is set.
-    pub async fn create_index(&self, def: IndexDef, if_not_exists: bool) -> Result<bool> {
+    pub async fn create_index(&self, mut def: IndexDef, if_not_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
         if self.catalog().indexes.contains_key(&def.name) {
             if if_not_exists {
@@ -498,6 +504,7 @@ impl Engine {
         crash_point("create_index:lance_committed");
         let name = def.name.clone();
         if let Err(e) = self.update_catalog(|c| {
+            def.oid = c.allocate_oid();
             c.indexes.insert(def.name.clone(), def);
         }) {
             // Not acknowledged: take the index back out of Lance (start-up would).

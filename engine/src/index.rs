@@ -79,6 +79,10 @@ impl IndexKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexDef {
     pub name: String,
+    /// The index's object id in `pg_class`, assigned when it is created
+    /// ([`crate::catalog::Catalog::allocate_oid`]); 0 until then.
+    #[serde(default)]
+    pub oid: u32,
     pub table: String,
     pub column: String,
     pub kind: IndexKind,

@@ -64,6 +64,10 @@ pub struct ColumnDef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
     pub name: String,
+    /// The table's object id in `pg_class`, stable for the table's life
+    /// ([`crate::catalog::Catalog::allocate_oid`]); 0 until assigned.
+    #[serde(default)]
+    pub oid: u32,
     /// The dataset folder under `tables/`, unique per created table, so that a
     /// dropped and re-created table never sees the old files.
     pub dir: String,

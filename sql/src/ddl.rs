@@ -256,6 +256,7 @@ pub async fn create_index(engine: &Engine, ci: &CreateIndex) -> Result<String> {
     };
     let def = IndexDef {
         name,
+        oid: 0,
         table,
         column,
         kind,
