@@ -4,8 +4,8 @@ use futures::SinkExt;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::common::{
-    TempDir, connect, copy_payload, count, explain, psql_available, random_vectors, start_server,
-    vector_text,
+    TempDir, connect, copy_payload, count, explain, psql, psql_available, random_vectors,
+    start_server, vector_text,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,38 +197,7 @@ async fn psql_session() {
          SELECT count(*) AS n FROM f;\n",
         csv.display()
     );
-    let port = server.addr.port().to_string();
-    let out = tokio::process::Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-X",
-            "-A",
-            "-t",
-            "-f",
-            "-",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("psql is installed (.ci/run installs postgresql-client)");
-    let mut child = out;
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(script.as_bytes())
-            .await
-            .expect("write script");
-    }
-    let out = child.wait_with_output().await.expect("psql ends");
-    let stdout2 = String::from_utf8_lossy(&out.stdout);
-    let stderr2 = String::from_utf8_lossy(&out.stderr);
+    let (stdout2, stderr2) = psql(server.addr.port(), &script).await;
     assert!(
         stdout2.contains("1|apple|[1,0]"),
         "stdout: {stdout2}\nstderr: {stderr2}"

@@ -217,3 +217,35 @@ pub async fn copy_text(client: &tokio_postgres::Client, sql: &str, payload: Stri
     sink.send(bytes::Bytes::from(payload)).await.expect("send");
     sink.finish().await.expect("finish")
 }
+
+/// Runs a psql script (unaligned, tuples only), returning stdout and stderr.
+pub async fn psql(port: u16, script: &str) -> (String, String) {
+    let mut child = tokio::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args([
+            "-d",
+            "postgres",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-f",
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql is installed (.ci/run installs postgresql-client)");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).await.expect("script");
+    }
+    let out = child.wait_with_output().await.expect("psql ends");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

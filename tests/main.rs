@@ -1,6 +1,7 @@
 //! Quiver's one integration-test binary: the server driven in-process and over
 //! the wire by real clients.
 
+mod catalog;
 mod clients;
 mod common;
 mod concurrency;

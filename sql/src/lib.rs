@@ -14,10 +14,13 @@
 //! - [`ddl`], [`dml`], [`copy`] — DDL, writes, COPY formats;
 //! - [`settings`] — SET/SHOW and the search knobs;
 //! - [`functions`] — user functions in WebAssembly (CREATE/DROP FUNCTION, registry);
-//! - [`pg_catalog`] — the type rows drivers look up, and `pg_proc`;
+//! - [`pg_catalog`] — PostgreSQL's system catalogs over Quiver's catalog, and their helper functions;
+//! - [`compat`] — PostgreSQL syntax rewritten into what DataFusion plans;
 //! - [`tables`] — the engine's tables as DataFusion tables;
 //! - [`error`] — the crate's error and status codes.
 
+pub mod apply;
+pub mod compat;
 pub mod copy;
 pub mod ddl;
 pub mod dml;
@@ -28,6 +31,7 @@ pub mod pg_catalog;
 pub mod rewrite;
 pub mod session;
 pub mod settings;
+pub mod single_value;
 pub mod statement;
 pub mod subquery;
 pub mod tables;

@@ -78,6 +78,7 @@ fn param_literal(p: &ParamValue) -> Expr {
 
 /// Rewrites operators and vector casts everywhere, and binds `$n` when `params` is given.
 pub fn rewrite_expressions(stmt: &mut Statement, params: Option<&[ParamValue]>) -> Result<()> {
+    crate::compat::rewrite(stmt);
     let flow = visit_expressions_mut(stmt, |e| {
         match e {
             Expr::BinaryOp { left, op, right } => {

@@ -26,6 +26,7 @@ use crate::dml;
 use crate::error::Result;
 use crate::functions::{FunctionDdl, FunctionRegistry, value_type};
 use crate::generic::{self, GenericPlan, PlanKey};
+use crate::pg_catalog::{CatalogContext, ClientIdentity, PgCatalogSchema};
 use crate::rewrite::{rewrite_expressions, rewrite_knn};
 use crate::settings::Settings;
 use crate::sql_err;
@@ -38,6 +39,10 @@ use quiver_udf::ValueType;
 
 /// The type OID Quiver reports for `vector` columns and values.
 pub const VECTOR_TYPE_OID: u32 = 16385;
+
+/// The pgvector version whose SQL Quiver speaks, as `pg_extension` lists
+/// the built-in `vector` extension.
+pub const VECTOR_EXTENSION_VERSION: &str = "0.8.0";
 
 /// Quiver's version string, as `SELECT version()` shows it.
 pub const VERSION: &str = concat!("PostgreSQL 16.0 (Quiver ", env!("CARGO_PKG_VERSION"), ")");
@@ -144,6 +149,8 @@ pub enum Output {
 pub struct Session {
     pub(crate) db: Arc<Database>,
     pub(crate) ctx: SessionContext,
+    /// Who is connected, as the catalog functions report it.
+    identity: Arc<std::sync::RwLock<ClientIdentity>>,
     settings: Mutex<Settings>,
     knobs: Arc<Mutex<SearchKnobs>>,
     /// The registry generation whose user functions `ctx` holds, and their names.
@@ -232,6 +239,31 @@ fn explicit_parameter_types(s: &ast::Statement, engine: &Engine) -> Vec<(String,
     out
 }
 
+/// Whether an optimized plan still holds a scalar subquery (one the
+/// optimizer could not turn into a join).
+fn leaves_subquery(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr as L;
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        for e in node.expressions() {
+            let _ = e.apply(|x| {
+                if matches!(x, L::ScalarSubquery(_)) {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+        }
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
+}
+
 /// A one-column text result.
 pub(crate) fn text_rows(column: &str, values: Vec<String>) -> Result<Output> {
     let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, true)]));
@@ -252,26 +284,38 @@ impl Session {
             .with_default_catalog_and_schema("datafusion", "public")
             .with_target_partitions(2);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        let ctx = SessionContext::new_with_config(config);
+        // PostgreSQL's reading of untyped literals runs before type coercion.
+        let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
+            vec![Arc::new(crate::compat::PgLiterals)];
+        analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
+        let state = datafusion::execution::session_state::SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_analyzer_rules(analyzer)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let identity = Arc::new(std::sync::RwLock::new(ClientIdentity::default()));
+        let catalog_ctx = CatalogContext {
+            engine: db.engine.clone(),
+            identity: identity.clone(),
+        };
+        let pg_catalog = Arc::new(PgCatalogSchema::new(catalog_ctx.clone()));
         if let Some(catalog) = ctx.catalog("datafusion") {
             let _ = catalog.register_schema(
                 "public",
                 Arc::new(EngineSchema {
                     engine: db.engine.clone(),
+                    pg_catalog: Some(pg_catalog.clone()),
                 }),
             );
-            match crate::pg_catalog::schema(db.engine.clone()) {
-                Ok(pg) => {
-                    let _ = catalog.register_schema("pg_catalog", pg);
-                }
-                Err(e) => tracing::warn!(error = %e, "pg_catalog is unavailable"),
-            }
+            let _ = catalog.register_schema("pg_catalog", pg_catalog);
         }
         for f in vector::functions() {
             ctx.register_udf(f);
         }
         ctx.register_udf(version_udf());
-        for f in crate::pg_catalog::function_udfs(db.engine.clone()) {
+        ctx.register_udaf(crate::single_value::udaf());
+        for f in crate::pg_catalog::functions::udfs(catalog_ctx) {
             ctx.register_udf(f);
         }
         let native = match db.native.lock() {
@@ -292,12 +336,32 @@ impl Session {
         Session {
             db,
             ctx,
+            identity,
             settings: Mutex::new(Settings::default()),
             knobs,
             functions_seen: Mutex::new((0, Vec::new())),
             settings_generation: AtomicU64::new(0),
             generic_runs: AtomicU64::new(0),
         }
+    }
+
+    /// Records who is connected (the start-up's user and database names and
+    /// the backend process id the client was given), for `current_user`,
+    /// `current_database()`, `pg_backend_pid()` and the catalog.
+    pub fn set_client(&self, user: &str, database: &str, pid: i32) {
+        let mut id = match self.identity.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if !user.is_empty() {
+            id.user = user.to_string();
+        }
+        id.database = if database.is_empty() {
+            id.user.clone()
+        } else {
+            database.to_string()
+        };
+        id.pid = pid;
     }
 
     /// Makes the context hold the current user functions (after any CREATE or
@@ -568,6 +632,31 @@ impl Session {
             S::Commit { .. } => "COMMIT".into(),
             S::Rollback { .. } => "ROLLBACK".into(),
             S::Discard { .. } => "DISCARD ALL".into(),
+            S::CreateExtension(ext) => {
+                let name = crate::ddl::ident_name(&ext.name);
+                if name != "vector" {
+                    return sql_err!(
+                        FeatureNotSupported,
+                        "extension \"{name}\" is not available (Quiver has the vector extension built in)"
+                    );
+                }
+                "CREATE EXTENSION".into()
+            }
+            S::DropExtension(ext) => {
+                for n in &ext.names {
+                    let name = crate::ddl::ident_name(n);
+                    if name == "vector" {
+                        return sql_err!(
+                            FeatureNotSupported,
+                            "the vector extension is built into Quiver and cannot be dropped"
+                        );
+                    }
+                    if !ext.if_exists {
+                        return sql_err!(UndefinedObject, "extension \"{name}\" does not exist");
+                    }
+                }
+                "DROP EXTENSION".into()
+            }
             other => {
                 let text = other.to_string();
                 let head: String = text
@@ -659,11 +748,42 @@ impl Session {
 
     /// Plans and runs a query (or EXPLAIN) with DataFusion.
     pub(crate) async fn query(&self, s: ast::Statement) -> Result<Output> {
+        self.query_with(s, true).await
+    }
+
+    /// [`Session::query`]; `per_row`: a select-list subquery DataFusion
+    /// leaves correlated may run per outer row ([`crate::apply`]).
+    pub(crate) async fn query_with(&self, s: ast::Statement, per_row: bool) -> Result<Output> {
         let state = self.ctx.state();
-        let plan = state
+        // A select list with a subquery may keep one DataFusion cannot decorrelate.
+        let per_row = match &s {
+            ast::Statement::Query(q) if per_row && crate::apply::projection_has_subquery(&s) => {
+                Some(q.as_ref().clone())
+            }
+            _ => None,
+        };
+        let plan = match state
             .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(s)))
-            .await?;
+            .await
+        {
+            Ok(plan) => plan,
+            // A correlated select-list subquery DataFusion cannot plan (e.g.
+            // a table function over an outer column) may still run per row;
+            // if that fails too, the planning error is the one to report.
+            Err(e) => match &per_row {
+                Some(q) => match Box::pin(crate::apply::run(self, q)).await {
+                    Ok(out) => return Ok(out),
+                    Err(_) => return Err(e.into()),
+                },
+                None => return Err(e.into()),
+            },
+        };
         crate::vector_search::check_post_filters(&plan)?;
+        if let Some(q) = per_row
+            && leaves_subquery(&state.optimize(&plan)?)
+        {
+            return Box::pin(crate::apply::run(self, &q)).await;
+        }
         // A plain query runs on the state it was planned with: the context's
         // `execute_logical_plan` would copy the session state (every function
         // map) once more per statement.

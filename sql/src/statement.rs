@@ -63,6 +63,8 @@ impl Statement {
                 S::StartTransaction { .. } => "BEGIN",
                 S::Commit { .. } => "COMMIT",
                 S::Rollback { .. } => "ROLLBACK",
+                S::CreateExtension(_) => "CREATE EXTENSION",
+                S::DropExtension(_) => "DROP EXTENSION",
                 _ => "",
             },
         }

@@ -28,6 +28,9 @@ use quiver_engine::housekeeping::Pin;
 #[derive(Debug)]
 pub struct EngineSchema {
     pub engine: Arc<Engine>,
+    /// Where a name that is no table is looked up next: PostgreSQL finds
+    /// `pg_class` unqualified, its `pg_catalog` being on every search path.
+    pub pg_catalog: Option<Arc<crate::pg_catalog::PgCatalogSchema>>,
 }
 
 #[async_trait]
@@ -46,13 +49,19 @@ impl SchemaProvider for EngineSchema {
                     pin: Arc::new(pin),
                 })))
             }
-            Err(e) if e.kind == quiver_engine::ErrorKind::TableNotFound => Ok(None),
+            Err(e) if e.kind == quiver_engine::ErrorKind::TableNotFound => {
+                Ok(self.pg_catalog.as_ref().and_then(|c| c.get(name)))
+            }
             Err(e) => Err(DataFusionError::External(Box::new(e))),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
         self.engine.table(name).is_ok()
+            || self
+                .pg_catalog
+                .as_ref()
+                .is_some_and(|c| c.table_exist(name))
     }
 }
 

@@ -21,6 +21,8 @@ pub(crate) struct Connection {
     pub(crate) session: Arc<Session>,
     pub(crate) parser: Arc<StatementParser>,
     pub(crate) copy: CopyState,
+    /// Whether the session knows the client's user, database and pid yet.
+    identified: std::sync::atomic::AtomicBool,
 }
 
 impl Connection {
@@ -30,7 +32,24 @@ impl Connection {
             parser: Arc::new(StatementParser::new(Arc::clone(&session))),
             session,
             copy: CopyState::default(),
+            identified: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Tells the session who is connected (once, at the first message after
+    /// start-up, when the client's start-up parameters are known).
+    pub(crate) fn identify<C: ClientInfo>(&self, client: &C) {
+        use std::sync::atomic::Ordering;
+        if self.identified.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let meta = client.metadata();
+        let get = |k: &str| meta.get(k).map(String::as_str).unwrap_or("");
+        self.session.set_client(
+            get(pgwire::api::METADATA_USER),
+            get(pgwire::api::METADATA_DATABASE),
+            client.pid_and_secret_key().0,
+        );
     }
 }
 

@@ -262,7 +262,10 @@ impl<'a> ColumnWriter<'a> {
             Column::Int2(a) => a.value(row).to_string(),
             Column::Oid(a) => a.value(row).to_string(),
             Column::Char(a) => {
-                buf.put_u8(a.value(row) as u8);
+                // `'\0'` prints as the empty string, as PostgreSQL prints it.
+                if a.value(row) != 0 {
+                    buf.put_u8(a.value(row) as u8);
+                }
                 return Ok(());
             }
             Column::Int4(a) => a.value(row).to_string(),

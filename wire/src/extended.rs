@@ -158,6 +158,7 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.identify(client);
         let name = message.name.unwrap_or_else(|| DEFAULT_NAME.to_owned());
         let parsed = if is_empty_query(&message.query) {
             None

@@ -160,6 +160,7 @@ impl SimpleQueryHandler for Connection {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
+        self.identify(client);
 
         let outcome = if is_empty_query(&query.query) {
             Ok(Vec::new())

@@ -1,0 +1,762 @@
+//! PostgreSQL syntax DataFusion does not plan, rewritten into what it does
+//! before planning (psql, drivers and tools send all of it):
+//! - `pg_catalog.f(…)` calls `f` (the catalog helpers and DataFusion's
+//!   functions are registered without the schema);
+//! - `a OPERATOR(pg_catalog.~) b` is `a ~ b` (any built-in operator);
+//! - `x COLLATE "C"` is `x` (Quiver compares strings by bytes, as the C
+//!   collation does);
+//! - casts to the `reg*` types become the conversions PostgreSQL's casts
+//!   are: a string (`'docs'::regclass`) is looked up to an id
+//!   (`regclassin`), an id (`c.oid::regclass`) printed as a name
+//!   (`regclassout`); casts to `oid`, `name`, `"char"`, `int2vector` and to
+//!   `pg_catalog.`-qualified type names become the Arrow types Quiver
+//!   stores them as;
+//! - `ARRAY(SELECT e FROM … ORDER BY o)` is the scalar subquery
+//!   `(SELECT array_agg(e ORDER BY o) FROM …)` (so that a correlated one
+//!   is decorrelated as any scalar subquery is);
+//! - a scalar subquery that does not aggregate, `(SELECT e FROM …)`, is
+//!   `(SELECT single_value(e) FROM …)` ([`crate::single_value`]: the row's
+//!   value, NULL for none, 21000 for several), since DataFusion decorrelates
+//!   only aggregated ones;
+//! - `EXISTS (…)` in a select list is `(SELECT count(*) > 0 FROM …)`
+//!   (DataFusion runs `EXISTS` only as a filter).
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    ArrayElemTypeDef, BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArgumentClause, FunctionArguments, GroupByExpr, ObjectName, OrderByExpr, OrderByKind,
+    Query, SelectItem, SetExpr, Statement, UnaryOperator, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut,
+};
+
+use crate::rewrite::function_call;
+
+/// Applies every rewrite above to a statement.
+pub fn rewrite(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut Rewriter);
+}
+
+struct Rewriter;
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        each_select(q.body.as_mut(), &mut |select| {
+            unique_names(select);
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    let _ = visit_expressions_mut(e, |x| {
+                        if let Expr::Exists { subquery, negated } = x
+                            && let Some(count) = exists_as_count(subquery)
+                        {
+                            let test = Expr::Subquery(Box::new(count));
+                            *x = if *negated {
+                                Expr::UnaryOp {
+                                    op: UnaryOperator::Not,
+                                    expr: Box::new(test),
+                                }
+                            } else {
+                                test
+                            };
+                        }
+                        ControlFlow::<()>::Continue(())
+                    });
+                }
+            }
+        });
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        rewrite_expr(e);
+        if let Expr::Subquery(q) = e
+            && let Some(single) = single_value_subquery(q)
+        {
+            **q = single;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Calls `f` on each SELECT of a query body (each branch of a set operation).
+fn each_select(
+    body: &mut SetExpr,
+    f: &mut dyn FnMut(&mut datafusion::sql::sqlparser::ast::Select),
+) {
+    match body {
+        SetExpr::Select(select) => f(select),
+        SetExpr::SetOperation { left, right, .. } => {
+            each_select(left, f);
+            each_select(right, f);
+        }
+        _ => {}
+    }
+}
+
+/// PostgreSQL lets a select list repeat a name (`SELECT NULL, NULL`, as
+/// psql sends); DataFusion wants unique ones: a repeated unnamed expression
+/// (not a column) is named `?column?` (PostgreSQL's name for it) with a
+/// number.
+fn unique_names(select: &mut datafusion::sql::sqlparser::ast::Select) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(e) = item
+            && !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+            && !seen.insert(e.to_string())
+        {
+            let expr = std::mem::replace(e, Expr::value(Value::Null));
+            *item = SelectItem::ExprWithAlias {
+                expr,
+                alias: datafusion::sql::sqlparser::ast::Ident::with_quote(
+                    '"',
+                    format!("?column?{i}"),
+                ),
+            };
+        }
+    }
+}
+
+/// Aggregate functions a subquery's select list may already call (then it
+/// returns one row by itself).
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "mean",
+    "array_agg",
+    "string_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "median",
+    "first_value",
+    "last_value",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "json_agg",
+    "jsonb_agg",
+    "approx_distinct",
+    "approx_median",
+    "approx_percentile_cont",
+    "grouping",
+    "single_value",
+];
+
+/// Whether an expression calls an aggregate or window function.
+fn aggregates(e: &Expr) -> bool {
+    visit_expressions(e, |x| match x {
+        Expr::Function(f)
+            if f.over.is_some()
+                || AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str()) =>
+        {
+            ControlFlow::Break(())
+        }
+        // A nested subquery's aggregates are its own.
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Whether a SELECT has no GROUP BY, HAVING or DISTINCT, and (with
+/// `need_from`) reads some relation.
+fn ungrouped(select: &datafusion::sql::sqlparser::ast::Select, need_from: bool) -> bool {
+    select.distinct.is_none()
+        && select.having.is_none()
+        && !(need_from && select.from.is_empty())
+        && matches!(&select.group_by, GroupByExpr::Expressions(g, m) if g.is_empty() && m.is_empty())
+}
+
+/// The one plain SELECT of a subquery (no grouping, DISTINCT, HAVING,
+/// LIMIT or set operation) and its one select-list expression.
+fn plain_select(
+    q: &Query,
+    need_from: bool,
+) -> Option<(&datafusion::sql::sqlparser::ast::Select, Expr)> {
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    if q.limit_clause.is_some() || q.fetch.is_some() || !ungrouped(select, need_from) {
+        return None;
+    }
+    match select.projection.as_slice() {
+        [SelectItem::UnnamedExpr(e)] | [SelectItem::ExprWithAlias { expr: e, .. }] => {
+            Some((select, e.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// `(SELECT e FROM …)` as `(SELECT single_value(e) FROM …)`, when it does not aggregate.
+fn single_value_subquery(q: &Query) -> Option<Query> {
+    let (select, value) = plain_select(q, true)?;
+    if aggregates(&value) {
+        return None;
+    }
+    let mut select = select.clone();
+    select.projection = vec![SelectItem::UnnamedExpr(function_call(
+        crate::single_value::NAME,
+        vec![value],
+    ))];
+    let mut out = q.clone();
+    out.body = Box::new(SetExpr::Select(Box::new(select)));
+    // Without a LIMIT the order chooses nothing.
+    out.order_by = None;
+    Some(out)
+}
+
+/// `EXISTS (SELECT … FROM …)` as `(SELECT count(*) > 0 FROM …)`.
+fn exists_as_count(q: &Query) -> Option<Query> {
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    if !ungrouped(select, true) {
+        return None;
+    }
+    let mut count = function_call("count", vec![]);
+    if let Expr::Function(f) = &mut count
+        && let FunctionArguments::List(list) = &mut f.args
+    {
+        list.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)];
+    }
+    let mut select = select.as_ref().clone();
+    select.projection = vec![SelectItem::UnnamedExpr(Expr::BinaryOp {
+        left: Box::new(count),
+        op: BinaryOperator::Gt,
+        right: Box::new(Expr::value(Value::Number("0".into(), false))),
+    })];
+    let mut out = q.clone();
+    out.body = Box::new(SetExpr::Select(Box::new(select)));
+    out.order_by = None;
+    out.limit_clause = None;
+    out.fetch = None;
+    Some(out)
+}
+
+fn rewrite_expr(e: &mut Expr) {
+    match e {
+        Expr::Function(f) => {
+            if let Some(short) = without_pg_catalog(&f.name) {
+                f.name = short;
+            }
+            if f.name.to_string().eq_ignore_ascii_case("array")
+                && let FunctionArguments::Subquery(q) = &f.args
+                && let Some(agg) = array_subquery(q)
+            {
+                *e = Expr::Subquery(Box::new(agg));
+            }
+        }
+        Expr::BinaryOp { op, .. } => {
+            if let BinaryOperator::PGCustomBinaryOperator(parts) = op
+                && let Some(builtin) = parts.last().and_then(|o| builtin_operator(o))
+                && (parts.len() == 1 || parts[0].eq_ignore_ascii_case("pg_catalog"))
+            {
+                *op = builtin;
+            }
+        }
+        Expr::Collate { expr, .. } => {
+            let inner = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+            *e = inner;
+        }
+        Expr::Cast {
+            expr, data_type, ..
+        } => {
+            if let Some(conversion) = reg_conversion(data_type, is_text_literal(expr)) {
+                let inner = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+                *e = function_call(conversion, vec![inner]);
+            } else if let Some(t) = arrow_friendly(data_type) {
+                *data_type = t;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `ARRAY(SELECT e FROM … [ORDER BY o])` as `(SELECT array_agg(e ORDER BY o)
+/// FROM …)`; `None` for a subquery that is not one plain SELECT of one
+/// column (grouped, distinct, limited or a set operation).
+fn array_subquery(q: &Query) -> Option<Query> {
+    let (select, value) = plain_select(q, false)?;
+    let mut order: Vec<OrderByExpr> = match &q.order_by {
+        None => Vec::new(),
+        Some(o) => match &o.kind {
+            OrderByKind::Expressions(x) => x.clone(),
+            OrderByKind::All(_) => return None,
+        },
+    };
+    // `ORDER BY 1` names the one output column.
+    for o in &mut order {
+        if let Expr::Value(v) = &o.expr
+            && matches!(&v.value, Value::Number(n, _) if n == "1")
+        {
+            o.expr = value.clone();
+        }
+    }
+    let mut agg = function_call("array_agg", vec![value]);
+    if let Expr::Function(f) = &mut agg
+        && let FunctionArguments::List(list) = &mut f.args
+        && !order.is_empty()
+    {
+        list.clauses.push(FunctionArgumentClause::OrderBy(order));
+    }
+    let mut select = select.clone();
+    select.projection = vec![SelectItem::UnnamedExpr(agg)];
+    let mut out = q.clone();
+    out.body = Box::new(SetExpr::Select(Box::new(select)));
+    out.order_by = None;
+    Some(out)
+}
+
+/// `pg_catalog.name` as `name`.
+fn without_pg_catalog(name: &ObjectName) -> Option<ObjectName> {
+    match name.0.as_slice() {
+        [schema, f]
+            if schema
+                .as_ident()
+                .is_some_and(|s| s.value.eq_ignore_ascii_case("pg_catalog")) =>
+        {
+            Some(ObjectName(vec![f.clone()]))
+        }
+        _ => None,
+    }
+}
+
+fn builtin_operator(op: &str) -> Option<BinaryOperator> {
+    use BinaryOperator as B;
+    Some(match op {
+        "~" => B::PGRegexMatch,
+        "~*" => B::PGRegexIMatch,
+        "!~" => B::PGRegexNotMatch,
+        "!~*" => B::PGRegexNotIMatch,
+        "~~" => B::PGLikeMatch,
+        "!~~" => B::PGNotLikeMatch,
+        "~~*" => B::PGILikeMatch,
+        "!~~*" => B::PGNotILikeMatch,
+        "=" => B::Eq,
+        "<>" | "!=" => B::NotEq,
+        "<" => B::Lt,
+        ">" => B::Gt,
+        "<=" => B::LtEq,
+        ">=" => B::GtEq,
+        "+" => B::Plus,
+        "-" => B::Minus,
+        "*" => B::Multiply,
+        "/" => B::Divide,
+        "%" => B::Modulo,
+        "||" => B::StringConcat,
+        "<->" => B::LtDashGt,
+        "<=>" => B::Spaceship,
+        "<#>" | "<+>" => B::Custom(op.to_string()),
+        _ => return None,
+    })
+}
+
+/// A string literal, or a parameter (bound to text before planning).
+fn is_text_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Value(v) => matches!(
+            v.value,
+            Value::SingleQuotedString(_)
+                | Value::EscapedStringLiteral(_)
+                | Value::DollarQuotedString(_)
+                | Value::Placeholder(_)
+        ),
+        Expr::Nested(inner) => is_text_literal(inner),
+        _ => false,
+    }
+}
+
+/// The name of a type written as a custom name, lower case, without a
+/// `pg_catalog.` qualifier (`None` for other schemas).
+fn custom_name(t: &DataType) -> Option<String> {
+    match t {
+        DataType::Regclass => Some("regclass".into()),
+        DataType::Custom(name, modifiers) if modifiers.is_empty() => {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident())
+                .map(|i| i.value.to_ascii_lowercase())
+                .collect();
+            match parts.as_slice() {
+                [n] => Some(n.clone()),
+                [s, n] if s == "pg_catalog" => Some(n.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The conversion a cast to a `reg*` type is, by what is cast.
+fn reg_conversion(t: &DataType, from_text: bool) -> Option<&'static str> {
+    Some(match (custom_name(t)?.as_str(), from_text) {
+        ("regclass", true) => "regclassin",
+        ("regclass", false) => "regclassout",
+        ("regtype", true) => "regtypein",
+        ("regtype", false) => "regtypeout",
+        ("regnamespace", true) => "regnamespacein",
+        ("regnamespace", false) => "regnamespaceout",
+        ("regproc" | "regprocedure", false) => "regprocout",
+        ("regrole", false) => "regroleout",
+        _ => return None,
+    })
+}
+
+/// The type DataFusion plans for a PostgreSQL type name it does not know.
+fn arrow_friendly(t: &DataType) -> Option<DataType> {
+    if let DataType::Array(ArrayElemTypeDef::SquareBracket(inner, size)) = t {
+        let inner = arrow_friendly(inner)?;
+        return Some(DataType::Array(ArrayElemTypeDef::SquareBracket(
+            Box::new(inner),
+            *size,
+        )));
+    }
+    Some(match custom_name(t)?.as_str() {
+        "oid" | "xid" | "cid" | "regproc" | "regclass" | "regtype" | "regnamespace" | "regrole" => {
+            DataType::IntUnsigned(None)
+        }
+        "text" | "name" | "char" | "bpchar" | "varchar" | "int2vector" | "oidvector"
+        | "pg_node_tree" | "cstring" => DataType::Text,
+        "int2" | "smallint" => DataType::Int2(None),
+        "int4" | "integer" | "int" => DataType::Int4(None),
+        "int8" | "bigint" => DataType::Int8(None),
+        "float4" | "real" => DataType::Float4,
+        "float8" => DataType::Float8,
+        "bool" | "boolean" => DataType::Bool,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let mut s = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .expect("parses")
+            .remove(0);
+        super::rewrite(&mut s);
+        s.to_string()
+    }
+
+    #[test]
+    fn array_text_forms_parse_as_postgres_reads_them() {
+        use super::parse_array_text as p;
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(p("{0}"), Some(vec![s("0")]));
+        assert_eq!(p("{}"), Some(vec![]));
+        assert_eq!(p("{a, \"b,c\",NULL}"), Some(vec![s("a"), s("b,c"), None]));
+        assert_eq!(p("{\"x\\\"y\"}"), Some(vec![s("x\"y")]));
+        assert_eq!(p("0"), None);
+        assert_eq!(p("{{1},{2}}"), None);
+    }
+
+    #[test]
+    fn postgres_syntax_becomes_what_datafusion_plans() {
+        assert_eq!(
+            rewritten(
+                "SELECT c.oid FROM pg_catalog.pg_class c \
+                 WHERE c.relname OPERATOR(pg_catalog.~) '^(docs)$' COLLATE pg_catalog.default \
+                 AND pg_catalog.pg_table_is_visible(c.oid)"
+            ),
+            "SELECT c.oid FROM pg_catalog.pg_class c \
+             WHERE c.relname ~ '^(docs)$' AND pg_table_is_visible(c.oid)"
+        );
+        assert_eq!(
+            rewritten("SELECT c.oid::pg_catalog.regclass::pg_catalog.text, 'docs'::regclass"),
+            "SELECT regclassout(c.oid)::TEXT, regclassin('docs')"
+        );
+        assert_eq!(
+            rewritten("SELECT x::pg_catalog.int2[], y::oid, z::\"char\", t::regtype"),
+            "SELECT x::INT2[], y::INT UNSIGNED, z::TEXT, regtypeout(t)"
+        );
+        // Other schemas' functions and casts are left alone.
+        assert_eq!(
+            rewritten("SELECT other.f(1), x::myschema.t"),
+            "SELECT other.f(1), x::myschema.t"
+        );
+    }
+}
+
+/// An analyzer rule run before type coercion: a string literal compared
+/// with a value of another type is read as PostgreSQL reads an untyped
+/// literal there, as a value of that type:
+/// - with an array (`pol.polroles = '{0}'`): an array of the other side's
+///   element type (`{a,b}`, `{}`; elements as their text forms; a literal
+///   that does not parse is left for type coercion to report). Only where
+///   DataFusion does not type the comparison while planning already (a CASE
+///   condition, as psql sends it, is reached; a select-list or WHERE
+///   comparison is refused before this rule runs);
+/// - with a one-byte `"char"` (`c.relkind = 'r'`, `IN ('r','p')`,
+///   `CASE c.relkind WHEN 'r' …`): its first byte.
+#[derive(Debug, Default)]
+pub struct PgLiterals;
+
+impl datafusion::optimizer::AnalyzerRule for PgLiterals {
+    fn analyze(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &datafusion::config::ConfigOptions,
+    ) -> datafusion::error::Result<datafusion::logical_expr::LogicalPlan> {
+        use datafusion::common::DFSchema;
+        use datafusion::common::tree_node::TreeNode;
+        plan.transform_up_with_subqueries(|p| {
+            let mut schema = DFSchema::empty();
+            for input in p.inputs() {
+                schema.merge(input.schema());
+            }
+            // Rewritten expressions keep their names: a parent refers to them by name.
+            let names = datafusion::logical_expr::expr_rewriter::NamePreserver::new(&p);
+            p.map_expressions(|e| {
+                let name = names.save(&e);
+                e.transform_up(|e| pg_literal(e, &schema))
+                    .map(|t| t.update_data(|e| name.restore(e)))
+            })?
+            .map_data(|p| p.recompute_schema())
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "postgres_array_literals"
+    }
+}
+
+/// A string literal as a `"char"`: its first byte (0 for '').
+fn char_literal(x: &datafusion::logical_expr::Expr) -> Option<datafusion::logical_expr::Expr> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Expr as L;
+    match x {
+        L::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            meta,
+        ) => Some(L::Literal(
+            ScalarValue::Int8(Some(s.bytes().next().unwrap_or(0) as i8)),
+            meta.clone(),
+        )),
+        _ => None,
+    }
+}
+
+fn pg_literal(
+    e: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> datafusion::error::Result<
+    datafusion::common::tree_node::Transformed<datafusion::logical_expr::Expr>,
+> {
+    use datafusion::arrow::datatypes::DataType as A;
+    use datafusion::common::ScalarValue;
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::expr::{Case, InList};
+    use datafusion::logical_expr::{BinaryExpr, Expr as L, ExprSchemable, Operator};
+    let is_char = |x: &L| matches!(x.get_type(schema), Ok(A::Int8));
+    match &e {
+        L::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) =>
+        {
+            if is_char(left)
+                && let Some(r) = char_literal(right)
+            {
+                return Ok(Transformed::yes(L::BinaryExpr(BinaryExpr::new(
+                    left.clone(),
+                    *op,
+                    Box::new(r),
+                ))));
+            }
+            if is_char(right)
+                && let Some(l) = char_literal(left)
+            {
+                return Ok(Transformed::yes(L::BinaryExpr(BinaryExpr::new(
+                    Box::new(l),
+                    *op,
+                    right.clone(),
+                ))));
+            }
+        }
+        // `relkind::text`: the character, not its code.
+        L::Cast(datafusion::logical_expr::expr::Cast { expr, field })
+            if matches!(field.data_type(), A::Utf8 | A::Utf8View | A::LargeUtf8)
+                && is_char(expr) =>
+        {
+            use datafusion::logical_expr::{cast, lit, when};
+            let code = cast(expr.as_ref().clone(), A::Int64);
+            let text = when(code.clone().eq(lit(0i64)), lit(""))
+                .otherwise(datafusion::functions::string::expr_fn::chr(code))?;
+            return Ok(Transformed::yes(text));
+        }
+        L::InList(InList {
+            expr,
+            list,
+            negated,
+        }) if is_char(expr) && list.iter().any(|x| char_literal(x).is_some()) => {
+            let list = list
+                .iter()
+                .map(|x| char_literal(x).unwrap_or_else(|| x.clone()))
+                .collect();
+            return Ok(Transformed::yes(L::InList(InList::new(
+                expr.clone(),
+                list,
+                *negated,
+            ))));
+        }
+        L::Case(Case {
+            expr: Some(base),
+            when_then_expr,
+            else_expr,
+        }) if is_char(base) => {
+            let whens: Vec<_> = when_then_expr
+                .iter()
+                .map(|(w, t)| {
+                    (
+                        Box::new(char_literal(w).unwrap_or_else(|| w.as_ref().clone())),
+                        t.clone(),
+                    )
+                })
+                .collect();
+            return Ok(Transformed::yes(L::Case(Case::new(
+                Some(base.clone()),
+                whens,
+                else_expr.clone(),
+            ))));
+        }
+        _ => {}
+    }
+    let L::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
+        return Ok(Transformed::no(e));
+    };
+    if !matches!(op, Operator::Eq | Operator::NotEq) {
+        return Ok(Transformed::no(e));
+    }
+    let text = |x: &L| match x {
+        L::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s.clone()),
+        _ => None,
+    };
+    let item = |x: &L| match x.get_type(schema) {
+        Ok(A::List(f)) => Some(f.data_type().clone()),
+        _ => None,
+    };
+    let (literal_left, s, item_type) = match (text(left), text(right)) {
+        (Some(s), None) => match item(right) {
+            Some(t) => (true, s, t),
+            None => return Ok(Transformed::no(e)),
+        },
+        (None, Some(s)) => match item(left) {
+            Some(t) => (false, s, t),
+            None => return Ok(Transformed::no(e)),
+        },
+        _ => return Ok(Transformed::no(e)),
+    };
+    let Some(elements) = parse_array_text(&s) else {
+        return Ok(Transformed::no(e));
+    };
+    let mut values = Vec::with_capacity(elements.len());
+    for el in elements {
+        match el {
+            None => values.push(ScalarValue::try_from(&item_type)?),
+            Some(v) => match ScalarValue::try_from_string(v, &item_type) {
+                Ok(v) => values.push(v),
+                Err(_) => return Ok(Transformed::no(e)),
+            },
+        }
+    }
+    let list = L::Literal(
+        ScalarValue::List(ScalarValue::new_list_nullable(&values, &item_type)),
+        None,
+    );
+    let (l, r) = if literal_left {
+        (list, right.as_ref().clone())
+    } else {
+        (left.as_ref().clone(), list)
+    };
+    Ok(Transformed::yes(L::BinaryExpr(BinaryExpr::new(
+        Box::new(l),
+        *op,
+        Box::new(r),
+    ))))
+}
+
+/// The elements of a one-dimensional array's text form `{a,"b c",NULL}`
+/// (`None` for NULL); `None` when it is not one.
+fn parse_array_text(s: &str) -> Option<Vec<Option<String>>> {
+    let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => item.push(chars.next()?),
+                    '"' => break,
+                    c => item.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' || c == '}' || c == '"' {
+                    return None;
+                }
+                item.push(c);
+                chars.next();
+            }
+            item = item.trim().to_string();
+        }
+        out.push(if !quoted && item.eq_ignore_ascii_case("null") {
+            None
+        } else {
+            Some(item)
+        });
+        match chars.next() {
+            None => return Some(out),
+            Some(',') => continue,
+            Some(_) => return None,
+        }
+    }
+}

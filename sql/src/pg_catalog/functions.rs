@@ -1,0 +1,689 @@
+//! The functions psql, drivers and tools call on the catalog:
+//! `format_type`, `pg_get_userbyid`, `pg_table_is_visible`,
+//! `pg_get_indexdef`, `current_schema()`, `current_database()`, the
+//! `reg*` conversions the `::regclass` casts become ([`crate::compat`]),
+//! and the rest of the helpers psql's meta-commands call. Each is also
+//! reachable as `pg_catalog.name` (the rewrite drops the schema).
+//!
+//! Arguments are taken loosely, as PostgreSQL's unknown-typed literals are:
+//! an oid may come as an oid column, an integer or a string literal
+//! (`WHERE c.oid = '16483'`-style), and is cast here.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, StringArray, UInt32Array,
+    new_null_array,
+};
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::format::DEFAULT_CAST_OPTIONS;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+
+use super::{
+    CatalogContext, PG_CATALOG_NS, PUBLIC_NS, SUPERUSER_OID, Snapshot, quote_ident, types,
+};
+use crate::error::{SqlError, StatusCode};
+
+type Body = dyn Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync;
+
+/// A catalog helper: any argument types, computed over whole columns.
+struct Helper {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    body: Arc<Body>,
+}
+
+impl std::fmt::Debug for Helper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Helper").field("name", &self.name).finish()
+    }
+}
+
+impl PartialEq for Helper {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Helper {}
+
+impl std::hash::Hash for Helper {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Helper {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(n))
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(ColumnarValue::Array((self.body)(&arrays, n)?))
+    }
+}
+
+/// A helper taking any of `arities` arguments of any type.
+fn helper(
+    name: &'static str,
+    arities: &[usize],
+    returns: DataType,
+    body: impl Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync + 'static,
+) -> ScalarUDF {
+    let signature = if arities == [0] {
+        Signature::nullary(Volatility::Stable)
+    } else {
+        Signature::one_of(
+            arities
+                .iter()
+                .map(|n| {
+                    if *n == 0 {
+                        TypeSignature::Nullary
+                    } else {
+                        TypeSignature::Any(*n)
+                    }
+                })
+                .collect(),
+            Volatility::Stable,
+        )
+    };
+    ScalarUDF::new_from_impl(Helper {
+        name,
+        signature,
+        returns,
+        body: Arc::new(body),
+    })
+}
+
+fn safe_cast(a: &ArrayRef, to: &DataType) -> DfResult<ArrayRef> {
+    let options = CastOptions {
+        safe: true,
+        ..DEFAULT_CAST_OPTIONS
+    };
+    Ok(cast_with_options(a, to, &options)?)
+}
+
+/// An argument as oids (a value that is no oid reads as NULL).
+fn oids(a: &ArrayRef) -> DfResult<Vec<Option<u32>>> {
+    let c = safe_cast(a, &DataType::UInt32)?;
+    Ok(c.as_any()
+        .downcast_ref::<UInt32Array>()
+        .map(|x| x.iter().collect())
+        .unwrap_or_else(|| vec![None; a.len()]))
+}
+
+fn ints(a: &ArrayRef) -> DfResult<Vec<Option<i64>>> {
+    let c = safe_cast(a, &DataType::Int64)?;
+    Ok(c.as_any()
+        .downcast_ref::<Int64Array>()
+        .map(|x| x.iter().collect())
+        .unwrap_or_else(|| vec![None; a.len()]))
+}
+
+fn texts(a: &ArrayRef) -> DfResult<Vec<Option<String>>> {
+    let c = safe_cast(a, &DataType::Utf8)?;
+    Ok(c.as_any()
+        .downcast_ref::<StringArray>()
+        .map(|x| x.iter().map(|v| v.map(str::to_string)).collect())
+        .unwrap_or_else(|| vec![None; a.len()]))
+}
+
+fn arg(args: &[ArrayRef], i: usize) -> DfResult<&ArrayRef> {
+    args.get(i)
+        .ok_or_else(|| DataFusionError::Internal(format!("argument {} is missing", i + 1)))
+}
+
+fn text_out(values: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+
+fn bool_out(values: Vec<Option<bool>>) -> ArrayRef {
+    Arc::new(BooleanArray::from(values))
+}
+
+fn oid_out(values: Vec<Option<u32>>) -> ArrayRef {
+    Arc::new(UInt32Array::from(values))
+}
+
+fn user_error(code: StatusCode, message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(SqlError::new(code, message)))
+}
+
+/// Splits `schema.name` / `"Quoted"` / `name` as PostgreSQL reads a
+/// qualified name: unquoted parts fold to lower case.
+fn qualified_name(text: &str) -> (Option<String>, String) {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    let mut chars = text.trim().chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            '.' if !quoted => {
+                parts.push(std::mem::take(&mut cur));
+                was_quoted = false;
+            }
+            c if quoted || was_quoted => cur.push(c),
+            c => cur.push(c.to_ascii_lowercase()),
+        }
+    }
+    parts.push(cur);
+    let name = parts.pop().unwrap_or_default();
+    (parts.pop(), name)
+}
+
+/// The namespace id of a schema name.
+fn namespace_oid(name: &str) -> Option<u32> {
+    match name {
+        "pg_catalog" => Some(PG_CATALOG_NS),
+        "public" => Some(PUBLIC_NS),
+        "information_schema" => Some(super::INFORMATION_SCHEMA_NS),
+        _ => None,
+    }
+}
+
+fn namespace_name(oid: u32) -> Option<&'static str> {
+    match oid {
+        PG_CATALOG_NS => Some("pg_catalog"),
+        PUBLIC_NS => Some("public"),
+        super::INFORMATION_SCHEMA_NS => Some("information_schema"),
+        _ => None,
+    }
+}
+
+/// The relation a `regclass` literal names: `docs`, `public.docs`,
+/// `pg_catalog.pg_class`, or its id as digits.
+fn lookup_relation(snap: &Snapshot, text: &str) -> Option<u32> {
+    if let Ok(oid) = text.trim().parse::<u32>() {
+        return Some(oid);
+    }
+    let (schema, name) = qualified_name(text);
+    let ns = match schema {
+        Some(s) => Some(namespace_oid(&s)?),
+        None => None,
+    };
+    let rels = snap.relations();
+    // Unqualified: pg_catalog comes first on the search path, then public.
+    [PG_CATALOG_NS, PUBLIC_NS]
+        .into_iter()
+        .filter(|n| ns.is_none_or(|want| want == *n))
+        .find_map(|n| {
+            rels.iter()
+                .find(|r| r.namespace == n && r.name == name)
+                .map(|r| r.oid)
+        })
+}
+
+/// The catalog helper functions of one session.
+pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
+    let mut out = Vec::new();
+    out.push(helper("format_type", &[2], DataType::Utf8, |a, _| {
+        let t = oids(arg(a, 0)?)?;
+        let m = ints(arg(a, 1)?)?;
+        Ok(text_out(
+            t.iter()
+                .zip(m)
+                .map(|(t, m)| t.map(|t| types::format_type(t, m.map(|m| m as i32))))
+                .collect(),
+        ))
+    }));
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_get_userbyid",
+        &[1],
+        DataType::Utf8,
+        move |a, _| {
+            let user = c.identity().user;
+            Ok(text_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|o| {
+                        o.map(|o| {
+                            if o == SUPERUSER_OID {
+                                user.clone()
+                            } else {
+                                format!("unknown (OID={o})")
+                            }
+                        })
+                    })
+                    .collect(),
+            ))
+        },
+    ));
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_table_is_visible",
+        &[1],
+        DataType::Boolean,
+        move |a, _| {
+            let rels = c.snapshot().relations();
+            Ok(bool_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|o| {
+                        o.map(|o| {
+                            rels.iter().any(|r| {
+                                r.oid == o
+                                    && (r.namespace == PUBLIC_NS || r.namespace == PG_CATALOG_NS)
+                            })
+                        })
+                    })
+                    .collect(),
+            ))
+        },
+    ));
+    out.push(helper(
+        "pg_type_is_visible",
+        &[1],
+        DataType::Boolean,
+        |a, _| {
+            Ok(bool_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|o| o.map(|o| types::by_oid(o).is_some()))
+                    .collect(),
+            ))
+        },
+    ));
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_function_is_visible",
+        &[1],
+        DataType::Boolean,
+        move |a, _| {
+            let fns = c.engine.functions();
+            Ok(bool_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|o| o.map(|o| fns.iter().any(|f| f.oid == o)))
+                    .collect(),
+            ))
+        },
+    ));
+    type Describe = fn(&quiver_engine::function::FunctionDef) -> String;
+    let describe: [(&'static str, Describe); 3] = [
+        ("pg_get_function_result", |d| d.returns.clone()),
+        ("pg_get_function_arguments", |d| d.argument_list()),
+        ("pg_get_function_identity_arguments", |d| d.argument_list()),
+    ];
+    for (name, f) in describe {
+        let c = ctx.clone();
+        out.push(helper(name, &[1], DataType::Utf8, move |a, _| {
+            let fns = c.engine.functions();
+            Ok(text_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|o| o.and_then(|o| fns.iter().find(|d| d.oid == o)).map(f))
+                    .collect(),
+            ))
+        }));
+    }
+    // The expression text is kept as written: it is its own "decompiled" form.
+    out.push(helper("pg_get_expr", &[2, 3], DataType::Utf8, |a, _| {
+        Ok(text_out(texts(arg(a, 0)?)?))
+    }));
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_get_indexdef",
+        &[1, 3],
+        DataType::Utf8,
+        move |a, n| {
+            let snap = c.snapshot();
+            let cols = match a.get(1) {
+                Some(x) => ints(x)?,
+                None => vec![Some(0); n],
+            };
+            Ok(text_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .zip(cols)
+                    .map(|(o, col)| {
+                        let index = snap.catalog.indexes.values().find(|i| Some(i.oid) == o)?;
+                        match col {
+                            Some(0) | None => Some(snap.index_definition(index)),
+                            Some(1) => Some(quote_ident(&index.column)),
+                            Some(_) => Some(String::new()),
+                        }
+                    })
+                    .collect(),
+            ))
+        },
+    ));
+    // No constraints yet: nothing to describe.
+    out.push(helper(
+        "pg_get_constraintdef",
+        &[1, 2],
+        DataType::Utf8,
+        |a, _| Ok(new_null_array(&DataType::Utf8, arg(a, 0)?.len())),
+    ));
+    out.push(helper(
+        "pg_get_statisticsobjdef_columns",
+        &[1],
+        DataType::Utf8,
+        |a, _| Ok(new_null_array(&DataType::Utf8, arg(a, 0)?.len())),
+    ));
+    out.push(helper(
+        "pg_encoding_to_char",
+        &[1],
+        DataType::Utf8,
+        |a, _| {
+            Ok(text_out(
+                ints(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|e| {
+                        e.map(|e| match e {
+                            0 => "SQL_ASCII".to_string(),
+                            6 => "UTF8".to_string(),
+                            _ => String::new(),
+                        })
+                    })
+                    .collect(),
+            ))
+        },
+    ));
+    // No comments are stored yet.
+    for (name, arities) in [
+        ("obj_description", &[1usize, 2][..]),
+        ("col_description", &[2][..]),
+        ("shobj_description", &[2][..]),
+    ] {
+        out.push(helper(name, arities, DataType::Utf8, |a, _| {
+            Ok(new_null_array(&DataType::Utf8, arg(a, 0)?.len()))
+        }));
+    }
+    out.push(helper(
+        "pg_relation_is_publishable",
+        &[1],
+        DataType::Boolean,
+        |a, _| {
+            Ok(bool_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|o| o.map(|_| false))
+                    .collect(),
+            ))
+        },
+    ));
+    // `'docs'::regclass`: the relation's id, an error when there is none.
+    let c = ctx.clone();
+    out.push(helper("regclassin", &[1], DataType::UInt32, move |a, _| {
+        let snap = c.snapshot();
+        let mut ids = Vec::new();
+        for t in texts(arg(a, 0)?)? {
+            ids.push(match t {
+                None => None,
+                Some(t) => Some(lookup_relation(&snap, &t).ok_or_else(|| {
+                    user_error(
+                        StatusCode::UndefinedTable,
+                        format!("relation \"{t}\" does not exist"),
+                    )
+                })?),
+            });
+        }
+        Ok(oid_out(ids))
+    }));
+    let c = ctx.clone();
+    out.push(helper(
+        "to_regclass",
+        &[1],
+        DataType::UInt32,
+        move |a, _| {
+            let snap = c.snapshot();
+            Ok(oid_out(
+                texts(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|t| t.and_then(|t| lookup_relation(&snap, &t)))
+                    .collect(),
+            ))
+        },
+    ));
+    // `c.oid::regclass`: the relation's name (its id when there is none).
+    let c = ctx.clone();
+    out.push(helper("regclassout", &[1], DataType::Utf8, move |a, _| {
+        let rels = c.snapshot().relations();
+        Ok(text_out(
+            oids(arg(a, 0)?)?
+                .into_iter()
+                .map(|o| {
+                    o.map(|o| match rels.iter().find(|r| r.oid == o) {
+                        Some(r) => quote_ident(&r.name),
+                        None if o == 0 => "-".to_string(),
+                        None => o.to_string(),
+                    })
+                })
+                .collect(),
+        ))
+    }));
+    out.push(helper("regtypein", &[1], DataType::UInt32, |a, _| {
+        let mut ids = Vec::new();
+        for t in texts(arg(a, 0)?)? {
+            ids.push(match t {
+                None => None,
+                Some(t) => Some(match t.trim().parse::<u32>() {
+                    Ok(oid) => oid,
+                    Err(_) => types::by_name(&t).map(|ty| ty.oid).ok_or_else(|| {
+                        user_error(
+                            StatusCode::UndefinedObject,
+                            format!("type \"{t}\" does not exist"),
+                        )
+                    })?,
+                }),
+            });
+        }
+        Ok(oid_out(ids))
+    }));
+    out.push(helper("regtypeout", &[1], DataType::Utf8, |a, _| {
+        Ok(text_out(
+            oids(arg(a, 0)?)?
+                .into_iter()
+                .map(|o| {
+                    o.map(|o| match types::by_oid(o) {
+                        Some(_) => types::format_type(o, None),
+                        None if o == 0 => "-".to_string(),
+                        None => o.to_string(),
+                    })
+                })
+                .collect(),
+        ))
+    }));
+    out.push(helper("regnamespacein", &[1], DataType::UInt32, |a, _| {
+        let mut ids = Vec::new();
+        for t in texts(arg(a, 0)?)? {
+            ids.push(match t {
+                None => None,
+                Some(t) => {
+                    let (_, name) = qualified_name(&t);
+                    Some(namespace_oid(&name).ok_or_else(|| {
+                        user_error(
+                            StatusCode::UndefinedObject,
+                            format!("schema \"{t}\" does not exist"),
+                        )
+                    })?)
+                }
+            });
+        }
+        Ok(oid_out(ids))
+    }));
+    out.push(helper("regnamespaceout", &[1], DataType::Utf8, |a, _| {
+        Ok(text_out(
+            oids(arg(a, 0)?)?
+                .into_iter()
+                .map(|o| o.map(|o| namespace_name(o).map_or_else(|| o.to_string(), str::to_string)))
+                .collect(),
+        ))
+    }));
+    let c = ctx.clone();
+    out.push(helper("regprocout", &[1], DataType::Utf8, move |a, _| {
+        let fns = c.engine.functions();
+        Ok(text_out(
+            oids(arg(a, 0)?)?
+                .into_iter()
+                .map(|o| {
+                    o.map(|o| match fns.iter().find(|f| f.oid == o) {
+                        Some(f) => quote_ident(&f.name),
+                        None if o == 0 => "-".to_string(),
+                        None => o.to_string(),
+                    })
+                })
+                .collect(),
+        ))
+    }));
+    let c = ctx.clone();
+    out.push(helper("regroleout", &[1], DataType::Utf8, move |a, _| {
+        let user = c.identity().user;
+        Ok(text_out(
+            oids(arg(a, 0)?)?
+                .into_iter()
+                .map(|o| {
+                    o.map(|o| {
+                        if o == SUPERUSER_OID {
+                            user.clone()
+                        } else {
+                            o.to_string()
+                        }
+                    })
+                })
+                .collect(),
+        ))
+    }));
+    out.push(helper("current_schema", &[0], DataType::Utf8, |_, n| {
+        Ok(text_out(vec![Some("public".to_string()); n]))
+    }));
+    out.push(helper(
+        "current_schemas",
+        &[1],
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        |a, n| {
+            let implicit = safe_cast(arg(a, 0)?, &DataType::Boolean)?;
+            let implicit = implicit.as_any().downcast_ref::<BooleanArray>();
+            let mut b = datafusion::arrow::array::ListBuilder::new(
+                datafusion::arrow::array::StringBuilder::new(),
+            );
+            for i in 0..n {
+                if implicit.is_some_and(|x| x.is_valid(i) && x.value(i)) {
+                    b.values().append_value("pg_catalog");
+                }
+                b.values().append_value("public");
+                b.append(true);
+            }
+            let list: ListArray = b.finish();
+            Ok(Arc::new(list) as ArrayRef)
+        },
+    ));
+    let c = ctx.clone();
+    out.push(helper(
+        "current_database",
+        &[0],
+        DataType::Utf8,
+        move |_, n| Ok(text_out(vec![Some(c.identity().database); n])),
+    ));
+    for name in ["current_user", "session_user", "current_role"] {
+        let c = ctx.clone();
+        out.push(helper(name, &[0], DataType::Utf8, move |_, n| {
+            Ok(text_out(vec![Some(c.identity().user); n]))
+        }));
+    }
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_backend_pid",
+        &[0],
+        DataType::Int32,
+        move |_, n| Ok(Arc::new(Int32Array::from(vec![c.identity().pid; n])) as ArrayRef),
+    ));
+    out.push(helper(
+        "pg_is_in_recovery",
+        &[0],
+        DataType::Boolean,
+        |_, n| Ok(bool_out(vec![Some(false); n])),
+    ));
+    // One role, the superuser: every privilege is held.
+    for (name, arities) in [
+        ("has_table_privilege", &[2usize, 3][..]),
+        ("has_schema_privilege", &[2, 3][..]),
+        ("has_database_privilege", &[2, 3][..]),
+        ("has_column_privilege", &[3, 4][..]),
+        ("has_function_privilege", &[2, 3][..]),
+        ("has_sequence_privilege", &[2, 3][..]),
+        ("has_any_column_privilege", &[2, 3][..]),
+    ] {
+        out.push(helper(name, arities, DataType::Boolean, |a, _| {
+            let first = arg(a, 0)?;
+            Ok(bool_out(
+                (0..first.len())
+                    .map(|i| (!first.is_null(i)).then_some(true))
+                    .collect(),
+            ))
+        }));
+    }
+    out.push(helper("quote_ident", &[1], DataType::Utf8, |a, _| {
+        Ok(text_out(
+            texts(arg(a, 0)?)?
+                .into_iter()
+                .map(|t| t.map(|t| quote_ident(&t)))
+                .collect(),
+        ))
+    }));
+    out.push(helper("array_upper", &[2], DataType::Int32, |a, _| {
+        let list = arg(a, 0)?;
+        let dims = ints(arg(a, 1)?)?;
+        let lens: Vec<Option<i32>> = match list.as_any().downcast_ref::<ListArray>() {
+            Some(l) => (0..l.len())
+                .map(|i| {
+                    let len = l.value_length(i);
+                    (l.is_valid(i) && dims[i] == Some(1) && len > 0).then_some(len)
+                })
+                .collect(),
+            None => vec![None; list.len()],
+        };
+        Ok(Arc::new(Int32Array::from(lens)) as ArrayRef)
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qualified_names_fold_as_postgres_folds_them() {
+        assert_eq!(qualified_name("docs"), (None, "docs".into()));
+        assert_eq!(qualified_name("Docs"), (None, "docs".into()));
+        assert_eq!(qualified_name("\"Docs\""), (None, "Docs".into()));
+        assert_eq!(
+            qualified_name("public.\"My\"\"T\""),
+            (Some("public".into()), "My\"T".into())
+        );
+        assert_eq!(
+            qualified_name("pg_catalog.pg_class"),
+            (Some("pg_catalog".into()), "pg_class".into())
+        );
+    }
+}
