@@ -65,6 +65,14 @@ impl RecordScan {
     /// complete record (0 when there is none yet).
     pub fn advance(&mut self, data: &[u8], format: &CopyFormat) -> usize {
         let csv = matches!(format, CopyFormat::Csv { .. });
+        if !csv {
+            // Text format has no quoting: the last newline ends the last record.
+            if let Some(i) = memchr::memrchr(b'\n', data.get(self.scanned..).unwrap_or_default()) {
+                self.end = self.scanned + i + 1;
+            }
+            self.scanned = self.scanned.max(data.len());
+            return self.end;
+        }
         for (i, &b) in data.iter().enumerate().skip(self.scanned) {
             match b {
                 // A doubled quote toggles twice, so parity tracks "inside quotes".
@@ -86,10 +94,19 @@ impl RecordScan {
 
 /// Whether text-format `data` holds the end-of-data line `\.` (decoding stops there).
 pub fn has_end_marker(data: &[u8], format: &CopyFormat) -> bool {
-    matches!(format, CopyFormat::Text)
-        && data
-            .split(|&b| b == b'\n')
-            .any(|l| l.strip_suffix(b"\r").unwrap_or(l) == b"\\.")
+    if !matches!(format, CopyFormat::Text) {
+        return false;
+    }
+    // `\.` alone on a line: at the start, or after a newline (found with
+    // memchr's vectorised search; this runs over every byte of a COPY).
+    let line_is_marker = |at: usize| {
+        let rest = &data[at..];
+        rest == b"\\."
+            || rest == b"\\.\r"
+            || rest.starts_with(b"\\.\n")
+            || rest.starts_with(b"\\.\r\n")
+    };
+    line_is_marker(0) || memchr::memmem::find_iter(data, b"\n\\.").any(|at| line_is_marker(at + 1))
 }
 
 /// Decodes one text-format field: `\N` is NULL; backslash escapes.
