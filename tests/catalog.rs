@@ -35,7 +35,7 @@ async fn psql_meta_commands_describe_this_database() {
         .expect("set-up");
     let script = format!(
         "\\dt\n\\di\n\\d\n\\pset tuples_only off\n\\d {table}\n\\pset tuples_only on\n\\d {table}_emb\n\\dn\n\\l\n\\dx\n\\dT\n\\df\n\\du\n\
-         \\conninfo\n\\x\nSELECT count(*) AS n FROM {table};\n"
+         \\conninfo\n\\x\nSELECT count(*) FROM {table};\n"
     );
     let (out, err) = psql(server.addr.port(), &script).await;
     let ctx = format!("stdout:\n{out}\nstderr:\n{err}");
@@ -78,7 +78,7 @@ async fn psql_meta_commands_describe_this_database() {
         out.contains("You are connected to database \"postgres\""),
         "{ctx}"
     );
-    assert!(out.contains("n|2"), "{ctx}");
+    assert!(out.contains("count|2"), "{ctx}");
     server.shutdown().await.expect("shutdown");
 }
 
@@ -132,6 +132,22 @@ async fn catalog_ids_functions_and_casts_agree_and_survive_a_restart() {
     assert_eq!(row.get::<_, String>(6), "public");
     assert!(row.get::<_, bool>(7));
     assert!(row.get::<_, String>(8).starts_with("PostgreSQL 16"));
+    // Result columns are named as PostgreSQL names them, through both protocols.
+    let sql = format!(
+        "SELECT count(*), 1, id, 'a'::text, max(id) AS top FROM {table} GROUP BY id"
+    );
+    let stmt = client.prepare(&sql).await.expect("prepare");
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "?column?", "id", "text", "top"]);
+    let simple = client
+        .simple_query("SELECT count(*), 1")
+        .await
+        .expect("simple");
+    let tokio_postgres::SimpleQueryMessage::RowDescription(cols) = &simple[0] else {
+        panic!("a row description first: {simple:?}");
+    };
+    let names: Vec<&str> = cols.iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["count", "?column?"]);
     // An unknown name is an error with the right code, and the connection stays up.
     let err = client
         .query_one("SELECT 'no_such_table'::regclass", &[])

@@ -27,6 +27,7 @@ pub mod dml;
 pub mod error;
 pub mod functions;
 pub mod generic;
+pub mod names;
 pub mod pg_catalog;
 pub mod rewrite;
 pub mod session;

@@ -447,6 +447,7 @@ impl Session {
         let mut schema = None;
         self.sync_functions();
         if let StatementKind::Sql(s) = &stmt.kind {
+            let original = s.as_ref();
             let mut s = s.as_ref().clone();
             rewrite_expressions(&mut s, None)?;
             // EXPLAIN of a query: the parameters are the query's; the columns
@@ -479,7 +480,11 @@ impl Session {
                             datafusion::arrow::datatypes::Field::new("plan", DataType::Utf8, false),
                         ]))
                     } else {
-                        Arc::new(plan.schema().as_arrow().clone())
+                        let schema = Arc::new(plan.schema().as_arrow().clone());
+                        match crate::names::output_names(original) {
+                            Some(names) => crate::names::rename_schema(&schema, &names),
+                            None => schema,
+                        }
                     });
                     let mut types = plan.get_parameter_types()?;
                     for (name, t) in explicit {
@@ -560,6 +565,7 @@ impl Session {
         {
             return out;
         }
+        let names = crate::names::output_names(s);
         let mut s = s.as_ref().clone();
         rewrite_expressions(&mut s, Some(params))?;
         use ast::Statement as S;
@@ -567,7 +573,8 @@ impl Session {
             S::Query(q) => {
                 rewrite_knn(q, self.engine())?;
                 Box::pin(crate::subquery::inline_subqueries(self, q)).await?;
-                return self.query(s).await;
+                let out = self.query(s).await?;
+                return Ok(crate::names::rename(out, names.as_deref()));
             }
             S::Explain { statement, .. } => {
                 if let S::Query(q) = statement.as_mut() {
@@ -705,11 +712,17 @@ impl Session {
         }?;
         let query = generic::query_vector(params.get(plan.param))?;
         self.generic_runs.fetch_add(1, Ordering::Relaxed);
+        let names = crate::names::output_names(s);
         Some(
             plan.execute(query)
-                .map(|stream| Output::Rows {
-                    schema: plan.schema.clone(),
-                    stream,
+                .map(|stream| {
+                    crate::names::rename(
+                        Output::Rows {
+                            schema: plan.schema.clone(),
+                            stream,
+                        },
+                        names.as_deref(),
+                    )
                 })
                 .map_err(Into::into),
         )
