@@ -133,9 +133,7 @@ async fn catalog_ids_functions_and_casts_agree_and_survive_a_restart() {
     assert!(row.get::<_, bool>(7));
     assert!(row.get::<_, String>(8).starts_with("PostgreSQL 16"));
     // Result columns are named as PostgreSQL names them, through both protocols.
-    let sql = format!(
-        "SELECT count(*), 1, id, 'a'::text, max(id) AS top FROM {table} GROUP BY id"
-    );
+    let sql = format!("SELECT count(*), 1, id, 'a'::text, max(id) AS top FROM {table} GROUP BY id");
     let stmt = client.prepare(&sql).await.expect("prepare");
     let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, ["count", "?column?", "id", "text", "top"]);
