@@ -86,6 +86,26 @@ fn outer_names(select: &Select) -> Vec<String> {
     names
 }
 
+/// The relation names the subqueries inside an item give (they shadow an
+/// outer relation of the same name there).
+fn inner_names(item: &Expr) -> Vec<String> {
+    let mut names = Vec::new();
+    let _ = visit_expressions(item, |x| {
+        let q = match x {
+            Expr::Subquery(q) | Expr::Exists { subquery: q, .. } => Some(q),
+            Expr::InSubquery { subquery, .. } => Some(subquery),
+            _ => None,
+        };
+        if let Some(q) = q
+            && let SetExpr::Select(select) = q.body.as_ref()
+        {
+            names.extend(outer_names(select));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    names
+}
+
 /// The `relation.column` references of an item that name an outer relation.
 fn outer_refs(item: &Expr, outer: &[String]) -> Vec<Vec<Ident>> {
     let mut refs: Vec<Vec<Ident>> = Vec::new();
@@ -232,7 +252,14 @@ async fn run_select(session: &Session, q: &Query) -> Result<Output> {
         if !contains_subquery(e) {
             continue;
         }
-        let refs = outer_refs(e, &outer);
+        // A name a subquery of the item gives one of its own relations
+        // refers to that relation there (the innermost scope wins), not to
+        // the outer one.
+        let shadowed = inner_names(e);
+        let refs: Vec<Vec<Ident>> = outer_refs(e, &outer)
+            .into_iter()
+            .filter(|r| !shadowed.contains(&r[0].value.to_ascii_lowercase()))
+            .collect();
         for r in &refs {
             if !hidden.contains(r) {
                 hidden.push(r.clone());

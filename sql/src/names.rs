@@ -63,7 +63,13 @@ fn figure(e: &Expr) -> Option<String> {
         Expr::Cast {
             expr, data_type, ..
         } => match figure(expr) {
-            None => return None,
+            // The column's name (DataFusion's may be that of the function a
+            // cast becomes, `to_vector(x)`, `regclassout(c.oid)`).
+            None => match expr.as_ref() {
+                Expr::Identifier(i) => i.value.clone(),
+                Expr::CompoundIdentifier(parts) => parts.last()?.value.clone(),
+                _ => return None,
+            },
             Some(n) if n != "?column?" => n,
             Some(_) => {
                 let written = data_type.to_string().to_ascii_lowercase();
@@ -166,7 +172,7 @@ mod tests {
         let n = |s: &str| Some(s.to_string());
         assert_eq!(
             names(
-                "SELECT count(*), 1, id, t.x, x::text, 'a'::text, 1::integer, \
+                "SELECT count(*), 1, id, t.x, x::text, 'a'::text, 1::integer, c.oid::regclass, \
                  CASE WHEN true THEN 1 END, EXISTS (SELECT 1), pg_catalog.version(), \
                  (SELECT name FROM t), count(*) AS n, COUNT(id) FROM t"
             ),
@@ -175,9 +181,10 @@ mod tests {
                 n("?column?"),
                 None,
                 None,
-                None,
+                n("x"),
                 n("text"),
                 n("int4"),
+                n("oid"),
                 n("case"),
                 n("exists"),
                 n("version"),
