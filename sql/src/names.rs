@@ -114,7 +114,8 @@ fn subquery_column(q: &Query) -> Option<String> {
 
 /// A schema with the given names put on its fields (when the counts agree).
 pub fn rename_schema(schema: &SchemaRef, names: &[Option<String>]) -> SchemaRef {
-    if names.len() != schema.fields().len() || names.iter().all(Option::is_none) {
+    let same = |(f, n): (&Arc<Field>, &Option<String>)| n.as_ref().is_none_or(|n| n == f.name());
+    if names.len() != schema.fields().len() || schema.fields().iter().zip(names).all(same) {
         return schema.clone();
     }
     let fields: Vec<Field> = schema
