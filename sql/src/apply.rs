@@ -238,6 +238,18 @@ async fn run_select(session: &Session, q: &Query) -> Result<Output> {
             "this correlated subquery is not supported"
         );
     };
+    // Positions below are select-list positions: a wildcard would shift them.
+    if select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    }) {
+        return sql_err!(
+            FeatureNotSupported,
+            "a correlated subquery beside * in a select list is not supported; list the columns"
+        );
+    }
     let outer = outer_names(select);
     // Items run per row, with the outer references each reads.
     let mut applied: Vec<Applied> = Vec::new();
