@@ -422,20 +422,9 @@ impl FreshRows {
 mod tests {
     use super::*;
     use crate::distance::Metric;
+    use crate::quantized::tests::random;
     use arrow::array::{FixedSizeListArray, Float32Array};
     use arrow::datatypes::{DataType, Field};
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
 
     fn fragment(id: u32, rows: usize, dim: usize, seed: u64) -> (FragmentView, ArrayRef) {
         let values = random(rows * dim, seed);

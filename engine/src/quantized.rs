@@ -246,10 +246,11 @@ fn sum_vnni(a: &[u8], b: &[i8]) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
+    /// Deterministic components in [-0.5, 0.5) (an LCG).
+    pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
