@@ -160,12 +160,16 @@ def main():
               "tick_ms": args.tick_ms, "machine": harness.machine_info()}
     ctx = mp.get_context("spawn")
 
+    def read_alone():
+        start, out = ctx.Barrier(1), ctx.Queue()
+        p = ctx.Process(target=reader, args=(args.dsn, args.system, qvecs, args.seconds, start, out))
+        p.start()
+        got = out.get()
+        p.join()
+        return got
+
     # phase 1: reader alone
-    start, out = ctx.Barrier(1), ctx.Queue()
-    p = ctx.Process(target=reader, args=(args.dsn, args.system, qvecs, args.seconds, start, out))
-    p.start()
-    result["read_only"] = out.get()
-    p.join()
+    result["read_only"] = read_alone()
     harness.log(f"{args.system} read-only: {result['read_only']}")
 
     # phase 2: reader + writer
@@ -188,11 +192,7 @@ def main():
     harness.log(f"{args.system} with writer: {result['with_writer']} writer: {result['writer']}")
 
     # phase 3: reader alone after the writes
-    start, out = ctx.Barrier(1), ctx.Queue()
-    p = ctx.Process(target=reader, args=(args.dsn, args.system, qvecs, args.seconds, start, out))
-    p.start()
-    result["read_after_writes"] = out.get()
-    p.join()
+    result["read_after_writes"] = read_alone()
     harness.log(f"{args.system} read-only after the writes: {result['read_after_writes']}")
     Path(args.out).write_text(json.dumps(result, indent=2))
 
