@@ -136,14 +136,31 @@ fn literal(v: &ScalarValue) -> Expr {
     }
 }
 
-async fn collect(session: &Session, s: ast::Statement) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    match Box::pin(session.query_with(s, false)).await? {
-        Output::Rows { schema, stream } => {
-            let batches: Vec<RecordBatch> = stream.try_collect().await?;
-            Ok((schema, batches))
+/// Runs a query and collects its rows. `per_row`: see
+/// [`Session::query_with`]; `bounded`: more than [`MAX_ROWS`] rows is an
+/// error (54000), met as the rows arrive.
+async fn collect(
+    session: &Session,
+    s: ast::Statement,
+    per_row: bool,
+    bounded: bool,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let Output::Rows { schema, mut stream } = Box::pin(session.query_with(s, per_row)).await?
+    else {
+        return sql_err!(Internal, "a query returned no rows");
+    };
+    let (mut batches, mut rows) = (Vec::new(), 0);
+    while let Some(b) = stream.try_next().await? {
+        rows += b.num_rows();
+        if bounded && rows > MAX_ROWS {
+            return sql_err!(
+                ProgramLimitExceeded,
+                "a correlated subquery in the select list runs once per row; this query has more than {MAX_ROWS} rows"
+            );
         }
-        _ => sql_err!(Internal, "a query returned no rows"),
+        batches.push(b);
     }
+    Ok((schema, batches))
 }
 
 /// Runs a query whose select lists hold correlated subqueries (see the
@@ -197,16 +214,13 @@ async fn run_set_operation(session: &Session, q: &Query) -> Result<Output> {
             fetch: None,
             ..q.clone()
         };
-        let (schema, batches) =
-            match Box::pin(session.query_with(ast::Statement::Query(Box::new(branch)), true))
-                .await?
-            {
-                Output::Rows { schema, stream } => {
-                    let batches: Vec<RecordBatch> = stream.try_collect().await?;
-                    (schema, batches)
-                }
-                _ => return sql_err!(Internal, "a query returned no rows"),
-            };
+        let (schema, batches) = collect(
+            session,
+            ast::Statement::Query(Box::new(branch)),
+            true,
+            false,
+        )
+        .await?;
         let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
         scratch.register_table(format!("_branch_{i}"), Arc::new(table))?;
     }
@@ -292,14 +306,14 @@ async fn run_select(session: &Session, q: &Query) -> Result<Output> {
     }
     let mut outer_query = q.clone();
     outer_query.body = Box::new(SetExpr::Select(Box::new(first)));
-    let (schema, batches) = collect(session, ast::Statement::Query(Box::new(outer_query))).await?;
+    let (schema, batches) = collect(
+        session,
+        ast::Statement::Query(Box::new(outer_query)),
+        false,
+        true,
+    )
+    .await?;
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    if rows > MAX_ROWS {
-        return sql_err!(
-            ProgramLimitExceeded,
-            "a correlated subquery in the select list runs once per row; this query has more than {MAX_ROWS} rows"
-        );
-    }
     let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
     // Each applied item, row by row.
     let mut values: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(rows); applied.len()];
@@ -337,7 +351,7 @@ async fn run_select(session: &Session, q: &Query) -> Result<Output> {
                 with: q.with.clone(),
                 ..q.clone()
             }));
-            let (s, b) = collect(session, select_item).await?;
+            let (s, b) = collect(session, select_item, false, false).await?;
             if name.is_none() {
                 name = Some(s.field(0).name().clone());
             }

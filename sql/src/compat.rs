@@ -157,7 +157,9 @@ const AGGREGATES: &[&str] = &[
     "single_value",
 ];
 
-/// Whether an expression calls an aggregate or window function.
+/// Whether an expression calls an aggregate or window function, nested
+/// subqueries included (then it is left as written: the wrapping is only
+/// for plain values).
 fn aggregates(e: &Expr) -> bool {
     visit_expressions(e, |x| match x {
         Expr::Function(f)
@@ -166,7 +168,6 @@ fn aggregates(e: &Expr) -> bool {
         {
             ControlFlow::Break(())
         }
-        // A nested subquery's aggregates are its own.
         _ => ControlFlow::Continue(()),
     })
     .is_break()

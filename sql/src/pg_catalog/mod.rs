@@ -222,11 +222,6 @@ impl Snapshot {
         out
     }
 
-    /// The relation with id `oid`.
-    pub fn relation(&self, oid: u32) -> Option<Relation> {
-        self.relations().into_iter().find(|r| r.oid == oid)
-    }
-
     /// The table a user index is on.
     fn index_table(&self, index: &IndexDef) -> Option<&quiver_engine::schema::TableDef> {
         self.catalog.tables.get(&index.table)
