@@ -4,8 +4,8 @@ use futures::SinkExt;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::common::{
-    TempDir, connect, copy_payload, count, explain, psql, psql_available, random_vectors,
-    start_server, vector_text,
+    TempDir, Vector, connect, copy_payload, count, explain, psql, psql_available, random_vectors,
+    run_client_script, start_server, vector_text,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,13 +24,16 @@ async fn prepared_vector_search_with_parameters() {
         )
         .await
         .expect("prepare");
-    let rows = client.query(&stmt, &[&"[1,0,0,0]"]).await.expect("run");
+    let rows = client
+        .query(&stmt, &[&Vector::text("[1,0,0,0]")])
+        .await
+        .expect("run");
     assert_eq!(
         rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(),
         vec![4, 2]
     );
     let rows = client
-        .query(&stmt, &[&"[0,1,0,0]"])
+        .query(&stmt, &[&Vector::text("[0,1,0,0]")])
         .await
         .expect("run again");
     assert_eq!(
@@ -41,7 +44,7 @@ async fn prepared_vector_search_with_parameters() {
     let rows = client
         .query(
             "SELECT id FROM docs WHERE bucket = $2 ORDER BY embedding <-> $1 LIMIT 1",
-            &[&"[0,0,1,0]", &0i32],
+            &[&Vector::text("[0,0,1,0]"), &0i32],
         )
         .await
         .expect("order by");
@@ -50,7 +53,7 @@ async fn prepared_vector_search_with_parameters() {
     let rows = client
         .query(
             "EXPLAIN SELECT id FROM docs WHERE bucket = $2 ORDER BY embedding <-> $1 LIMIT 1",
-            &[&"[0,0,1,0]", &0i32],
+            &[&Vector::text("[0,0,1,0]"), &0i32],
         )
         .await
         .expect("explain with parameters");
@@ -64,7 +67,7 @@ async fn prepared_vector_search_with_parameters() {
     client
         .execute(
             "INSERT INTO docs VALUES ($1, $2, $3)",
-            &[&5i64, &1i32, &"[0,0,0,1]"],
+            &[&5i64, &1i32, &Vector::text("[0,0,0,1]")],
         )
         .await
         .expect("insert");
@@ -78,7 +81,7 @@ async fn prepared_vector_search_with_parameters() {
     let err = client
         .query(
             "SELECT * FROM vector_search('docs', 'embedding', $1::vector, 2)",
-            &[&"[1,2]"],
+            &[&Vector::text("[1,2]")],
         )
         .await
         .expect_err("dims");
@@ -211,4 +214,22 @@ async fn psql_session() {
         "count after the error: {stdout2}"
     );
     server.shutdown().await.expect("shutdown");
+}
+
+// Real Python drivers with pgvector-python, as applications use them
+// (tests/clients/*.py; .ci/run installs tests/clients/requirements.txt).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg3_with_register_vector() {
+    run_client_script("psycopg3_pgvector.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg2_with_register_vector() {
+    run_client_script("psycopg2_pgvector.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncpg_with_register_vector() {
+    run_client_script("asyncpg_pgvector.py").await;
 }

@@ -249,3 +249,101 @@ pub async fn psql(port: u16, script: &str) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A `vector` bind parameter, sent in pgvector's binary format as the
+/// `pgvector` crate sends it. Quiver, like PostgreSQL + pgvector, types a
+/// parameter cast to `vector`, compared by a distance operator or stored in
+/// a vector column as `vector`, so a plain `&str` is refused for it.
+#[derive(Debug, Clone)]
+pub struct Vector(pub Vec<f32>);
+
+impl Vector {
+    /// From pgvector's text form, `[1,2,3]`.
+    pub fn text(s: &str) -> Vector {
+        let inner = s.trim().trim_start_matches('[').trim_end_matches(']');
+        Vector(
+            inner
+                .split(',')
+                .map(|x| x.trim().parse().expect("vector component"))
+                .collect(),
+        )
+    }
+}
+
+impl tokio_postgres::types::ToSql for Vector {
+    fn to_sql(
+        &self,
+        _ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut;
+        out.put_i16(i16::try_from(self.0.len())?);
+        out.put_i16(0);
+        for v in &self.0 {
+            out.put_f32(*v);
+        }
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        ty.name() == "vector"
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// The Python with the client libraries of `tests/clients/requirements.txt`:
+/// `QUIVER_TEST_PYTHON` (.ci/run sets it to the venv it installs), else that
+/// venv's default place. Missing on CI fails the test; elsewhere it is skipped.
+pub fn client_python(test: &str) -> Option<PathBuf> {
+    let python = match std::env::var_os("QUIVER_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/quiver-venv/bin/python"),
+    };
+    let ready = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import psycopg, psycopg2, asyncpg, pgvector, sqlalchemy",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ready {
+        return Some(python);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} cannot import the client libraries on CI",
+        python.display()
+    );
+    eprintln!(
+        "{test}: no Python with tests/clients/requirements.txt installed; skipped (.ci/run installs it)"
+    );
+    None
+}
+
+/// Runs `tests/clients/SCRIPT` against a fresh server; fails with its output
+/// unless it exits 0.
+pub async fn run_client_script(script: &str) {
+    let Some(python) = client_python(script) else {
+        return;
+    };
+    let dir = TempDir::new(script);
+    let server = start_server(dir.path()).await;
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(server.addr.port().to_string())
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{script} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.shutdown().await.expect("shutdown");
+}

@@ -2,7 +2,7 @@
 //! indexed search's recall@10 is reported (and must stay high).
 
 use crate::common::{
-    TempDir, connect, copy_payload, copy_text, random_vectors, start_server, vector_text,
+    TempDir, Vector, connect, copy_payload, copy_text, random_vectors, start_server,
 };
 
 fn l2(a: &[f32], b: &[f32]) -> f64 {
@@ -42,7 +42,7 @@ async fn check_filtered(
         .map(|w| w.0)
         .collect();
     let got: Vec<i64> = client
-        .query(filtered, &[&vector_text(q)])
+        .query(filtered, &[&Vector(q.to_vec())])
         .await
         .expect("filtered")
         .iter()
@@ -78,7 +78,7 @@ async fn flat_matches_brute_force_and_index_recall_is_high() {
     for q in &queries {
         let want = brute_force(&base, q, k, |_| true);
         let got = client
-            .query(&search, &[&vector_text(q)])
+            .query(&search, &[&Vector(q.to_vec())])
             .await
             .expect("flat");
         let got: Vec<(i64, f64)> = got.iter().map(|r| (r.get(0), r.get(1))).collect();
@@ -112,7 +112,7 @@ async fn flat_matches_brute_force_and_index_recall_is_high() {
             .map(|w| w.0)
             .collect();
         let got: Vec<i64> = client
-            .query(&search, &[&vector_text(q)])
+            .query(&search, &[&Vector(q.to_vec())])
             .await
             .expect("ann")
             .iter()

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::common::{TempDir, connect, psql_available, start_server};
+use crate::common::{TempDir, Vector, connect, psql_available, start_server};
 
 #[path = "../examples/wasm/lexical_boost/src/logic.rs"]
 mod lexical_logic;
@@ -149,7 +149,7 @@ async fn rust_rerankers_from_the_examples() {
         client
             .execute(
                 "INSERT INTO docs VALUES ($1, $2, $3)",
-                &[&(id as i64), &body, &v],
+                &[&(id as i64), &body, &Vector::text(v)],
             )
             .await
             .expect("insert");

@@ -73,7 +73,7 @@ pub fn insert_param_types(engine: &Engine, ins: &Insert) -> Result<Vec<(usize, D
                 && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
             {
                 let ty = match table.def.columns[col].ty {
-                    ColumnType::Vector(_) => DataType::Utf8,
+                    ColumnType::Vector(_) => crate::session::vector_parameter_type(),
                     other => other.arrow_type(),
                 };
                 out.push((n - 1, ty));
@@ -444,22 +444,27 @@ pub async fn delete(s: &Session, d: &ast::Delete) -> Result<String> {
 
 fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {
     let mut csv = false;
+    let mut binary = false;
     let mut header = false;
     let mut delimiter = None;
     for o in options {
         match o {
             CopyOption::Format(f) => match f.value.to_ascii_lowercase().as_str() {
-                "csv" => csv = true,
-                "text" => csv = false,
+                "csv" => (csv, binary) = (true, false),
+                "text" => (csv, binary) = (false, false),
+                "binary" => (csv, binary) = (false, true),
                 other => {
                     return sql_err!(
-                        FeatureNotSupported,
-                        "COPY format \"{other}\" is not supported (text or csv)"
+                        InvalidParameterValue,
+                        "COPY format \"{other}\" not recognized"
                     );
                 }
             },
             CopyOption::Header(h) => header = *h,
             CopyOption::Delimiter(c) => delimiter = Some(*c),
+            CopyOption::Null(_) if binary => {
+                return sql_err!(SyntaxError, "cannot specify NULL in BINARY mode");
+            }
             CopyOption::Null(n) if n.is_empty() || n == "\\N" => {}
             other => return sql_err!(FeatureNotSupported, "COPY option {other} is not supported"),
         }
@@ -482,8 +487,18 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Co
             }
             CopyLegacyOption::Delimiter(c) => delimiter = Some(*c),
             CopyLegacyOption::Header => header = true,
+            CopyLegacyOption::Binary => binary = true,
             other => return sql_err!(FeatureNotSupported, "COPY option {other} is not supported"),
         }
+    }
+    if binary {
+        return if delimiter.is_some() {
+            sql_err!(SyntaxError, "cannot specify DELIMITER in BINARY mode")
+        } else if header {
+            sql_err!(FeatureNotSupported, "cannot specify HEADER in BINARY mode")
+        } else {
+            Ok(CopyFormat::Binary { header: true })
+        };
     }
     let delimiter =
         delimiter
@@ -555,6 +570,10 @@ pub async fn copy(
                 format,
             }))
         }
+        (true, CopyTarget::Stdout) if matches!(format, CopyFormat::Binary { .. }) => sql_err!(
+            FeatureNotSupported,
+            "COPY TO STDOUT in the binary format is not supported yet (text or csv)"
+        ),
         (true, CopyTarget::Stdout) => {
             let query = match source {
                 CopySource::Query(q) => q.as_ref().clone(),

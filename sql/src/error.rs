@@ -22,6 +22,10 @@ pub enum StatusCode {
     DuplicateObject,
     /// Unparsable literal, e.g. a malformed vector `'[1,2'` (22P02).
     InvalidTextRepresentation,
+    /// A binary value of the wrong form, e.g. a 4-byte bigint (22P03).
+    InvalidBinaryRepresentation,
+    /// A COPY stream that is not in its format, e.g. no binary signature (22P04).
+    BadCopyFileFormat,
     /// Value out of range / bad value such as NaN in a vector (22003 / 22023).
     InvalidParameterValue,
     /// Vector dimension or other data mismatch (22000).

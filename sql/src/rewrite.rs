@@ -12,7 +12,8 @@ use datafusion::sql::sqlparser::ast::{
     BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
     FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, OrderByKind, Query, SelectItem,
     SelectItemQualifiedWildcardKind, SetExpr, Statement, TableAlias, TableFactor,
-    TableFunctionArgs, Value, WildcardAdditionalOptions, visit_expressions, visit_expressions_mut,
+    TableFunctionArgs, Value, Visit, Visitor, WildcardAdditionalOptions, visit_expressions,
+    visit_expressions_mut,
 };
 use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
@@ -50,6 +51,71 @@ fn operator_metric(op: &BinaryOperator) -> Option<Metric> {
         BinaryOperator::Custom(s) if s == "<+>" => Some(Metric::L1),
         _ => None,
     }
+}
+
+/// The `$n` parameters (0-based) that a statement, after
+/// [`rewrite_expressions`] and the kNN rewrite, uses as vectors: cast to
+/// `vector` (now `to_vector($n)`), an operand of a distance operator (now a
+/// distance function), or `vector_search`'s query vector. PostgreSQL +
+/// pgvector types such a parameter `vector`, and drivers pick its encoding
+/// by that type (asyncpg encodes a numpy array only for a `vector` parameter).
+pub fn vector_parameters(stmt: &Statement) -> Vec<usize> {
+    struct Find(Vec<usize>);
+    impl Find {
+        fn args(&mut self, name: &ObjectName, args: &[FunctionArg]) {
+            let [part] = name.0.as_slice() else {
+                return;
+            };
+            let Some(id) = part.as_ident() else {
+                return;
+            };
+            let name = id.value.to_ascii_lowercase();
+            let vector_args: &[usize] = if name == "to_vector" {
+                &[0]
+            } else if name == "vector_search" {
+                &[2]
+            } else if function_metric(&name).is_some() {
+                &[0, 1]
+            } else {
+                &[]
+            };
+            for &i in vector_args {
+                if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) =
+                    args.get(i)
+                    && let Value::Placeholder(p) = &v.value
+                    && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+                    && n >= 1
+                {
+                    self.0.push(n - 1);
+                }
+            }
+        }
+    }
+    impl Visitor for Find {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && let FunctionArguments::List(list) = &f.args
+            {
+                self.args(&f.name, &list.args);
+            }
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } = t
+            {
+                self.args(name, &args.args);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut find = Find(Vec::new());
+    let _ = stmt.visit(&mut find);
+    find.0
 }
 
 fn is_vector_type(t: &DataType) -> bool {

@@ -102,7 +102,7 @@ pub enum ParamValue {
 #[derive(Debug, Clone)]
 pub struct Described {
     /// The type of each `$n` parameter (Arrow); `DataType::Utf8` when only text is known.
-    /// A vector parameter is reported as `Utf8` (clients send '[..]' text).
+    /// A vector parameter is [`vector_parameter_type`].
     pub params: Vec<DataType>,
     /// The result columns; `None` when the statement returns no rows.
     pub schema: Option<SchemaRef>,
@@ -112,7 +112,15 @@ pub struct Described {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CopyFormat {
     Text,
-    Csv { header: bool, delimiter: u8 },
+    Csv {
+        header: bool,
+        delimiter: u8,
+    },
+    /// PostgreSQL's binary format; `header`: the data starts with the file
+    /// header (the first piece of a COPY does).
+    Binary {
+        header: bool,
+    },
 }
 
 /// A `COPY t FROM STDIN` in progress: the wire collects the data, then calls
@@ -173,6 +181,16 @@ fn version_udf() -> ScalarUDF {
 /// Parameter types Postgres would take from the statement itself where
 /// DataFusion's inference finds none: `$n::type` (scalar types), and a `$n`
 /// passed straight to a user function (its declared argument type).
+/// How [`Described`] reports a `vector` parameter (the wire gives it
+/// pgvector's type).
+pub fn vector_parameter_type() -> DataType {
+    DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new(
+        "item",
+        DataType::Float32,
+        true,
+    )))
+}
+
 fn explicit_parameter_types(s: &ast::Statement, engine: &Engine) -> Vec<(String, DataType)> {
     use ast::DataType as T;
     let placeholder = |e: &Expr| match e {
@@ -463,6 +481,7 @@ impl Session {
                 ast::Statement::Query(q) => {
                     rewrite_knn(q, self.engine())?;
                     let explicit = explicit_parameter_types(&s, self.engine());
+                    let vectors = crate::rewrite::vector_parameters(&s);
                     let plan = self
                         .ctx
                         .state()
@@ -497,7 +516,9 @@ impl Session {
                         if declared.get(i).cloned().flatten().is_some() {
                             continue;
                         }
-                        if let Some(Some(t)) = types.get(&format!("${}", i + 1))
+                        if vectors.contains(&i) {
+                            *p = vector_parameter_type();
+                        } else if let Some(Some(t)) = types.get(&format!("${}", i + 1))
                             && !matches!(t, DataType::List(_) | DataType::FixedSizeList(..))
                         {
                             *p = t.clone();
@@ -889,22 +910,35 @@ impl CopyLoad {
     /// Loads `data`, which must end at a record boundary
     /// ([`crate::copy::RecordScan`]).
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
-        if self.ended || data.is_empty() {
+        if data.is_empty() {
             return Ok(());
         }
+        if self.ended {
+            // Text: lines after `\.` are ignored, as PostgreSQL does; the
+            // binary format's trailer must be the end.
+            return match self.copy.format {
+                CopyFormat::Binary { .. } => {
+                    sql_err!(BadCopyFileFormat, "received copy data after EOF marker")
+                }
+                _ => Ok(()),
+            };
+        }
+        // The header (CSV's column names, the binary format's signature) is
+        // at the start of the first piece only.
         let format = match self.copy.format {
             CopyFormat::Csv { delimiter, .. } if self.started => CopyFormat::Csv {
                 header: false,
                 delimiter,
             },
+            CopyFormat::Binary { .. } if self.started => CopyFormat::Binary { header: false },
             f => f,
         };
         self.started = true;
-        self.ended = crate::copy::has_end_marker(data, &format);
         // Decoding is CPU-bound (and parallel inside): keep it off the async workers' queue.
-        let batch = tokio::task::block_in_place(|| {
+        let (batch, ended) = tokio::task::block_in_place(|| {
             crate::copy::decode(&self.def, &self.copy.columns, data, &format)
         })?;
+        self.ended = ended;
         Ok(self.stream.write(batch).await?)
     }
 

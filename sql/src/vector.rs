@@ -60,6 +60,37 @@ pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Decodes pgvector's binary form (`int16 dim, int16 0, dim × float4`,
+/// big-endian) onto the end of `out`; NaN and infinity are refused as in the
+/// text form.
+pub fn parse_vector_binary(bytes: &[u8], out: &mut Vec<f32>) -> Result<()> {
+    let bad = || {
+        SqlError::new(
+            StatusCode::InvalidBinaryRepresentation,
+            "incorrect binary data format for type vector",
+        )
+    };
+    let (Some(dim), Some(rest)) = (bytes.get(..2), bytes.get(4..)) else {
+        return Err(bad());
+    };
+    let dim = i16::from_be_bytes([dim[0], dim[1]]);
+    if dim < 1 || rest.len() != dim as usize * 4 {
+        return Err(bad());
+    }
+    out.reserve(dim as usize);
+    for c in rest.chunks_exact(4) {
+        let v = f32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        if v.is_nan() {
+            return sql_err!(DataException, "NaN not allowed in vector");
+        }
+        if v.is_infinite() {
+            return sql_err!(DataException, "infinite value not allowed in vector");
+        }
+        out.push(v);
+    }
+    Ok(())
+}
+
 fn truncate(s: &str) -> Cow<'_, str> {
     if s.len() <= 60 {
         return Cow::Borrowed(s);

@@ -162,15 +162,20 @@ fn column_count(columns: usize) -> PgWireResult<i16> {
     })
 }
 
-/// Sends CopyInResponse (text format) and flushes, so the client starts
-/// sending data.
-pub(crate) async fn send_copy_in_response<C>(client: &mut C, columns: usize) -> PgWireResult<()>
+/// Sends CopyInResponse (text or binary, as the COPY asked) and flushes, so
+/// the client starts sending data.
+pub(crate) async fn send_copy_in_response<C>(
+    client: &mut C,
+    columns: usize,
+    format: &CopyFormat,
+) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     C::Error: Debug,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
-    let response = CopyInResponse::new(0, column_count(columns)?, vec![0; columns]);
+    let code = i16::from(matches!(format, CopyFormat::Binary { .. }));
+    let response = CopyInResponse::new(code as i8, column_count(columns)?, vec![code; columns]);
     client
         .send(PgWireBackendMessage::CopyInResponse(response))
         .await?;

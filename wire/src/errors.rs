@@ -29,6 +29,8 @@ pub fn sqlstate(code: StatusCode) -> &'static str {
         StatusCode::DuplicateTable => "42P07",
         StatusCode::DuplicateObject => "42710",
         StatusCode::InvalidTextRepresentation => "22P02",
+        StatusCode::InvalidBinaryRepresentation => "22P03",
+        StatusCode::BadCopyFileFormat => "22P04",
         StatusCode::InvalidParameterValue => "22023",
         StatusCode::DataException => "22000",
         StatusCode::DatatypeMismatch => "42804",

@@ -86,7 +86,8 @@ pub(crate) fn decode_param(
             ParamValue::Text(values::timestamp_text(micros, type_oid == oid::TIMESTAMPTZ))
         }
         o if o == VECTOR_TYPE_OID => {
-            let floats = values::parse_vector_binary(bytes)?;
+            let mut floats = Vec::new();
+            quiver_sql::vector::parse_vector_binary(bytes, &mut floats)?;
             let mut text = bytes::BytesMut::new();
             values::vector_text(&floats, &mut text);
             ParamValue::Text(utf8(&text)?)

@@ -181,7 +181,7 @@ impl SimpleQueryHandler for Connection {
         match outcome {
             Ok(None) => {}
             Ok(Some(CopyStart { copy, rest })) => {
-                send_copy_in_response(client, copy.columns.len()).await?;
+                send_copy_in_response(client, copy.columns.len(), &copy.format).await?;
                 self.copy.begin(copy, rest);
                 client.set_state(PgWireConnectionState::CopyInProgress(false));
                 return Ok(());

@@ -17,10 +17,7 @@ use std::fmt::Write as _;
 use bytes::{BufMut, BytesMut};
 use quiver_sql::{SqlError, StatusCode};
 
-/// Days from 1970-01-01 (Arrow's epoch) to 2000-01-01 (Postgres' epoch).
-pub(crate) const PG_EPOCH_DAYS: i64 = 10_957;
-/// Microseconds from 1970-01-01 to 2000-01-01.
-pub(crate) const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * MICROS_PER_DAY;
+pub(crate) use quiver_sql::copy::binary::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// pgvector's limit on dimensions, and what fits the binary header.
 const MAX_VECTOR_DIM: usize = 16_000;
@@ -91,21 +88,6 @@ pub(crate) fn vector_binary(values: &[f32], out: &mut BytesMut) -> Result<(), Sq
         out.put_f32(*v);
     }
     Ok(())
-}
-
-/// Decodes pgvector's binary form.
-pub(crate) fn parse_vector_binary(bytes: &[u8]) -> Result<Vec<f32>, SqlError> {
-    let (Some(dim), Some(rest)) = (bytes.get(..2), bytes.get(4..)) else {
-        return Err(bad_binary("vector"));
-    };
-    let dim = i16::from_be_bytes([dim[0], dim[1]]);
-    if dim < 0 || rest.len() != dim as usize * 4 {
-        return Err(bad_binary("vector"));
-    }
-    Ok(rest
-        .chunks_exact(4)
-        .map(|c| f32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
 }
 
 /// Proleptic Gregorian (year, month, day) of a day count since 1970-01-01.
@@ -353,15 +335,18 @@ mod tests {
         assert_eq!(parse_vector_binary(&out).unwrap(), vec![1.0, -2.0]);
     }
 
+    fn parse_vector_binary(bytes: &[u8]) -> Result<Vec<f32>, SqlError> {
+        let mut out = Vec::new();
+        quiver_sql::vector::parse_vector_binary(bytes, &mut out).map(|()| out)
+    }
+
     #[test]
     fn vector_binary_rejects_bad_input() {
         assert!(parse_vector_binary(&[0, 2, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(parse_vector_binary(&[0]).is_err());
         assert!(parse_vector_binary(&[0xff, 0xff, 0, 0]).is_err());
-        assert_eq!(
-            parse_vector_binary(&[0, 0, 0, 0]).unwrap(),
-            Vec::<f32>::new()
-        );
+        // pgvector: at least one dimension.
+        assert!(parse_vector_binary(&[0, 0, 0, 0]).is_err());
         let too_long = vec![0.0f32; MAX_VECTOR_DIM + 1];
         let err = vector_binary(&too_long, &mut BytesMut::new()).unwrap_err();
         assert_eq!(err.code, StatusCode::ProgramLimitExceeded);

@@ -500,6 +500,16 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
         }
         Ok(oid_out(ids))
     }));
+    // `to_regtype('vector')`: the type's id, NULL when there is none (what
+    // psycopg's `TypeInfo.fetch` and so pgvector's `register_vector` ask).
+    out.push(helper("to_regtype", &[1], DataType::UInt32, |a, _| {
+        Ok(oid_out(
+            texts(arg(a, 0)?)?
+                .into_iter()
+                .map(|t| t.and_then(|t| types::by_name(&t).map(|ty| ty.oid)))
+                .collect(),
+        ))
+    }));
     out.push(helper("regtypeout", &[1], DataType::Utf8, |a, _| {
         Ok(text_out(
             oids(arg(a, 0)?)?

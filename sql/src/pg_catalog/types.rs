@@ -112,6 +112,8 @@ const BASE: &[PgType] = &[
     ),
     base(1186, "interval", "interval", 16, 'T', 1187),
     base(1700, "numeric", "numeric", -1, 'N', 1231),
+    base(1560, "bit", "bit", -1, 'V', 1561),
+    base(1562, "varbit", "bit varying", -1, 'V', 1563),
     base(2205, "regclass", "regclass", 4, 'N', 2210),
     base(2206, "regtype", "regtype", 4, 'N', 2211),
     base(2950, "uuid", "uuid", 16, 'U', 2951),
@@ -172,6 +174,8 @@ pub fn by_oid(oid: u32) -> Option<PgType> {
 pub fn by_name(name: &str) -> Option<PgType> {
     let name = name.trim().to_ascii_lowercase();
     let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    // `vector` is the one type in `public`.
+    let name = name.strip_prefix("public.").unwrap_or(name);
     let name = name.trim_matches('"');
     let (elem, array) = match name.strip_suffix("[]") {
         Some(e) => (e.trim(), true),

@@ -1,5 +1,7 @@
 //! COPY data: Postgres text and CSV formats, decoded into Arrow columns of a
-//! table and encoded from query results.
+//! table and encoded from query results; the binary format decoded.
+
+pub mod binary;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -34,6 +36,7 @@ fn records<'a>(data: &'a [u8], format: &CopyFormat) -> Result<Vec<Vec<Option<Cow
             .filter(|l| !l.is_empty())
             .map(|l| l.split('\t').map(unescape_text).collect())
             .collect()),
+        CopyFormat::Binary { .. } => sql_err!(Internal, "binary COPY data read as text"),
         CopyFormat::Csv { header, delimiter } => {
             let mut rows = parse_csv(text, *delimiter as char)?;
             if *header && !rows.is_empty() {
@@ -58,12 +61,20 @@ pub struct RecordScan {
     scanned: usize,
     in_quotes: bool,
     end: usize,
+    /// Binary format: the header was found (the first "record").
+    header_seen: bool,
+    /// Binary format: the trailer (or data not in the format) was found:
+    /// everything after it goes to the decoder, which rejects it.
+    done: bool,
 }
 
 impl RecordScan {
     /// Scans what was added to `data` and returns the end of its last
     /// complete record (0 when there is none yet).
     pub fn advance(&mut self, data: &[u8], format: &CopyFormat) -> usize {
+        if let CopyFormat::Binary { .. } = format {
+            return self.advance_binary(data);
+        }
         let csv = matches!(format, CopyFormat::Csv { .. });
         if !csv {
             // Text format has no quoting: the last newline ends the last record.
@@ -82,6 +93,27 @@ impl RecordScan {
             }
         }
         self.scanned = self.scanned.max(data.len());
+        self.end
+    }
+
+    /// Binary tuples are walked by their field lengths; a tuple not complete
+    /// yet is walked again (its field count, not its bytes) when more arrives.
+    fn advance_binary(&mut self, data: &[u8]) -> usize {
+        while !self.done {
+            match binary::next(data, self.scanned, !self.header_seen) {
+                binary::Next::Incomplete => break,
+                binary::Next::Header(end) | binary::Next::Tuple(end) => {
+                    self.header_seen = true;
+                    self.scanned = end;
+                    self.end = end;
+                }
+                binary::Next::Trailer(_) | binary::Next::Malformed => self.done = true,
+            }
+        }
+        if self.done {
+            self.scanned = data.len();
+            self.end = data.len();
+        }
         self.end
     }
 
@@ -293,24 +325,27 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
                 flat.extend_from_slice(&f);
                 valid.extend_from_slice(&v);
             }
-            let field = Arc::new(Field::new("item", DataType::Float32, true));
-            let nulls = if valid.iter().all(|v| *v) {
-                None
-            } else {
-                Some(valid.into())
-            };
-            Arc::new(datafusion::arrow::array::FixedSizeListArray::try_new(
-                field,
-                dim as i32,
-                Arc::new(datafusion::arrow::array::Float32Array::from(flat)),
-                nulls,
-            )?)
+            vector_array(dim, flat, valid)?
         }
     })
 }
 
 /// Parses vector texts into one flat buffer and a validity list.
 fn parse_vectors(values: &[Option<&str>], dim: u32, name: &str) -> Result<(Vec<f32>, Vec<bool>)> {
+    flat_vectors(values, dim, name, |s, out| {
+        out.extend_from_slice(&parse_vector(s)?);
+        Ok(())
+    })
+}
+
+/// Vectors, each parsed by `parse` onto the end of one flat buffer (zeros for
+/// NULL), and a validity list; every vector must have `dim` components.
+pub(super) fn flat_vectors<T: ?Sized>(
+    values: &[Option<&T>],
+    dim: u32,
+    name: &str,
+    parse: impl Fn(&T, &mut Vec<f32>) -> Result<()>,
+) -> Result<(Vec<f32>, Vec<bool>)> {
     let mut flat = Vec::with_capacity(values.len() * dim as usize);
     let mut valid = Vec::with_capacity(values.len());
     for v in values {
@@ -319,17 +354,35 @@ fn parse_vectors(values: &[Option<&str>], dim: u32, name: &str) -> Result<(Vec<f
                 flat.extend(std::iter::repeat_n(0.0f32, dim as usize));
                 valid.push(false);
             }
-            Some(s) => {
-                let vec = parse_vector(s)?;
-                if vec.len() != dim as usize {
-                    return Err(dimension_mismatch(dim, vec.len(), name));
+            Some(v) => {
+                let before = flat.len();
+                parse(v, &mut flat)?;
+                if flat.len() - before != dim as usize {
+                    return Err(dimension_mismatch(dim, flat.len() - before, name));
                 }
-                flat.extend_from_slice(&vec);
                 valid.push(true);
             }
         }
     }
     Ok((flat, valid))
+}
+
+/// A `vector(dim)` column from a flat buffer and a validity list.
+pub(super) fn vector_array(dim: u32, flat: Vec<f32>, valid: Vec<bool>) -> Result<ArrayRef> {
+    let field = Arc::new(Field::new("item", DataType::Float32, true));
+    let nulls = if valid.iter().all(|v| *v) {
+        None
+    } else {
+        Some(valid.into())
+    };
+    Ok(Arc::new(
+        datafusion::arrow::array::FixedSizeListArray::try_new(
+            field,
+            dim as i32,
+            Arc::new(datafusion::arrow::array::Float32Array::from(flat)),
+            nulls,
+        )?,
+    ))
 }
 
 fn parse_bool(s: &str) -> std::result::Result<bool, ()> {
@@ -347,8 +400,28 @@ pub fn decode(
     columns: &[String],
     data: &[u8],
     format: &CopyFormat,
+) -> Result<(RecordBatch, bool)> {
+    if let CopyFormat::Binary { header } = format {
+        let (recs, ended) = binary::records(data, *header)?;
+        return Ok((batch_of(def, columns, &recs, binary::column)?, ended));
+    }
+    let ended = has_end_marker(data, format);
+    let owned = records(data, format)?;
+    let recs: Vec<Vec<Option<&str>>> = owned
+        .iter()
+        .map(|r| r.iter().map(|f| f.as_deref()).collect())
+        .collect();
+    Ok((batch_of(def, columns, &recs, column_from_text)?, ended))
+}
+
+/// One batch with the table's schema from records of raw fields for
+/// `columns` (the others NULL), each column built by `build`.
+fn batch_of<T: ?Sized>(
+    def: &TableDef,
+    columns: &[String],
+    recs: &[Vec<Option<&T>>],
+    build: fn(ColumnType, &str, &[Option<&T>]) -> Result<ArrayRef>,
 ) -> Result<RecordBatch> {
-    let recs = records(data, format)?;
     for (i, r) in recs.iter().enumerate() {
         if r.len() != columns.len() {
             let what = if r.len() < columns.len() {
@@ -357,8 +430,8 @@ pub fn decode(
                 "extra data after last expected"
             };
             return sql_err!(
-                DataException,
-                "{what} column (COPY line {}: {} fields, expected {})",
+                BadCopyFileFormat,
+                "{what} column (COPY row {}: {} fields, expected {})",
                 i + 1,
                 r.len(),
                 columns.len()
@@ -370,8 +443,8 @@ pub fn decode(
     for col in &def.columns {
         let arr = match columns.iter().position(|c| c == &col.name) {
             Some(pos) => {
-                let vals: Vec<Option<&str>> = recs.iter().map(|r| r[pos].as_deref()).collect();
-                column_from_text(col.ty, &col.name, &vals).map_err(|e| {
+                let vals: Vec<Option<&T>> = recs.iter().map(|r| r[pos]).collect();
+                build(col.ty, &col.name, &vals).map_err(|e| {
                     SqlError::new(e.code, format!("{} (column {})", e.message, col.name))
                 })?
             }
@@ -439,6 +512,9 @@ pub fn encode(
                             None => line.push_str("\\N"),
                             Some(s) => line.push_str(&escape_text(&s)),
                         }
+                    }
+                    CopyFormat::Binary { .. } => {
+                        return sql_err!(FeatureNotSupported, "binary COPY TO is not supported");
                     }
                     CopyFormat::Csv { delimiter, .. } => {
                         if i > 0 {

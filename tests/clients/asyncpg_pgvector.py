@@ -1,0 +1,51 @@
+"""asyncpg (binary protocol, types introspected through pg_type) with
+pgvector-python's register_vector."""
+import asyncio
+
+import asyncpg
+import numpy as np
+from pgvector.asyncpg import register_vector
+
+from common import PORT, check, nearest, vectors
+
+base = vectors(120, 6, 3)
+
+
+async def main():
+    conn = await asyncpg.connect(host="127.0.0.1", port=PORT, user="postgres", database="postgres")
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    await register_vector(conn)
+    await conn.execute("CREATE TABLE aitems (id bigint, content text, n int4, embedding vector(6))")
+    await conn.executemany(
+        "INSERT INTO aitems (id, content, n, embedding) VALUES ($1, $2, $3, $4)",
+        [(i, f"doc {i}", i % 5, v) for i, v in enumerate(base[:60])],
+    )
+    # Binary COPY from records.
+    await conn.copy_records_to_table(
+        "aitems", records=[(i, None, i % 5, v) for i, v in enumerate(base[60:], start=60)],
+        columns=["id", "content", "n", "embedding"],
+    )
+    check(await conn.fetchval("SELECT count(*) FROM aitems") == 120, "count")
+    q = base[11]
+    stmt = await conn.prepare("SELECT id, content, embedding FROM aitems ORDER BY embedding <-> $1 LIMIT 5")
+    for _ in range(2):
+        rows = await stmt.fetch(q)
+        check([r["id"] for r in rows] == nearest(base, q, 5), f"{[r['id'] for r in rows]}")
+        check(np.array_equal(rows[0]["embedding"], q) and rows[0]["content"] == "doc 11", f"{rows[0]}")
+    rows = await conn.fetch(
+        "SELECT id, embedding <=> $1 AS d FROM aitems WHERE n = $2 ORDER BY embedding <=> $1 LIMIT 3", q, 1)
+    check(rows[0]["id"] == 11 and abs(rows[0]["d"]) < 1e-6, f"{rows}")
+    check(all(r["id"] % 5 == 1 for r in rows), "filter")
+    try:
+        await conn.fetch("SELECT id FROM aitems ORDER BY embedding <-> $1 LIMIT 1", np.zeros(2))
+        raise AssertionError("dimension mismatch accepted")
+    except asyncpg.exceptions.DataError as e:
+        check(e.sqlstate == "22000", e.sqlstate)
+    check(await conn.fetchval("SELECT 1") == 1, "connection usable after an error")
+    # Types asyncpg has no codec for are introspected through pg_type.
+    check(await conn.fetchval("SELECT 'vector'::regtype::oid") > 0, "regtype")
+    await conn.close()
+
+
+asyncio.run(main())
+print("asyncpg: ok")
