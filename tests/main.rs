@@ -11,4 +11,5 @@ mod recall;
 mod restart;
 mod slt;
 mod storage;
+mod transactions;
 mod udf;

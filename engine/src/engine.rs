@@ -574,10 +574,13 @@ impl Engine {
         SearchPlan::new(&t.def, &self.indexes_of(table), column, metric)
     }
 
-    /// Runs a planned search against the latest version of the table.
+    /// Runs a planned search against the latest version of the table, or
+    /// version `at` (a transaction's own head).
+    #[allow(clippy::too_many_arguments)]
     pub async fn search(
         &self,
         table: &str,
+        at: Option<Arc<lance::Dataset>>,
         plan: &SearchPlan,
         query: &[f32],
         k: usize,
@@ -585,7 +588,7 @@ impl Engine {
         knobs: &SearchKnobs,
     ) -> Result<SearchHits> {
         self.check_k(k)?;
-        let view = self.table(table)?.view().await?;
+        let view = self.table(table)?.view_at(at).await?;
         search::run(view, plan, query, k, filter, knobs).await
     }
 

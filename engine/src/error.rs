@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Unsupported,
     /// A request over a configured limit (e.g. a nearest-neighbour k above max_k).
     LimitExceeded,
+    /// Transactions waiting for each other's tables (40P01).
+    Deadlock,
     Io,
     Internal,
 }

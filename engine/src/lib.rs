@@ -55,6 +55,7 @@ pub mod quantized;
 pub mod schema;
 pub mod search;
 pub mod table;
+pub mod txn;
 pub mod view;
 pub mod wal;
 

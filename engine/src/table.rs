@@ -226,12 +226,12 @@ pub struct Table {
     flush_now: tokio::sync::Notify,
     /// Set when the table is dropped: nothing more is flushed.
     closed: AtomicBool,
-    write_lock: tokio::sync::Mutex<()>,
+    write_lock: Arc<tokio::sync::Mutex<()>>,
     views: ViewCache,
     /// Versions readers hold (cleanup keeps them).
     pins: Arc<Pins>,
     /// One compaction at a time.
-    compaction: tokio::sync::Mutex<()>,
+    compaction: Arc<tokio::sync::Mutex<()>>,
     /// A background housekeeping task is running.
     housekeeping: AtomicBool,
     /// When the background housekeeping last ran a cleanup.
@@ -293,17 +293,33 @@ impl AppendStream {
 
     /// Commits everything written as one version; the rows appended.
     pub async fn finish(mut self) -> Result<u64> {
+        if let Some(transaction) = self.written().await? {
+            self.table.commit_append(transaction).await?;
+        }
+        Ok(self.rows)
+    }
+
+    /// Commits everything written into a transaction's next private
+    /// version ([`crate::txn`]); the rows appended.
+    pub async fn finish_in(mut self, txn: &mut crate::txn::TxnWrites) -> Result<u64> {
+        if let Some(transaction) = self.written().await? {
+            txn.commit_written(transaction).await?;
+        }
+        Ok(self.rows)
+    }
+
+    /// Ends the stream and waits for its files: the append to commit (none
+    /// when no row was written).
+    async fn written(&mut self) -> Result<Option<Transaction>> {
         self.batches = None;
         if self.rows == 0 {
             self.writer.abort();
-            return Ok(0);
+            return Ok(None);
         }
-        let transaction = match (&mut self.writer).await {
-            Ok(r) => r?,
-            Err(e) => return engine_err!(Internal, "the append's writer failed: {e}"),
-        };
-        self.table.commit_append(transaction).await?;
-        Ok(self.rows)
+        match (&mut self.writer).await {
+            Ok(r) => Ok(Some(r?)),
+            Err(e) => engine_err!(Internal, "the append's writer failed: {e}"),
+        }
     }
 }
 
@@ -352,6 +368,8 @@ impl Table {
             .with_session(shared.session.clone())
             .load()
             .await?;
+        // A transaction the last process did not end is rolled back first.
+        let ds = crate::txn::recover(&log_dir, ds, shared.fsync).await?;
         if ds.manifest().uses_stable_row_ids() {
             return engine_err!(
                 Unsupported,
@@ -386,10 +404,10 @@ impl Table {
             flusher: AtomicBool::new(false),
             flush_now: Default::default(),
             closed: AtomicBool::new(false),
-            write_lock: tokio::sync::Mutex::new(()),
+            write_lock: Default::default(),
             views: ViewCache::default(),
             pins: Default::default(),
-            compaction: tokio::sync::Mutex::new(()),
+            compaction: Default::default(),
             housekeeping: AtomicBool::new(false),
             last_cleanup: Default::default(),
             cleanup_lock: Default::default(),
@@ -428,6 +446,46 @@ impl Table {
         let snap = self.snapshot();
         let pin = self.pins.pin(snap.dataset.version().version);
         (snap, pin)
+    }
+
+    /// The write lock, held across statements by a transaction ([`crate::txn`]).
+    pub(crate) async fn write_lock_owned(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.write_lock.clone().lock_owned().await
+    }
+
+    /// The compaction lock, held by a transaction so that no compaction
+    /// commits on top of its private versions.
+    pub(crate) async fn compaction_lock_owned(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.compaction.clone().lock_owned().await
+    }
+
+    /// Flushes the tail; the caller holds the write lock.
+    pub(crate) async fn flush_held(self: &Arc<Self>) -> Result<usize> {
+        self.flush_locked().await
+    }
+
+    /// Whether commits sync to disk (`[storage] fsync`).
+    pub(crate) fn syncs(&self) -> bool {
+        self.shared.fsync
+    }
+
+    pub(crate) fn write_params_for(&self, mode: WriteMode) -> WriteParams {
+        self.shared.write_params(mode, self.def.columns.len())
+    }
+
+    pub(crate) fn lance_session(&self) -> Arc<Session> {
+        self.shared.session.clone()
+    }
+
+    pub(crate) fn validate_batch(&self, batch: &RecordBatch) -> Result<()> {
+        self.validate(batch)
+    }
+
+    /// Publishes a version a transaction committed (or rolled back to) and
+    /// counts it as a write.
+    pub(crate) async fn publish_committed(self: &Arc<Self>, ds: Arc<Dataset>) {
+        self.publish(ds).await;
+        self.after_write();
     }
 
     /// Makes `ds` the latest version unless a newer one is already published,
@@ -490,6 +548,35 @@ impl Table {
     /// Rows in the tail (acknowledged, not yet flushed to Lance).
     pub fn tail_rows(&self) -> usize {
         self.snapshot().tail.rows
+    }
+
+    /// Version `ds` (a transaction's private head) with the current tail,
+    /// held against cleanup while the pin lives.
+    pub fn pinned_at(&self, ds: Arc<Dataset>) -> (Snapshot, Pin) {
+        let pin = self.pins.pin(ds.version().version);
+        let snap = Snapshot {
+            dataset: ds,
+            tail: self.snapshot().tail,
+        };
+        (snap, pin)
+    }
+
+    /// The search view of version `ds` when given (a transaction reading its
+    /// own writes), else of the latest snapshot.
+    pub async fn view_at(&self, ds: Option<Arc<Dataset>>) -> Result<Arc<TableView>> {
+        let Some(ds) = ds else {
+            return self.view().await;
+        };
+        let (snap, pin) = self.pinned_at(ds);
+        self.views
+            .get(
+                snap,
+                pin,
+                &self.def,
+                &self.shared.chunks,
+                self.fresh.clone(),
+            )
+            .await
     }
 
     /// The search view of the latest snapshot (built from the previous view:

@@ -19,7 +19,11 @@
 //!   value, NULL for none, 21000 for several), since DataFusion decorrelates
 //!   only aggregated ones;
 //! - `EXISTS (…)` in a select list is `(SELECT count(*) > 0 FROM …)`
-//!   (DataFusion runs `EXISTS` only as a filter).
+//!   (DataFusion runs `EXISTS` only as a filter);
+//! - `x = ANY (ARRAY[a, b])` is `x IN (a, b)` and `x <> ALL (ARRAY[a, b])`
+//!   is `x NOT IN (a, b)` (SQLAlchemy's `relkind = ANY (ARRAY['r'::VARCHAR,
+//!   …])`), the elements' casts of strings to text types dropped so that a
+//!   string meets a `"char"` column as PostgreSQL reads it.
 
 use std::ops::ControlFlow;
 
@@ -269,6 +273,35 @@ fn rewrite_expr(e: &mut Expr) {
                 *op = builtin;
             }
         }
+        Expr::AnyOp {
+            left,
+            compare_op: BinaryOperator::Eq,
+            right,
+            ..
+        }
+        | Expr::AllOp {
+            left,
+            compare_op: BinaryOperator::NotEq,
+            right,
+        } if matches!(right.as_ref(), Expr::Array(_)) => {
+            let negated = matches!(e, Expr::AllOp { .. });
+            let (Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. }) = e else {
+                return;
+            };
+            let Expr::Array(array) = right.as_mut() else {
+                return;
+            };
+            let list = std::mem::take(&mut array.elem)
+                .into_iter()
+                .map(without_text_cast)
+                .collect();
+            let left = std::mem::replace(left.as_mut(), Expr::value(Value::Null));
+            *e = Expr::InList {
+                expr: Box::new(left),
+                list,
+                negated,
+            };
+        }
         Expr::Collate { expr, .. } => {
             let inner = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
             *e = inner;
@@ -367,6 +400,26 @@ fn builtin_operator(op: &str) -> Option<BinaryOperator> {
 }
 
 /// A string literal, or a parameter (bound to text before planning).
+/// A string literal (or parameter) cast to a text type, without the cast.
+fn without_text_cast(e: Expr) -> Expr {
+    match e {
+        Expr::Cast {
+            expr, data_type, ..
+        } if is_text_literal(&expr)
+            && matches!(
+                data_type,
+                DataType::Varchar(_)
+                    | DataType::CharacterVarying(_)
+                    | DataType::Text
+                    | DataType::String(_)
+            ) =>
+        {
+            *expr
+        }
+        other => other,
+    }
+}
+
 fn is_text_literal(e: &Expr) -> bool {
     match e {
         Expr::Value(v) => matches!(

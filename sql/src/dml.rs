@@ -319,7 +319,7 @@ pub async fn insert(s: &Session, ins: &Insert) -> Result<String> {
         None => collect(s, source).await?,
     };
     let batches = to_table_batches(&table.def, &positions, batches)?;
-    let n = table.append(batches).await?;
+    let n = s.append(&table, batches).await?;
     Ok(format!("INSERT 0 {n}"))
 }
 
@@ -418,7 +418,7 @@ pub async fn update(s: &Session, u: &ast::Update) -> Result<String> {
         sets.push((col, value));
     }
     let filter = filter_expr(s, &table.def, u.selection.as_ref())?;
-    let n = table.update(filter, &sets).await?;
+    let n = s.update_rows(&table, filter, &sets).await?;
     Ok(format!("UPDATE {n}"))
 }
 
@@ -438,7 +438,7 @@ pub async fn delete(s: &Session, d: &ast::Delete) -> Result<String> {
         datafusion::common::ScalarValue::Boolean(Some(true)),
         None,
     ));
-    let n = table.delete(filter).await?;
+    let n = s.delete_rows(&table, filter).await?;
     Ok(format!("DELETE {n}"))
 }
 

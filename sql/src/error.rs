@@ -42,6 +42,16 @@ pub enum StatusCode {
     ProgramLimitExceeded,
     /// A subquery used as an expression returned more than one row (21000).
     CardinalityViolation,
+    /// Transactions waiting for each other (40P01).
+    DeadlockDetected,
+    /// A statement in a transaction block after an error (25P02).
+    InFailedTransaction,
+    /// A statement not allowed in a transaction block, or not outside one (25001).
+    ActiveTransaction,
+    /// SAVEPOINT commands outside a transaction block (25P01).
+    NoActiveTransaction,
+    /// No savepoint of that name (3B001).
+    InvalidSavepoint,
     /// Query was cancelled or timed out (57014).
     QueryCanceled,
     /// Out of memory, or a function's memory limit (53200).
@@ -103,6 +113,7 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::InvalidRequest => StatusCode::DatatypeMismatch,
             K::Unsupported => StatusCode::FeatureNotSupported,
             K::LimitExceeded => StatusCode::ProgramLimitExceeded,
+            K::Deadlock => StatusCode::DeadlockDetected,
             K::Io => StatusCode::IoError,
             K::Internal => StatusCode::Internal,
         };

@@ -36,11 +36,12 @@ pub mod single_value;
 pub mod statement;
 pub mod subquery;
 pub mod tables;
+pub mod transaction;
 pub mod vector;
 pub mod vector_search;
 
 pub use error::{Result, SqlError, StatusCode};
 pub use session::{
     CopyFormat, CopyIn, CopyLoad, Database, Described, Output, ParamValue, Session, Statement,
-    VECTOR_TYPE_OID, VERSION,
+    TransactionStatus, VECTOR_TYPE_OID, VERSION,
 };

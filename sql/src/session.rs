@@ -167,6 +167,16 @@ pub struct Session {
     settings_generation: AtomicU64,
     /// Executions served by a generic plan.
     generic_runs: AtomicU64,
+    /// The open transaction block, if any.
+    pub(crate) txns: Arc<crate::transaction::Transactions>,
+}
+
+/// Where a session is, as ReadyForQuery reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionStatus {
+    Idle,
+    InBlock,
+    Failed,
 }
 
 fn version_udf() -> ScalarUDF {
@@ -318,12 +328,14 @@ impl Session {
             identity: identity.clone(),
         };
         let pg_catalog = Arc::new(PgCatalogSchema::new(catalog_ctx.clone()));
+        let txns = Arc::new(crate::transaction::Transactions::default());
         if let Some(catalog) = ctx.catalog("datafusion") {
             let _ = catalog.register_schema(
                 "public",
                 Arc::new(EngineSchema {
                     engine: db.engine.clone(),
                     pg_catalog: Some(pg_catalog.clone()),
+                    reads: txns.reads(),
                 }),
             );
             let _ = catalog.register_schema("pg_catalog", pg_catalog);
@@ -349,6 +361,7 @@ impl Session {
             Arc::new(VectorSearchFunction {
                 engine: db.engine.clone(),
                 knobs: knobs.clone(),
+                reads: txns.reads(),
             }),
         );
         Session {
@@ -360,7 +373,66 @@ impl Session {
             functions_seen: Mutex::new((0, Vec::new())),
             settings_generation: AtomicU64::new(0),
             generic_runs: AtomicU64::new(0),
+            txns,
         }
+    }
+
+    /// Idle, in a transaction block, or in a failed one.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        self.txns.status()
+    }
+
+    /// A statement failed after [`Session::execute`] returned (its rows
+    /// failed while streaming): an open block becomes failed.
+    pub async fn statement_failed(&self) {
+        self.txns.statement_failed().await;
+    }
+
+    /// Appends rows to `table`: in an open transaction block, as its private
+    /// version; else committed at once.
+    pub(crate) async fn append(
+        &self,
+        table: &Arc<quiver_engine::table::Table>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        if self.txns.is_open().await {
+            return self
+                .txns
+                .write(table, async move |w| w.append(batches).await)
+                .await;
+        }
+        Ok(table.append(batches).await?)
+    }
+
+    /// Deletes the rows of `table` matching `filter` (see [`Session::append`]).
+    pub(crate) async fn delete_rows(
+        &self,
+        table: &Arc<quiver_engine::table::Table>,
+        filter: datafusion::logical_expr::Expr,
+    ) -> Result<u64> {
+        if self.txns.is_open().await {
+            return self
+                .txns
+                .write(table, async move |w| w.delete(filter).await)
+                .await;
+        }
+        Ok(table.delete(filter).await?)
+    }
+
+    /// Updates the rows of `table` matching `filter` (see [`Session::append`]).
+    pub(crate) async fn update_rows(
+        &self,
+        table: &Arc<quiver_engine::table::Table>,
+        filter: Option<datafusion::logical_expr::Expr>,
+        sets: &[(String, String)],
+    ) -> Result<u64> {
+        if self.txns.is_open().await {
+            return self
+                .txns
+                .write(table, async move |w| w.update(filter, sets).await)
+                .await;
+        }
+        Ok(table.update(filter, sets).await?)
     }
 
     /// Records who is connected (the start-up's user and database names and
@@ -549,6 +621,23 @@ impl Session {
 
     /// Executes a statement with its bound parameters.
     pub async fn execute(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
+        if !stmt.ends_transaction() {
+            self.txns.check_usable().await?;
+        }
+        let out = self.execute_statement(stmt, params).await;
+        if out.is_err() {
+            self.txns.statement_failed().await;
+        }
+        out
+    }
+
+    async fn execute_statement(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
+        if self.txns.holds_any().await && stmt.is_schema_change() {
+            return sql_err!(
+                ActiveTransaction,
+                "schema statements cannot run in a transaction block that has written rows; COMMIT or ROLLBACK first"
+            );
+        }
         let s = match &stmt.kind {
             StatementKind::Optimize(t) => {
                 let report = self.engine().optimize(t).await?;
@@ -639,11 +728,13 @@ impl Session {
                 "RESET".into()
             }
             S::ShowVariable { variable } => {
-                let name = variable
-                    .iter()
-                    .map(|i| i.value.clone())
-                    .collect::<Vec<_>>()
-                    .join(".");
+                let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
+                // PostgreSQL's multi-word forms (SQLAlchemy asks for the first).
+                let name = match words.join(" ").to_ascii_lowercase().as_str() {
+                    "transaction isolation level" => "transaction_isolation".to_string(),
+                    "time zone" => "timezone".to_string(),
+                    _ => words.join("."),
+                };
                 if name.eq_ignore_ascii_case("all") {
                     let all = self.with_settings(|s| Ok(s.all()))?;
                     return text_rows(
@@ -654,12 +745,33 @@ impl Session {
                 let v = self.with_settings(|s| s.show(&name))?;
                 return text_rows(&name.to_ascii_lowercase(), vec![v]);
             }
-            // Each statement commits on its own; transaction blocks are accepted
-            // so drivers that open them work, but they group nothing.
-            S::StartTransaction { .. } => "BEGIN".into(),
-            S::Commit { .. } => "COMMIT".into(),
-            S::Rollback { .. } => "ROLLBACK".into(),
-            S::Discard { .. } => "DISCARD ALL".into(),
+            // Transaction blocks: crate::transaction.
+            S::StartTransaction { .. } => self.txns.begin().await,
+            S::Commit { .. } => self.txns.commit().await?,
+            S::Rollback {
+                savepoint: None, ..
+            } => self.txns.rollback().await?,
+            S::Rollback {
+                savepoint: Some(name),
+                ..
+            } => self.txns.rollback_to(&crate::ddl::ident_name(name)).await?,
+            S::Savepoint { name } => self.txns.savepoint(&crate::ddl::ident_name(name)).await?,
+            S::ReleaseSavepoint { name } => {
+                self.txns.release(&crate::ddl::ident_name(name)).await?
+            }
+            S::Discard { .. } => {
+                if self.txns.is_open().await {
+                    return sql_err!(
+                        ActiveTransaction,
+                        "DISCARD ALL cannot run inside a transaction block"
+                    );
+                }
+                self.with_settings(|s| {
+                    s.reset_all();
+                    Ok(())
+                })?;
+                "DISCARD ALL".into()
+            }
             S::CreateExtension(ext) => {
                 let name = crate::ddl::ident_name(&ext.name);
                 if name != "vector" {
@@ -882,9 +994,12 @@ impl Session {
     /// Starts loading a COPY FROM STDIN whose data comes in pieces: see [`CopyLoad`].
     pub async fn copy_start(&self, copy: &CopyIn) -> Result<CopyLoad> {
         let table = self.engine().table(&copy.table)?;
+        let txns = self.txns.is_open().await.then(|| self.txns.clone());
         Ok(CopyLoad {
             def: table.def.clone(),
             stream: table.append_stream().await,
+            table,
+            txns,
             copy: copy.clone(),
             started: false,
             ended: false,
@@ -900,6 +1015,9 @@ pub struct CopyLoad {
     copy: CopyIn,
     def: quiver_engine::schema::TableDef,
     stream: quiver_engine::table::AppendStream,
+    table: Arc<quiver_engine::table::Table>,
+    /// The session's transaction block, when the COPY runs in one.
+    txns: Option<Arc<crate::transaction::Transactions>>,
     /// A piece was loaded (a CSV header is only in the first one).
     started: bool,
     /// The text format's end-of-data marker (`\.`) was seen: the rest is ignored.
@@ -942,8 +1060,16 @@ impl CopyLoad {
         Ok(self.stream.write(batch).await?)
     }
 
-    /// Commits the rows loaded, as one version; their count.
+    /// Commits the rows loaded, as one version (in a transaction block, its
+    /// next private version); their count.
     pub async fn finish(self) -> Result<u64> {
-        Ok(self.stream.finish().await?)
+        let stream = self.stream;
+        match self.txns {
+            Some(txns) => {
+                txns.write(&self.table, async move |w| stream.finish_in(w).await)
+                    .await
+            }
+            None => Ok(stream.finish().await?),
+        }
     }
 }

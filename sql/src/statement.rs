@@ -31,6 +31,35 @@ pub(crate) enum StatementKind {
 }
 
 impl Statement {
+    /// COMMIT, ROLLBACK (also to a savepoint): what a failed transaction
+    /// block still accepts.
+    pub fn ends_transaction(&self) -> bool {
+        matches!(
+            &self.kind,
+            StatementKind::Sql(s) if matches!(
+                s.as_ref(),
+                ast::Statement::Commit { .. } | ast::Statement::Rollback { .. }
+            )
+        )
+    }
+
+    /// Statements that change the schema or rewrite a table outside the
+    /// rows' versions (not transactional in Quiver).
+    pub(crate) fn is_schema_change(&self) -> bool {
+        match &self.kind {
+            StatementKind::Sql(s) => matches!(
+                s.as_ref(),
+                ast::Statement::CreateIndex(_)
+                    | ast::Statement::CreateTable(_)
+                    | ast::Statement::Drop { .. }
+                    | ast::Statement::AlterTable { .. }
+                    | ast::Statement::Truncate { .. }
+            ),
+            StatementKind::Optimize(_) | StatementKind::Reindex { .. } => true,
+            StatementKind::Function(_) => false,
+        }
+    }
+
     fn new(kind: StatementKind) -> Statement {
         Statement {
             kind,

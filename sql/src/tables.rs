@@ -31,6 +31,9 @@ pub struct EngineSchema {
     /// Where a name that is no table is looked up next: PostgreSQL finds
     /// `pg_class` unqualified, its `pg_catalog` being on every search path.
     pub pg_catalog: Option<Arc<crate::pg_catalog::PgCatalogSchema>>,
+    /// The session's transaction heads: a table it wrote in its open block
+    /// is read at its own version.
+    pub reads: crate::transaction::TxnReads,
 }
 
 #[async_trait]
@@ -42,7 +45,10 @@ impl SchemaProvider for EngineSchema {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         match self.engine.table(name) {
             Ok(t) => {
-                let (snap, pin) = t.pinned_snapshot();
+                let (snap, pin) = match crate::transaction::read_at(&self.reads, &t.def.name) {
+                    Some(head) => t.pinned_at(head),
+                    None => t.pinned_snapshot(),
+                };
                 Ok(Some(Arc::new(PinnedTable {
                     inner: LanceTableProvider::new(snap.dataset, false, false),
                     tail: snap.tail.batches.iter().map(|(_, b)| b.clone()).collect(),

@@ -42,6 +42,8 @@ pub const DISTANCE_COLUMN: &str = "_distance";
 pub struct VectorSearchFunction {
     pub engine: Arc<Engine>,
     pub knobs: Arc<Mutex<SearchKnobs>>,
+    /// The session's transaction heads ([`crate::transaction`]).
+    pub reads: crate::transaction::TxnReads,
 }
 
 fn literal_str(e: &Expr, what: &str) -> DfResult<String> {
@@ -155,6 +157,7 @@ impl TableFunctionImpl for VectorSearchFunction {
         Ok(Arc::new(VectorSearchProvider {
             search: SearchRequest {
                 engine: self.engine.clone(),
+                reads: self.reads.clone(),
                 table,
                 plan,
                 query,
@@ -171,6 +174,8 @@ impl TableFunctionImpl for VectorSearchFunction {
 #[derive(Debug, Clone)]
 struct SearchRequest {
     engine: Arc<Engine>,
+    /// The session's transaction heads, looked up when the search runs.
+    reads: crate::transaction::TxnReads,
     table: String,
     plan: SearchPlan,
     query: Option<Vec<f32>>,
@@ -378,6 +383,7 @@ impl ExecutionPlan for VectorSearchExec {
         }
         let SearchRequest {
             engine,
+            reads,
             table,
             plan,
             query,
@@ -397,8 +403,9 @@ impl ExecutionPlan for VectorSearchExec {
             if k == 0 {
                 return plan_err!("vector_search: k must be a positive integer");
             }
+            let at = crate::transaction::read_at(&reads, &table);
             let hits = engine
-                .search(&table, &plan, &query, k, filter.as_ref(), &knobs)
+                .search(&table, at, &plan, &query, k, filter.as_ref(), &knobs)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             tracing::debug!(table, k, strategy = ?hits.strategy, "vector search");

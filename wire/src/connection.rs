@@ -84,12 +84,12 @@ where
     }
 }
 
-/// The transaction status after a command with this tag completed.
-pub(crate) fn transaction_after(status: TransactionStatus, tag: &str) -> TransactionStatus {
-    match tag.split_whitespace().next().unwrap_or_default() {
-        "BEGIN" | "START" => status.to_in_transaction_state(),
-        "COMMIT" | "ROLLBACK" | "END" | "ABORT" => status.to_idle_state(),
-        _ => status,
+/// The status ReadyForQuery reports for the session's transaction block.
+pub(crate) fn wire_status(status: quiver_sql::TransactionStatus) -> TransactionStatus {
+    match status {
+        quiver_sql::TransactionStatus::Idle => TransactionStatus::Idle,
+        quiver_sql::TransactionStatus::InBlock => TransactionStatus::Transaction,
+        quiver_sql::TransactionStatus::Failed => TransactionStatus::Error,
     }
 }
 
@@ -98,15 +98,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transaction_status_follows_command_tags() {
-        use TransactionStatus::*;
-        assert_eq!(transaction_after(Idle, "BEGIN"), Transaction);
-        assert_eq!(transaction_after(Idle, "START TRANSACTION"), Transaction);
-        assert_eq!(transaction_after(Transaction, "INSERT 0 1"), Transaction);
-        assert_eq!(transaction_after(Transaction, "COMMIT"), Idle);
-        assert_eq!(transaction_after(Error, "ROLLBACK"), Idle);
-        assert_eq!(transaction_after(Idle, "CREATE TABLE"), Idle);
-        assert_eq!(transaction_after(Idle, ""), Idle);
+    fn transaction_status_follows_the_session() {
+        use quiver_sql::TransactionStatus as S;
+        assert_eq!(wire_status(S::Idle), TransactionStatus::Idle);
+        assert_eq!(wire_status(S::InBlock), TransactionStatus::Transaction);
+        assert_eq!(wire_status(S::Failed), TransactionStatus::Error);
     }
 
     #[tokio::test]

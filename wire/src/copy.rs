@@ -257,6 +257,7 @@ impl CopyHandler for Connection {
             ));
         };
         if pending.overflowed {
+            self.session.statement_failed().await;
             return Err(errors::status(
                 StatusCode::ProgramLimitExceeded,
                 format!("a COPY record exceeds the limit of {MAX_COPY_BYTES} bytes"),
@@ -271,6 +272,7 @@ impl CopyHandler for Connection {
             ..
         } = pending;
         if let Some(e) = failed {
+            self.session.statement_failed().await;
             return Err(errors::from_sql(e));
         }
         let rows = async {
@@ -281,8 +283,15 @@ impl CopyHandler for Connection {
             load.write(&data).await?;
             load.finish().await
         }
-        .await
-        .map_err(errors::from_sql)?;
+        .await;
+        let rows = match rows {
+            Ok(n) => n,
+            Err(e) => {
+                // pgwire reports the error and moves the client's status to failed.
+                self.session.statement_failed().await;
+                return Err(errors::from_sql(e));
+            }
+        };
         drop(data);
         let tag = CommandComplete::new(format!("COPY {rows}"));
         client
@@ -304,6 +313,7 @@ impl CopyHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         self.copy.take();
+        self.session.statement_failed().await;
         errors::status(
             StatusCode::QueryCanceled,
             format!("COPY from stdin failed: {}", fail.message),

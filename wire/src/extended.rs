@@ -30,11 +30,13 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
-    Describe, Parse, ParseComplete, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+    Describe, Parse, ParseComplete, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL,
+    TARGET_TYPE_BYTE_STATEMENT,
 };
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use quiver_sql::{Described, Output, ParamValue, StatusCode};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, wire_status};
 use crate::copy::send_copy_out;
 use crate::encode::{field_infos, result_formats, row_description, row_stream};
 use crate::errors;
@@ -181,6 +183,30 @@ impl ExtendedQueryHandler for Connection {
         client
             .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
             .await?;
+        Ok(())
+    }
+
+    /// ReadyForQuery with the session's transaction status. An error pgwire
+    /// reported itself (a row that failed while streaming) left the client's
+    /// status failed: inside a block, that fails the block.
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error {
+            self.session.statement_failed().await;
+        }
+        client.set_transaction_status(wire_status(self.session.transaction_status()));
+        client.portal_store().rm_portal(DEFAULT_NAME);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                client.transaction_status(),
+            )))
+            .await?;
+        client.flush().await?;
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQu
 use pgwire::messages::simplequery::Query;
 use quiver_sql::{CopyIn, Output, Statement, StatusCode};
 
-use crate::connection::{Connection, cancel_receiver, cancellable, transaction_after};
+use crate::connection::{Connection, cancel_receiver, cancellable, wire_status};
 use crate::copy::{send_copy_in_response, send_copy_out};
 use crate::encode::{field_infos, row_description, row_stream};
 use crate::errors;
@@ -81,8 +81,7 @@ impl Connection {
                     .await?;
             }
             Output::Command { tag } => {
-                let status = transaction_after(client.transaction_status(), &tag);
-                client.set_transaction_status(status);
+                client.set_transaction_status(wire_status(self.session.transaction_status()));
                 let tag = CommandComplete::new(tag);
                 client
                     .feed(PgWireBackendMessage::CommandComplete(tag))
@@ -192,8 +191,9 @@ impl SimpleQueryHandler for Connection {
                 client
                     .feed(PgWireBackendMessage::ErrorResponse(info.into()))
                     .await?;
-                let status = client.transaction_status().to_error_state();
-                client.set_transaction_status(status);
+                // Also a failure while rows were streaming, after execute returned.
+                self.session.statement_failed().await;
+                client.set_transaction_status(wire_status(self.session.transaction_status()));
             }
         }
         client.set_state(PgWireConnectionState::ReadyForQuery);

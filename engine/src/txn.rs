@@ -1,0 +1,319 @@
+//! A transaction's writes to one table: private versions under the table's
+//! write lock, published at COMMIT, undone at ROLLBACK.
+//!
+//! The first write of a transaction block to a table ([`Table::begin_writes`])
+//! takes the table's write and compaction locks (other statements that write
+//! the table through Lance, and compaction, wait until the transaction ends;
+//! one-row INSERTs of other sessions still go to the log and are seen at
+//! once), flushes the log's tail, and records the published version as the
+//! transaction's base in a marker file beside the log. Each write of the
+//! transaction is then committed to Lance as a new version that is *not*
+//! published: other sessions keep reading the base (they never see
+//! uncommitted rows), while the transaction reads its own head
+//! ([`TxnWrites::snapshot`]). COMMIT publishes the head; ROLLBACK (or a
+//! savepoint rollback) restores an earlier version as a new one (Lance's
+//! `restore`: a version whose manifest is the earlier one's), so the base's
+//! rows are what the next version holds. A crash with a marker present is
+//! rolled back at the next start-up ([`recover`]): the base is restored
+//! before anything reads the table.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use datafusion::logical_expr::Expr;
+use lance::Dataset;
+use lance::dataset::transaction::Transaction;
+use lance::dataset::write::delete::DeleteBuilder;
+use lance::dataset::write::update::UpdateBuilder;
+use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode};
+
+use crate::engine_err;
+use crate::error::Result;
+use crate::table::{Snapshot, Table};
+
+/// The marker a table's log folder holds while a transaction has private versions.
+const MARKER: &str = "txn-base";
+
+/// One transaction's hold on one table (see the module documentation).
+/// Dropped without [`TxnWrites::commit`] or [`TxnWrites::rollback`] (the
+/// connection went away), it rolls back in the background.
+pub struct TxnWrites {
+    inner: Option<Held>,
+}
+
+struct Held {
+    table: Arc<Table>,
+    _write: tokio::sync::OwnedMutexGuard<()>,
+    _compaction: tokio::sync::OwnedMutexGuard<()>,
+    /// The version published when the transaction took the table.
+    base: u64,
+    /// The transaction's latest version (private until COMMIT).
+    head: Arc<Dataset>,
+}
+
+impl Table {
+    /// Takes the table for a transaction's writes: waits for its write lock
+    /// (at most `wait`, when given: a transaction that already holds another
+    /// table could be waiting in a cycle, reported as a deadlock).
+    pub async fn begin_writes(self: &Arc<Self>, wait: Option<Duration>) -> Result<TxnWrites> {
+        let locks = async {
+            let w = self.write_lock_owned().await;
+            let c = self.compaction_lock_owned().await;
+            (w, c)
+        };
+        let (write, compaction) = match wait {
+            None => locks.await,
+            Some(d) => match tokio::time::timeout(d, locks).await {
+                Ok(l) => l,
+                Err(_) => {
+                    return engine_err!(
+                        Deadlock,
+                        "deadlock detected: table \"{}\" is held by another transaction \
+                         while this one holds other tables (waited {} ms)",
+                        self.def.name,
+                        d.as_millis()
+                    );
+                }
+            },
+        };
+        self.flush_held().await?;
+        let head = self.dataset();
+        let base = head.version().version;
+        write_marker(self.log_dir(), base, self.syncs())?;
+        Ok(TxnWrites {
+            inner: Some(Held {
+                table: self.clone(),
+                _write: write,
+                _compaction: compaction,
+                base,
+                head,
+            }),
+        })
+    }
+}
+
+impl TxnWrites {
+    fn held(&self) -> &Held {
+        self.inner
+            .as_ref()
+            .expect("a transaction's table is held until it ends")
+    }
+
+    fn held_mut(&mut self) -> &mut Held {
+        self.inner
+            .as_mut()
+            .expect("a transaction's table is held until it ends")
+    }
+
+    pub fn table(&self) -> &Arc<Table> {
+        &self.held().table
+    }
+
+    /// The version the transaction's next statement reads and writes.
+    pub fn head_version(&self) -> u64 {
+        self.held().head.version().version
+    }
+
+    /// What the transaction reads: its head, and the log's tail (rows other
+    /// sessions committed through the log since).
+    pub fn snapshot(&self) -> Snapshot {
+        let h = self.held();
+        Snapshot {
+            dataset: h.head.clone(),
+            tail: h.table.snapshot().tail,
+        }
+    }
+
+    /// Appends rows as a private version.
+    pub async fn append(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if rows == 0 {
+            return Ok(0);
+        }
+        let h = self.held();
+        for b in &batches {
+            h.table.validate_batch(b)?;
+        }
+        let params = h.table.write_params_for(WriteMode::Append);
+        let transaction = InsertBuilder::new(h.head.clone())
+            .with_params(&params)
+            .execute_uncommitted(batches)
+            .await?;
+        self.commit_written(transaction).await?;
+        Ok(rows as u64)
+    }
+
+    /// Commits an append whose files are written (a COPY's) as a private version.
+    pub async fn commit_written(&mut self, transaction: Transaction) -> Result<()> {
+        let h = self.held_mut();
+        let ds = CommitBuilder::new(h.head.clone())
+            .with_session(h.table.lance_session())
+            .use_stable_row_ids(false)
+            .execute(transaction)
+            .await?;
+        h.head = Arc::new(ds);
+        Ok(())
+    }
+
+    /// Deletes the rows matching `filter`, as a private version.
+    pub async fn delete(&mut self, filter: Expr) -> Result<u64> {
+        let h = self.held_mut();
+        let res = DeleteBuilder::from_expr(h.head.clone(), filter)
+            .execute()
+            .await?;
+        h.head = res.new_dataset;
+        Ok(res.num_deleted_rows)
+    }
+
+    /// Sets columns to SQL expressions on the rows matching `filter`, as a
+    /// private version.
+    pub async fn update(&mut self, filter: Option<Expr>, sets: &[(String, String)]) -> Result<u64> {
+        let h = self.held_mut();
+        let mut b = UpdateBuilder::new(h.head.clone());
+        if let Some(f) = filter {
+            b = b.update_where_expr(f)?;
+        }
+        for (col, value) in sets {
+            b = b.set(col, value)?;
+        }
+        let res = b.build()?.execute().await?;
+        h.head = res.new_dataset;
+        Ok(res.rows_updated)
+    }
+
+    /// Makes the transaction's head hold what `version` held (a savepoint's
+    /// or the base's), as a new private version.
+    pub async fn restore(&mut self, version: u64) -> Result<()> {
+        let h = self.held_mut();
+        if h.head.version().version == version {
+            return Ok(());
+        }
+        h.head = Arc::new(restored(&h.head, version).await?);
+        Ok(())
+    }
+
+    /// The base version: what a rollback returns to.
+    pub fn base_version(&self) -> u64 {
+        self.held().base
+    }
+
+    /// Publishes the head: every statement of the transaction on this table
+    /// becomes visible at once.
+    pub async fn commit(mut self) -> Result<()> {
+        let Some(h) = self.inner.take() else {
+            return Ok(());
+        };
+        if h.head.version().version != h.base {
+            h.table.publish_committed(h.head.clone()).await;
+        }
+        remove_marker(h.table.log_dir(), h.table.syncs())
+    }
+
+    /// Undoes the transaction's writes to this table.
+    pub async fn rollback(mut self) -> Result<()> {
+        match self.inner.take() {
+            Some(h) => roll_back(h).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TxnWrites {
+    fn drop(&mut self) {
+        if let Some(h) = self.inner.take() {
+            let name = h.table.def.name.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        if let Err(e) = roll_back(h).await {
+                            tracing::error!(table = name, error = %e, "rolling back an abandoned transaction failed; the next start-up rolls it back");
+                        }
+                    });
+                }
+                Err(_) => {
+                    tracing::error!(
+                        table = name,
+                        "a transaction was abandoned outside the runtime; the next start-up rolls it back"
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn roll_back(h: Held) -> Result<()> {
+    if h.head.version().version != h.base {
+        let ds = restored(&h.head, h.base).await?;
+        // Newer than the published base, with the base's rows: writers
+        // after this one build on it.
+        h.table.publish_committed(Arc::new(ds)).await;
+    }
+    remove_marker(h.table.log_dir(), h.table.syncs())
+}
+
+/// A new latest version of `ds`'s dataset holding what `version` held.
+async fn restored(ds: &Dataset, version: u64) -> Result<Dataset> {
+    let mut old = ds.checkout_version(version).await?;
+    old.restore().await?;
+    Ok(old)
+}
+
+fn marker_path(dir: &Path) -> PathBuf {
+    dir.join(MARKER)
+}
+
+fn write_marker(dir: &Path, base: u64, sync: bool) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = marker_path(dir);
+    std::fs::write(&path, base.to_string())?;
+    if sync {
+        std::fs::File::open(&path)?.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn remove_marker(dir: &Path, sync: bool) -> Result<()> {
+    match std::fs::remove_file(marker_path(dir)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if sync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// At start-up: a marker left by a transaction that did not end (the
+/// process died) names the version to return to; restores it when newer
+/// versions exist. Returns the dataset to open the table at.
+pub(crate) async fn recover(dir: &Path, ds: Dataset, sync: bool) -> Result<Dataset> {
+    let text = match std::fs::read_to_string(marker_path(dir)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ds),
+        Err(e) => return Err(e.into()),
+    };
+    let Ok(base) = text.trim().parse::<u64>() else {
+        return engine_err!(
+            Internal,
+            "unreadable transaction marker {}: {text:?}",
+            marker_path(dir).display()
+        );
+    };
+    let ds = if ds.version().version > base {
+        tracing::warn!(
+            path = %dir.display(),
+            base,
+            latest = ds.version().version,
+            "rolling back a transaction that did not end"
+        );
+        restored(&ds, base).await?
+    } else {
+        ds
+    };
+    remove_marker(dir, sync)?;
+    Ok(ds)
+}
