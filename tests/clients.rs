@@ -233,3 +233,8 @@ async fn psycopg2_with_register_vector() {
 async fn asyncpg_with_register_vector() {
     run_client_script("asyncpg_pgvector.py").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlalchemy_orm_with_pgvector() {
+    run_client_script("sqlalchemy_orm.py").await;
+}

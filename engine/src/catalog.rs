@@ -30,6 +30,11 @@ pub struct Catalog {
     /// The next object id for a table or index (absent before ids existed).
     #[serde(default)]
     pub next_oid: u32,
+    /// Per `table.column` of a serial column: the values below this one may
+    /// have been handed out (reserved in blocks, so a crash leaves a gap, as
+    /// PostgreSQL's sequences do).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sequences: BTreeMap<String, i64>,
 }
 
 /// The first object id of a table or index: PostgreSQL's first id for user

@@ -99,13 +99,25 @@ pub struct Engine {
     /// Counts catalog changes (and table objects replaced): a plan made under
     /// one generation is valid while it lasts.
     generation: std::sync::atomic::AtomicU64,
+    /// Serial columns' next values and the end of their reserved block.
+    sequences: std::sync::Mutex<HashMap<String, (i64, i64)>>,
 }
+
+/// How many values of a sequence are reserved (stored in the catalog) at a time.
+const SEQUENCE_BLOCK: i64 = 1024;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
+    }
+}
+
+fn lock_mutex<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
@@ -166,6 +178,7 @@ impl Engine {
             catalog: RwLock::new(catalog),
             tables: RwLock::new(tables),
             ddl: tokio::sync::Mutex::new(()),
+            sequences: Default::default(),
             generation: std::sync::atomic::AtomicU64::new(1),
         }))
     }
@@ -245,6 +258,55 @@ impl Engine {
         Ok(changed)
     }
 
+    /// The next `n` values of serial column `table.column` (the first one
+    /// returned): 1, 2, 3, … per column, never handed out twice, even across
+    /// a crash (values are reserved in the catalog a block at a time).
+    pub async fn sequence_values(&self, table: &str, column: &str, n: usize) -> Result<i64> {
+        let key = format!("{table}.{column}");
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let take = |seqs: &mut HashMap<String, (i64, i64)>| {
+            let (next, end) = seqs.get_mut(&key)?;
+            if next.checked_add(n)? > *end {
+                return None;
+            }
+            let first = *next;
+            *next += n;
+            Some(first)
+        };
+        if let Some(first) = take(&mut lock_mutex(&self.sequences)) {
+            return Ok(first);
+        }
+        // Reserve another block (under the DDL lock: the catalog is
+        // rewritten whole).
+        let _ddl = self.ddl.lock().await;
+        if let Some(first) = take(&mut lock_mutex(&self.sequences)) {
+            return Ok(first);
+        }
+        let stored = with_read(&self.catalog, |c| c.sequences.get(&key).copied()).unwrap_or(1);
+        let next = lock_mutex(&self.sequences)
+            .get(&key)
+            .map_or(stored, |(next, _)| *next)
+            .max(stored);
+        let Some(end) = next
+            .checked_add(n)
+            .and_then(|e| e.checked_add(SEQUENCE_BLOCK))
+        else {
+            return engine_err!(
+                LimitExceeded,
+                "nextval: reached maximum value of sequence \"{table}_{column}_seq\""
+            );
+        };
+        let mut next_catalog = read(&self.catalog);
+        next_catalog.sequences.insert(key.clone(), end);
+        next_catalog.store(&self.data_dir)?;
+        match self.catalog.write() {
+            Ok(mut g) => *g = next_catalog,
+            Err(p) => *p.into_inner() = next_catalog,
+        }
+        lock_mutex(&self.sequences).insert(key, (next + n, end));
+        Ok(next)
+    }
+
     fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
         let mut next = read(&self.catalog);
         change(&mut next);
@@ -292,6 +354,7 @@ impl Engine {
         &self,
         name: &str,
         columns: Vec<ColumnDef>,
+        unique: Vec<crate::schema::UniqueDef>,
         if_not_exists: bool,
     ) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
@@ -316,6 +379,7 @@ impl Engine {
             name: name.to_string(),
             dir: format!("{name}-{}.lance", uuid::Uuid::new_v4().simple()),
             columns,
+            unique,
         };
         let table = Table::create(
             self.storage.dataset_uri(&def.dir),
@@ -352,6 +416,9 @@ impl Engine {
         };
         self.update_catalog(|c| {
             c.tables.remove(name);
+            let prefix = format!("{name}.");
+            c.sequences.retain(|k, _| !k.starts_with(&prefix));
+            lock_mutex(&self.sequences).retain(|k, _| !k.starts_with(&prefix));
             c.indexes.retain(|_, i| i.table != name);
         })?;
         crash_point("drop_table:catalog_written");

@@ -21,6 +21,8 @@ pub enum ErrorKind {
     LimitExceeded,
     /// Transactions waiting for each other's tables (40P01).
     Deadlock,
+    /// NULL in a NOT NULL column (23502).
+    NotNullViolation,
     Io,
     Internal,
 }

@@ -58,6 +58,37 @@ pub struct ColumnDef {
     #[serde(rename = "type")]
     pub ty: ColumnType,
     pub nullable: bool,
+    /// `DEFAULT expr`: the SQL expression an INSERT that omits the column
+    /// evaluates for each row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// `serial` / `bigserial`: an omitted value is the next of the column's
+    /// sequence ([`crate::engine::Engine::sequence_values`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub serial: bool,
+}
+
+impl ColumnDef {
+    pub fn new(name: impl Into<String>, ty: ColumnType, nullable: bool) -> ColumnDef {
+        ColumnDef {
+            name: name.into(),
+            ty,
+            nullable,
+            default: None,
+            serial: false,
+        }
+    }
+}
+
+/// `PRIMARY KEY (…)` or `UNIQUE (…)`: no two rows have equal values in
+/// all of `columns` (rows with a NULL in them never conflict, as in
+/// PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniqueDef {
+    /// The constraint's name (`docs_pkey`, `docs_email_key`), as PostgreSQL names it.
+    pub name: String,
+    pub columns: Vec<String>,
+    pub primary: bool,
 }
 
 /// A table's definition as kept in the catalog.
@@ -72,6 +103,9 @@ pub struct TableDef {
     /// dropped and re-created table never sees the old files.
     pub dir: String,
     pub columns: Vec<ColumnDef>,
+    /// Primary key and unique constraints, enforced on every write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique: Vec<UniqueDef>,
 }
 
 impl TableDef {
@@ -80,6 +114,17 @@ impl TableDef {
             self.columns
                 .iter()
                 .map(|c| Field::new(&c.name, c.ty.arrow_type(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// [`TableDef::arrow_schema`] with every column nullable: rows as
+    /// decoded, before defaults are filled and NOT NULL is checked.
+    pub fn arrow_schema_with_nulls(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
                 .collect::<Vec<_>>(),
         ))
     }

@@ -30,7 +30,6 @@ use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
 use lance::dataset::transaction::Transaction;
 use lance::dataset::write::delete::DeleteBuilder;
-use lance::dataset::write::update::UpdateBuilder;
 use lance::dataset::{CommitBuilder, InsertBuilder};
 use lance::dataset::{WriteMode, WriteParams};
 use lance::index::DatasetIndexExt;
@@ -232,6 +231,10 @@ pub struct Table {
     pins: Arc<Pins>,
     /// One compaction at a time.
     compaction: Arc<tokio::sync::Mutex<()>>,
+    /// Held by a writer of a table with unique constraints from its check
+    /// to its commit (by a transaction block, until it ends); taken
+    /// before the write lock.
+    constraint_lock: Arc<tokio::sync::Mutex<()>>,
     /// A background housekeeping task is running.
     housekeeping: AtomicBool,
     /// When the background housekeeping last ran a cleanup.
@@ -408,6 +411,7 @@ impl Table {
             views: ViewCache::default(),
             pins: Default::default(),
             compaction: Default::default(),
+            constraint_lock: Default::default(),
             housekeeping: AtomicBool::new(false),
             last_cleanup: Default::default(),
             cleanup_lock: Default::default(),
@@ -457,6 +461,11 @@ impl Table {
     /// commits on top of its private versions.
     pub(crate) async fn compaction_lock_owned(&self) -> tokio::sync::OwnedMutexGuard<()> {
         self.compaction.clone().lock_owned().await
+    }
+
+    /// The constraint lock (see the field), held until the guard drops.
+    pub async fn constraint_guard(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.constraint_lock.clone().lock_owned().await
     }
 
     /// Flushes the tail; the caller holds the write lock.
@@ -734,7 +743,7 @@ impl Table {
         for (col, def) in batch.columns().iter().zip(&self.def.columns) {
             if !def.nullable && col.null_count() > 0 {
                 return engine_err!(
-                    InvalidData,
+                    NotNullViolation,
                     "null value in column \"{}\" violates not-null constraint",
                     def.name
                 );
@@ -771,27 +780,6 @@ impl Table {
         self.publish(res.new_dataset).await;
         self.after_write();
         Ok(res.num_deleted_rows)
-    }
-
-    /// Sets columns to SQL expressions on the rows matching `filter`, in one commit.
-    pub async fn update(
-        self: &Arc<Self>,
-        filter: Option<Expr>,
-        sets: &[(String, String)],
-    ) -> Result<u64> {
-        let _w = self.write_lock.lock().await;
-        self.flush_locked().await?;
-        let mut b = UpdateBuilder::new(self.dataset());
-        if let Some(f) = filter {
-            b = b.update_where_expr(f)?;
-        }
-        for (col, value) in sets {
-            b = b.set(col, value)?;
-        }
-        let res = b.build()?.execute().await?;
-        self.publish(res.new_dataset).await;
-        self.after_write();
-        Ok(res.rows_updated)
     }
 
     /// Builds (or with `replace`, rebuilds) a Lance index, one commit.

@@ -26,7 +26,6 @@ use datafusion::logical_expr::Expr;
 use lance::Dataset;
 use lance::dataset::transaction::Transaction;
 use lance::dataset::write::delete::DeleteBuilder;
-use lance::dataset::write::update::UpdateBuilder;
 use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode};
 
 use crate::engine_err;
@@ -45,6 +44,8 @@ pub struct TxnWrites {
 
 struct Held {
     table: Arc<Table>,
+    /// The table's constraint lock, when it has unique constraints.
+    _constraint: Option<tokio::sync::OwnedMutexGuard<()>>,
     _write: tokio::sync::OwnedMutexGuard<()>,
     _compaction: tokio::sync::OwnedMutexGuard<()>,
     /// The version published when the transaction took the table.
@@ -56,14 +57,25 @@ struct Held {
 impl Table {
     /// Takes the table for a transaction's writes: waits for its write lock
     /// (at most `wait`, when given: a transaction that already holds another
-    /// table could be waiting in a cycle, reported as a deadlock).
-    pub async fn begin_writes(self: &Arc<Self>, wait: Option<Duration>) -> Result<TxnWrites> {
+    /// table could be waiting in a cycle, reported as a deadlock), and
+    /// first for its constraint lock when it has unique constraints (unless
+    /// the caller holds it already and passes it in).
+    pub async fn begin_writes(
+        self: &Arc<Self>,
+        wait: Option<Duration>,
+        constraint: Option<tokio::sync::OwnedMutexGuard<()>>,
+    ) -> Result<TxnWrites> {
         let locks = async {
+            let k = match constraint {
+                Some(g) => Some(g),
+                None if !self.def.unique.is_empty() => Some(self.constraint_guard().await),
+                None => None,
+            };
             let w = self.write_lock_owned().await;
             let c = self.compaction_lock_owned().await;
-            (w, c)
+            (k, w, c)
         };
-        let (write, compaction) = match wait {
+        let (constraint, write, compaction) = match wait {
             None => locks.await,
             Some(d) => match tokio::time::timeout(d, locks).await {
                 Ok(l) => l,
@@ -85,6 +97,7 @@ impl Table {
         Ok(TxnWrites {
             inner: Some(Held {
                 table: self.clone(),
+                _constraint: constraint,
                 _write: write,
                 _compaction: compaction,
                 base,
@@ -126,6 +139,22 @@ impl TxnWrites {
         }
     }
 
+    /// The rows of the head matching `filter` (all rows without one), all
+    /// columns: what an UPDATE rewrites.
+    pub async fn scan(&self, filter: Option<Expr>) -> Result<RecordBatch> {
+        let h = self.held();
+        let mut scanner = h.head.scan();
+        if let Some(f) = filter {
+            scanner.filter_expr(f);
+        }
+        let batch = scanner.try_into_batch().await?;
+        // Lance's schema (nullability as stored) to the table's.
+        Ok(RecordBatch::try_new(
+            h.table.def.arrow_schema(),
+            batch.columns().to_vec(),
+        )?)
+    }
+
     /// Appends rows as a private version.
     pub async fn append(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -165,22 +194,6 @@ impl TxnWrites {
             .await?;
         h.head = res.new_dataset;
         Ok(res.num_deleted_rows)
-    }
-
-    /// Sets columns to SQL expressions on the rows matching `filter`, as a
-    /// private version.
-    pub async fn update(&mut self, filter: Option<Expr>, sets: &[(String, String)]) -> Result<u64> {
-        let h = self.held_mut();
-        let mut b = UpdateBuilder::new(h.head.clone());
-        if let Some(f) = filter {
-            b = b.update_where_expr(f)?;
-        }
-        for (col, value) in sets {
-            b = b.set(col, value)?;
-        }
-        let res = b.build()?.execute().await?;
-        h.head = res.new_dataset;
-        Ok(res.rows_updated)
     }
 
     /// Makes the transaction's head hold what `version` held (a savepoint's

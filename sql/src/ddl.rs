@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
 use quiver_engine::index::{IndexDef, IndexKind, allowed_params};
-use quiver_engine::schema::{ColumnDef, ColumnType};
+use quiver_engine::schema::{ColumnDef, ColumnType, UniqueDef};
 
 use crate::error::Result;
 use crate::sql_err;
@@ -78,6 +78,36 @@ fn column_type(t: &DataType) -> Result<ColumnType> {
     })
 }
 
+/// `serial`, `bigserial`, `smallserial`: the integer type they stand for.
+fn serial_type(t: &DataType) -> Option<ColumnType> {
+    let DataType::Custom(name, args) = t else {
+        return None;
+    };
+    if !args.is_empty() {
+        return None;
+    }
+    match name.to_string().to_ascii_lowercase().as_str() {
+        "serial" | "serial4" => Some(ColumnType::Int32),
+        "bigserial" | "serial8" => Some(ColumnType::Int64),
+        "smallserial" | "serial2" => Some(ColumnType::Int16),
+        _ => None,
+    }
+}
+
+/// The column names of a constraint's column list.
+fn constraint_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            Expr::Identifier(i) => Ok(ident_name(i)),
+            other => sql_err!(
+                FeatureNotSupported,
+                "a constraint on the expression {other} is not supported (columns only)"
+            ),
+        })
+        .collect()
+}
+
 pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
     let name = object_name(&ct.name)?;
     if ct.query.is_some() {
@@ -90,21 +120,120 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
         return sql_err!(SyntaxError, "a table needs at least one column");
     }
     let mut columns = Vec::new();
+    // (constraint name, columns, primary)
+    let mut unique: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
     for c in &ct.columns {
-        let not_null = c.options.iter().any(|o| {
-            matches!(
-                o.option,
-                ColumnOption::NotNull | ColumnOption::PrimaryKey(_)
-            )
+        let col = ident_name(&c.name);
+        let (ty, mut serial) = match serial_type(&c.data_type) {
+            Some(ty) => (ty, true),
+            None => (column_type(&c.data_type)?, false),
+        };
+        let mut def = ColumnDef::new(col.clone(), ty, true);
+        for o in &c.options {
+            match &o.option {
+                ColumnOption::NotNull => def.nullable = false,
+                ColumnOption::Null => {}
+                ColumnOption::Default(e) => def.default = Some(e.to_string()),
+                ColumnOption::PrimaryKey(_) => {
+                    def.nullable = false;
+                    unique.push((o.name.as_ref().map(ident_name), vec![col.clone()], true));
+                }
+                ColumnOption::Unique(_) => {
+                    unique.push((o.name.as_ref().map(ident_name), vec![col.clone()], false));
+                }
+                // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY
+                ColumnOption::Generated {
+                    generation_expr: None,
+                    ..
+                }
+                | ColumnOption::Identity(_) => serial = true,
+                // Accepted, not enforced (README).
+                ColumnOption::ForeignKey(_)
+                | ColumnOption::Check(_)
+                | ColumnOption::Comment(_)
+                | ColumnOption::Collation(_) => {}
+                other => {
+                    return sql_err!(
+                        FeatureNotSupported,
+                        "column option {other} is not supported"
+                    );
+                }
+            }
+        }
+        if serial {
+            if !matches!(
+                ty,
+                ColumnType::Int16 | ColumnType::Int32 | ColumnType::Int64
+            ) {
+                return sql_err!(
+                    InvalidParameterValue,
+                    "identity column type must be smallint, integer, or bigint"
+                );
+            }
+            def.serial = true;
+            def.nullable = false;
+        }
+        columns.push(def);
+    }
+    for constraint in &ct.constraints {
+        match constraint {
+            ast::TableConstraint::PrimaryKey(pk) => {
+                let cols = constraint_columns(&pk.columns)?;
+                for c in &cols {
+                    if let Some(d) = columns.iter_mut().find(|d| &d.name == c) {
+                        d.nullable = false;
+                    }
+                }
+                unique.push((pk.name.as_ref().map(ident_name), cols, true));
+            }
+            ast::TableConstraint::Unique(u) => {
+                unique.push((
+                    u.name.as_ref().map(ident_name),
+                    constraint_columns(&u.columns)?,
+                    false,
+                ));
+            }
+            // Accepted, not enforced (README).
+            ast::TableConstraint::ForeignKey(_) | ast::TableConstraint::Check(_) => {}
+            other => {
+                return sql_err!(FeatureNotSupported, "constraint {other} is not supported");
+            }
+        }
+    }
+    if unique.iter().filter(|(_, _, primary)| *primary).count() > 1 {
+        return sql_err!(
+            InvalidTableDefinition,
+            "multiple primary keys for table \"{name}\" are not allowed"
+        );
+    }
+    let mut defs: Vec<UniqueDef> = Vec::new();
+    for (constraint, cols, primary) in unique {
+        for c in &cols {
+            if !columns.iter().any(|d| &d.name == c) {
+                return sql_err!(
+                    UndefinedColumn,
+                    "column \"{c}\" named in key does not exist"
+                );
+            }
+        }
+        // PostgreSQL's names: docs_pkey, docs_email_key.
+        let name = constraint.unwrap_or_else(|| {
+            if primary {
+                format!("{name}_pkey")
+            } else {
+                format!("{name}_{}_key", cols.join("_"))
+            }
         });
-        columns.push(ColumnDef {
-            name: ident_name(&c.name),
-            ty: column_type(&c.data_type)?,
-            nullable: !not_null,
-        });
+        if !defs.iter().any(|d| d.columns == cols) {
+            defs.push(UniqueDef {
+                name,
+                columns: cols,
+                primary,
+            });
+        }
     }
     engine
-        .create_table(&name, columns, ct.if_not_exists)
+        .create_table(&name, columns, defs, ct.if_not_exists)
         .await?;
     Ok("CREATE TABLE".into())
 }

@@ -22,7 +22,7 @@ use crate::ddl::object_name;
 use crate::error::{Result, SqlError, StatusCode};
 use crate::session::{CopyFormat, CopyIn, Output, Session};
 use crate::sql_err;
-use crate::vector::{array_to_vectors, to_vector_column};
+use crate::vector::to_vector_column;
 
 fn insert_target(
     engine: &Engine,
@@ -84,7 +84,7 @@ pub fn insert_param_types(engine: &Engine, ins: &Insert) -> Result<Vec<(usize, D
 }
 
 /// Converts a source column to the type of a table column.
-fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<ArrayRef> {
+pub(crate) fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<ArrayRef> {
     if let ColumnType::Vector(dim) = ty {
         return to_vector_column(arr, dim, name);
     }
@@ -124,7 +124,9 @@ fn to_table_batches(
     positions: &[usize],
     batches: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
-    let schema = def.arrow_schema();
+    // Nullable until the omitted columns get their defaults
+    // ([`crate::constraints::fill_defaults`] checks NOT NULL).
+    let schema = def.arrow_schema_with_nulls();
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
         if b.num_columns() != positions.len() {
@@ -298,14 +300,85 @@ fn literal_values(q: &ast::Query) -> Option<RecordBatch> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).ok()
 }
 
-pub async fn insert(s: &Session, ins: &Insert) -> Result<String> {
-    if ins.returning.is_some() || ins.on.is_some() {
+/// `ON CONFLICT …` of an INSERT into `def`.
+fn on_conflict<'a>(def: &'a TableDef, on: Option<&ast::OnInsert>) -> Result<OnConflict<'a>> {
+    let Some(on) = on else {
+        return Ok(OnConflict::Fail);
+    };
+    let ast::OnInsert::OnConflict(c) = on else {
         return sql_err!(
             FeatureNotSupported,
-            "INSERT … RETURNING / ON CONFLICT is not supported yet"
+            "ON DUPLICATE KEY UPDATE is MySQL's; use ON CONFLICT"
         );
+    };
+    let target = match &c.conflict_target {
+        None => None,
+        Some(ast::ConflictTarget::Columns(cols)) => {
+            let cols: Vec<String> = cols.iter().map(crate::ddl::ident_name).collect();
+            match def.unique.iter().find(|u| {
+                u.columns.len() == cols.len() && cols.iter().all(|c| u.columns.contains(c))
+            }) {
+                Some(u) => Some(u),
+                None => {
+                    return sql_err!(
+                        InvalidColumnReference,
+                        "there is no unique or exclusion constraint matching the ON CONFLICT specification"
+                    );
+                }
+            }
+        }
+        Some(ast::ConflictTarget::OnConstraint(name)) => {
+            let name = object_name(name)?;
+            match def.unique.iter().find(|u| u.name == name) {
+                Some(u) => Some(u),
+                None => {
+                    return sql_err!(
+                        UndefinedObject,
+                        "constraint \"{name}\" for table \"{}\" does not exist",
+                        def.name
+                    );
+                }
+            }
+        }
+    };
+    match &c.action {
+        ast::OnConflictAction::DoNothing => Ok(OnConflict::Nothing { target }),
+        ast::OnConflictAction::DoUpdate(u) => {
+            let Some(target) = target else {
+                return sql_err!(
+                    SyntaxError,
+                    "ON CONFLICT DO UPDATE requires inference specification or constraint name"
+                );
+            };
+            if u.selection.is_some() {
+                return sql_err!(
+                    FeatureNotSupported,
+                    "ON CONFLICT DO UPDATE … WHERE is not supported yet"
+                );
+            }
+            let mut sets = std::collections::HashMap::new();
+            for a in &u.assignments {
+                let ast::AssignmentTarget::ColumnName(n) = &a.target else {
+                    return sql_err!(FeatureNotSupported, "SET (a, b) = … is not supported");
+                };
+                let column = object_name(n)?;
+                let Some(i) = def.columns.iter().position(|c| c.name == column) else {
+                    return sql_err!(
+                        UndefinedColumn,
+                        "column \"{column}\" of relation \"{}\" does not exist",
+                        def.name
+                    );
+                };
+                sets.insert(i, a.value.to_string());
+            }
+            Ok(OnConflict::Update { target, sets })
+        }
     }
+}
+
+pub async fn insert(s: &Session, ins: &Insert) -> Result<Output> {
     let (table, positions) = insert_target(s.engine(), ins)?;
+    let conflict = on_conflict(&table.def, ins.on.as_ref())?;
     let Some(source) = &ins.source else {
         return sql_err!(
             FeatureNotSupported,
@@ -319,9 +392,71 @@ pub async fn insert(s: &Session, ins: &Insert) -> Result<String> {
         None => collect(s, source).await?,
     };
     let batches = to_table_batches(&table.def, &positions, batches)?;
-    let n = s.append(&table, batches).await?;
-    Ok(format!("INSERT 0 {n}"))
+    let omitted: Vec<usize> = (0..table.def.columns.len())
+        .filter(|i| !positions.contains(i))
+        .collect();
+    let mut filled = Vec::with_capacity(batches.len());
+    for b in batches {
+        filled.push(crate::constraints::fill_defaults(s, &table.def, &omitted, b).await?);
+    }
+    let (n, written) = s.insert_rows(&table, filled, &conflict).await?;
+    match &ins.returning {
+        None => Ok(Output::Command {
+            tag: format!("INSERT 0 {n}"),
+        }),
+        Some(items) => returning(&table.def, items, written).await,
+    }
 }
+
+/// `RETURNING items` planned over `rows` (rows of table `def`).
+async fn returning_frame(
+    def: &TableDef,
+    items: &[ast::SelectItem],
+    rows: RecordBatch,
+) -> Result<datafusion::dataframe::DataFrame> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    for f in crate::vector::functions() {
+        ctx.register_udf(f);
+    }
+    let name = format!("\"{}\"", def.name.replace('"', "\"\""));
+    ctx.register_batch(def.name.as_str(), rows)?;
+    let list: Vec<String> = items.iter().map(ToString::to_string).collect();
+    Ok(ctx
+        .sql(&format!("SELECT {} FROM {name}", list.join(", ")))
+        .await?)
+}
+
+/// The columns `INSERT … RETURNING items` returns (for Describe).
+pub async fn returning_schema(
+    engine: &Engine,
+    ins: &Insert,
+    items: &[ast::SelectItem],
+) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    let (table, _) = insert_target(engine, ins)?;
+    let empty = RecordBatch::new_empty(table.def.arrow_schema());
+    let df = returning_frame(&table.def, items, empty).await?;
+    Ok(Arc::new(df.schema().as_arrow().clone()))
+}
+
+/// `RETURNING items` over the rows written.
+async fn returning(
+    def: &TableDef,
+    items: &[ast::SelectItem],
+    written: Vec<RecordBatch>,
+) -> Result<Output> {
+    let rows = datafusion::arrow::compute::concat_batches(&def.arrow_schema(), &written)?;
+    let df = returning_frame(def, items, rows).await?;
+    let out_schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(Output::Rows {
+        schema: out_schema.clone(),
+        stream: Box::pin(datafusion::physical_plan::memory::MemoryStream::try_new(
+            batches, out_schema, None,
+        )?),
+    })
+}
+
+use crate::constraints::OnConflict;
 
 fn single_table(from: &[ast::TableWithJoins], what: &str) -> Result<String> {
     match from {
@@ -341,8 +476,15 @@ fn filter_expr(s: &Session, def: &TableDef, selection: Option<&Expr>) -> Result<
     let Some(sel) = selection else {
         return Ok(None);
     };
-    let schema = Arc::new(DFSchema::try_from(def.arrow_schema().as_ref().clone())?);
+    // Columns may be qualified by the table's name (`WHERE docs.id = 1`, as
+    // ORMs write it); storage takes them bare.
+    let schema = Arc::new(DFSchema::try_from_qualified_schema(
+        def.name.as_str(),
+        def.arrow_schema().as_ref(),
+    )?);
     let expr = s.ctx.parse_sql_expr(&sel.to_string(), &schema)?;
+    let expr = crate::vector_search::unqualify(expr)?;
+    let schema = Arc::new(DFSchema::try_from(def.arrow_schema().as_ref().clone())?);
     let simplifier = ExprSimplifier::new(
         SimplifyContextBuilder::default()
             .with_schema(schema.clone())
@@ -350,22 +492,6 @@ fn filter_expr(s: &Session, def: &TableDef, selection: Option<&Expr>) -> Result<
     );
     let expr = simplifier.coerce(expr, &schema)?;
     Ok(Some(expr))
-}
-
-/// Evaluates a constant SQL expression to a single value.
-async fn constant(s: &Session, e: &Expr) -> Result<ArrayRef> {
-    let q = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-        &format!("SELECT {e}"),
-    )?;
-    let Some(ast::Statement::Query(q)) = q.into_iter().next() else {
-        return sql_err!(Internal, "constant expression did not parse as a query");
-    };
-    let batches = collect(s, *q).await?;
-    match batches.iter().find(|b| b.num_rows() > 0) {
-        Some(b) => Ok(b.column(0).slice(0, 1)),
-        None => sql_err!(Internal, "constant expression produced no value"),
-    }
 }
 
 pub async fn update(s: &Session, u: &ast::Update) -> Result<String> {
@@ -377,45 +503,21 @@ pub async fn update(s: &Session, u: &ast::Update) -> Result<String> {
     }
     let name = single_table(std::slice::from_ref(&u.table), "UPDATE")?;
     let table = s.engine().table(&name)?;
-    let mut sets = Vec::new();
+    let mut sets = std::collections::HashMap::new();
     for a in &u.assignments {
         let AssignmentTarget::ColumnName(col) = &a.target else {
             return sql_err!(FeatureNotSupported, "tuple assignments are not supported");
         };
         let col = object_name(col)?;
-        let Some(def) = table.def.column(&col) else {
+        let Some(i) = table.def.columns.iter().position(|c| c.name == col) else {
             return sql_err!(
                 UndefinedColumn,
                 "column \"{col}\" of relation \"{name}\" does not exist"
             );
         };
-        let value = match def.ty {
-            // Vectors are set to constants, checked here and handed to storage as an array literal.
-            ColumnType::Vector(dim) => {
-                let v = constant(s, &a.value).await.map_err(|e| {
-                    SqlError::new(
-                        e.code,
-                        format!(
-                            "{} (a vector column is set to a constant vector)",
-                            e.message
-                        ),
-                    )
-                })?;
-                let checked = to_vector_column(&v, dim, &col)?;
-                match array_to_vectors(&checked)?.pop().flatten() {
-                    Some(v) => format!(
-                        "[{}]",
-                        v.iter()
-                            .map(|x| format!("{x:?}"))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                    None => "NULL".to_string(),
-                }
-            }
-            _ => a.value.to_string(),
-        };
-        sets.push((col, value));
+        if sets.insert(i, a.value.to_string()).is_some() {
+            return sql_err!(SyntaxError, "multiple assignments to same column \"{col}\"");
+        }
     }
     let filter = filter_expr(s, &table.def, u.selection.as_ref())?;
     let n = s.update_rows(&table, filter, &sets).await?;

@@ -52,6 +52,14 @@ pub enum StatusCode {
     NoActiveTransaction,
     /// No savepoint of that name (3B001).
     InvalidSavepoint,
+    /// A CREATE TABLE that cannot be, e.g. two primary keys (42P16).
+    InvalidTableDefinition,
+    /// A duplicate key (23505).
+    UniqueViolation,
+    /// NULL in a NOT NULL column (23502).
+    NotNullViolation,
+    /// A reference that matches nothing it must, e.g. an ON CONFLICT target (42P10).
+    InvalidColumnReference,
     /// Query was cancelled or timed out (57014).
     QueryCanceled,
     /// Out of memory, or a function's memory limit (53200).
@@ -114,6 +122,7 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::Unsupported => StatusCode::FeatureNotSupported,
             K::LimitExceeded => StatusCode::ProgramLimitExceeded,
             K::Deadlock => StatusCode::DeadlockDetected,
+            K::NotNullViolation => StatusCode::NotNullViolation,
             K::Io => StatusCode::IoError,
             K::Internal => StatusCode::Internal,
         };

@@ -21,6 +21,7 @@
 
 pub mod apply;
 pub mod compat;
+pub mod constraints;
 pub mod copy;
 pub mod ddl;
 pub mod dml;

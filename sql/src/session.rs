@@ -404,6 +404,65 @@ impl Session {
         Ok(table.append(batches).await?)
     }
 
+    /// Writes an INSERT's rows: checked against the table's unique
+    /// constraints ([`crate::constraints`]) with its constraint lock held;
+    /// an `ON CONFLICT DO UPDATE` deletes the existing rows and appends their
+    /// new versions in the same commit. The rows written, and how many.
+    pub(crate) async fn insert_rows(
+        &self,
+        table: &Arc<quiver_engine::table::Table>,
+        batches: Vec<RecordBatch>,
+        on_conflict: &crate::constraints::OnConflict<'_>,
+    ) -> Result<(u64, Vec<RecordBatch>)> {
+        if table.def.unique.is_empty() {
+            let n = self.append(table, batches.clone()).await?;
+            return Ok((n, batches));
+        }
+        let in_block = self.txns.is_open().await;
+        let guard = if in_block {
+            // The block holds the table's constraint lock from now on.
+            self.txns.take(table).await?;
+            None
+        } else {
+            Some(table.constraint_guard().await)
+        };
+        let checked = crate::constraints::check(self, table, batches, on_conflict).await?;
+        let plain = checked.replace.is_none();
+        let mut written = checked.append.clone();
+        let n: u64 = written.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+            + checked
+                .replace
+                .as_ref()
+                .map_or(0, |(_, r)| r.num_rows() as u64);
+        if let Some((_, rows)) = &checked.replace {
+            written.push(rows.clone());
+        }
+        let write = async move |w: &mut quiver_engine::txn::TxnWrites| {
+            if let Some((filter, rows)) = checked.replace {
+                w.delete(filter).await?;
+                w.append(vec![rows]).await?;
+            }
+            w.append(checked.append).await
+        };
+        match guard {
+            None => {
+                self.txns.write(table, write).await?;
+            }
+            Some(g) if plain => {
+                // No update: a plain append (the log's fast path for one row).
+                table.append(written.clone()).await?;
+                drop(g);
+            }
+            Some(g) => {
+                // Delete and append publish together.
+                let mut w = table.begin_writes(None, Some(g)).await?;
+                write(&mut w).await?;
+                w.commit().await?;
+            }
+        }
+        Ok((n, written))
+    }
+
     /// Deletes the rows of `table` matching `filter` (see [`Session::append`]).
     pub(crate) async fn delete_rows(
         &self,
@@ -419,20 +478,41 @@ impl Session {
         Ok(table.delete(filter).await?)
     }
 
-    /// Updates the rows of `table` matching `filter` (see [`Session::append`]).
+    /// Updates the rows of `table` matching `filter`: each column in `sets`
+    /// becomes its SQL expression over the row. The rows are read, their
+    /// new versions computed (and checked against the table's constraints)
+    /// and written in place of the old ones in one commit (in a block, its
+    /// next private version).
     pub(crate) async fn update_rows(
         &self,
         table: &Arc<quiver_engine::table::Table>,
         filter: Option<datafusion::logical_expr::Expr>,
-        sets: &[(String, String)],
+        sets: &std::collections::HashMap<usize, String>,
     ) -> Result<u64> {
+        let update = async |w: &mut quiver_engine::txn::TxnWrites| -> Result<u64> {
+            let old = w.scan(filter.clone()).await?;
+            if old.num_rows() == 0 {
+                return Ok(0);
+            }
+            let new = crate::constraints::project_rows(&table.def, old.clone(), None, sets).await?;
+            crate::constraints::check_replacement(self, table, &old, &new).await?;
+            let n = new.num_rows() as u64;
+            w.delete(
+                filter
+                    .clone()
+                    .unwrap_or(datafusion::logical_expr::lit(true)),
+            )
+            .await?;
+            w.append(vec![new]).await?;
+            Ok(n)
+        };
         if self.txns.is_open().await {
-            return self
-                .txns
-                .write(table, async move |w| w.update(filter, sets).await)
-                .await;
+            return self.txns.write_sql(table, update).await;
         }
-        Ok(table.update(filter, sets).await?)
+        let mut w = table.begin_writes(None, None).await?;
+        let n = update(&mut w).await?;
+        w.commit().await?;
+        Ok(n)
     }
 
     /// Records who is connected (the start-up's user and database names and
@@ -603,6 +683,9 @@ impl Session {
                             params[i] = t;
                         }
                     }
+                    if let Some(items) = &ins.returning {
+                        schema = Some(dml::returning_schema(self.engine(), ins, items).await?);
+                    }
                 }
                 _ => {
                     if stmt.returns_rows() {
@@ -693,7 +776,7 @@ impl Session {
                 }
                 return self.query(s).await;
             }
-            S::Insert(ins) => dml::insert(self, ins).await?,
+            S::Insert(ins) => return dml::insert(self, ins).await,
             S::Update(u) => dml::update(self, u).await?,
             S::Delete(d) => dml::delete(self, d).await?,
             S::Copy {
@@ -771,6 +854,14 @@ impl Session {
                     Ok(())
                 })?;
                 "DISCARD ALL".into()
+            }
+            // The wire forgets the prepared statements (Connection::deallocate).
+            S::Deallocate { name, .. } => {
+                if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+                    "DEALLOCATE ALL".into()
+                } else {
+                    "DEALLOCATE".into()
+                }
             }
             S::CreateExtension(ext) => {
                 let name = crate::ddl::ident_name(&ext.name);
@@ -985,19 +1076,38 @@ impl Session {
     }
 
     /// Loads the data of a finished COPY FROM STDIN; one atomic commit. Returns rows written.
-    pub async fn copy_in(&self, copy: &CopyIn, data: &[u8]) -> Result<u64> {
+    pub async fn copy_in(self: &Arc<Self>, copy: &CopyIn, data: &[u8]) -> Result<u64> {
         let mut load = self.copy_start(copy).await?;
         load.write(data).await?;
         load.finish().await
     }
 
     /// Starts loading a COPY FROM STDIN whose data comes in pieces: see [`CopyLoad`].
-    pub async fn copy_start(&self, copy: &CopyIn) -> Result<CopyLoad> {
+    pub async fn copy_start(self: &Arc<Self>, copy: &CopyIn) -> Result<CopyLoad> {
         let table = self.engine().table(&copy.table)?;
         let txns = self.txns.is_open().await.then(|| self.txns.clone());
+        // Rows for a table with keys, or leaving out a column with a default
+        // or a serial, are written as an INSERT's are, at the end.
+        let omitted: Vec<usize> = (0..table.def.columns.len())
+            .filter(|&i| !copy.columns.contains(&table.def.columns[i].name))
+            .collect();
+        let needs_insert = !table.def.unique.is_empty()
+            || omitted.iter().any(|&i| {
+                let c = &table.def.columns[i];
+                c.serial || c.default.is_some()
+            });
+        let sink = if needs_insert {
+            CopySink::Insert {
+                session: self.clone(),
+                omitted,
+                rows: Vec::new(),
+            }
+        } else {
+            CopySink::Stream(table.append_stream().await)
+        };
         Ok(CopyLoad {
             def: table.def.clone(),
-            stream: table.append_stream().await,
+            sink,
             table,
             txns,
             copy: copy.clone(),
@@ -1014,7 +1124,7 @@ impl Session {
 pub struct CopyLoad {
     copy: CopyIn,
     def: quiver_engine::schema::TableDef,
-    stream: quiver_engine::table::AppendStream,
+    sink: CopySink,
     table: Arc<quiver_engine::table::Table>,
     /// The session's transaction block, when the COPY runs in one.
     txns: Option<Arc<crate::transaction::Transactions>>,
@@ -1022,6 +1132,19 @@ pub struct CopyLoad {
     started: bool,
     /// The text format's end-of-data marker (`\.`) was seen: the rest is ignored.
     ended: bool,
+}
+
+/// Where a COPY's rows go.
+enum CopySink {
+    /// Written to data files as they come, committed at the end.
+    Stream(quiver_engine::table::AppendStream),
+    /// Kept, then written as an INSERT's rows are (defaults and serial
+    /// values for the `omitted` columns, unique constraints checked).
+    Insert {
+        session: Arc<Session>,
+        omitted: Vec<usize>,
+        rows: Vec<RecordBatch>,
+    },
 }
 
 impl CopyLoad {
@@ -1057,19 +1180,44 @@ impl CopyLoad {
             crate::copy::decode(&self.def, &self.copy.columns, data, &format)
         })?;
         self.ended = ended;
-        Ok(self.stream.write(batch).await?)
+        match &mut self.sink {
+            CopySink::Stream(stream) => {
+                let batch = crate::constraints::with_table_schema(&self.def, batch)?;
+                Ok(stream.write(batch).await?)
+            }
+            CopySink::Insert { rows, .. } => {
+                rows.push(batch);
+                Ok(())
+            }
+        }
     }
 
     /// Commits the rows loaded, as one version (in a transaction block, its
     /// next private version); their count.
     pub async fn finish(self) -> Result<u64> {
-        let stream = self.stream;
-        match self.txns {
-            Some(txns) => {
+        match (self.sink, self.txns) {
+            (CopySink::Stream(stream), Some(txns)) => {
                 txns.write(&self.table, async move |w| stream.finish_in(w).await)
                     .await
             }
-            None => Ok(stream.finish().await?),
+            (CopySink::Stream(stream), None) => Ok(stream.finish().await?),
+            (
+                CopySink::Insert {
+                    session,
+                    omitted,
+                    rows,
+                },
+                _,
+            ) => {
+                let mut filled = Vec::with_capacity(rows.len());
+                for b in rows {
+                    filled.push(
+                        crate::constraints::fill_defaults(&session, &self.def, &omitted, b).await?,
+                    );
+                }
+                let fail = crate::constraints::OnConflict::Fail;
+                Ok(session.insert_rows(&self.table, filled, &fail).await?.0)
+            }
         }
     }
 }

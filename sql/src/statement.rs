@@ -31,6 +31,20 @@ pub(crate) enum StatementKind {
 }
 
 impl Statement {
+    /// `DEALLOCATE [PREPARE] name`: `Some(Some(name))`; `DEALLOCATE ALL`: `Some(None)`.
+    pub fn deallocates(&self) -> Option<Option<String>> {
+        match &self.kind {
+            StatementKind::Sql(s) => match s.as_ref() {
+                ast::Statement::Deallocate { name, .. } => Some(
+                    (!(name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all")))
+                        .then(|| name.value.clone()),
+                ),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// COMMIT, ROLLBACK (also to a savepoint): what a failed transaction
     /// block still accepts.
     pub fn ends_transaction(&self) -> bool {

@@ -230,6 +230,39 @@ impl Transactions {
         Ok("ROLLBACK".into())
     }
 
+    /// Takes `table` for the open block (its first write does so anyway):
+    /// a constrained table's checks must run with its constraint lock held.
+    pub async fn take(&self, table: &Arc<Table>) -> Result<()> {
+        self.write(table, async |_| Ok(())).await
+    }
+
+    /// [`Transactions::write`] for an operation that reports SQL errors.
+    pub async fn write_sql<R>(
+        &self,
+        table: &Arc<Table>,
+        op: impl AsyncFnOnce(&mut TxnWrites) -> Result<R>,
+    ) -> Result<R> {
+        let mut b = self.block.lock().await;
+        let w = Self::held(&mut b, table).await?;
+        let r = op(w).await;
+        self.set_reads(&b);
+        r
+    }
+
+    /// The block's writes to `table`, taken on its first write.
+    async fn held<'b>(b: &'b mut Block, table: &Arc<Table>) -> Result<&'b mut TxnWrites> {
+        let name = table.def.name.clone();
+        if !b.tables.contains_key(&name) {
+            let wait = (!b.tables.is_empty()).then_some(DEADLOCK_WAIT);
+            let w = table.begin_writes(wait, None).await?;
+            b.tables.insert(name.clone(), w);
+        }
+        match b.tables.get_mut(&name) {
+            Some(w) => Ok(w),
+            None => sql_err!(Internal, "the transaction lost table {name}"),
+        }
+    }
+
     /// Runs a write to `table` inside the open block: the table's writes of
     /// this transaction, taken on its first write.
     pub async fn write<R>(
@@ -238,15 +271,7 @@ impl Transactions {
         op: impl AsyncFnOnce(&mut TxnWrites) -> quiver_engine::error::Result<R>,
     ) -> Result<R> {
         let mut b = self.block.lock().await;
-        let name = table.def.name.clone();
-        if !b.tables.contains_key(&name) {
-            let wait = (!b.tables.is_empty()).then_some(DEADLOCK_WAIT);
-            let w = table.begin_writes(wait).await?;
-            b.tables.insert(name.clone(), w);
-        }
-        let Some(w) = b.tables.get_mut(&name) else {
-            return sql_err!(Internal, "the transaction lost table {name}");
-        };
+        let w = Self::held(&mut b, table).await?;
         let r = op(w).await;
         self.set_reads(&b);
         Ok(r?)

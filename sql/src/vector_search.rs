@@ -194,7 +194,7 @@ fn references_distance(e: &Expr) -> bool {
 }
 
 /// Removes table qualifiers so the expression evaluates against the bare table schema.
-fn unqualify(e: Expr) -> DfResult<Expr> {
+pub(crate) fn unqualify(e: Expr) -> DfResult<Expr> {
     e.transform(|e| match e {
         Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
             Column::new_unqualified(c.name),

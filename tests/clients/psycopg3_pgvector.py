@@ -87,6 +87,22 @@ with psycopg.connect(DSN, autocommit=True) as conn:
     except psycopg.errors.InvalidBinaryRepresentation:
         pass
     check(conn.execute("SELECT count(*) FROM items").fetchone()[0] == 203, "count after errors")
+    # COPY into a table with a key and a serial: the serial filled, keys checked.
+    conn.execute("CREATE TABLE keyed (id bigserial PRIMARY KEY, slug text UNIQUE, embedding vector(8))")
+    with conn.cursor().copy("COPY keyed (slug, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "vector"])
+        for i in range(5):
+            copy.write_row([f"s{i}", base[i]])
+    check([r[0] for r in conn.execute("SELECT id FROM keyed ORDER BY id").fetchall()] == [1, 2, 3, 4, 5],
+          "serial values for copied rows")
+    try:
+        with conn.cursor().copy("COPY keyed (slug, embedding) FROM STDIN") as copy:
+            copy.write_row(["new", base[0]])
+            copy.write_row(["s3", base[1]])
+        raise AssertionError("a duplicate key was copied")
+    except psycopg.errors.UniqueViolation:
+        pass
+    check(conn.execute("SELECT count(*) FROM keyed").fetchone()[0] == 5, "the failed COPY wrote nothing")
     # TypeInfo through the catalog, as register_vector did.
     info = psycopg.types.TypeInfo.fetch(conn, "vector")
     check(info is not None and info.name == "vector" and info.array_oid != 0, f"TypeInfo {info}")

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 use futures::future::{Either, select};
+use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ConnectionHandle};
 use pgwire::error::PgWireResult;
 use pgwire::messages::response::TransactionStatus;
-use quiver_sql::{Session, StatusCode};
+use quiver_sql::{Session, Statement, StatusCode};
 
 use crate::copy::CopyState;
 use crate::errors;
@@ -23,6 +24,8 @@ pub(crate) struct Connection {
     pub(crate) copy: CopyState,
     /// Whether the session knows the client's user, database and pid yet.
     identified: std::sync::atomic::AtomicBool,
+    /// Names of the statements the client prepared (for `DEALLOCATE ALL`).
+    pub(crate) prepared_names: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Connection {
@@ -33,6 +36,33 @@ impl Connection {
             session,
             copy: CopyState::default(),
             identified: std::sync::atomic::AtomicBool::new(false),
+            prepared_names: Default::default(),
+        }
+    }
+
+    /// `DEALLOCATE name` / `DEALLOCATE ALL` in a simple query: the named
+    /// prepared statements are forgotten (the statement itself only
+    /// answers with its tag).
+    pub(crate) fn deallocate<S: PortalStore>(&self, store: &S, statements: &[Statement]) {
+        for s in statements {
+            let Some(name) = s.deallocates() else {
+                continue;
+            };
+            let mut names = match self.prepared_names.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            match name {
+                Some(n) => {
+                    store.rm_statement(&n);
+                    names.remove(&n);
+                }
+                None => {
+                    for n in names.drain() {
+                        store.rm_statement(&n);
+                    }
+                }
+            }
         }
     }
 

@@ -175,6 +175,13 @@ impl ExtendedQueryHandler for Connection {
                     .iter()
                     .map(|o| Type::from_oid(*o))
                     .collect();
+                if !name.is_empty() {
+                    let mut names = match self.prepared_names.lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    names.insert(name.clone());
+                }
                 let stored = StoredStatement::new(name, prepared, types);
                 client.portal_store().put_statement(Arc::new(stored));
             }

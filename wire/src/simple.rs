@@ -174,7 +174,10 @@ impl SimpleQueryHandler for Connection {
                     .await?;
                 Ok(None)
             }
-            Ok(statements) => self.run_script(client, statements).await,
+            Ok(statements) => {
+                self.deallocate(client.portal_store(), &statements);
+                self.run_script(client, statements).await
+            }
             Err(e) => Err(e),
         };
         match outcome {

@@ -174,7 +174,7 @@ async fn main() -> Result<(), BoxError> {
     let _ = std::fs::remove_dir_all(&dir);
     let db = Database::open(&dir).await?;
     db.register_native_udf(native_udf());
-    let session = db.new_session();
+    let session = std::sync::Arc::new(db.new_session());
 
     run(
         &session,

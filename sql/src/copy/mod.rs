@@ -438,7 +438,8 @@ fn batch_of<T: ?Sized>(
             );
         }
     }
-    let schema = def.arrow_schema();
+    // NULLs allowed until the caller has filled defaults and checked NOT NULL.
+    let schema = def.arrow_schema_with_nulls();
     let mut arrays = Vec::with_capacity(def.columns.len());
     for col in &def.columns {
         let arr = match columns.iter().position(|c| c == &col.name) {
