@@ -94,9 +94,31 @@ async fn a_block_sees_its_writes_others_see_them_at_commit() {
     .await
     .expect("block 2");
     copy_text(&a, "COPY t (id, tag, e) FROM STDIN", "6\tc\t[6,6]\n".into()).await;
+    // One-row INSERTs wait to be written until the block reads the table
+    // (prepared, as drivers send them).
+    let insert = a
+        .prepare("INSERT INTO t VALUES ($1, 'p', $2)")
+        .await
+        .expect("prepare");
+    for id in 20..25i64 {
+        a.execute(&insert, &[&id, &Vector(vec![id as f32, 0.0])])
+            .await
+            .expect("insert in block");
+    }
+    let near = a
+        .query_one(
+            "SELECT id FROM t ORDER BY e <-> $1 LIMIT 1",
+            &[&Vector(vec![24.0, 0.0])],
+        )
+        .await
+        .expect("search sees the block's buffered rows");
+    assert_eq!(near.get::<_, i64>(0), 24);
     assert_eq!(ids(&b, "SELECT id FROM t").await, vec![1, 2, 10]);
     a.batch_execute("COMMIT").await.expect("commit");
-    assert_eq!(ids(&b, "SELECT id FROM t").await, vec![1, 2, 4, 5, 6, 10]);
+    assert_eq!(
+        ids(&b, "SELECT id FROM t").await,
+        vec![1, 2, 4, 5, 6, 10, 20, 21, 22, 23, 24]
+    );
     server.shutdown().await.expect("shutdown");
 }
 

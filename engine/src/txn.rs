@@ -52,7 +52,13 @@ struct Held {
     base: u64,
     /// The transaction's latest version (private until COMMIT).
     head: Arc<Dataset>,
+    /// Appends not written yet ([`TxnWrites::append_later`]).
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
 }
+
+/// Buffered appends are written once they hold this many rows.
+const PENDING_ROWS: usize = 16_384;
 
 impl Table {
     /// Takes the table for a transaction's writes: waits for its write lock
@@ -102,6 +108,8 @@ impl Table {
                 _compaction: compaction,
                 base,
                 head,
+                pending: Vec::new(),
+                pending_rows: 0,
             }),
         })
     }
@@ -140,7 +148,7 @@ impl TxnWrites {
     }
 
     /// The rows of the head matching `filter` (all rows without one), all
-    /// columns: what an UPDATE rewrites.
+    /// columns: what an UPDATE rewrites (after [`TxnWrites::flush_pending`]).
     pub async fn scan(&self, filter: Option<Expr>) -> Result<RecordBatch> {
         let h = self.held();
         let mut scanner = h.head.scan();
@@ -153,6 +161,41 @@ impl TxnWrites {
             h.table.def.arrow_schema(),
             batch.columns().to_vec(),
         )?)
+    }
+
+    /// Appends rows to be written with the next write, read or commit
+    /// ([`TxnWrites::flush_pending`]): a block's one-row INSERTs become one
+    /// version, not one each. The caller flushes before anything reads the
+    /// table.
+    pub async fn append_later(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let h = self.held_mut();
+        for b in &batches {
+            h.table.validate_batch(b)?;
+        }
+        h.pending.extend(batches);
+        h.pending_rows += rows;
+        if h.pending_rows >= PENDING_ROWS {
+            self.flush_pending().await?;
+        }
+        Ok(rows as u64)
+    }
+
+    /// Whether appends wait to be written.
+    pub fn has_pending(&self) -> bool {
+        self.inner.as_ref().is_some_and(|h| !h.pending.is_empty())
+    }
+
+    /// Writes the buffered appends as a private version.
+    pub async fn flush_pending(&mut self) -> Result<()> {
+        let h = self.held_mut();
+        if h.pending.is_empty() {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut h.pending);
+        h.pending_rows = 0;
+        self.append(batches).await?;
+        Ok(())
     }
 
     /// Appends rows as a private version.
@@ -170,12 +213,17 @@ impl TxnWrites {
             .with_params(&params)
             .execute_uncommitted(batches)
             .await?;
-        self.commit_written(transaction).await?;
+        self.commit_transaction(transaction).await?;
         Ok(rows as u64)
     }
 
     /// Commits an append whose files are written (a COPY's) as a private version.
     pub async fn commit_written(&mut self, transaction: Transaction) -> Result<()> {
+        self.flush_pending().await?;
+        self.commit_transaction(transaction).await
+    }
+
+    async fn commit_transaction(&mut self, transaction: Transaction) -> Result<()> {
         let h = self.held_mut();
         let ds = CommitBuilder::new(h.head.clone())
             .with_session(h.table.lance_session())
@@ -188,6 +236,7 @@ impl TxnWrites {
 
     /// Deletes the rows matching `filter`, as a private version.
     pub async fn delete(&mut self, filter: Expr) -> Result<u64> {
+        self.flush_pending().await?;
         let h = self.held_mut();
         let res = DeleteBuilder::from_expr(h.head.clone(), filter)
             .execute()
@@ -199,6 +248,7 @@ impl TxnWrites {
     /// Makes the transaction's head hold what `version` held (a savepoint's
     /// or the base's), as a new private version.
     pub async fn restore(&mut self, version: u64) -> Result<()> {
+        self.flush_pending().await?;
         let h = self.held_mut();
         if h.head.version().version == version {
             return Ok(());
@@ -215,6 +265,7 @@ impl TxnWrites {
     /// Publishes the head: every statement of the transaction on this table
     /// becomes visible at once.
     pub async fn commit(mut self) -> Result<()> {
+        self.flush_pending().await?;
         let Some(h) = self.inner.take() else {
             return Ok(());
         };

@@ -396,9 +396,11 @@ impl Session {
         batches: Vec<RecordBatch>,
     ) -> Result<u64> {
         if self.txns.is_open().await {
+            // Written with the block's next statement that is not such an
+            // INSERT (Session::execute_statement), or its COMMIT.
             return self
                 .txns
-                .write(table, async move |w| w.append(batches).await)
+                .write(table, async move |w| w.append_later(batches).await)
                 .await;
         }
         Ok(table.append(batches).await?)
@@ -715,6 +717,10 @@ impl Session {
     }
 
     async fn execute_statement(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
+        if !stmt.appends_only() {
+            // A block's buffered appends are written before anything may read them.
+            self.txns.flush_pending().await?;
+        }
         if self.txns.holds_any().await && stmt.is_schema_change() {
             return sql_err!(
                 ActiveTransaction,

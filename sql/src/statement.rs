@@ -45,6 +45,33 @@ impl Statement {
         }
     }
 
+    /// `INSERT INTO t … VALUES (…)` that reads no table (no subquery, no
+    /// RETURNING, no ON CONFLICT): in a transaction block its rows may wait
+    /// to be written with the block's next statement.
+    pub(crate) fn appends_only(&self) -> bool {
+        let StatementKind::Sql(s) = &self.kind else {
+            return false;
+        };
+        let ast::Statement::Insert(ins) = s.as_ref() else {
+            return false;
+        };
+        let values = matches!(
+            ins.source.as_deref().map(|q| q.body.as_ref()),
+            Some(ast::SetExpr::Values(_))
+        );
+        let mut reads = false;
+        let _ = visit_expressions(s.as_ref(), |e| {
+            if matches!(
+                e,
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. }
+            ) {
+                reads = true;
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        values && !reads && ins.returning.is_none() && ins.on.is_none()
+    }
+
     /// COMMIT, ROLLBACK (also to a savepoint): what a failed transaction
     /// block still accepts.
     pub fn ends_transaction(&self) -> bool {

@@ -230,6 +230,20 @@ impl Transactions {
         Ok("ROLLBACK".into())
     }
 
+    /// Writes every table's buffered appends (before a statement that may
+    /// read them).
+    pub async fn flush_pending(&self) -> Result<()> {
+        let mut b = self.block.lock().await;
+        if !b.tables.values().any(TxnWrites::has_pending) {
+            return Ok(());
+        }
+        for w in b.tables.values_mut() {
+            w.flush_pending().await?;
+        }
+        self.set_reads(&b);
+        Ok(())
+    }
+
     /// Takes `table` for the open block (its first write does so anyway):
     /// a constrained table's checks must run with its constraint lock held.
     pub async fn take(&self, table: &Arc<Table>) -> Result<()> {
