@@ -307,6 +307,14 @@ impl Engine {
         Ok(next)
     }
 
+    /// `TRUNCATE … RESTART IDENTITY`: the table's serial columns start at 1 again.
+    pub async fn restart_sequences(&self, table: &str) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let prefix = format!("{table}.");
+        lock_mutex(&self.sequences).retain(|k, _| !k.starts_with(&prefix));
+        self.update_catalog(|c| c.sequences.retain(|k, _| !k.starts_with(&prefix)))
+    }
+
     fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
         let mut next = read(&self.catalog);
         change(&mut next);

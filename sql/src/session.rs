@@ -19,7 +19,6 @@ use datafusion::logical_expr::{LogicalPlan, ScalarUDF, Volatility, create_udf};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::sqlparser::ast::{self, Expr};
-use quiver_engine::search::SearchKnobs;
 use quiver_engine::{Engine, EngineOptions};
 
 use crate::dml;
@@ -159,16 +158,59 @@ pub struct Session {
     pub(crate) ctx: SessionContext,
     /// Who is connected, as the catalog functions report it.
     identity: Arc<std::sync::RwLock<ClientIdentity>>,
-    settings: Mutex<Settings>,
-    knobs: Arc<Mutex<SearchKnobs>>,
+    pub(crate) conf: Arc<crate::settings::SessionSettings>,
     /// The registry generation whose user functions `ctx` holds, and their names.
     functions_seen: Mutex<(u64, Vec<String>)>,
-    /// Counts changes of the settings (generic plans are made per generation).
-    settings_generation: AtomicU64,
     /// Executions served by a generic plan.
     generic_runs: AtomicU64,
     /// The open transaction block, if any.
     pub(crate) txns: Arc<crate::transaction::Transactions>,
+}
+
+fn statement_timeout() -> crate::SqlError {
+    crate::SqlError::new(
+        crate::StatusCode::QueryCanceled,
+        "canceling statement due to statement timeout",
+    )
+}
+
+/// A statement's rows, cut off with 57014 when `statement_timeout` passes
+/// while they are still being computed.
+struct DeadlineStream {
+    schema: SchemaRef,
+    inner: datafusion::execution::SendableRecordBatchStream,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    expired: bool,
+}
+
+impl futures::Stream for DeadlineStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = self.inner.as_mut().poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired = true;
+            return Poll::Ready(Some(Err(datafusion::error::DataFusionError::External(
+                Box::new(statement_timeout()),
+            ))));
+        }
+        Poll::Pending
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for DeadlineStream {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
 }
 
 /// Where a session is, as ReadyForQuery reports it.
@@ -355,12 +397,15 @@ impl Session {
         for f in native {
             ctx.register_udf(f);
         }
-        let knobs = Arc::new(Mutex::new(SearchKnobs::default()));
+        let conf = Arc::new(crate::settings::SessionSettings::default());
+        for f in crate::pg_catalog::functions::settings_udfs(&conf) {
+            ctx.register_udf(f);
+        }
         ctx.register_udtf(
             "vector_search",
             Arc::new(VectorSearchFunction {
                 engine: db.engine.clone(),
-                knobs: knobs.clone(),
+                knobs: conf.knobs.clone(),
                 reads: txns.reads(),
             }),
         );
@@ -368,10 +413,8 @@ impl Session {
             db,
             ctx,
             identity,
-            settings: Mutex::new(Settings::default()),
-            knobs,
+            conf,
             functions_seen: Mutex::new((0, Vec::new())),
-            settings_generation: AtomicU64::new(0),
             generic_runs: AtomicU64::new(0),
             txns,
         }
@@ -585,18 +628,7 @@ impl Session {
     }
 
     fn with_settings<T>(&self, f: impl FnOnce(&mut Settings) -> Result<T>) -> Result<T> {
-        let mut s = match self.settings.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        self.settings_generation.fetch_add(1, Ordering::AcqRel);
-        let out = f(&mut s)?;
-        let knobs = s.knobs.clone();
-        match self.knobs.lock() {
-            Ok(mut k) => *k = knobs,
-            Err(p) => *p.into_inner() = knobs,
-        }
-        Ok(out)
+        self.conf.with(f)
     }
 
     /// Splits and parses a query string (may hold several statements).
@@ -709,7 +741,26 @@ impl Session {
         if !stmt.ends_transaction() {
             self.txns.check_usable().await?;
         }
-        let out = self.execute_statement(stmt, params).await;
+        let out = match self.conf.statement_timeout() {
+            None => self.execute_statement(stmt, params).await,
+            Some(limit) => {
+                let deadline = tokio::time::Instant::now() + limit;
+                match tokio::time::timeout_at(deadline, self.execute_statement(stmt, params)).await
+                {
+                    Ok(Ok(Output::Rows { schema, stream })) => Ok(Output::Rows {
+                        schema: schema.clone(),
+                        stream: Box::pin(DeadlineStream {
+                            schema,
+                            inner: stream,
+                            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                            expired: false,
+                        }),
+                    }),
+                    Ok(other) => other,
+                    Err(_) => Err(statement_timeout()),
+                }
+            }
+        };
         if out.is_err() {
             self.txns.statement_failed().await;
         }
@@ -861,6 +912,19 @@ impl Session {
                 })?;
                 "DISCARD ALL".into()
             }
+            S::Truncate(t) => {
+                for target in &t.table_names {
+                    let table = self
+                        .engine()
+                        .table(&crate::ddl::object_name(&target.name)?)?;
+                    self.delete_rows(&table, datafusion::logical_expr::lit(true))
+                        .await?;
+                    if matches!(t.identity, Some(ast::TruncateIdentityOption::Restart)) {
+                        self.engine().restart_sequences(&table.def.name).await?;
+                    }
+                }
+                "TRUNCATE TABLE".into()
+            }
             // The wire forgets the prepared statements (Connection::deallocate).
             S::Deallocate { name, .. } => {
                 if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
@@ -912,7 +976,7 @@ impl Session {
         PlanKey {
             catalog: self.engine().generation(),
             functions: self.db.functions.generation(),
-            settings: self.settings_generation.load(Ordering::Acquire),
+            settings: self.conf.generation.load(Ordering::Acquire),
         }
     }
 

@@ -160,3 +160,62 @@ mod tests {
         assert_eq!(s.show("quiver.ef").expect("show"), "default");
     }
 }
+
+/// A session's settings, shared with the functions that read and set them
+/// (`current_setting`, `set_config`) and with `vector_search` (its knobs).
+#[derive(Debug, Default)]
+pub struct SessionSettings {
+    settings: std::sync::Mutex<Settings>,
+    /// The search knobs, as the last change left them.
+    pub knobs: std::sync::Arc<std::sync::Mutex<SearchKnobs>>,
+    /// Counts changes (generic plans are made per generation).
+    pub generation: std::sync::atomic::AtomicU64,
+}
+
+impl SessionSettings {
+    /// Runs `f` on the settings (counted as a change) and publishes the knobs.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Settings) -> Result<T>) -> Result<T> {
+        let mut s = match self.settings.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let out = f(&mut s)?;
+        let knobs = s.knobs.clone();
+        match self.knobs.lock() {
+            Ok(mut k) => *k = knobs,
+            Err(p) => *p.into_inner() = knobs,
+        }
+        Ok(out)
+    }
+
+    /// One setting's value, without counting a change.
+    pub fn show(&self, name: &str) -> Result<String> {
+        let s = match self.settings.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        s.show(name)
+    }
+
+    /// `statement_timeout`: none when 0 or unreadable.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        let v = self.show("statement_timeout").ok()?;
+        let v = v.trim().trim_matches('\'').to_ascii_lowercase();
+        let split = v
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(v.len());
+        let (n, unit) = v.split_at(split);
+        let n: f64 = n.parse().ok()?;
+        let ms = match unit.trim() {
+            "" | "ms" => n,
+            "s" => n * 1e3,
+            "min" => n * 60e3,
+            "h" => n * 3_600e3,
+            "us" => n / 1e3,
+            _ => return None,
+        };
+        (ms > 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1e3))
+    }
+}

@@ -94,7 +94,6 @@ impl Statement {
                     | ast::Statement::CreateTable(_)
                     | ast::Statement::Drop { .. }
                     | ast::Statement::AlterTable { .. }
-                    | ast::Statement::Truncate { .. }
             ),
             StatementKind::Optimize(_) | StatementKind::Reindex { .. } => true,
             StatementKind::Function(_) => false,

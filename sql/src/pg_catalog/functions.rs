@@ -678,6 +678,52 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
     out
 }
 
+/// `current_setting(name [, missing_ok])` and `set_config(name, value,
+/// is_local)` over one session's settings (`is_local` is taken as false:
+/// the value lasts for the session).
+pub fn settings_udfs(conf: &Arc<crate::settings::SessionSettings>) -> Vec<ScalarUDF> {
+    let c = conf.clone();
+    let current = helper("current_setting", &[1, 2], DataType::Utf8, move |a, _| {
+        let names = texts(arg(a, 0)?)?;
+        let missing_ok = match a.get(1) {
+            Some(m) => texts(m)?
+                .into_iter()
+                .map(|v| v.is_some_and(|v| v == "true" || v == "t"))
+                .collect(),
+            None => vec![false; names.len()],
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for (name, ok) in names.into_iter().zip(missing_ok) {
+            out.push(match name {
+                None => None,
+                Some(n) => match c.show(&n) {
+                    Ok(v) => Some(v),
+                    Err(_) if ok => None,
+                    Err(e) => return Err(DataFusionError::External(Box::new(e))),
+                },
+            });
+        }
+        Ok(text_out(out))
+    });
+    let c = conf.clone();
+    let set = helper("set_config", &[3], DataType::Utf8, move |a, _| {
+        let names = texts(arg(a, 0)?)?;
+        let values = texts(arg(a, 1)?)?;
+        let mut out = Vec::with_capacity(names.len());
+        for (name, value) in names.into_iter().zip(values) {
+            let (Some(name), Some(value)) = (name, value) else {
+                out.push(None);
+                continue;
+            };
+            c.with(|s| s.set(&name, &value))
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            out.push(Some(value));
+        }
+        Ok(text_out(out))
+    });
+    vec![current, set]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
