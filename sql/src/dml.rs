@@ -426,16 +426,35 @@ async fn returning_frame(
         .await?)
 }
 
-/// The columns `INSERT … RETURNING items` returns (for Describe).
+/// The columns `RETURNING items` of a write to `stmt`'s table returns (for
+/// Describe); `None` for a statement without RETURNING.
 pub async fn returning_schema(
     engine: &Engine,
-    ins: &Insert,
-    items: &[ast::SelectItem],
-) -> Result<datafusion::arrow::datatypes::SchemaRef> {
-    let (table, _) = insert_target(engine, ins)?;
+    stmt: &ast::Statement,
+) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>> {
+    let (table, items) = match stmt {
+        ast::Statement::Insert(ins) => match &ins.returning {
+            Some(items) => (insert_target(engine, ins)?.0, items),
+            None => return Ok(None),
+        },
+        ast::Statement::Update(u) => match &u.returning {
+            Some(items) => (
+                engine.table(&single_table(std::slice::from_ref(&u.table), "UPDATE")?)?,
+                items,
+            ),
+            None => return Ok(None),
+        },
+        ast::Statement::Delete(d) => match (&d.returning, &d.from) {
+            (Some(items), FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f)) => {
+                (engine.table(&single_table(f, "DELETE")?)?, items)
+            }
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
     let empty = RecordBatch::new_empty(table.def.arrow_schema());
     let df = returning_frame(&table.def, items, empty).await?;
-    Ok(Arc::new(df.schema().as_arrow().clone()))
+    Ok(Some(Arc::new(df.schema().as_arrow().clone())))
 }
 
 /// `RETURNING items` over the rows written.
@@ -494,12 +513,9 @@ fn filter_expr(s: &Session, def: &TableDef, selection: Option<&Expr>) -> Result<
     Ok(Some(expr))
 }
 
-pub async fn update(s: &Session, u: &ast::Update) -> Result<String> {
-    if u.from.is_some() || u.returning.is_some() {
-        return sql_err!(
-            FeatureNotSupported,
-            "UPDATE … FROM / RETURNING is not supported yet"
-        );
+pub async fn update(s: &Session, u: &ast::Update) -> Result<Output> {
+    if u.from.is_some() {
+        return sql_err!(FeatureNotSupported, "UPDATE … FROM is not supported yet");
     }
     let name = single_table(std::slice::from_ref(&u.table), "UPDATE")?;
     let table = s.engine().table(&name)?;
@@ -520,15 +536,20 @@ pub async fn update(s: &Session, u: &ast::Update) -> Result<String> {
         }
     }
     let filter = filter_expr(s, &table.def, u.selection.as_ref())?;
-    let n = s.update_rows(&table, filter, &sets).await?;
-    Ok(format!("UPDATE {n}"))
+    let updated = s.update_rows(&table, filter, &sets).await?;
+    match &u.returning {
+        None => Ok(Output::Command {
+            tag: format!("UPDATE {}", updated.num_rows()),
+        }),
+        Some(items) => returning(&table.def, items, vec![updated]).await,
+    }
 }
 
-pub async fn delete(s: &Session, d: &ast::Delete) -> Result<String> {
-    if d.using.is_some() || d.returning.is_some() || d.limit.is_some() {
+pub async fn delete(s: &Session, d: &ast::Delete) -> Result<Output> {
+    if d.using.is_some() || d.limit.is_some() {
         return sql_err!(
             FeatureNotSupported,
-            "DELETE … USING / RETURNING / LIMIT is not supported yet"
+            "DELETE … USING / LIMIT is not supported yet"
         );
     }
     let from = match &d.from {
@@ -540,8 +561,18 @@ pub async fn delete(s: &Session, d: &ast::Delete) -> Result<String> {
         datafusion::common::ScalarValue::Boolean(Some(true)),
         None,
     ));
-    let n = s.delete_rows(&table, filter).await?;
-    Ok(format!("DELETE {n}"))
+    match &d.returning {
+        None => {
+            let n = s.delete_rows(&table, filter).await?;
+            Ok(Output::Command {
+                tag: format!("DELETE {n}"),
+            })
+        }
+        Some(items) => {
+            let deleted = s.delete_returning(&table, filter).await?;
+            returning(&table.def, items, vec![deleted]).await
+        }
+    }
 }
 
 fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat> {

@@ -523,6 +523,29 @@ impl Session {
         Ok(table.delete(filter).await?)
     }
 
+    /// Deletes the rows of `table` matching `filter` and returns them (for
+    /// `DELETE … RETURNING`), in one commit.
+    pub(crate) async fn delete_returning(
+        &self,
+        table: &Arc<quiver_engine::table::Table>,
+        filter: datafusion::logical_expr::Expr,
+    ) -> Result<RecordBatch> {
+        let delete = async |w: &mut quiver_engine::txn::TxnWrites| -> Result<RecordBatch> {
+            let rows = w.scan(Some(filter.clone())).await?;
+            if rows.num_rows() > 0 {
+                w.delete(filter.clone()).await?;
+            }
+            Ok(rows)
+        };
+        if self.txns.is_open().await {
+            return self.txns.write_sql(table, delete).await;
+        }
+        let mut w = table.begin_writes(None, None).await?;
+        let rows = delete(&mut w).await?;
+        w.commit().await?;
+        Ok(rows)
+    }
+
     /// Updates the rows of `table` matching `filter`: each column in `sets`
     /// becomes its SQL expression over the row. The rows are read, their
     /// new versions computed (and checked against the table's constraints)
@@ -533,31 +556,30 @@ impl Session {
         table: &Arc<quiver_engine::table::Table>,
         filter: Option<datafusion::logical_expr::Expr>,
         sets: &std::collections::HashMap<usize, String>,
-    ) -> Result<u64> {
-        let update = async |w: &mut quiver_engine::txn::TxnWrites| -> Result<u64> {
+    ) -> Result<RecordBatch> {
+        let update = async |w: &mut quiver_engine::txn::TxnWrites| -> Result<RecordBatch> {
             let old = w.scan(filter.clone()).await?;
             if old.num_rows() == 0 {
-                return Ok(0);
+                return Ok(old);
             }
             let new = crate::constraints::project_rows(&table.def, old.clone(), None, sets).await?;
             crate::constraints::check_replacement(self, table, &old, &new).await?;
-            let n = new.num_rows() as u64;
             w.delete(
                 filter
                     .clone()
                     .unwrap_or(datafusion::logical_expr::lit(true)),
             )
             .await?;
-            w.append(vec![new]).await?;
-            Ok(n)
+            w.append(vec![new.clone()]).await?;
+            Ok(new)
         };
         if self.txns.is_open().await {
             return self.txns.write_sql(table, update).await;
         }
         let mut w = table.begin_writes(None, None).await?;
-        let n = update(&mut w).await?;
+        let updated = update(&mut w).await?;
         w.commit().await?;
-        Ok(n)
+        Ok(updated)
     }
 
     /// Records who is connected (the start-up's user and database names and
@@ -717,9 +739,10 @@ impl Session {
                             params[i] = t;
                         }
                     }
-                    if let Some(items) = &ins.returning {
-                        schema = Some(dml::returning_schema(self.engine(), ins, items).await?);
-                    }
+                    schema = dml::returning_schema(self.engine(), &s).await?;
+                }
+                ast::Statement::Update(_) | ast::Statement::Delete(_) => {
+                    schema = dml::returning_schema(self.engine(), &s).await?;
                 }
                 _ => {
                     if stmt.returns_rows() {
@@ -834,8 +857,8 @@ impl Session {
                 return self.query(s).await;
             }
             S::Insert(ins) => return dml::insert(self, ins).await,
-            S::Update(u) => dml::update(self, u).await?,
-            S::Delete(d) => dml::delete(self, d).await?,
+            S::Update(u) => return dml::update(self, u).await,
+            S::Delete(d) => return dml::delete(self, d).await,
             S::Copy {
                 source,
                 to,
