@@ -303,3 +303,56 @@ async fn kill_9_in_a_block_loses_the_block_only() {
     server.start_kill().expect("stop");
     let _ = server.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_locks_wait_and_end_with_their_session_or_block() {
+    let dir = TempDir::new("advisory");
+    let server = start_server(dir.path()).await;
+    let a = connect(&server).await;
+    let b = connect(&server).await;
+    let try_lock = async |c: &tokio_postgres::Client, sql: &str| -> bool {
+        c.query_one(sql, &[]).await.expect(sql).get(0)
+    };
+    a.batch_execute("SELECT pg_advisory_lock(42)")
+        .await
+        .expect("lock");
+    assert!(!try_lock(&b, "SELECT pg_try_advisory_lock(42)").await);
+    // b waits until a unlocks.
+    let waiter = tokio::spawn(async move {
+        b.batch_execute("SELECT pg_advisory_lock(42)")
+            .await
+            .expect("b locks");
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "b did not wait");
+    assert!(try_lock(&a, "SELECT pg_advisory_unlock(42)").await);
+    let b = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("b got the lock")
+        .expect("b");
+    assert!(
+        !try_lock(&a, "SELECT pg_advisory_unlock(42)").await,
+        "a holds it no more"
+    );
+    // A session's locks end with it.
+    drop(b);
+    let mut free = false;
+    for _ in 0..50 {
+        if try_lock(&a, "SELECT pg_try_advisory_lock(42)").await {
+            free = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(free, "a closed session's lock was kept");
+    // A transaction-level lock ends with its block.
+    let c = connect(&server).await;
+    c.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(7, 1)")
+        .await
+        .expect("xact lock");
+    assert!(!try_lock(&a, "SELECT pg_try_advisory_lock(7, 1)").await);
+    c.batch_execute("COMMIT").await.expect("commit");
+    assert!(try_lock(&a, "SELECT pg_try_advisory_lock(7, 1)").await);
+    server.shutdown().await.expect("shutdown");
+}

@@ -19,6 +19,7 @@
 //! - [`tables`] — the engine's tables as DataFusion tables;
 //! - [`error`] — the crate's error and status codes.
 
+pub mod advisory;
 pub mod apply;
 pub mod compat;
 pub mod constraints;

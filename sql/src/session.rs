@@ -53,6 +53,8 @@ pub struct Database {
     pub functions: Arc<FunctionRegistry>,
     /// Native functions an embedding program registered.
     native: Mutex<Vec<ScalarUDF>>,
+    /// Every session's advisory locks.
+    advisory: Arc<crate::advisory::AdvisoryLocks>,
 }
 
 impl Database {
@@ -68,6 +70,7 @@ impl Database {
             functions: Arc::new(FunctionRegistry::new(engine.clone())),
             engine,
             native: Mutex::new(Vec::new()),
+            advisory: Default::default(),
         }))
     }
 
@@ -165,6 +168,8 @@ pub struct Session {
     generic_runs: AtomicU64,
     /// The open transaction block, if any.
     pub(crate) txns: Arc<crate::transaction::Transactions>,
+    /// This session's advisory locks (released when it ends).
+    advisory: Arc<crate::advisory::SessionLocks>,
 }
 
 fn statement_timeout() -> crate::SqlError {
@@ -397,6 +402,10 @@ impl Session {
         for f in native {
             ctx.register_udf(f);
         }
+        let advisory = db.advisory.session();
+        for f in crate::advisory::udfs(&advisory) {
+            ctx.register_udf(f);
+        }
         let conf = Arc::new(crate::settings::SessionSettings::default());
         for f in crate::pg_catalog::functions::settings_udfs(&conf) {
             ctx.register_udf(f);
@@ -414,6 +423,7 @@ impl Session {
             ctx,
             identity,
             conf,
+            advisory,
             functions_seen: Mutex::new((0, Vec::new())),
             generic_runs: AtomicU64::new(0),
             txns,
@@ -764,6 +774,11 @@ impl Session {
         if !stmt.ends_transaction() {
             self.txns.check_usable().await?;
         }
+        if self.txns.status() == TransactionStatus::Idle {
+            // Outside a block a transaction-level advisory lock lasts for
+            // its statement (released here, before the next one runs).
+            self.advisory.end_transaction();
+        }
         let out = match self.conf.statement_timeout() {
             None => self.execute_statement(stmt, params).await,
             Some(limit) => {
@@ -910,10 +925,18 @@ impl Session {
             }
             // Transaction blocks: crate::transaction.
             S::StartTransaction { .. } => self.txns.begin().await,
-            S::Commit { .. } => self.txns.commit().await?,
+            S::Commit { .. } => {
+                let tag = self.txns.commit().await;
+                self.advisory.end_transaction();
+                tag?
+            }
             S::Rollback {
                 savepoint: None, ..
-            } => self.txns.rollback().await?,
+            } => {
+                let tag = self.txns.rollback().await;
+                self.advisory.end_transaction();
+                tag?
+            }
             S::Rollback {
                 savepoint: Some(name),
                 ..
