@@ -523,17 +523,7 @@ impl Table {
             tail,
         };
         let pin = self.pins.pin(ds.version().version);
-        let view = self
-            .views
-            .get(
-                snapshot,
-                pin,
-                &self.def,
-                &self.shared.chunks,
-                self.fresh.clone(),
-            )
-            .await;
-        let view = match view {
+        let view = match self.view_of(snapshot, pin).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(table = self.def.name, error = %e, "warming a new version failed");
@@ -573,25 +563,21 @@ impl Table {
     /// The search view of version `ds` when given (a transaction reading its
     /// own writes), else of the latest snapshot.
     pub async fn view_at(&self, ds: Option<Arc<Dataset>>) -> Result<Arc<TableView>> {
-        let Some(ds) = ds else {
-            return self.view().await;
+        let (snap, pin) = match ds {
+            Some(ds) => self.pinned_at(ds),
+            None => self.pinned_snapshot(),
         };
-        let (snap, pin) = self.pinned_at(ds);
-        self.views
-            .get(
-                snap,
-                pin,
-                &self.def,
-                &self.shared.chunks,
-                self.fresh.clone(),
-            )
-            .await
+        self.view_of(snap, pin).await
     }
 
     /// The search view of the latest snapshot (built from the previous view:
     /// only what changed is read).
     pub async fn view(&self) -> Result<Arc<TableView>> {
-        let (snap, pin) = self.pinned_snapshot();
+        self.view_at(None).await
+    }
+
+    /// The search view of `snap`, held by `pin`, from the view cache.
+    async fn view_of(&self, snap: Snapshot, pin: Pin) -> Result<Arc<TableView>> {
         self.views
             .get(
                 snap,

@@ -145,11 +145,10 @@ fn row_keys(
     def: &TableDef,
     columns: &[String],
 ) -> Result<Vec<Option<String>>> {
-    let arrays: Vec<&ArrayRef> = columns
+    let positions = columns
         .iter()
         .map(|c| {
-            let i = def
-                .columns
+            def.columns
                 .iter()
                 .position(|d| &d.name == c)
                 .ok_or_else(|| {
@@ -157,10 +156,15 @@ fn row_keys(
                         StatusCode::UndefinedColumn,
                         format!("column \"{c}\" does not exist"),
                     )
-                })?;
-            Ok(batch.column(i))
+                })
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
+    keys_at(batch, &positions)
+}
+
+/// [`row_keys`] of the columns at `positions`.
+fn keys_at(batch: &RecordBatch, positions: &[usize]) -> Result<Vec<Option<String>>> {
+    let arrays: Vec<&ArrayRef> = positions.iter().map(|&i| batch.column(i)).collect();
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let mut key = String::new();
@@ -223,17 +227,11 @@ async fn existing_keys(
             None,
         )?
     };
-    let rows = found.collect().await?;
     let mut out = HashSet::new();
-    for b in rows {
+    for b in found.collect().await? {
         // The found batch has the key columns only, in order.
-        let mut key_def = def.clone();
-        key_def.columns = u
-            .columns
-            .iter()
-            .filter_map(|c| def.columns.iter().find(|d| &d.name == c).cloned())
-            .collect();
-        out.extend(row_keys(&b, &key_def, &u.columns)?.into_iter().flatten());
+        let all: Vec<usize> = (0..b.num_columns()).collect();
+        out.extend(keys_at(&b, &all)?.into_iter().flatten());
     }
     Ok(out)
 }
@@ -426,10 +424,7 @@ pub async fn project_rows(
     sets: &HashMap<usize, String>,
 ) -> Result<RecordBatch> {
     let schema = def.arrow_schema();
-    let ctx = datafusion::prelude::SessionContext::new();
-    for f in crate::vector::functions() {
-        ctx.register_udf(f);
-    }
+    let ctx = crate::vector::scratch_context();
     ctx.register_batch("__existing", rows)?;
     let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
     let table_name = quote(&def.name);

@@ -414,10 +414,7 @@ async fn returning_frame(
     items: &[ast::SelectItem],
     rows: RecordBatch,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    let ctx = datafusion::prelude::SessionContext::new();
-    for f in crate::vector::functions() {
-        ctx.register_udf(f);
-    }
+    let ctx = crate::vector::scratch_context();
     let name = format!("\"{}\"", def.name.replace('"', "\"\""));
     ctx.register_batch(def.name.as_str(), rows)?;
     let list: Vec<String> = items.iter().map(ToString::to_string).collect();

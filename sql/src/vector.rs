@@ -437,6 +437,16 @@ pub fn function_metric(name: &str) -> Option<Metric> {
 }
 
 /// All vector functions, to register on a session.
+/// A context of its own for SQL over rows held in memory (an upsert's
+/// `EXCLUDED`, `RETURNING`), with the vector functions.
+pub fn scratch_context() -> datafusion::prelude::SessionContext {
+    let ctx = datafusion::prelude::SessionContext::new();
+    for f in functions() {
+        ctx.register_udf(f);
+    }
+    ctx
+}
+
 pub fn functions() -> Vec<ScalarUDF> {
     let one = || Signature::any(1, Volatility::Immutable);
     let two = || Signature::any(2, Volatility::Immutable);
