@@ -5,7 +5,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::common::{
     TempDir, Vector, connect, copy_payload, count, explain, psql, psql_available, random_vectors,
-    run_client_script, start_server, vector_text,
+    run_client_script, run_client_script_with, start_server, vector_text,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,4 +237,22 @@ async fn asyncpg_with_register_vector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlalchemy_orm_with_pgvector() {
     run_client_script("sqlalchemy_orm.py").await;
+}
+
+// RAG stores: langchain-postgres' PGVector and LlamaIndex's PGVectorStore.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn langchain_pgvector_store() {
+    run_client_script("langchain_pgvector.py").await;
+}
+
+/// LangChain's default: `embedding vector` without a dimension.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn langchain_pgvector_store_dimensionless() {
+    run_client_script_with("langchain_pgvector.py", &["dimensionless"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llamaindex_pgvector_store() {
+    run_client_script("llamaindex_pgvector.py").await;
 }

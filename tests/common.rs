@@ -325,6 +325,11 @@ pub fn client_python(test: &str) -> Option<PathBuf> {
 /// Runs `tests/clients/SCRIPT` against a fresh server; fails with its output
 /// unless it exits 0.
 pub async fn run_client_script(script: &str) {
+    run_client_script_with(script, &[]).await;
+}
+
+/// [`run_client_script`] with more arguments after the port.
+pub async fn run_client_script_with(script: &str, args: &[&str]) {
     let Some(python) = client_python(script) else {
         return;
     };
@@ -333,6 +338,7 @@ pub async fn run_client_script(script: &str) {
     let out = tokio::process::Command::new(python)
         .arg(script)
         .arg(server.addr.port().to_string())
+        .args(args)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients"))
         .kill_on_drop(true)
         .output()

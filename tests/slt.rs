@@ -155,6 +155,19 @@ impl sqllogictest::AsyncDB for WireSimple {
     }
 }
 
+/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Any value, decoded from the binary format by its type.
 struct Cell(String);
 
@@ -171,6 +184,39 @@ impl<'a> FromSql<'a> for Cell {
             Type::OID => u32::from_sql(ty, raw)?.to_string(),
             Type::FLOAT4 => format!("{:?}", f32::from_sql(ty, raw)?),
             Type::FLOAT8 => format!("{:?}", f64::from_sql(ty, raw)?),
+            Type::UUID => {
+                let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &hex[..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..]
+                )
+            }
+            Type::JSONB => String::from_utf8(raw[1..].to_vec())?,
+            Type::BYTEA => {
+                let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                format!("\\x{hex}")
+            }
+            Type::DATE => {
+                let days = i32::from_sql(ty, raw)? as i64 + 10_957;
+                let (y, m, d) = civil_from_days(days);
+                format!("{y:04}-{m:02}-{d:02}")
+            }
+            Type::TIMESTAMPTZ => {
+                let micros = i64::from_sql(ty, raw)? + 10_957 * 86_400_000_000;
+                let secs = micros.div_euclid(1_000_000);
+                let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+                let t = secs.rem_euclid(86_400);
+                format!(
+                    "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}+00",
+                    t / 3600,
+                    t % 3600 / 60,
+                    t % 60
+                )
+            }
             _ if ty.name() == "vector" => {
                 let dim = u16::from_be_bytes([raw[0], raw[1]]) as usize;
                 let v: Vec<f32> = (0..dim)

@@ -363,6 +363,7 @@ impl Engine {
         name: &str,
         columns: Vec<ColumnDef>,
         unique: Vec<crate::schema::UniqueDef>,
+        foreign_keys: Vec<crate::schema::ForeignKeyDef>,
         if_not_exists: bool,
     ) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
@@ -388,6 +389,7 @@ impl Engine {
             dir: format!("{name}-{}.lance", uuid::Uuid::new_v4().simple()),
             columns,
             unique,
+            foreign_keys,
         };
         let table = Table::create(
             self.storage.dataset_uri(&def.dir),

@@ -1,5 +1,6 @@
 //! Column types Quiver stores, and how a table definition becomes an Arrow schema.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -17,8 +18,26 @@ pub enum ColumnType {
     Bool,
     Text,
     Timestamp,
+    /// `timestamptz`: microseconds since the epoch, UTC.
+    TimestampTz,
+    Date,
+    Bytea,
+    /// `varchar(n)`: text of at most `n` characters (22001 past it).
+    Varchar(u32),
+    /// `uuid`, stored as its canonical text (lower-case, hyphenated), so
+    /// that comparing the text compares the values.
+    Uuid,
+    /// `json`: the text as written, checked to be JSON.
+    Json,
+    /// `jsonb`: JSON in PostgreSQL's normal form (keys sorted by length,
+    /// then bytes; duplicates dropped, the last kept).
+    Jsonb,
     /// `vector(n)`: `n` float32 components, stored as a FixedSizeList.
     Vector(u32),
+    /// `vector` without a dimension (as langchain-postgres creates it):
+    /// each row's own number of components, stored as a List; searched
+    /// exactly (no ANN index, which needs one dimension).
+    VectorAny,
 }
 
 impl ColumnType {
@@ -32,7 +51,41 @@ impl ColumnType {
             ColumnType::Bool => DataType::Boolean,
             ColumnType::Text => DataType::Utf8,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ColumnType::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Bytea => DataType::Binary,
+            ColumnType::Varchar(_) | ColumnType::Uuid | ColumnType::Json | ColumnType::Jsonb => {
+                DataType::Utf8
+            }
             ColumnType::Vector(dim) => vector_type(*dim),
+            ColumnType::VectorAny => {
+                DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
+            }
+        }
+    }
+
+    /// The Postgres type of a column stored as text that is not `text`
+    /// (kept in the Arrow field's metadata under [`PG_TYPE_KEY`], which
+    /// DataFusion carries through column references, so results and
+    /// parameters of these columns are described with their type).
+    pub fn pg_type_name(&self) -> Option<&'static str> {
+        match self {
+            ColumnType::Varchar(_) => Some("varchar"),
+            ColumnType::Uuid => Some("uuid"),
+            ColumnType::Json => Some("json"),
+            ColumnType::Jsonb => Some("jsonb"),
+            _ => None,
+        }
+    }
+
+    /// The Arrow field of a column of this type.
+    pub fn field(&self, name: &str, nullable: bool) -> Field {
+        let f = Field::new(name, self.arrow_type(), nullable);
+        match self.pg_type_name() {
+            Some(t) => f.with_metadata(pg_type_metadata(t)),
+            None => f,
         }
     }
 
@@ -42,6 +95,20 @@ impl ColumnType {
             _ => None,
         }
     }
+}
+
+/// The Arrow field metadata key naming a text column's Postgres type
+/// ([`ColumnType::pg_type_name`]).
+pub const PG_TYPE_KEY: &str = "quiver.pg_type";
+
+/// Field metadata saying a Utf8 value is of Postgres type `name`.
+pub fn pg_type_metadata(name: &str) -> HashMap<String, String> {
+    HashMap::from([(PG_TYPE_KEY.to_string(), name.to_string())])
+}
+
+/// The Postgres type a field's metadata names, if any.
+pub fn field_pg_type(field: &Field) -> Option<&str> {
+    field.metadata().get(PG_TYPE_KEY).map(String::as_str)
 }
 
 /// The Arrow type of a `vector(dim)` value.
@@ -91,6 +158,33 @@ pub struct UniqueDef {
     pub primary: bool,
 }
 
+/// What deleting a referenced row does to the rows referencing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefAction {
+    /// Refuse the delete while rows reference it (23503).
+    #[default]
+    NoAction,
+    Restrict,
+    /// Delete the referencing rows too.
+    Cascade,
+    /// Set the referencing columns to NULL.
+    SetNull,
+}
+
+/// `FOREIGN KEY (columns) REFERENCES table (ref_columns) ON DELETE …`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKeyDef {
+    /// The constraint's name (`docs_collection_id_fkey`, as PostgreSQL names it).
+    pub name: String,
+    pub columns: Vec<String>,
+    /// The referenced table; its `ref_columns` are its primary key or a unique constraint.
+    pub table: String,
+    pub ref_columns: Vec<String>,
+    #[serde(default)]
+    pub on_delete: RefAction,
+}
+
 /// A table's definition as kept in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
@@ -106,6 +200,10 @@ pub struct TableDef {
     /// Primary key and unique constraints, enforced on every write.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unique: Vec<UniqueDef>,
+    /// Foreign keys, checked on every write to this table and on deletes
+    /// from the tables they reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyDef>,
 }
 
 impl TableDef {
@@ -113,7 +211,7 @@ impl TableDef {
         Arc::new(Schema::new(
             self.columns
                 .iter()
-                .map(|c| Field::new(&c.name, c.ty.arrow_type(), c.nullable))
+                .map(|c| c.ty.field(&c.name, c.nullable))
                 .collect::<Vec<_>>(),
         ))
     }
@@ -124,7 +222,7 @@ impl TableDef {
         Arc::new(Schema::new(
             self.columns
                 .iter()
-                .map(|c| Field::new(&c.name, c.ty.arrow_type(), true))
+                .map(|c| c.ty.field(&c.name, true))
                 .collect::<Vec<_>>(),
         ))
     }

@@ -47,6 +47,7 @@ impl VisitorMut for Rewriter {
     type Break = ();
 
     fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        name_cte_columns(q);
         each_select(q.body.as_mut(), &mut |select| {
             unique_names(select);
             for item in &mut select.projection {
@@ -82,6 +83,45 @@ impl VisitorMut for Rewriter {
             **q = single;
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `WITH RECURSIVE t(a, b) AS (SELECT x, 0 UNION ALL SELECT …, t.b + 1
+/// FROM t …)`: the names in `t(a, b)` also name the first SELECT's columns
+/// (asyncpg's type introspection reads `tt.depth` in the recursive term,
+/// and DataFusion names the work table's columns from the first SELECT).
+fn name_cte_columns(q: &mut Query) {
+    let Some(with) = q.with.as_mut() else {
+        return;
+    };
+    for cte in &mut with.cte_tables {
+        let names: Vec<_> = cte.alias.columns.iter().map(|c| c.name.clone()).collect();
+        if names.is_empty() {
+            continue;
+        }
+        let mut body = cte.query.body.as_mut();
+        while let SetExpr::SetOperation { left, .. } = body {
+            body = left.as_mut();
+        }
+        let SetExpr::Select(select) = body else {
+            continue;
+        };
+        if select.projection.len() != names.len()
+            || !select.projection.iter().all(|i| {
+                matches!(
+                    i,
+                    SelectItem::UnnamedExpr(_) | SelectItem::ExprWithAlias { .. }
+                )
+            })
+        {
+            continue;
+        }
+        for (item, name) in select.projection.iter_mut().zip(names) {
+            if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+                let expr = std::mem::replace(e, Expr::value(Value::Null));
+                *item = SelectItem::ExprWithAlias { expr, alias: name };
+            }
+        }
     }
 }
 
@@ -309,7 +349,9 @@ fn rewrite_expr(e: &mut Expr) {
         Expr::Cast {
             expr, data_type, ..
         } => {
-            if let Some(conversion) = reg_conversion(data_type, is_text_literal(expr)) {
+            if let Some(conversion) = reg_conversion(data_type, is_text_literal(expr))
+                .or_else(|| text_type_input(data_type))
+            {
                 let inner = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
                 *e = function_call(conversion, vec![inner]);
             } else if let Some(t) = arrow_friendly(data_type) {
@@ -453,6 +495,23 @@ fn custom_name(t: &DataType) -> Option<String> {
             }
         }
         _ => None,
+    }
+}
+
+/// The input function a cast to a type Quiver keeps as text is
+/// ([`crate::json`]): it checks the value and brings it to normal form.
+fn text_type_input(t: &DataType) -> Option<&'static str> {
+    match t {
+        DataType::JSON => Some("json_in"),
+        DataType::JSONB => Some("jsonb_in"),
+        DataType::Uuid => Some("uuid_in"),
+        _ => match custom_name(t)?.as_str() {
+            "jsonpath" => Some("jsonpath_in"),
+            "json" => Some("json_in"),
+            "jsonb" => Some("jsonb_in"),
+            "uuid" => Some("uuid_in"),
+            _ => None,
+        },
     }
 }
 

@@ -72,7 +72,7 @@ pub async fn fill_defaults(
             columns[i] = evaluate_default(s, expr, rows, c.ty, &c.name).await?;
         }
     }
-    check_not_null(def, &columns)?;
+    check_columns(def, &mut columns)?;
     let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(
         def.arrow_schema(),
@@ -84,19 +84,23 @@ pub async fn fill_defaults(
 /// A batch with every column of `def` (NULLs allowed, as decoded) in the
 /// table's own schema: 23502 when a NOT NULL column has a NULL.
 pub fn with_table_schema(def: &TableDef, batch: RecordBatch) -> Result<RecordBatch> {
-    check_not_null(def, batch.columns())?;
+    let mut columns = batch.columns().to_vec();
+    check_columns(def, &mut columns)?;
     let opts =
         datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     Ok(RecordBatch::try_new_with_options(
         def.arrow_schema(),
-        batch.columns().to_vec(),
+        columns,
         &opts,
     )?)
 }
 
-/// 23502 when a NOT NULL column of `def` has a NULL among `columns`.
-fn check_not_null(def: &TableDef, columns: &[ArrayRef]) -> Result<()> {
-    for (c, a) in def.columns.iter().zip(columns) {
+/// Checks the values of rows about to be written: 23502 when a NOT NULL
+/// column of `def` has a NULL; `uuid`, `json`, `jsonb` and `varchar(n)`
+/// values are checked (22P02, 22001) and uuid and jsonb brought to their
+/// normal form.
+fn check_columns(def: &TableDef, columns: &mut [ArrayRef]) -> Result<()> {
+    for (c, a) in def.columns.iter().zip(columns.iter_mut()) {
         if !c.nullable && a.null_count() > 0 {
             return sql_err!(
                 NotNullViolation,
@@ -105,8 +109,45 @@ fn check_not_null(def: &TableDef, columns: &[ArrayRef]) -> Result<()> {
                 def.name
             );
         }
+        if let Some(normal) = normal_form(c.ty, a)? {
+            *a = normal;
+        }
     }
     Ok(())
+}
+
+/// The values of a text-stored column in their normal form (`None`: as
+/// they are).
+fn normal_form(ty: ColumnType, a: &ArrayRef) -> Result<Option<ArrayRef>> {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    let rewrite: fn(&str) -> Result<String> = match ty {
+        ColumnType::Uuid => crate::json::uuid_text,
+        ColumnType::Jsonb => |t| crate::json::json_in(t, true),
+        ColumnType::Json => {
+            for t in a.as_string::<i32>().iter().flatten() {
+                crate::json::parse(t)?;
+            }
+            return Ok(None);
+        }
+        ColumnType::Varchar(n) => {
+            for t in a.as_string::<i32>().iter().flatten() {
+                if t.chars().count() > n as usize {
+                    return sql_err!(
+                        StringDataRightTruncation,
+                        "value too long for type character varying({n})"
+                    );
+                }
+            }
+            return Ok(None);
+        }
+        _ => return Ok(None),
+    };
+    let out: StringArray = a
+        .as_string::<i32>()
+        .iter()
+        .map(|t| t.map(rewrite).transpose())
+        .collect::<Result<_>>()?;
+    Ok(Some(Arc::new(out)))
 }
 
 /// `expr` evaluated once per row (so `gen_random_uuid()` or `now()` give
@@ -163,7 +204,7 @@ fn row_keys(
 }
 
 /// [`row_keys`] of the columns at `positions`.
-fn keys_at(batch: &RecordBatch, positions: &[usize]) -> Result<Vec<Option<String>>> {
+pub(crate) fn keys_at(batch: &RecordBatch, positions: &[usize]) -> Result<Vec<Option<String>>> {
     let arrays: Vec<&ArrayRef> = positions.iter().map(|&i| batch.column(i)).collect();
     let mut out = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -183,29 +224,29 @@ fn keys_at(batch: &RecordBatch, positions: &[usize]) -> Result<Vec<Option<String
     Ok(out)
 }
 
-/// The keys among `keys` (rows of `batch`) that rows of `table`, as the
-/// session sees it, already have.
-async fn existing_keys(
+/// The keys among `keys` (rows of `batch`, their values at `positions`)
+/// that rows of `table`, as the session sees it, have in `columns`.
+pub(crate) async fn existing_keys(
     s: &Session,
-    table: &Table,
-    u: &UniqueDef,
+    table: &str,
+    columns: &[String],
     batch: &RecordBatch,
+    positions: &[usize],
     keys: &[Option<String>],
 ) -> Result<HashSet<String>> {
     let wanted: Vec<usize> = (0..keys.len()).filter(|&r| keys[r].is_some()).collect();
     if wanted.is_empty() {
         return Ok(HashSet::new());
     }
-    let def = &table.def;
-    let positions = key_positions(def, u);
-    let existing = s.ctx.table(def.name.as_str()).await?;
-    let key_cols: Vec<&str> = u.columns.iter().map(String::as_str).collect();
+    let positions = positions.to_vec();
+    let existing = s.ctx.table(table).await?;
+    let key_cols: Vec<&str> = columns.iter().map(String::as_str).collect();
     let found = if wanted.len() <= IN_LIST_ROWS {
-        let filter = key_filter(&u.columns, key_values(batch, &positions, &wanted)?);
+        let filter = key_filter(columns, key_values(batch, &positions, &wanted)?);
         existing.filter(filter)?.select_columns(&key_cols)?
     } else {
         let new_keys = batch.project(&positions)?;
-        let renamed: Vec<String> = u.columns.iter().map(|c| format!("__new_{c}")).collect();
+        let renamed: Vec<String> = columns.iter().map(|c| format!("__new_{c}")).collect();
         let fields: Vec<_> = new_keys
             .schema()
             .fields()
@@ -246,7 +287,7 @@ fn key_positions(def: &TableDef, u: &UniqueDef) -> Vec<usize> {
 
 /// Rows whose values in `columns` are one of `keys`: an `IN` list for one
 /// column, else `(a = … AND b = …) OR …`.
-fn key_filter(columns: &[String], keys: Vec<Vec<ScalarValue>>) -> DfExpr {
+pub(crate) fn key_filter(columns: &[String], keys: Vec<Vec<ScalarValue>>) -> DfExpr {
     let column = |n: &String| col(datafusion::common::Column::new_unqualified(n));
     if let [only] = columns {
         let values = keys
@@ -268,7 +309,7 @@ fn key_filter(columns: &[String], keys: Vec<Vec<ScalarValue>>) -> DfExpr {
 }
 
 /// The values of `positions` in each of `rows` of `batch`.
-fn key_values(
+pub(crate) fn key_values(
     batch: &RecordBatch,
     positions: &[usize],
     rows: &[usize],
@@ -337,7 +378,15 @@ pub async fn check(
     let mut replace = None;
     for u in &def.unique {
         let keys = row_keys(&batch, def, &u.columns)?;
-        let existing = existing_keys(s, table, u, &batch, &keys).await?;
+        let existing = existing_keys(
+            s,
+            &def.name,
+            &u.columns,
+            &batch,
+            &key_positions(def, u),
+            &keys,
+        )
+        .await?;
         let handles = match on_conflict {
             OnConflict::Fail => false,
             OnConflict::Nothing { target } => target.is_none_or(|t| t.name == u.name),
@@ -456,7 +505,7 @@ pub async fn project_rows(
         for (i, c) in def.columns.iter().enumerate() {
             cols.push(crate::dml::coerce(b.column(i), c.ty, &c.name)?);
         }
-        check_not_null(def, &cols)?;
+        check_columns(def, &mut cols)?;
         out.push(RecordBatch::try_new(schema.clone(), cols)?);
     }
     Ok(datafusion::arrow::compute::concat_batches(&schema, &out)?)
@@ -477,7 +526,15 @@ pub async fn check_replacement(
             .flatten()
             .collect();
         let keys = row_keys(new, def, &u.columns)?;
-        let existing = existing_keys(s, table, u, new, &keys).await?;
+        let existing = existing_keys(
+            s,
+            &table.def.name,
+            &u.columns,
+            new,
+            &key_positions(&table.def, u),
+            &keys,
+        )
+        .await?;
         let mut seen = HashSet::new();
         for key in keys.iter().flatten() {
             if (existing.contains(key) && !old_keys.contains(key)) || !seen.insert(key) {

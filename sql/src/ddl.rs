@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
 use quiver_engine::index::{IndexDef, IndexKind, allowed_params};
-use quiver_engine::schema::{ColumnDef, ColumnType, UniqueDef};
+use quiver_engine::schema::{ColumnDef, ColumnType, ForeignKeyDef, RefAction, UniqueDef};
 
 use crate::error::Result;
 use crate::sql_err;
@@ -50,17 +50,43 @@ fn column_type(t: &DataType) -> Result<ColumnType> {
         D::Real | D::Float4 => ColumnType::Float32,
         D::Float(_) | D::Double(_) | D::DoublePrecision | D::Float8 => ColumnType::Float64,
         D::Boolean | D::Bool => ColumnType::Bool,
+        D::Varchar(Some(len)) | D::CharVarying(Some(len)) | D::CharacterVarying(Some(len)) => {
+            match len {
+                ast::CharacterLength::IntegerLength { length, .. }
+                    if (1..=10_485_760).contains(length) =>
+                {
+                    ColumnType::Varchar(*length as u32)
+                }
+                ast::CharacterLength::Max => ColumnType::Text,
+                _ => {
+                    return sql_err!(
+                        InvalidParameterValue,
+                        "length for type varchar must be between 1 and 10485760"
+                    );
+                }
+            }
+        }
         D::Text
-        | D::Varchar(_)
-        | D::CharVarying(_)
+        | D::Varchar(None)
+        | D::CharVarying(None)
+        | D::CharacterVarying(None)
         | D::String(_)
         | D::Char(_)
         | D::Character(_) => ColumnType::Text,
         D::Timestamp(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
             ColumnType::Timestamp
         }
+        D::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            ColumnType::TimestampTz
+        }
+        D::Date => ColumnType::Date,
+        D::Bytea => ColumnType::Bytea,
+        D::Uuid => ColumnType::Uuid,
+        D::JSON => ColumnType::Json,
+        D::JSONB => ColumnType::Jsonb,
         D::Custom(name, args) if name.to_string().eq_ignore_ascii_case("vector") => {
             let dim = match args.as_slice() {
+                [] => return Ok(ColumnType::VectorAny),
                 [d] => d.parse::<u32>().ok().filter(|d| (1..=16_000).contains(d)),
                 _ => None,
             };
@@ -122,6 +148,7 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
     let mut columns = Vec::new();
     // (constraint name, columns, primary)
     let mut unique: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
+    let mut foreign: Vec<ast::ForeignKeyConstraint> = Vec::new();
     for c in &ct.columns {
         let col = ident_name(&c.name);
         let (ty, mut serial) = match serial_type(&c.data_type) {
@@ -147,11 +174,18 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
                     ..
                 }
                 | ColumnOption::Identity(_) => serial = true,
+                ColumnOption::ForeignKey(fk) => {
+                    let mut fk = fk.clone();
+                    if fk.columns.is_empty() {
+                        fk.columns = vec![c.name.clone()];
+                    }
+                    if fk.name.is_none() {
+                        fk.name = o.name.clone();
+                    }
+                    foreign.push(fk);
+                }
                 // Accepted, not enforced (README).
-                ColumnOption::ForeignKey(_)
-                | ColumnOption::Check(_)
-                | ColumnOption::Comment(_)
-                | ColumnOption::Collation(_) => {}
+                ColumnOption::Check(_) | ColumnOption::Comment(_) | ColumnOption::Collation(_) => {}
                 other => {
                     return sql_err!(
                         FeatureNotSupported,
@@ -193,8 +227,9 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
                     false,
                 ));
             }
+            ast::TableConstraint::ForeignKey(fk) => foreign.push(fk.clone()),
             // Accepted, not enforced (README).
-            ast::TableConstraint::ForeignKey(_) | ast::TableConstraint::Check(_) => {}
+            ast::TableConstraint::Check(_) => {}
             other => {
                 return sql_err!(FeatureNotSupported, "constraint {other} is not supported");
             }
@@ -232,10 +267,122 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
             });
         }
     }
+    let foreign_keys = foreign
+        .iter()
+        .map(|fk| foreign_key(engine, &name, &columns, &defs, fk))
+        .collect::<Result<Vec<_>>>()?;
     engine
-        .create_table(&name, columns, defs, ct.if_not_exists)
+        .create_table(&name, columns, defs, foreign_keys, ct.if_not_exists)
         .await?;
     Ok("CREATE TABLE".into())
+}
+
+/// A `REFERENCES` / `FOREIGN KEY` of table `name` (whose columns and keys
+/// are given, for a table referencing itself): the referenced columns must
+/// be the referenced table's primary key or a unique constraint (42830).
+fn foreign_key(
+    engine: &Engine,
+    name: &str,
+    columns: &[ColumnDef],
+    keys: &[UniqueDef],
+    fk: &ast::ForeignKeyConstraint,
+) -> Result<ForeignKeyDef> {
+    let table = object_name(&fk.foreign_table)?;
+    let cols: Vec<String> = fk.columns.iter().map(ident_name).collect();
+    for c in &cols {
+        if !columns.iter().any(|d| &d.name == c) {
+            return sql_err!(
+                UndefinedColumn,
+                "column \"{c}\" referenced in foreign key constraint does not exist"
+            );
+        }
+    }
+    let (ref_columns, ref_keys): (Vec<ColumnDef>, Vec<UniqueDef>) = if table == name {
+        (columns.to_vec(), keys.to_vec())
+    } else {
+        let t = engine.table(&table)?;
+        (t.def.columns.clone(), t.def.unique.clone())
+    };
+    let mut referred: Vec<String> = fk.referred_columns.iter().map(ident_name).collect();
+    if referred.is_empty() {
+        match ref_keys.iter().find(|k| k.primary) {
+            Some(pk) => referred = pk.columns.clone(),
+            None => {
+                return sql_err!(
+                    InvalidForeignKey,
+                    "there is no primary key for referenced table \"{table}\""
+                );
+            }
+        }
+    }
+    if referred.len() != cols.len() {
+        return sql_err!(
+            InvalidForeignKey,
+            "number of referencing and referenced columns for foreign key disagree"
+        );
+    }
+    let mut sorted = referred.clone();
+    sorted.sort();
+    if !ref_keys.iter().any(|k| {
+        let mut kc = k.columns.clone();
+        kc.sort();
+        kc == sorted
+    }) {
+        return sql_err!(
+            InvalidForeignKey,
+            "there is no unique constraint matching given keys for referenced table \"{table}\""
+        );
+    }
+    for (c, r) in cols.iter().zip(&referred) {
+        let ty = |defs: &[ColumnDef], n: &str| defs.iter().find(|d| d.name == n).map(|d| d.ty);
+        let (a, b) = (ty(columns, c), ty(&ref_columns, r));
+        let comparable = match (a, b) {
+            (Some(a), Some(b)) => a.arrow_type() == b.arrow_type(),
+            _ => false,
+        };
+        if !comparable {
+            return sql_err!(
+                DatatypeMismatch,
+                "foreign key constraint cannot be implemented: key columns \"{c}\" and \"{r}\" are of incompatible types"
+            );
+        }
+    }
+    let on_delete = match fk.on_delete {
+        None | Some(ast::ReferentialAction::NoAction) => RefAction::NoAction,
+        Some(ast::ReferentialAction::Restrict) => RefAction::Restrict,
+        Some(ast::ReferentialAction::Cascade) => RefAction::Cascade,
+        Some(ast::ReferentialAction::SetNull) => RefAction::SetNull,
+        Some(ast::ReferentialAction::SetDefault) => {
+            return sql_err!(
+                FeatureNotSupported,
+                "ON DELETE SET DEFAULT is not supported"
+            );
+        }
+    };
+    if matches!(
+        fk.on_update,
+        Some(
+            ast::ReferentialAction::Cascade
+                | ast::ReferentialAction::SetNull
+                | ast::ReferentialAction::SetDefault
+        )
+    ) {
+        return sql_err!(
+            FeatureNotSupported,
+            "ON UPDATE CASCADE / SET NULL / SET DEFAULT are not supported (updates of referenced keys are refused while referenced)"
+        );
+    }
+    Ok(ForeignKeyDef {
+        name: fk
+            .name
+            .as_ref()
+            .map(ident_name)
+            .unwrap_or_else(|| format!("{name}_{}_fkey", cols.join("_"))),
+        columns: cols,
+        table,
+        ref_columns: referred,
+        on_delete,
+    })
 }
 
 /// `WITH (key = value, …)` as strings.
@@ -283,6 +430,40 @@ fn opclass_metric(opclass: &str) -> Result<Metric> {
             "operator class \"{other}\" does not exist for Quiver's vector indexes (use vector_l2_ops, vector_cosine_ops or vector_ip_ops)"
         ),
     }
+}
+
+/// For an index Quiver does not build — GIN, GiST, SP-GiST, BRIN (as ORMs
+/// and RAG stores put on jsonb metadata) and indexes on expressions — the
+/// warning that says so (the statement succeeds, as schema migrations need;
+/// filters on those columns are answered by scanning). `None` for an index
+/// Quiver builds.
+pub fn unbuilt_index(engine: &Engine, ci: &CreateIndex) -> Result<Option<String>> {
+    let table = object_name(&ci.table_name)?;
+    engine.table(&table)?;
+    let method = ci
+        .using
+        .as_ref()
+        .map(|u| u.to_string().to_ascii_lowercase());
+    let name = ci
+        .name
+        .as_ref()
+        .map_or_else(|| "(unnamed)".to_string(), ToString::to_string);
+    if let Some(m @ ("gin" | "gist" | "spgist" | "brin")) = method.as_deref() {
+        return Ok(Some(format!(
+            "index {name} was not built: Quiver has no {m} indexes; filters on its columns scan the table"
+        )));
+    }
+    if let Some(c) = ci
+        .columns
+        .iter()
+        .find(|c| !matches!(c.column.expr, Expr::Identifier(_)))
+    {
+        return Ok(Some(format!(
+            "index {name} was not built: Quiver does not index expressions ({}); filters on it scan the table",
+            c.column.expr
+        )));
+    }
+    Ok(None)
 }
 
 pub async fn create_index(engine: &Engine, ci: &CreateIndex) -> Result<String> {
@@ -406,6 +587,27 @@ pub async fn drop(
     names: &[ObjectName],
     if_exists: bool,
 ) -> Result<String> {
+    if matches!(object_type, ast::ObjectType::Table) {
+        let dropping: Vec<String> = names.iter().map(object_name).collect::<Result<_>>()?;
+        for (other, def) in engine.catalog().tables.iter() {
+            if dropping.contains(other) {
+                continue;
+            }
+            if let Some(fk) = def
+                .foreign_keys
+                .iter()
+                .find(|f| dropping.contains(&f.table))
+            {
+                return sql_err!(
+                    DependentObjectsStillExist,
+                    "cannot drop table {} because other objects depend on it: constraint {} on table {other} depends on table {}; drop {other} first",
+                    fk.table,
+                    fk.name,
+                    fk.table
+                );
+            }
+        }
+    }
     for n in names {
         let name = object_name(n)?;
         match object_type {

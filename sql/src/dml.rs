@@ -73,7 +73,9 @@ pub fn insert_param_types(engine: &Engine, ins: &Insert) -> Result<Vec<(usize, D
                 && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
             {
                 let ty = match table.def.columns[col].ty {
-                    ColumnType::Vector(_) => crate::session::vector_parameter_type(),
+                    ColumnType::Vector(_) | ColumnType::VectorAny => {
+                        crate::session::vector_parameter_type()
+                    }
                     other => other.arrow_type(),
                 };
                 out.push((n - 1, ty));
@@ -88,9 +90,24 @@ pub(crate) fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<Array
     if let ColumnType::Vector(dim) = ty {
         return to_vector_column(arr, dim, name);
     }
+    if ty == ColumnType::VectorAny {
+        return crate::vector::to_vector_list(arr);
+    }
     let target = ty.arrow_type();
     if arr.data_type() == &target {
         return Ok(arr.clone());
+    }
+    if ty == ColumnType::Bytea
+        && let Some(texts) = datafusion::arrow::array::AsArray::as_string_opt::<i32>(arr.as_ref())
+    {
+        // A string given for a bytea is its text form (`'\x0a0b'`).
+        let bytes = texts
+            .iter()
+            .map(|t| t.map(crate::copy::bytea_from_text).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Arc::new(datafusion::arrow::array::BinaryArray::from_iter(
+            bytes,
+        )));
     }
     if matches!(
         arr.data_type(),
@@ -399,6 +416,7 @@ pub async fn insert(s: &Session, ins: &Insert) -> Result<Output> {
     for b in batches {
         filled.push(crate::constraints::fill_defaults(s, &table.def, &omitted, b).await?);
     }
+    crate::references::check_inserted(s, &table.def, &filled).await?;
     let (n, written) = s.insert_rows(&table, filled, &conflict).await?;
     match &ins.returning {
         None => Ok(Output::Command {
@@ -558,6 +576,15 @@ pub async fn delete(s: &Session, d: &ast::Delete) -> Result<Output> {
         datafusion::common::ScalarValue::Boolean(Some(true)),
         None,
     ));
+    if !crate::references::referencing(s, &table.def.name).is_empty() {
+        let deleted = crate::references::delete(s, &table, filter).await?;
+        return match &d.returning {
+            None => Ok(Output::Command {
+                tag: format!("DELETE {}", deleted.num_rows()),
+            }),
+            Some(items) => returning(&table.def, items, vec![deleted]).await,
+        };
+    }
     match &d.returning {
         None => {
             let n = s.delete_rows(&table, filter).await?;

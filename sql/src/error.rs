@@ -58,6 +58,16 @@ pub enum StatusCode {
     UniqueViolation,
     /// NULL in a NOT NULL column (23502).
     NotNullViolation,
+    /// A key with no referenced row, or a referenced row still referenced (23503).
+    ForeignKeyViolation,
+    /// A foreign key whose referenced columns are no key (42830).
+    InvalidForeignKey,
+    /// A value too long for its type, e.g. `varchar(3)` given `'abcd'` (22001).
+    StringDataRightTruncation,
+    /// A jsonpath that had to yield one item did not (22038).
+    SingletonJsonItemRequired,
+    /// A DROP of an object others depend on, without CASCADE (2BP01).
+    DependentObjectsStillExist,
     /// A reference that matches nothing it must, e.g. an ON CONFLICT target (42P10).
     InvalidColumnReference,
     /// Query was cancelled or timed out (57014).

@@ -29,8 +29,10 @@ pub mod dml;
 pub mod error;
 pub mod functions;
 pub mod generic;
+pub mod json;
 pub mod names;
 pub mod pg_catalog;
+pub mod references;
 pub mod rewrite;
 pub mod session;
 pub mod settings;
@@ -43,6 +45,7 @@ pub mod vector;
 pub mod vector_search;
 
 pub use error::{Result, SqlError, StatusCode};
+pub use quiver_engine::schema::field_pg_type;
 pub use session::{
     CopyFormat, CopyIn, CopyLoad, Database, Described, Output, ParamValue, Session, Statement,
     TransactionStatus, VECTOR_TYPE_OID, VERSION,

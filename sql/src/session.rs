@@ -170,6 +170,9 @@ pub struct Session {
     pub(crate) txns: Arc<crate::transaction::Transactions>,
     /// This session's advisory locks (released when it ends).
     advisory: Arc<crate::advisory::SessionLocks>,
+    /// Warnings for the client about the statement that ran
+    /// ([`Session::take_notices`]).
+    notices: Mutex<Vec<String>>,
 }
 
 fn statement_timeout() -> crate::SqlError {
@@ -363,12 +366,7 @@ impl Session {
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
             vec![Arc::new(crate::compat::PgLiterals)];
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
-        let state = datafusion::execution::session_state::SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
-            .with_analyzer_rules(analyzer)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = crate::json::context(config, analyzer);
         let identity = Arc::new(std::sync::RwLock::new(ClientIdentity::default()));
         let catalog_ctx = CatalogContext {
             engine: db.engine.clone(),
@@ -427,6 +425,7 @@ impl Session {
             functions_seen: Mutex::new((0, Vec::new())),
             generic_runs: AtomicU64::new(0),
             txns,
+            notices: Mutex::new(Vec::new()),
         }
     }
 
@@ -574,6 +573,8 @@ impl Session {
             }
             let new = crate::constraints::project_rows(&table.def, old.clone(), None, sets).await?;
             crate::constraints::check_replacement(self, table, &old, &new).await?;
+            crate::references::check_inserted(self, &table.def, std::slice::from_ref(&new)).await?;
+            crate::references::check_updated(self, &table.def, &old, &new).await?;
             w.delete(
                 filter
                     .clone()
@@ -590,6 +591,23 @@ impl Session {
         let updated = update(&mut w).await?;
         w.commit().await?;
         Ok(updated)
+    }
+
+    /// Queues a warning for the client (sent as a NoticeResponse before
+    /// the statement's result).
+    pub(crate) fn notice(&self, message: String) {
+        match self.notices.lock() {
+            Ok(mut g) => g.push(message),
+            Err(p) => p.into_inner().push(message),
+        }
+    }
+
+    /// The warnings the last statements queued, oldest first.
+    pub fn take_notices(&self) -> Vec<String> {
+        match self.notices.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
     }
 
     /// Records who is connected (the start-up's user and database names and
@@ -885,7 +903,13 @@ impl Session {
                 return dml::copy(self, source, *to, target, options, legacy_options).await;
             }
             S::CreateTable(ct) => ddl::create_table(self.engine(), ct).await?,
-            S::CreateIndex(ci) => ddl::create_index(self.engine(), ci).await?,
+            S::CreateIndex(ci) => match ddl::unbuilt_index(self.engine(), ci)? {
+                Some(warning) => {
+                    self.notice(warning);
+                    "CREATE INDEX".to_string()
+                }
+                None => ddl::create_index(self.engine(), ci).await?,
+            },
             S::Drop {
                 object_type,
                 if_exists,
@@ -959,6 +983,24 @@ impl Session {
                 "DISCARD ALL".into()
             }
             S::Truncate(t) => {
+                let names: Vec<String> = t
+                    .table_names
+                    .iter()
+                    .map(|n| crate::ddl::object_name(&n.name))
+                    .collect::<Result<_>>()?;
+                for name in &names {
+                    if let Some((child, fk)) = crate::references::referencing(self, name)
+                        .into_iter()
+                        .find(|(child, _)| !names.contains(&child.def.name))
+                    {
+                        return sql_err!(
+                            FeatureNotSupported,
+                            "cannot truncate a table referenced in a foreign key constraint: table \"{}\" references \"{name}\" ({}); truncate both together",
+                            child.def.name,
+                            fk.name
+                        );
+                    }
+                }
                 for target in &t.table_names {
                     let table = self
                         .engine()
@@ -1202,12 +1244,13 @@ impl Session {
     pub async fn copy_start(self: &Arc<Self>, copy: &CopyIn) -> Result<CopyLoad> {
         let table = self.engine().table(&copy.table)?;
         let txns = self.txns.is_open().await.then(|| self.txns.clone());
-        // Rows for a table with keys, or leaving out a column with a default
+        // Rows for a table with keys or foreign keys, or leaving out a column with a default
         // or a serial, are written as an INSERT's are, at the end.
         let omitted: Vec<usize> = (0..table.def.columns.len())
             .filter(|&i| !copy.columns.contains(&table.def.columns[i].name))
             .collect();
         let needs_insert = !table.def.unique.is_empty()
+            || !table.def.foreign_keys.is_empty()
             || omitted.iter().any(|&i| {
                 let c = &table.def.columns[i];
                 c.serial || c.default.is_some()
@@ -1331,6 +1374,7 @@ impl CopyLoad {
                         crate::constraints::fill_defaults(&session, &self.def, &omitted, b).await?,
                     );
                 }
+                crate::references::check_inserted(&session, &self.def, &filled).await?;
                 let fail = crate::constraints::OnConflict::Fail;
                 Ok(session.insert_rows(&self.table, filled, &fail).await?.0)
             }

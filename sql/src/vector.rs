@@ -276,6 +276,23 @@ pub fn to_vector_column(a: &ArrayRef, dim: u32, column: &str) -> Result<ArrayRef
     )?))
 }
 
+/// Builds a `vector` column without a dimension (List<Float32>) from any
+/// vector-like array, checking every component.
+pub fn to_vector_list(a: &ArrayRef) -> Result<ArrayRef> {
+    let rows = array_to_vectors(a)?;
+    if rows
+        .iter()
+        .flatten()
+        .any(|v| v.is_empty() || v.iter().any(|x| !x.is_finite()))
+    {
+        return sql_err!(
+            DataException,
+            "a vector must have at least 1 dimension and no NaN or infinite value"
+        );
+    }
+    Ok(vectors_to_list(&rows)?)
+}
+
 /// A vector as a `List<Float32>` scalar (what `'[..]'::vector` evaluates to).
 pub fn vector_scalar(v: &[f32]) -> ScalarValue {
     let field = Arc::new(Field::new("item", DataType::Float32, true));
@@ -436,17 +453,18 @@ pub fn function_metric(name: &str) -> Option<Metric> {
         .find(|m| distance_function(*m) == name)
 }
 
-/// All vector functions, to register on a session.
 /// A context of its own for SQL over rows held in memory (an upsert's
-/// `EXCLUDED`, `RETURNING`), with the vector functions.
+/// `EXCLUDED`, `RETURNING`, UPDATE's new rows), with the vector and JSON
+/// functions.
 pub fn scratch_context() -> datafusion::prelude::SessionContext {
-    let ctx = datafusion::prelude::SessionContext::new();
+    let ctx = crate::json::context(datafusion::prelude::SessionConfig::new(), Vec::new());
     for f in functions() {
         ctx.register_udf(f);
     }
     ctx
 }
 
+/// All vector functions, to register on a session.
 pub fn functions() -> Vec<ScalarUDF> {
     let one = || Signature::any(1, Volatility::Immutable);
     let two = || Signature::any(2, Volatility::Immutable);

@@ -42,7 +42,7 @@ pub(crate) fn field_infos(schema: &Schema, formats: &[FieldFormat]) -> Vec<Field
         .iter()
         .enumerate()
         .map(|(i, field)| {
-            let wire = WireType::of(field.data_type());
+            let wire = WireType::of_field(field);
             FieldInfo::new(
                 field.name().clone(),
                 None,
@@ -80,11 +80,19 @@ pub(crate) fn result_formats(format: &Format, columns: usize) -> PgWireResult<Ve
 /// one `Err` item (an ErrorResponse on the wire), never a dropped connection.
 pub(crate) fn row_stream(
     batches: SendableRecordBatchStream,
+    schema: &Schema,
     formats: Vec<FieldFormat>,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    // The types the RowDescription announced (a batch's own schema may have
+    // lost the field metadata that names a text column's type).
+    let wire: Vec<WireType> = schema
+        .fields()
+        .iter()
+        .map(|f| WireType::of_field(f))
+        .collect();
     batches.flat_map(move |batch| {
         let rows: Vec<PgWireResult<DataRow>> = match batch {
-            Ok(batch) => match encode_batch(&batch, &formats) {
+            Ok(batch) => match encode_batch(&batch, &formats, &wire) {
                 Ok(rows) => rows.into_iter().map(Ok).collect(),
                 Err(e) => vec![Err(errors::from_sql(e))],
             },
@@ -95,10 +103,12 @@ pub(crate) fn row_stream(
 }
 
 /// Encodes every row of `batch`; `formats[i]` is column i's format (text
-/// when missing).
+/// when missing), `wire[i]` its announced type (from its Arrow type when
+/// missing).
 pub(crate) fn encode_batch(
     batch: &RecordBatch,
     formats: &[FieldFormat],
+    wire: &[WireType],
 ) -> Result<Vec<DataRow>, SqlError> {
     let columns = batch
         .columns()
@@ -110,7 +120,11 @@ pub(crate) fn encode_batch(
         .enumerate()
         .map(|(i, c)| {
             let format = formats.get(i).copied().unwrap_or(FieldFormat::Text);
-            ColumnWriter::new(c.as_ref(), format)
+            let wire = wire
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| WireType::of(c.data_type()));
+            ColumnWriter::new(c.as_ref(), format, wire)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let field_count = i16::try_from(writers.len()).map_err(|_| {
@@ -184,6 +198,9 @@ struct ColumnWriter<'a> {
     nulls: Option<NullBuffer>,
     column: Column<'a>,
     format: FieldFormat,
+    /// The announced type: text columns of type uuid and jsonb have binary
+    /// forms of their own.
+    wire: WireType,
 }
 
 fn downcast<T>(array: Option<T>) -> Result<T, SqlError> {
@@ -191,7 +208,7 @@ fn downcast<T>(array: Option<T>) -> Result<T, SqlError> {
 }
 
 impl<'a> ColumnWriter<'a> {
-    fn new(array: &'a dyn Array, format: FieldFormat) -> Result<Self, SqlError> {
+    fn new(array: &'a dyn Array, format: FieldFormat, wire: WireType) -> Result<Self, SqlError> {
         let formatter = || ArrayFormatter::try_new(array, &DISPLAY_OPTIONS).map_err(internal);
         let column = match array.data_type() {
             DataType::Boolean => Column::Bool(downcast(array.as_boolean_opt())?),
@@ -232,6 +249,7 @@ impl<'a> ColumnWriter<'a> {
             nulls: array.logical_nulls(),
             column,
             format,
+            wire,
         })
     }
 
@@ -309,9 +327,9 @@ impl<'a> ColumnWriter<'a> {
             Column::UInt64(a) => values::numeric_binary(&a.value(row).to_string(), buf)?,
             Column::Float4(a) => buf.put_f32(a.value(row)),
             Column::Float8(a) => buf.put_f64(a.value(row)),
-            Column::Utf8(a) => buf.put_slice(a.value(row).as_bytes()),
-            Column::LargeUtf8(a) => buf.put_slice(a.value(row).as_bytes()),
-            Column::Utf8View(a) => buf.put_slice(a.value(row).as_bytes()),
+            Column::Utf8(a) => values::text_binary(self.wire, a.value(row), buf)?,
+            Column::LargeUtf8(a) => values::text_binary(self.wire, a.value(row), buf)?,
+            Column::Utf8View(a) => values::text_binary(self.wire, a.value(row), buf)?,
             Column::Bytea(a) => buf.put_slice(a.value(row)),
             Column::Date(a) => {
                 let days = i64::from(a.value(row)) - values::PG_EPOCH_DAYS;

@@ -37,6 +37,11 @@ pub fn sqlstate(code: StatusCode) -> &'static str {
         StatusCode::InvalidSavepoint => "3B001",
         StatusCode::InvalidTableDefinition => "42P16",
         StatusCode::UniqueViolation => "23505",
+        StatusCode::ForeignKeyViolation => "23503",
+        StatusCode::InvalidForeignKey => "42830",
+        StatusCode::StringDataRightTruncation => "22001",
+        StatusCode::SingletonJsonItemRequired => "22038",
+        StatusCode::DependentObjectsStillExist => "2BP01",
         StatusCode::NotNullViolation => "23502",
         StatusCode::InvalidColumnReference => "42P10",
         StatusCode::BadCopyFileFormat => "22P04",
@@ -78,6 +83,13 @@ fn error(code: &str, message: String) -> PgWireError {
         code.to_owned(),
         wire_safe(message),
     )))
+}
+
+/// A WARNING NoticeResponse (SQLSTATE 01000) carrying `message`.
+pub(crate) fn warning(message: String) -> pgwire::messages::PgWireBackendMessage {
+    pgwire::messages::PgWireBackendMessage::NoticeResponse(
+        ErrorInfo::new("WARNING".to_owned(), "01000".to_owned(), wire_safe(message)).into(),
+    )
 }
 
 /// An ErrorResponse for a sql-crate error.

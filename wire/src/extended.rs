@@ -289,11 +289,17 @@ impl ExtendedQueryHandler for Connection {
             .execute(&portal.statement.statement.statement, &params)
             .await
             .map_err(errors::from_sql)?;
+        for n in self.session.take_notices() {
+            client.feed(errors::warning(n)).await?;
+        }
         Ok(match output {
             Output::Rows { schema, stream } => {
                 let formats = result_formats(&portal.result_column_format, schema.fields().len())?;
                 let fields = Arc::new(field_infos(&schema, &formats));
-                Response::Query(QueryResponse::new(fields, row_stream(stream, formats)))
+                Response::Query(QueryResponse::new(
+                    fields,
+                    row_stream(stream, &schema, formats),
+                ))
             }
             Output::Command { tag } => command_response(tag),
             Output::CopyIn(copy) => {

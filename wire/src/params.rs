@@ -45,6 +45,18 @@ fn fixed<const N: usize>(bytes: &[u8], type_name: &str) -> Result<[u8; N], SqlEr
     bytes.try_into().map_err(|_| bad_binary(type_name))
 }
 
+/// A uuid's 16 bytes in canonical text form.
+fn uuid_string(id: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in id.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
 /// Decodes one bind parameter. `type_oid` is the parameter's Postgres type
 /// (0 when unknown); it matters only for binary values.
 pub(crate) fn decode_param(
@@ -70,6 +82,14 @@ pub(crate) fn decode_param(
             ParamValue::Text(utf8(bytes)?)
         }
         oid::NUMERIC => ParamValue::Text(values::numeric_text(bytes)?),
+        oid::UUID => {
+            let id: [u8; 16] = fixed(bytes, "uuid")?;
+            ParamValue::Text(uuid_string(&id))
+        }
+        oid::JSONB => match bytes {
+            [1, text @ ..] => ParamValue::Text(utf8(text)?),
+            _ => return Err(bad_binary("jsonb")),
+        },
         oid::DATE => {
             let days = i32::from_be_bytes(fixed(bytes, "date")?);
             ParamValue::Text(values::date_text(i64::from(days) + values::PG_EPOCH_DAYS))

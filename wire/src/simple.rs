@@ -60,6 +60,9 @@ impl Connection {
             .execute(statement, &[])
             .await
             .map_err(errors::from_sql)?;
+        for n in self.session.take_notices() {
+            client.feed(errors::warning(n)).await?;
+        }
         match output {
             Output::Rows { schema, stream } => {
                 let formats = vec![FieldFormat::Text; schema.fields().len()];
@@ -69,7 +72,7 @@ impl Connection {
                         &fields,
                     )))
                     .await?;
-                let mut rows = row_stream(stream, formats);
+                let mut rows = row_stream(stream, &schema, formats);
                 let mut count = 0usize;
                 while let Some(row) = rows.next().await {
                     client.feed(PgWireBackendMessage::DataRow(row?)).await?;

@@ -23,7 +23,7 @@
 
 use std::sync::LazyLock;
 
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, Field, TimeUnit};
 use pgwire::api::Type;
 use postgres_types::Kind;
 use quiver_sql::VECTOR_TYPE_OID;
@@ -39,6 +39,8 @@ pub(crate) mod oid {
     pub(crate) const INT4: u32 = 23;
     pub(crate) const TEXT: u32 = 25;
     pub(crate) const JSON: u32 = 114;
+    pub(crate) const UUID: u32 = 2950;
+    pub(crate) const JSONB: u32 = 3802;
     pub(crate) const FLOAT4: u32 = 700;
     pub(crate) const FLOAT8: u32 = 701;
     pub(crate) const UNKNOWN: u32 = 705;
@@ -68,6 +70,10 @@ pub(crate) enum WireType {
     Timestamp,
     TimestampTz,
     Vector,
+    Varchar,
+    Uuid,
+    Json,
+    Jsonb,
 }
 
 static VECTOR_TYPE: LazyLock<Type> = LazyLock::new(|| {
@@ -80,6 +86,19 @@ static VECTOR_TYPE: LazyLock<Type> = LazyLock::new(|| {
 });
 
 impl WireType {
+    /// The wire type of a result column or parameter: the Postgres type its
+    /// field's metadata names ([`quiver_sql::field_pg_type`]), else
+    /// the one of its Arrow type.
+    pub(crate) fn of_field(field: &Field) -> WireType {
+        match quiver_sql::field_pg_type(field) {
+            Some("uuid") => WireType::Uuid,
+            Some("json") => WireType::Json,
+            Some("jsonb") => WireType::Jsonb,
+            Some("varchar") => WireType::Varchar,
+            _ => WireType::of(field.data_type()),
+        }
+    }
+
     /// The wire type of an Arrow column.
     pub(crate) fn of(data_type: &DataType) -> WireType {
         match data_type {
@@ -132,6 +151,10 @@ impl WireType {
             WireType::Timestamp => Type::TIMESTAMP,
             WireType::TimestampTz => Type::TIMESTAMPTZ,
             WireType::Vector => VECTOR_TYPE.clone(),
+            WireType::Varchar => Type::VARCHAR,
+            WireType::Uuid => Type::UUID,
+            WireType::Json => Type::JSON,
+            WireType::Jsonb => Type::JSONB,
         }
     }
 
@@ -142,7 +165,14 @@ impl WireType {
             WireType::Int2 => 2,
             WireType::Int4 | WireType::Oid | WireType::Float4 | WireType::Date => 4,
             WireType::Int8 | WireType::Float8 | WireType::Timestamp | WireType::TimestampTz => 8,
-            WireType::Numeric | WireType::Text | WireType::Bytea | WireType::Vector => -1,
+            WireType::Uuid => 16,
+            WireType::Numeric
+            | WireType::Text
+            | WireType::Bytea
+            | WireType::Vector
+            | WireType::Varchar
+            | WireType::Json
+            | WireType::Jsonb => -1,
         }
     }
 }
@@ -176,7 +206,9 @@ pub(crate) fn declared_arrow_type(type_oid: u32) -> Option<DataType> {
         oid::INT8 => Some(DataType::Int64),
         oid::FLOAT4 => Some(DataType::Float32),
         oid::FLOAT8 => Some(DataType::Float64),
-        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::JSON => Some(DataType::Utf8),
+        oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::JSON | oid::JSONB | oid::UUID => {
+            Some(DataType::Utf8)
+        }
         oid::BYTEA => Some(DataType::Binary),
         oid::DATE => Some(DataType::Date32),
         oid::TIMESTAMP => Some(DataType::Timestamp(TimeUnit::Microsecond, None)),

@@ -10,12 +10,16 @@
 //! - `date` / `timestamp` / `timestamptz`: text in ISO style as with
 //!   `DateStyle = ISO, MDY` and `TimeZone = UTC`; binary counts days /
 //!   microseconds since 2000-01-01.
+//! - `uuid`: binary is its 16 bytes; `jsonb`: binary is a version byte (1)
+//!   and the text; `json`, `varchar`: binary is the text.
 //! - `float4` / `float8`: shortest round-trip text, `NaN`, `Infinity`, `-Infinity`.
 
 use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
 use quiver_sql::{SqlError, StatusCode};
+
+use crate::types::WireType;
 
 pub(crate) use quiver_sql::copy::binary::{PG_EPOCH_DAYS, PG_EPOCH_MICROS};
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -56,6 +60,30 @@ pub(crate) fn float4_text(v: f32) -> String {
 }
 
 /// Appends a vector in pgvector's text form: `[1,2.5,-0.25]`.
+/// The binary form of a value stored as text: a uuid's 16 bytes, a
+/// jsonb's version byte and text, the text itself for the rest.
+pub(crate) fn text_binary(wire: WireType, text: &str, out: &mut BytesMut) -> Result<(), SqlError> {
+    match wire {
+        WireType::Uuid => {
+            let hex: String = text.chars().filter(|c| *c != '-').collect();
+            if hex.len() != 32 {
+                return Err(bad_binary("uuid"));
+            }
+            for i in 0..16 {
+                let byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+                    .map_err(|_| bad_binary("uuid"))?;
+                out.put_u8(byte);
+            }
+        }
+        WireType::Jsonb => {
+            out.put_u8(1);
+            out.put_slice(text.as_bytes());
+        }
+        _ => out.put_slice(text.as_bytes()),
+    }
+    Ok(())
+}
+
 pub(crate) fn vector_text(values: &[f32], out: &mut BytesMut) {
     let mut text = String::with_capacity(values.len() * 10 + 2);
     text.push('[');

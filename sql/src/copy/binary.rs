@@ -196,7 +196,40 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             }
             Arc::new(b.finish())
         }
-        ColumnType::Text => {
+        ColumnType::Bytea => {
+            let mut b = datafusion::arrow::array::BinaryBuilder::with_capacity(values.len(), 0);
+            for v in values {
+                b.append_option(*v);
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Uuid => {
+            let mut b = StringBuilder::with_capacity(values.len(), values.len() * 36);
+            for v in values {
+                match v {
+                    None => b.append_null(),
+                    Some(bytes) => {
+                        let id: [u8; 16] =
+                            (*bytes).try_into().map_err(|_| bad_value("uuid", name))?;
+                        b.append_value(uuid::Uuid::from_bytes(id).hyphenated().to_string());
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Jsonb => {
+            // Version 1, then the text (checked and normalized when written).
+            let mut texts: Vec<Option<&[u8]>> = Vec::with_capacity(values.len());
+            for v in values {
+                texts.push(match v {
+                    None => None,
+                    Some([1, rest @ ..]) => Some(rest),
+                    Some(_) => return Err(bad_value("jsonb", name)),
+                });
+            }
+            column(ColumnType::Text, name, &texts)?
+        }
+        ColumnType::Text | ColumnType::Varchar(_) | ColumnType::Json => {
             let bytes = values.iter().map(|v| v.map_or(0, <[u8]>::len)).sum();
             let mut b = StringBuilder::with_capacity(values.len(), bytes);
             for v in values {
@@ -217,6 +250,29 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             }
             Arc::new(b.finish())
         }
+        ColumnType::Date => {
+            let mut b = datafusion::arrow::array::Date32Builder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    None => b.append_null(),
+                    Some(bytes) => {
+                        let since_2000 = i32::from_be_bytes(
+                            (*bytes).try_into().map_err(|_| bad_value("date", name))?,
+                        );
+                        b.append_value(
+                            since_2000
+                                .checked_add(PG_EPOCH_DAYS as i32)
+                                .ok_or_else(|| bad_value("date", name))?,
+                        );
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::TimestampTz => {
+            let plain = column(ColumnType::Timestamp, name, values)?;
+            datafusion::arrow::compute::cast(&plain, &ty.arrow_type())?
+        }
         ColumnType::Timestamp => {
             let mut b = TimestampMicrosecondBuilder::with_capacity(values.len());
             for v in values {
@@ -236,6 +292,20 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
                 }
             }
             Arc::new(b.finish())
+        }
+        ColumnType::VectorAny => {
+            let mut rows = Vec::with_capacity(values.len());
+            for v in values {
+                rows.push(match v {
+                    None => None,
+                    Some(bytes) => {
+                        let mut floats = Vec::new();
+                        parse_vector_binary(bytes, &mut floats)?;
+                        Some(floats)
+                    }
+                });
+            }
+            crate::vector::to_vector_list(&crate::vector::vectors_to_list(&rows)?)?
         }
         ColumnType::Vector(dim) => {
             let (flat, valid) = super::flat_vectors(values, dim, name, parse_vector_binary)?;

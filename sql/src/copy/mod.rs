@@ -248,6 +248,49 @@ fn bad_value(ty: &str, v: &str) -> SqlError {
     )
 }
 
+/// A `bytea` from its text forms: hex (`\\x0aff`) or escaped
+/// (`a\\000b`, octal escapes and doubled backslashes).
+pub fn bytea_from_text(s: &str) -> Result<Vec<u8>> {
+    let bad = || {
+        SqlError::new(
+            StatusCode::InvalidTextRepresentation,
+            "invalid input syntax for type bytea",
+        )
+    };
+    if let Some(hex) = s.strip_prefix("\\x") {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if !digits.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        return digits
+            .chunks(2)
+            .map(|p| {
+                std::str::from_utf8(p)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+                    .ok_or_else(bad)
+            })
+            .collect();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = s.get(i + 1..i + 4).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(octal, 8).map_err(|_| bad())?);
+            i += 4;
+        }
+    }
+    Ok(out)
+}
+
 /// Builds one column of type `ty` from text values.
 pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> Result<ArrayRef> {
     macro_rules! build {
@@ -270,7 +313,13 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
         ColumnType::Float64 => build!(Float64Builder, "double precision", |s: &str| s
             .parse::<f64>()),
         ColumnType::Bool => build!(BooleanBuilder, "boolean", parse_bool),
-        ColumnType::Text => {
+        ColumnType::Text
+        | ColumnType::Varchar(_)
+        | ColumnType::Uuid
+        | ColumnType::Json
+        | ColumnType::Jsonb => {
+            // Checked and brought to normal form when written
+            // ([`crate::constraints`]).
             let mut b = StringBuilder::with_capacity(
                 values.len(),
                 values.iter().map(|v| v.map_or(0, |s| s.len())).sum(),
@@ -280,7 +329,22 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
             }
             Arc::new(b.finish())
         }
-        ColumnType::Timestamp => {
+        ColumnType::Bytea => {
+            let mut b = datafusion::arrow::array::BinaryBuilder::with_capacity(values.len(), 0);
+            for v in values {
+                match v {
+                    None => b.append_null(),
+                    Some(s) => b.append_value(bytea_from_text(s)?),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Date => {
+            let type_name = match ty {
+                ColumnType::Date => "date",
+                ColumnType::TimestampTz => "timestamp with time zone",
+                _ => "timestamp",
+            };
             let strings: ArrayRef = Arc::new(
                 values
                     .iter()
@@ -295,9 +359,18 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
                 .map_err(|e| {
                     SqlError::new(
                         StatusCode::InvalidTextRepresentation,
-                        format!("invalid input syntax for type timestamp: {e}"),
+                        format!("invalid input syntax for type {type_name}: {e}"),
                     )
                 })?
+        }
+        ColumnType::VectorAny => {
+            let strings: ArrayRef = Arc::new(
+                values
+                    .iter()
+                    .copied()
+                    .collect::<datafusion::arrow::array::StringArray>(),
+            );
+            crate::vector::to_vector_list(&strings)?
         }
         ColumnType::Vector(dim) => {
             // Parsing the text of large vectors is the bulk of a COPY: split it over the cores.
@@ -473,8 +546,22 @@ pub fn format_value(col: &ArrayRef, row: usize) -> Result<Option<String>> {
             let v = array_to_vectors(&col.slice(row, 1))?;
             Ok(v.into_iter().next().flatten().map(|v| format_vector(&v)))
         }
+        DataType::Binary => {
+            let b = col
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::BinaryArray>();
+            Ok(b.map(|b| {
+                let hex: String = b.value(row).iter().map(|x| format!("{x:02x}")).collect();
+                format!("\\x{hex}")
+            }))
+        }
         _ => {
-            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+            // PostgreSQL's ISO style: `2024-01-02 03:04:05[.123]`, `+00` for
+            // a timestamptz (always UTC in Quiver).
+            let options = FormatOptions::default()
+                .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+                .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f+00"));
+            let f = ArrayFormatter::try_new(col.as_ref(), &options)?;
             Ok(Some(f.value(row).to_string()))
         }
     }

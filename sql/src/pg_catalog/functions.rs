@@ -16,12 +16,12 @@ use datafusion::arrow::array::{
     new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::format::DEFAULT_CAST_OPTIONS;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 
 use super::{
@@ -29,14 +29,34 @@ use super::{
 };
 use crate::error::{SqlError, StatusCode};
 
-type Body = dyn Fn(&[ArrayRef], usize) -> DfResult<ArrayRef> + Send + Sync;
+type Body = dyn Fn(&[ArrayRef], &[FieldRef], usize) -> DfResult<ArrayRef> + Send + Sync;
 
-/// A catalog helper: any argument types, computed over whole columns.
+/// A function computed over whole columns (the catalog helpers, the JSON
+/// functions): the body gets the arguments as arrays with their fields,
+/// and the result's field carries `pg_type` in its metadata when set.
 struct Helper {
     name: &'static str,
     signature: Signature,
     returns: DataType,
+    pg_type: Option<&'static str>,
     body: Arc<Body>,
+}
+
+/// A [`Helper`] with its signature, result type and Postgres result type.
+pub(crate) fn column_function(
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    pg_type: Option<&'static str>,
+    body: impl Fn(&[ArrayRef], &[FieldRef], usize) -> DfResult<ArrayRef> + Send + Sync + 'static,
+) -> ScalarUDF {
+    ScalarUDF::new_from_impl(Helper {
+        name,
+        signature,
+        returns,
+        pg_type,
+        body: Arc::new(body),
+    })
 }
 
 impl std::fmt::Debug for Helper {
@@ -72,6 +92,14 @@ impl ScalarUDFImpl for Helper {
         Ok(self.returns.clone())
     }
 
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> DfResult<FieldRef> {
+        let f = Field::new(self.name, self.returns.clone(), true);
+        Ok(Arc::new(match self.pg_type {
+            Some(t) => f.with_metadata(quiver_engine::schema::pg_type_metadata(t)),
+            None => f,
+        }))
+    }
+
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
         let arrays = args
@@ -79,7 +107,11 @@ impl ScalarUDFImpl for Helper {
             .iter()
             .map(|a| a.to_array(n))
             .collect::<DfResult<Vec<_>>>()?;
-        Ok(ColumnarValue::Array((self.body)(&arrays, n)?))
+        Ok(ColumnarValue::Array((self.body)(
+            &arrays,
+            &args.arg_fields,
+            n,
+        )?))
     }
 }
 
@@ -107,12 +139,7 @@ fn helper(
             Volatility::Stable,
         )
     };
-    ScalarUDF::new_from_impl(Helper {
-        name,
-        signature,
-        returns,
-        body: Arc::new(body),
-    })
+    column_function(name, signature, returns, None, move |a, _, n| body(a, n))
 }
 
 fn safe_cast(a: &ArrayRef, to: &DataType) -> DfResult<ArrayRef> {

@@ -118,6 +118,7 @@ const BASE: &[PgType] = &[
     base(2206, "regtype", "regtype", 4, 'N', 2211),
     base(2950, "uuid", "uuid", 16, 'U', 2951),
     base(3802, "jsonb", "jsonb", -1, 'U', 3807),
+    base(4072, "jsonpath", "jsonpath", -1, 'U', 4073),
     base(4089, "regnamespace", "regnamespace", 4, 'N', 4090),
     PgType {
         oid: VECTOR_TYPE_OID,
@@ -233,7 +234,15 @@ pub fn column_type(ty: &ColumnType) -> (u32, i32) {
         ColumnType::Bool => (16, -1),
         ColumnType::Text => (25, -1),
         ColumnType::Timestamp => (1114, -1),
+        ColumnType::TimestampTz => (1184, -1),
+        ColumnType::Date => (1082, -1),
+        ColumnType::Bytea => (17, -1),
+        ColumnType::Varchar(n) => (1043, *n as i32 + 4),
+        ColumnType::Uuid => (2950, -1),
+        ColumnType::Json => (114, -1),
+        ColumnType::Jsonb => (3802, -1),
         ColumnType::Vector(dim) => (VECTOR_TYPE_OID, *dim as i32),
+        ColumnType::VectorAny => (VECTOR_TYPE_OID, -1),
     }
 }
 

@@ -23,7 +23,7 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
 
 /// Encodes a one-column batch and returns each row's value.
 fn values_of(array: ArrayRef, format: FieldFormat) -> Vec<Option<Vec<u8>>> {
-    let rows = encode_batch(&batch(vec![("c", array)]), &[format]).unwrap();
+    let rows = encode_batch(&batch(vec![("c", array)]), &[format], &[]).unwrap();
     rows.iter()
         .map(|r| {
             assert_eq!(r.field_count, 1);
@@ -150,7 +150,7 @@ fn vectors_with_null_elements_are_errors() {
         vec![Some(vec![Some(1.0), None])],
         2,
     );
-    let err = encode_batch(&batch(vec![("v", Arc::new(list) as ArrayRef)]), &[]).unwrap_err();
+    let err = encode_batch(&batch(vec![("v", Arc::new(list) as ArrayRef)]), &[], &[]).unwrap_err();
     assert_eq!(err.code, StatusCode::DataException);
 }
 
@@ -212,7 +212,7 @@ fn mixed_formats_per_column() {
         ("id", Arc::new(Int32Array::from(vec![7])) as ArrayRef),
         ("name", Arc::new(StringArray::from(vec!["x"]))),
     ]);
-    let rows = encode_batch(&b, &[FieldFormat::Binary, FieldFormat::Text]).unwrap();
+    let rows = encode_batch(&b, &[FieldFormat::Binary, FieldFormat::Text], &[]).unwrap();
     assert_eq!(
         split_row(&rows[0]),
         vec![Some(7i32.to_be_bytes().to_vec()), Some(b"x".to_vec())]
@@ -265,10 +265,12 @@ async fn stream_errors_become_error_items() {
         Err(DataFusionError::ResourcesExhausted("memory pool".into())),
     ];
     let batches: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
-        schema,
+        Arc::clone(&schema),
         futures::stream::iter(items),
     ));
-    let out: Vec<_> = row_stream(batches, vec![FieldFormat::Text]).collect().await;
+    let out: Vec<_> = row_stream(batches, &schema, vec![FieldFormat::Text])
+        .collect()
+        .await;
     assert_eq!(out.len(), 3);
     assert!(out[0].is_ok() && out[1].is_ok());
     let err = match out.into_iter().nth(2) {
@@ -276,4 +278,26 @@ async fn stream_errors_become_error_items() {
         _ => panic!("expected an error item"),
     };
     assert_eq!(err.code, "53200");
+}
+
+#[test]
+fn uuid_and_jsonb_have_their_binary_forms() {
+    let uuid = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    let b = batch(vec![
+        ("u", Arc::new(StringArray::from(vec![uuid])) as ArrayRef),
+        (
+            "j",
+            Arc::new(StringArray::from(vec![r#"{"a": 1}"#])) as ArrayRef,
+        ),
+    ]);
+    let formats = [FieldFormat::Binary, FieldFormat::Binary];
+    let rows = encode_batch(&b, &formats, &[WireType::Uuid, WireType::Jsonb]).unwrap();
+    let fields = split_row(&rows[0]);
+    let u = fields[0].as_ref().expect("uuid");
+    assert_eq!(u.len(), 16);
+    assert_eq!(&u[..4], &[0xa0, 0xee, 0xbc, 0x99]);
+    assert_eq!(fields[1].as_deref(), Some(&b"\x01{\"a\": 1}"[..]));
+    // As text both are their strings.
+    let rows = encode_batch(&b, &[], &[WireType::Uuid, WireType::Jsonb]).unwrap();
+    assert_eq!(split_row(&rows[0])[0].as_deref(), Some(uuid.as_bytes()));
 }
