@@ -213,6 +213,31 @@ async fn psql_session() {
         stdout2.trim_end().ends_with('2'),
         "count after the error: {stdout2}"
     );
+    // \d shows keys as indexes and foreign keys both ways.
+    let (stdout3, stderr3) = psql(
+        server.addr.port(),
+        "\\pset tuples_only off\n\
+         \\pset format aligned\n\
+         CREATE TABLE p (id INT PRIMARY KEY, name TEXT UNIQUE);\n\
+         CREATE TABLE ch (id INT PRIMARY KEY, pid INT REFERENCES p (id) ON DELETE CASCADE, meta JSONB);\n\
+         \\d ch\n\
+         \\d p\n",
+    )
+    .await;
+    for want in [
+        "\"ch_pkey\" PRIMARY KEY, btree (id)",
+        "Foreign-key constraints:",
+        "\"ch_pid_fkey\" FOREIGN KEY (pid) REFERENCES p(id) ON DELETE CASCADE",
+        "| jsonb",
+        "\"p_name_key\" UNIQUE CONSTRAINT, btree (name)",
+        "Referenced by:",
+        "TABLE \"ch\" CONSTRAINT \"ch_pid_fkey\"",
+    ] {
+        assert!(
+            stdout3.contains(want),
+            "{want} missing:\n{stdout3}\nstderr: {stderr3}"
+        );
+    }
     server.shutdown().await.expect("shutdown");
 }
 

@@ -20,6 +20,8 @@
 //!   only aggregated ones;
 //! - `EXISTS (…)` in a select list is `(SELECT count(*) > 0 FROM …)`
 //!   (DataFusion runs `EXISTS` only as a filter);
+//! - `generate_subscripts(a, 1)` is `unnest(generate_series(1,
+//!   cardinality(a)))`;
 //! - `x = ANY (ARRAY[a, b])` is `x IN (a, b)` and `x <> ALL (ARRAY[a, b])`
 //!   is `x NOT IN (a, b)` (SQLAlchemy's `relkind = ANY (ARRAY['r'::VARCHAR,
 //!   …])`), the elements' casts of strings to text types dropped so that a
@@ -72,6 +74,23 @@ impl VisitorMut for Rewriter {
                 }
             }
         });
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(
+        &mut self,
+        t: &mut datafusion::sql::sqlparser::ast::TableFactor,
+    ) -> ControlFlow<()> {
+        // `FROM pg_catalog.f(…)` calls the table function `f`.
+        if let datafusion::sql::sqlparser::ast::TableFactor::Table {
+            name,
+            args: Some(_),
+            ..
+        } = t
+            && let Some(short) = without_pg_catalog(name)
+        {
+            *name = short;
+        }
         ControlFlow::Continue(())
     }
 
@@ -297,6 +316,30 @@ fn rewrite_expr(e: &mut Expr) {
         Expr::Function(f) => {
             if let Some(short) = without_pg_catalog(&f.name) {
                 f.name = short;
+            }
+            if f.name
+                .to_string()
+                .eq_ignore_ascii_case("generate_subscripts")
+                && let FunctionArguments::List(list) = &f.args
+                && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(array))) = list.args.first()
+            {
+                // The subscripts of a one-dimensional array, 1 to its length
+                // (SQLAlchemy reads index and key columns with it).
+                let length = Expr::Cast {
+                    kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(function_call("cardinality", vec![array.clone()])),
+                    data_type: DataType::BigInt(None),
+                    array: false,
+                    format: None,
+                };
+                *e = function_call(
+                    "unnest",
+                    vec![function_call(
+                        "generate_series",
+                        vec![Expr::value(Value::Number("1".into(), false)), length],
+                    )],
+                );
+                return;
             }
             if f.name.to_string().eq_ignore_ascii_case("array")
                 && let FunctionArguments::Subquery(q) = &f.args
@@ -665,6 +708,16 @@ fn char_literal(x: &datafusion::logical_expr::Expr) -> Option<datafusion::logica
             ScalarValue::Int8(Some(s.bytes().next().unwrap_or(0) as i8)),
             meta.clone(),
         )),
+        // `'p'::VARCHAR`, as SQLAlchemy binds `contype = %(contype)s::VARCHAR`.
+        L::Cast(datafusion::logical_expr::Cast { expr, field })
+            if matches!(
+                field.data_type(),
+                datafusion::arrow::datatypes::DataType::Utf8
+                    | datafusion::arrow::datatypes::DataType::Utf8View
+            ) =>
+        {
+            char_literal(expr)
+        }
         _ => None,
     }
 }

@@ -59,8 +59,12 @@ fn insert_target(
 }
 
 /// Types of `$n` used directly as VALUES items: the target column's type
-/// (text for vectors, which clients send as '[…]').
-pub fn insert_param_types(engine: &Engine, ins: &Insert) -> Result<Vec<(usize, DataType)>> {
+/// (text for vectors, which clients send as '[…]'), and its Postgres type
+/// when it is a text type other than `text` (`uuid`, `jsonb`, …).
+pub fn insert_param_types(
+    engine: &Engine,
+    ins: &Insert,
+) -> Result<Vec<(usize, DataType, Option<&'static str>)>> {
     let (table, positions) = insert_target(engine, ins)?;
     let mut out = Vec::new();
     let Some(SetExpr::Values(values)) = ins.source.as_ref().map(|q| q.body.as_ref()) else {
@@ -78,7 +82,7 @@ pub fn insert_param_types(engine: &Engine, ins: &Insert) -> Result<Vec<(usize, D
                     }
                     other => other.arrow_type(),
                 };
-                out.push((n - 1, ty));
+                out.push((n - 1, ty, table.def.columns[col].ty.pg_type_name()));
             }
         }
     }

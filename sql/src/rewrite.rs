@@ -138,6 +138,12 @@ fn param_literal(p: &ParamValue) -> Expr {
             );
         }
         ParamValue::Bool(b) => Value::Boolean(*b),
+        ParamValue::Array(items) => {
+            return Expr::Array(datafusion::sql::sqlparser::ast::Array {
+                elem: items.iter().map(param_literal).collect(),
+                named: true,
+            });
+        }
     };
     Expr::value(v)
 }

@@ -98,6 +98,8 @@ pub enum ParamValue {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// A one-dimensional array (`oid[]`, `text[]`, …), bound as `ARRAY[…]`.
+    Array(Vec<ParamValue>),
 }
 
 /// What Describe reports for a statement.
@@ -106,8 +108,19 @@ pub struct Described {
     /// The type of each `$n` parameter (Arrow); `DataType::Utf8` when only text is known.
     /// A vector parameter is [`vector_parameter_type`].
     pub params: Vec<DataType>,
+    /// The Postgres type of a text parameter that is not `text` (`uuid`,
+    /// `json`, `jsonb`, `varchar`): compared with or written to a column of
+    /// that type. Indexed as `params`; `None` elsewhere.
+    pub param_pg_types: Vec<Option<&'static str>>,
     /// The result columns; `None` when the statement returns no rows.
     pub schema: Option<SchemaRef>,
+}
+
+/// The text types a parameter may be described as ([`Described::param_pg_types`]).
+fn text_pg_type(name: &str) -> Option<&'static str> {
+    ["uuid", "json", "jsonb", "varchar"]
+        .into_iter()
+        .find(|t| *t == name)
 }
 
 /// Format of a COPY stream.
@@ -251,6 +264,24 @@ pub fn vector_parameter_type() -> DataType {
     )))
 }
 
+/// The Arrow type of the elements of an array parameter type.
+fn array_element_type(t: &ast::DataType) -> Option<DataType> {
+    use ast::DataType as T;
+    Some(match t {
+        T::Text | T::Varchar(_) | T::CharacterVarying(_) | T::String(_) => DataType::Utf8,
+        T::Float8 | T::DoublePrecision | T::Double(_) => DataType::Float64,
+        T::BigInt(_) | T::Int8(_) => DataType::Int64,
+        T::Int(_) | T::Integer(_) | T::Int4(_) => DataType::Int32,
+        T::SmallInt(_) | T::Int2(_) => DataType::Int16,
+        T::Bool | T::Boolean => DataType::Boolean,
+        // `oid` as the compatibility rewrite leaves it.
+        T::IntUnsigned(_) => DataType::UInt32,
+        T::Custom(name, _) if name.to_string().eq_ignore_ascii_case("oid") => DataType::UInt32,
+        T::Custom(name, _) if name.to_string().eq_ignore_ascii_case("name") => DataType::Utf8,
+        _ => return None,
+    })
+}
+
 fn explicit_parameter_types(s: &ast::Statement, engine: &Engine) -> Vec<(String, DataType)> {
     use ast::DataType as T;
     let placeholder = |e: &Expr| match e {
@@ -276,6 +307,15 @@ fn explicit_parameter_types(s: &ast::Statement, engine: &Engine) -> Vec<(String,
                 T::Int(_) | T::Integer(_) | T::Int4(_) | T::Int32 => Some(DataType::Int32),
                 T::SmallInt(_) | T::Int2(_) | T::Int16 => Some(DataType::Int16),
                 T::Bool | T::Boolean => Some(DataType::Boolean),
+                // `$1::oid[]` (asyncpg's type introspection), `$1::text[]`, …
+                T::Array(
+                    ast::ArrayElemTypeDef::SquareBracket(inner, _)
+                    | ast::ArrayElemTypeDef::AngleBracket(inner),
+                ) => array_element_type(inner).map(|t| {
+                    DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new(
+                        "item", t, true,
+                    )))
+                }),
                 _ => None,
             };
             if let Some(t) = t {
@@ -390,7 +430,7 @@ impl Session {
         }
         ctx.register_udf(version_udf());
         ctx.register_udaf(crate::single_value::udaf());
-        for f in crate::pg_catalog::functions::udfs(catalog_ctx) {
+        for f in crate::pg_catalog::functions::udfs(catalog_ctx.clone()) {
             ctx.register_udf(f);
         }
         let native = match db.native.lock() {
@@ -408,6 +448,12 @@ impl Session {
         for f in crate::pg_catalog::functions::settings_udfs(&conf) {
             ctx.register_udf(f);
         }
+        ctx.register_udtf(
+            "pg_partition_ancestors",
+            Arc::new(crate::pg_catalog::functions::PartitionAncestors {
+                ctx: catalog_ctx.clone(),
+            }),
+        );
         ctx.register_udtf(
             "vector_search",
             Arc::new(VectorSearchFunction {
@@ -698,6 +744,7 @@ impl Session {
         let mut params: Vec<DataType> = (0..n)
             .map(|i| declared.get(i).cloned().flatten().unwrap_or(DataType::Utf8))
             .collect();
+        let mut pg_types: Vec<Option<&'static str>> = vec![None; n];
         let mut schema = None;
         self.sync_functions();
         if let StatementKind::Sql(s) = &stmt.kind {
@@ -741,6 +788,20 @@ impl Session {
                             None => schema,
                         }
                     });
+                    for (name, field) in plan.get_parameter_fields()? {
+                        if let Some(i) = name
+                            .strip_prefix('$')
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .and_then(|n| n.checked_sub(1))
+                            && i < n
+                            && declared.get(i).cloned().flatten().is_none()
+                        {
+                            pg_types[i] = field
+                                .as_deref()
+                                .and_then(crate::field_pg_type)
+                                .and_then(text_pg_type);
+                        }
+                    }
                     let mut types = plan.get_parameter_types()?;
                     for (name, t) in explicit {
                         let slot = types.entry(name).or_insert(None);
@@ -755,16 +816,18 @@ impl Session {
                         if vectors.contains(&i) {
                             *p = vector_parameter_type();
                         } else if let Some(Some(t)) = types.get(&format!("${}", i + 1))
-                            && !matches!(t, DataType::List(_) | DataType::FixedSizeList(..))
+                            && !matches!(t, DataType::FixedSizeList(..))
+                            && !matches!(t, DataType::List(f) if f.data_type() == &DataType::Float32)
                         {
                             *p = t.clone();
                         }
                     }
                 }
                 ast::Statement::Insert(ins) => {
-                    for (i, t) in dml::insert_param_types(self.engine(), ins)? {
+                    for (i, t, pg) in dml::insert_param_types(self.engine(), ins)? {
                         if i < params.len() && declared.get(i).cloned().flatten().is_none() {
                             params[i] = t;
+                            pg_types[i] = pg;
                         }
                     }
                     schema = dml::returning_schema(self.engine(), &s).await?;
@@ -784,7 +847,11 @@ impl Session {
                 }
             }
         }
-        Ok(Described { params, schema })
+        Ok(Described {
+            params,
+            param_pg_types: pg_types,
+            schema,
+        })
     }
 
     /// Executes a statement with its bound parameters.

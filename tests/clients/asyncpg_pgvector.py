@@ -44,6 +44,20 @@ async def main():
     check(await conn.fetchval("SELECT 1") == 1, "connection usable after an error")
     # Types asyncpg has no codec for are introspected through pg_type.
     check(await conn.fetchval("SELECT 'vector'::regtype::oid") > 0, "regtype")
+    # Array parameters (binary format), as asyncpg's own introspection sends them.
+    rows = await conn.fetch("SELECT typname FROM pg_type WHERE oid = any($1::oid[]) ORDER BY oid", [16, 25])
+    check([r["typname"] for r in rows] == ["bool", "text"], f"oid[] parameter {rows}")
+    n = await conn.fetchval("SELECT count(*) FROM aitems WHERE content = any($1::text[])", ["doc 3", "doc 4", None])
+    check(n == 2, f"text[] parameter {n}")
+    # uuid and jsonb columns: asyncpg's own codecs, binary both ways.
+    import uuid
+
+    await conn.execute("CREATE TABLE ameta (id uuid PRIMARY KEY, meta jsonb)")
+    u = uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+    await conn.execute("INSERT INTO ameta VALUES ($1, $2)", u, '{"b": 1, "a": [true]}')
+    row = await conn.fetchrow("SELECT id, meta, meta -> 'a' AS a FROM ameta WHERE id = $1", u)
+    check(row["id"] == u and row["meta"] == '{"a": [true], "b": 1}', f"uuid/jsonb {row}")
+    check(row["a"] == "[true]", f"-> {row}")
     await conn.close()
 
 

@@ -45,6 +45,50 @@ fn fixed<const N: usize>(bytes: &[u8], type_name: &str) -> Result<[u8; N], SqlEr
     bytes.try_into().map_err(|_| bad_binary(type_name))
 }
 
+/// A one-dimensional array in the binary format: dimensions, a NULL flag,
+/// the element type, each dimension's length and lower bound, then each
+/// element as a length (-1 for NULL) and its bytes.
+fn binary_array(bytes: &[u8], elem: u32) -> Result<ParamValue, SqlError> {
+    let bad = || bad_binary("array");
+    let word = |at: usize| -> Result<i32, SqlError> {
+        Ok(i32::from_be_bytes(
+            bytes
+                .get(at..at + 4)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        ))
+    };
+    let ndim = word(0)?;
+    let mut items = Vec::new();
+    match ndim {
+        0 => {}
+        1 => {
+            let len = usize::try_from(word(12)?).map_err(|_| bad())?;
+            let mut at = 20;
+            for _ in 0..len {
+                let n = word(at)?;
+                at += 4;
+                if n < 0 {
+                    items.push(ParamValue::Null);
+                    continue;
+                }
+                let n = n as usize;
+                let value = bytes.get(at..at + n).ok_or_else(bad)?;
+                items.push(decode_param(Some(value), true, elem)?);
+                at += n;
+            }
+        }
+        _ => {
+            return Err(SqlError::new(
+                StatusCode::FeatureNotSupported,
+                "array parameters of more than one dimension are not supported",
+            ));
+        }
+    }
+    Ok(ParamValue::Array(items))
+}
+
 /// A uuid's 16 bytes in canonical text form.
 fn uuid_string(id: &[u8; 16]) -> String {
     let mut s = String::with_capacity(36);
@@ -67,6 +111,20 @@ pub(crate) fn decode_param(
     let Some(bytes) = value else {
         return Ok(ParamValue::Null);
     };
+    if let Some(elem) = crate::types::array_element_oid(type_oid) {
+        return if binary {
+            binary_array(bytes, elem)
+        } else {
+            quiver_sql::copy::array_literal(&utf8(bytes)?).map(|items| {
+                ParamValue::Array(
+                    items
+                        .into_iter()
+                        .map(|t| t.map_or(ParamValue::Null, ParamValue::Text))
+                        .collect(),
+                )
+            })
+        };
+    }
     if !binary {
         return utf8(bytes).map(ParamValue::Text);
     }
@@ -234,6 +292,48 @@ mod tests {
             bin(&(-1i64).to_be_bytes(), oid::TIMESTAMP).unwrap(),
             ParamValue::Text("1999-12-31 23:59:59.999999".into())
         );
+    }
+
+    #[test]
+    fn array_parameters_in_both_formats() {
+        // asyncpg's `$1::oid[]`: one dimension, two oids, one NULL.
+        let mut b = Vec::new();
+        for w in [1i32, 1, oid::OID as i32, 3, 1] {
+            b.extend_from_slice(&w.to_be_bytes());
+        }
+        for v in [Some(16385u32), None, Some(7)] {
+            match v {
+                Some(v) => {
+                    b.extend_from_slice(&4i32.to_be_bytes());
+                    b.extend_from_slice(&v.to_be_bytes());
+                }
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        assert_eq!(
+            bin(&b, 1028).unwrap(),
+            ParamValue::Array(vec![
+                ParamValue::Int(16385),
+                ParamValue::Null,
+                ParamValue::Int(7)
+            ])
+        );
+        assert!(bin(&b[..10], 1028).is_err());
+        let empty: Vec<u8> = [0i32, 0, oid::TEXT as i32]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
+        assert_eq!(bin(&empty, 1009).unwrap(), ParamValue::Array(vec![]));
+        assert_eq!(
+            decode_param(Some(br#"{a, "b,c" ,NULL,"NULL"}"#), false, 1009).unwrap(),
+            ParamValue::Array(vec![
+                ParamValue::Text("a".into()),
+                ParamValue::Text("b,c".into()),
+                ParamValue::Null,
+                ParamValue::Text("NULL".into()),
+            ])
+        );
+        assert!(decode_param(Some(b"{a"), false, 1009).is_err());
     }
 
     #[test]

@@ -60,9 +60,17 @@ impl Prepared {
     pub(crate) fn param_oid(&self, index: usize, described: Option<&Described>) -> u32 {
         match self.declared_oids.get(index) {
             Some(declared) if *declared != 0 => *declared,
-            _ => described
-                .and_then(|d| d.params.get(index))
-                .map_or(0, |dt| WireType::of(dt).pg_type().oid()),
+            _ => {
+                let named = described
+                    .and_then(|d| d.param_pg_types.get(index).copied().flatten())
+                    .and_then(crate::types::text_type_oid);
+                named.unwrap_or_else(|| {
+                    described.and_then(|d| d.params.get(index)).map_or(0, |dt| {
+                        crate::types::array_type_oid(dt)
+                            .unwrap_or_else(|| WireType::of(dt).pg_type().oid())
+                    })
+                })
+            }
         }
     }
 

@@ -194,6 +194,53 @@ pub(crate) fn pg_type_for_oid(oid: u32) -> Type {
     })
 }
 
+/// The OID of a text type named in field metadata (`uuid`, `json`,
+/// `jsonb`, `varchar`).
+pub(crate) fn text_type_oid(name: &str) -> Option<u32> {
+    match name {
+        "uuid" => Some(oid::UUID),
+        "json" => Some(oid::JSON),
+        "jsonb" => Some(oid::JSONB),
+        "varchar" => Some(oid::VARCHAR),
+        _ => None,
+    }
+}
+
+/// The Postgres array type of a List parameter of scalars (`oid[]` is
+/// 1028, …); `None` for anything else, a vector (List<Float32>) included.
+pub(crate) fn array_type_oid(dt: &DataType) -> Option<u32> {
+    let DataType::List(item) = dt else {
+        return None;
+    };
+    ARRAY_TYPES
+        .iter()
+        .find(|(_, elem, _)| elem == item.data_type())
+        .map(|(array, _, _)| *array)
+}
+
+/// Array type OID, element Arrow type, element type OID.
+const ARRAY_TYPES: [(u32, DataType, u32); 7] = [
+    (1000, DataType::Boolean, oid::BOOL),
+    (1005, DataType::Int16, oid::INT2),
+    (1007, DataType::Int32, oid::INT4),
+    (1016, DataType::Int64, oid::INT8),
+    (1022, DataType::Float64, oid::FLOAT8),
+    (1009, DataType::Utf8, oid::TEXT),
+    (1028, DataType::UInt32, oid::OID),
+];
+
+/// The element type OID of an array type OID (`_text` 1009 → `text`;
+/// `varchar[]` 1015 → `varchar`).
+pub(crate) fn array_element_oid(array_oid: u32) -> Option<u32> {
+    if array_oid == 1015 {
+        return Some(oid::VARCHAR);
+    }
+    ARRAY_TYPES
+        .iter()
+        .find(|(a, _, _)| *a == array_oid)
+        .map(|(_, _, e)| *e)
+}
+
 /// The Arrow type of a parameter whose Postgres type the client declared at
 /// Parse; `None` when the OID is 0 / `unknown` or has no useful Arrow type.
 /// A declared `vector` is `Utf8`, matching how the sql crate reports vector

@@ -291,6 +291,66 @@ pub fn bytea_from_text(s: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The elements of a one-dimensional array in the text format,
+/// `{a,"b c",NULL}` (`None` for NULL; spaces around elements dropped).
+pub fn array_literal(text: &str) -> Result<Vec<Option<String>>> {
+    let bad = || {
+        SqlError::new(
+            StatusCode::InvalidTextRepresentation,
+            format!("malformed array literal: \"{text}\""),
+        )
+    };
+    let inner = text
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .ok_or_else(bad)?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Ok(out);
+    }
+    let mut cur = String::new();
+    let (mut quoted, mut was_quoted, mut escaped) = (false, false, false);
+    let mut push = |cur: &mut String, was_quoted: bool| {
+        let item = std::mem::take(cur);
+        let trimmed = if was_quoted {
+            item
+        } else {
+            item.trim().to_string()
+        };
+        out.push((was_quoted || !trimmed.eq_ignore_ascii_case("null")).then_some(trimmed));
+    };
+    for c in inner.chars() {
+        match c {
+            _ if escaped => {
+                cur.push(c);
+                escaped = false;
+            }
+            '\\' => escaped = true,
+            '"' => {
+                if !quoted && cur.trim().is_empty() {
+                    cur.clear();
+                }
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            // Spaces around a quoted element are not part of it.
+            c if c.is_whitespace() && !quoted && was_quoted => {}
+            '{' | '}' if !quoted => return Err(bad()),
+            ',' if !quoted => {
+                push(&mut cur, was_quoted);
+                was_quoted = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err(bad());
+    }
+    push(&mut cur, was_quoted);
+    Ok(out)
+}
+
 /// Builds one column of type `ty` from text values.
 pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> Result<ArrayRef> {
     macro_rules! build {

@@ -342,46 +342,12 @@ fn text_arrays(a: &ArrayRef) -> Result<Vec<Option<Vec<String>>>, SqlError> {
     }
 }
 
-/// `{a,b,"c d"}` as its elements.
+/// `{a,b,"c d"}` as its elements (NULLs left out).
 fn parse_text_array(t: &str) -> Result<Vec<String>, SqlError> {
-    let inner = t
-        .trim()
-        .strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .ok_or_else(|| {
-            SqlError::new(
-                StatusCode::InvalidTextRepresentation,
-                format!("malformed array literal: \"{t}\""),
-            )
-        })?;
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quoted, mut escaped, mut any) = (false, false, false);
-    for c in inner.chars() {
-        match c {
-            _ if escaped => {
-                cur.push(c);
-                escaped = false;
-            }
-            '\\' => escaped = true,
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            ',' if !quoted => {
-                out.push(std::mem::take(&mut cur).trim().to_string());
-                any = false;
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any || !out.is_empty() {
-        out.push(cur.trim().to_string());
-    }
-    Ok(out)
+    Ok(crate::copy::array_literal(t)?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 /// A SQL value as JSON (`to_jsonb`): text of a json-typed field is

@@ -269,6 +269,46 @@ fn lookup_relation(snap: &Snapshot, text: &str) -> Option<u32> {
         })
 }
 
+/// `pg_partition_ancestors(rel)` in FROM: the relation and its ancestors,
+/// column `relid` — the relation alone, as Quiver has no partitions (psql's
+/// `\d` lists a table's foreign keys with it).
+#[derive(Debug)]
+pub struct PartitionAncestors {
+    pub ctx: CatalogContext,
+}
+
+impl datafusion::catalog::TableFunctionImpl for PartitionAncestors {
+    fn call(
+        &self,
+        args: &[datafusion::logical_expr::Expr],
+    ) -> DfResult<Arc<dyn datafusion::catalog::TableProvider>> {
+        use datafusion::logical_expr::Expr;
+        let text = match args {
+            [Expr::Literal(v, _)] if !v.is_null() => v.to_string(),
+            _ => {
+                return Err(user_error(
+                    StatusCode::FeatureNotSupported,
+                    "pg_partition_ancestors takes one constant relation".into(),
+                ));
+            }
+        };
+        let oid = lookup_relation(&self.ctx.snapshot(), &text);
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![Field::new(
+            "relid",
+            DataType::UInt32,
+            false,
+        )]));
+        let batch = datafusion::arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(UInt32Array::from_iter_values(oid))],
+        )?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?))
+    }
+}
+
 /// The catalog helper functions of one session.
 pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
     let mut out = Vec::new();
@@ -384,6 +424,7 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
         DataType::Utf8,
         move |a, n| {
             let snap = c.snapshot();
+            let constraints = snap.constraints();
             let cols = match a.get(1) {
                 Some(x) => ints(x)?,
                 None => vec![Some(0); n],
@@ -393,7 +434,26 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
                     .into_iter()
                     .zip(cols)
                     .map(|(o, col)| {
-                        let index = snap.catalog.indexes.values().find(|i| Some(i.oid) == o)?;
+                        let Some(index) = snap.catalog.indexes.values().find(|i| Some(i.oid) == o)
+                        else {
+                            // The unique index standing for a key constraint.
+                            let k = constraints
+                                .iter()
+                                .find(|k| k.index_oid != 0 && Some(k.index_oid) == o)?;
+                            return match col {
+                                Some(0) | None => k.index_definition.clone(),
+                                Some(i) => snap
+                                    .catalog
+                                    .tables
+                                    .values()
+                                    .find(|t| t.oid == k.table_oid)
+                                    .and_then(|t| {
+                                        let n = *k.columns.get(usize::try_from(i - 1).ok()?)?;
+                                        t.columns.get((n - 1) as usize)
+                                    })
+                                    .map(|c| quote_ident(&c.name)),
+                            };
+                        };
                         match col {
                             Some(0) | None => Some(snap.index_definition(index)),
                             Some(1) => Some(quote_ident(&index.column)),
@@ -404,9 +464,54 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             ))
         },
     ));
-    // No constraints yet: nothing to describe.
+    let c = ctx.clone();
     out.push(helper(
         "pg_get_constraintdef",
+        &[1, 2],
+        DataType::Utf8,
+        move |a, _| {
+            let all = c.snapshot().constraints();
+            Ok(text_out(
+                oids(arg(a, 0)?)?
+                    .into_iter()
+                    .map(|o| {
+                        o.and_then(|o| all.iter().find(|k| k.oid == o))
+                            .map(|k| k.definition.clone())
+                    })
+                    .collect(),
+            ))
+        },
+    ));
+    // The sequence of a serial / identity column (`public.t_id_seq`), NULL
+    // for other columns.
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_get_serial_sequence",
+        &[2],
+        DataType::Utf8,
+        move |a, _| {
+            let snap = c.snapshot();
+            let tables = texts(arg(a, 0)?)?;
+            let columns = texts(arg(a, 1)?)?;
+            Ok(text_out(
+                tables
+                    .into_iter()
+                    .zip(columns)
+                    .map(|(t, col)| {
+                        let (_, table) = qualified_name(&t?);
+                        let col = col?;
+                        let def = snap.catalog.tables.get(&table)?;
+                        def.column(&col).filter(|c| c.serial).map(|_| {
+                            format!("public.{}", quote_ident(&format!("{table}_{col}_seq")))
+                        })
+                    })
+                    .collect(),
+            ))
+        },
+    ));
+    // No triggers exist (pg_trigger is empty): nothing to describe.
+    out.push(helper(
+        "pg_get_triggerdef",
         &[1, 2],
         DataType::Utf8,
         |a, _| Ok(new_null_array(&DataType::Utf8, arg(a, 0)?.len())),
@@ -477,12 +582,11 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
         }
         Ok(oid_out(ids))
     }));
-    let c = ctx.clone();
-    out.push(helper(
-        "to_regclass",
-        &[1],
-        DataType::UInt32,
-        move |a, _| {
+    // pg_partition_ancestors in a select list: the relation itself (Quiver
+    // has no partitions).
+    for name in ["to_regclass", "pg_partition_ancestors"] {
+        let c = ctx.clone();
+        out.push(helper(name, &[1], DataType::UInt32, move |a, _| {
             let snap = c.snapshot();
             Ok(oid_out(
                 texts(arg(a, 0)?)?
@@ -490,8 +594,8 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
                     .map(|t| t.and_then(|t| lookup_relation(&snap, &t)))
                     .collect(),
             ))
-        },
-    ));
+        }));
+    }
     // `c.oid::regclass`: the relation's name (its id when there is none).
     let c = ctx.clone();
     out.push(helper("regclassout", &[1], DataType::Utf8, move |a, _| {

@@ -133,6 +133,19 @@ pub struct Attribute {
     pub not_null: bool,
 }
 
+impl Attribute {
+    /// The attribute of a table column.
+    fn of(c: &quiver_engine::schema::ColumnDef) -> Attribute {
+        let (type_oid, typmod) = types::column_type(&c.ty);
+        Attribute {
+            name: c.name.clone(),
+            type_oid,
+            typmod,
+            not_null: !c.nullable,
+        }
+    }
+}
+
 /// A relation as `pg_class` shows it: a user table or index, or a catalog table.
 #[derive(Debug, Clone)]
 pub struct Relation {
@@ -144,11 +157,132 @@ pub struct Relation {
     pub am: u32,
     pub columns: Vec<Attribute>,
     pub has_index: bool,
+    /// `relhastriggers`: a table with foreign keys, or referenced by one
+    /// (PostgreSQL enforces them with triggers; psql's `\d` lists foreign
+    /// keys only for such tables).
+    pub has_triggers: bool,
     /// For an index: its definition.
     pub index: Option<IndexDef>,
 }
 
+/// A row of `pg_constraint`: a table's primary key, unique constraint or
+/// foreign key.
+pub struct Constraint {
+    /// Stable for the constraint's life: derived from its table's oid and
+    /// its position among the table's constraints.
+    pub oid: u32,
+    pub name: String,
+    /// `p`, `u` or `f`.
+    pub kind: char,
+    pub table_oid: u32,
+    /// Attribute numbers of its columns.
+    pub columns: Vec<i16>,
+    pub foreign: Option<ForeignRef>,
+    /// As `pg_get_constraintdef` prints it.
+    pub definition: String,
+    /// For a primary key or unique constraint: the unique index that stands
+    /// for it in `pg_class` / `pg_index` (as in PostgreSQL, named as the
+    /// constraint; Quiver checks the key by lookups, served by a scalar
+    /// index on the key when there is one), else 0.
+    pub index_oid: u32,
+    /// That index's `pg_get_indexdef`.
+    pub index_definition: Option<String>,
+    pub primary: bool,
+}
+
+/// The oid of the unique index that stands for constraint `oid`.
+fn constraint_index_oid(oid: u32) -> u32 {
+    oid.wrapping_add(0x2000_0000)
+}
+
+/// The referenced side of a foreign key.
+pub struct ForeignRef {
+    pub table_oid: u32,
+    pub columns: Vec<i16>,
+    /// `confdeltype`: `a` no action, `r` restrict, `c` cascade, `n` set null.
+    pub on_delete: char,
+}
+
+/// The oid of a table's `k`-th constraint: past the top of table and index
+/// oids (which count up from 16,384), unique per table and position.
+fn constraint_oid(table_oid: u32, k: usize) -> u32 {
+    0x4000_0000u32
+        .wrapping_add(table_oid.wrapping_mul(64))
+        .wrapping_add(k.min(63) as u32)
+}
+
 impl Snapshot {
+    /// Every table's constraints (`pg_constraint`).
+    pub fn constraints(&self) -> Vec<Constraint> {
+        let attnums = |def: &quiver_engine::schema::TableDef, cols: &[String]| -> Vec<i16> {
+            cols.iter()
+                .filter_map(|c| def.columns.iter().position(|d| &d.name == c))
+                .map(|i| i as i16 + 1)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for def in self.catalog.tables.values() {
+            for (k, u) in def.unique.iter().enumerate() {
+                let (kind, word) = if u.primary {
+                    ('p', "PRIMARY KEY")
+                } else {
+                    ('u', "UNIQUE")
+                };
+                let oid = constraint_oid(def.oid, k);
+                out.push(Constraint {
+                    oid,
+                    name: u.name.clone(),
+                    kind,
+                    table_oid: def.oid,
+                    columns: attnums(def, &u.columns),
+                    foreign: None,
+                    definition: format!("{word} ({})", quoted_list(&u.columns)),
+                    index_oid: constraint_index_oid(oid),
+                    index_definition: Some(format!(
+                        "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+                        quote_ident(&u.name),
+                        quote_ident(&def.name),
+                        quoted_list(&u.columns)
+                    )),
+                    primary: u.primary,
+                });
+            }
+            for (k, f) in def.foreign_keys.iter().enumerate() {
+                let Some(target) = self.catalog.tables.get(&f.table) else {
+                    continue;
+                };
+                let (on_delete, action) = match f.on_delete {
+                    quiver_engine::schema::RefAction::NoAction => ('a', ""),
+                    quiver_engine::schema::RefAction::Restrict => ('r', " ON DELETE RESTRICT"),
+                    quiver_engine::schema::RefAction::Cascade => ('c', " ON DELETE CASCADE"),
+                    quiver_engine::schema::RefAction::SetNull => ('n', " ON DELETE SET NULL"),
+                };
+                out.push(Constraint {
+                    oid: constraint_oid(def.oid, def.unique.len() + k),
+                    name: f.name.clone(),
+                    kind: 'f',
+                    table_oid: def.oid,
+                    columns: attnums(def, &f.columns),
+                    foreign: Some(ForeignRef {
+                        table_oid: target.oid,
+                        columns: attnums(target, &f.ref_columns),
+                        on_delete,
+                    }),
+                    definition: format!(
+                        "FOREIGN KEY ({}) REFERENCES {}({}){action}",
+                        quoted_list(&f.columns),
+                        quote_ident(&f.table),
+                        quoted_list(&f.ref_columns)
+                    ),
+                    index_oid: 0,
+                    index_definition: None,
+                    primary: false,
+                });
+            }
+        }
+        out
+    }
+
     /// Every relation: user tables, their indexes, then the catalog's own tables.
     pub fn relations(&self) -> Vec<Relation> {
         let mut out = Vec::new();
@@ -159,20 +293,15 @@ impl Snapshot {
                 namespace: PUBLIC_NS,
                 kind: 'r',
                 am: HEAP_AM,
-                columns: t
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        let (type_oid, typmod) = types::column_type(&c.ty);
-                        Attribute {
-                            name: c.name.clone(),
-                            type_oid,
-                            typmod,
-                            not_null: !c.nullable,
-                        }
-                    })
-                    .collect(),
-                has_index: self.catalog.indexes_of(&t.name).next().is_some(),
+                columns: t.columns.iter().map(Attribute::of).collect(),
+                has_index: self.catalog.indexes_of(&t.name).next().is_some()
+                    || !t.unique.is_empty(),
+                has_triggers: !t.foreign_keys.is_empty()
+                    || self
+                        .catalog
+                        .tables
+                        .values()
+                        .any(|o| o.foreign_keys.iter().any(|f| f.table == t.name)),
                 index: None,
             });
         }
@@ -196,7 +325,29 @@ impl Snapshot {
                     not_null: false,
                 }],
                 has_index: false,
+                has_triggers: false,
                 index: Some(i.clone()),
+            });
+        }
+        for k in self.constraints().into_iter().filter(|k| k.index_oid != 0) {
+            let Some(table) = self.catalog.tables.values().find(|t| t.oid == k.table_oid) else {
+                continue;
+            };
+            out.push(Relation {
+                oid: k.index_oid,
+                name: k.name.clone(),
+                namespace: PUBLIC_NS,
+                kind: 'i',
+                am: index_am(IndexKind::BTree),
+                columns: k
+                    .columns
+                    .iter()
+                    .filter_map(|&n| table.columns.get((n - 1) as usize))
+                    .map(Attribute::of)
+                    .collect(),
+                has_index: false,
+                has_triggers: false,
+                index: None,
             });
         }
         for d in DEFS {
@@ -216,6 +367,7 @@ impl Snapshot {
                     })
                     .collect(),
                 has_index: false,
+                has_triggers: false,
                 index: None,
             });
         }
@@ -284,6 +436,14 @@ pub enum V {
     Texts(Vec<String>),
     I16s(Vec<i16>),
     Null,
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| quote_ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn o(v: u32) -> V {
@@ -483,7 +643,7 @@ const DEFS: &[Def] = &[
                         i2(r.columns.len() as i16),
                         i2(0),
                         b(false),
-                        b(false),
+                        b(r.has_triggers),
                         b(false),
                         b(false),
                         b(false),
@@ -594,6 +754,37 @@ const DEFS: &[Def] = &[
                         N,
                     ])
                 })
+                .chain(
+                    s.constraints()
+                        .into_iter()
+                        .filter(|k| k.index_oid != 0)
+                        .map(|k| {
+                            let n = k.columns.len();
+                            vec![
+                                o(k.index_oid),
+                                o(k.table_oid),
+                                i2(n as i16),
+                                i2(n as i16),
+                                b(true),
+                                b(false),
+                                b(k.primary),
+                                b(false),
+                                b(true),
+                                b(false),
+                                b(true),
+                                b(false),
+                                b(true),
+                                b(true),
+                                b(false),
+                                V::I16s(k.columns.clone()),
+                                V::Oids(vec![0; n]),
+                                V::Oids(vec![0; n]),
+                                V::I16s(vec![0; n]),
+                                N,
+                                N,
+                            ]
+                        }),
+                )
                 .collect()
         },
     },
@@ -956,7 +1147,42 @@ const DEFS: &[Def] = &[
                   confmatchtype char, conislocal bool, coninhcount int4, connoinherit bool, \
                   conkey int2[], confkey int2[], conpfeqop oid[], conppeqop oid[], \
                   conffeqop oid[], confdelsetcols int2[], conexclop oid[], conbin text",
-        rows: none,
+        rows: |s| {
+            s.constraints()
+                .into_iter()
+                .map(|k| {
+                    let fk = k.foreign.as_ref();
+                    vec![
+                        o(k.oid),
+                        t(k.name.clone()),
+                        o(PUBLIC_NS),
+                        c(k.kind),
+                        b(false),
+                        b(false),
+                        b(true),
+                        o(k.table_oid),
+                        o(0),
+                        o(k.index_oid),
+                        o(0),
+                        o(fk.map_or(0, |f| f.table_oid)),
+                        fk.map_or(c(' '), |_| c('a')),
+                        fk.map_or(c(' '), |f| c(f.on_delete)),
+                        fk.map_or(c(' '), |_| c('s')),
+                        b(true),
+                        i4(0),
+                        b(true),
+                        V::I16s(k.columns.clone()),
+                        fk.map_or(N, |f| V::I16s(f.columns.clone())),
+                        N,
+                        N,
+                        N,
+                        N,
+                        N,
+                        N,
+                    ]
+                })
+                .collect()
+        },
     },
     Def {
         name: "pg_description",
