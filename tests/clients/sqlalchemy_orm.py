@@ -28,6 +28,12 @@ engine = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{PORT}/postgres
 Base.metadata.create_all(engine)
 check(inspect(engine).has_table("documents"), "has_table after create_all")
 Base.metadata.create_all(engine)  # a second time: the table is found, nothing created
+# Reflection of keys reads pg_constraint / pg_index (arrays come back as arrays).
+insp = inspect(engine)
+pk = insp.get_pk_constraint("documents")
+check(pk["constrained_columns"] == ["id"] and pk["name"] == "documents_pkey", f"pk {pk}")
+uniques = insp.get_unique_constraints("documents")
+check([u["column_names"] for u in uniques] == [["title"]], f"unique {uniques}")
 
 with Session(engine) as s:
     docs = [Document(title=f"doc {i}", category=f"c{i % 3}", embedding=base[i]) for i in range(60)]

@@ -191,6 +191,9 @@ enum Column<'a> {
     FixedVector(&'a FixedSizeListArray),
     Vector(&'a ListArray),
     LargeVector(&'a LargeListArray),
+    /// A one-dimensional array of scalars (`text[]`, `oid[]`, …): the list
+    /// and a writer of its elements.
+    Array(&'a ListArray, Box<ColumnWriter<'a>>),
     Display(ArrayFormatter<'a>),
 }
 
@@ -241,6 +244,15 @@ impl<'a> ColumnWriter<'a> {
                 }
                 (WireType::Vector, DataType::LargeList(_)) => {
                     Column::LargeVector(downcast(array.as_list_opt())?)
+                }
+                (WireType::Array(_), DataType::List(item)) => {
+                    let list: &ListArray = downcast(array.as_list_opt())?;
+                    let elems = ColumnWriter::new(
+                        list.values().as_ref(),
+                        format,
+                        WireType::of(item.data_type()),
+                    )?;
+                    Column::Array(list, Box::new(elems))
                 }
                 _ => Column::Display(formatter()?),
             },
@@ -311,6 +323,44 @@ impl<'a> ColumnWriter<'a> {
                 values::vector_text(vector_values(&v)?, buf);
                 return Ok(());
             }
+            Column::Array(list, elems) => {
+                // `{a,"b c",NULL}`: an element is quoted when it is empty,
+                // NULL as text, or holds a space or one of `{}",\`.
+                let offsets = list.value_offsets();
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                buf.put_u8(b'{');
+                let mut item = BytesMut::new();
+                for i in start..end {
+                    if i > start {
+                        buf.put_u8(b',');
+                    }
+                    if elems.is_null(i) {
+                        buf.put_slice(b"NULL");
+                        continue;
+                    }
+                    item.clear();
+                    elems.write_text(i, &mut item)?;
+                    let quote = item.is_empty()
+                        || item.eq_ignore_ascii_case(b"null")
+                        || item
+                            .iter()
+                            .any(|b| b"{}\",\\".contains(b) || b.is_ascii_whitespace());
+                    if quote {
+                        buf.put_u8(b'"');
+                        for b in item.iter() {
+                            if *b == b'"' || *b == b'\\' {
+                                buf.put_u8(b'\\');
+                            }
+                            buf.put_u8(*b);
+                        }
+                        buf.put_u8(b'"');
+                    } else {
+                        buf.put_slice(&item);
+                    }
+                }
+                buf.put_u8(b'}');
+                return Ok(());
+            }
         };
         buf.put_slice(text.as_bytes());
         Ok(())
@@ -348,8 +398,34 @@ impl<'a> ColumnWriter<'a> {
                 let v = self.vector(row)?;
                 values::vector_binary(vector_values(&v)?, buf)?;
             }
+            Column::Array(list, elems) => {
+                // Dimensions, a NULL flag, the element type, the length and
+                // lower bound, then each element as a length and its bytes.
+                let offsets = list.value_offsets();
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                let elem_oid = elems.wire.pg_type().oid();
+                if start == end {
+                    buf.put_i32(0);
+                    buf.put_i32(0);
+                    buf.put_u32(elem_oid);
+                    return Ok(());
+                }
+                let len = i32::try_from(end - start).map_err(|_| out_of_range("array"))?;
+                buf.put_i32(1);
+                buf.put_i32(i32::from((start..end).any(|i| elems.is_null(i))));
+                buf.put_u32(elem_oid);
+                buf.put_i32(len);
+                buf.put_i32(1);
+                for i in start..end {
+                    elems.write(i, buf)?;
+                }
+            }
         }
         Ok(())
+    }
+
+    fn is_null(&self, row: usize) -> bool {
+        self.nulls.as_ref().is_some_and(|n| n.is_null(row))
     }
 
     /// The Float32 child array holding the vector at `row`.

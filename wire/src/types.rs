@@ -74,6 +74,9 @@ pub(crate) enum WireType {
     Uuid,
     Json,
     Jsonb,
+    /// A one-dimensional array of scalars, by its array type OID (`text[]`
+    /// is 1009, `oid[]` 1028, …).
+    Array(u32),
 }
 
 static VECTOR_TYPE: LazyLock<Type> = LazyLock::new(|| {
@@ -128,6 +131,7 @@ impl WireType {
             {
                 WireType::Vector
             }
+            DataType::List(_) => array_type_oid(data_type).map_or(WireType::Text, WireType::Array),
             DataType::Dictionary(_, value) => WireType::of(value),
             _ => WireType::Text,
         }
@@ -155,6 +159,7 @@ impl WireType {
             WireType::Uuid => Type::UUID,
             WireType::Json => Type::JSON,
             WireType::Jsonb => Type::JSONB,
+            WireType::Array(oid) => Type::from_oid(oid).unwrap_or(Type::TEXT),
         }
     }
 
@@ -172,7 +177,8 @@ impl WireType {
             | WireType::Vector
             | WireType::Varchar
             | WireType::Json
-            | WireType::Jsonb => -1,
+            | WireType::Jsonb
+            | WireType::Array(_) => -1,
         }
     }
 }
@@ -212,9 +218,13 @@ pub(crate) fn array_type_oid(dt: &DataType) -> Option<u32> {
     let DataType::List(item) = dt else {
         return None;
     };
+    let elem = match item.data_type() {
+        DataType::Utf8View | DataType::LargeUtf8 => &DataType::Utf8,
+        other => other,
+    };
     ARRAY_TYPES
         .iter()
-        .find(|(_, elem, _)| elem == item.data_type())
+        .find(|(_, e, _)| e == elem)
         .map(|(array, _, _)| *array)
 }
 
@@ -334,7 +344,17 @@ mod tests {
             assert_eq!(ty.name(), "vector");
         }
         let doubles = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
-        assert_eq!(WireType::of(&doubles), WireType::Text);
+        assert_eq!(WireType::of(&doubles), WireType::Array(1022));
+        let texts = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+        assert_eq!(WireType::of(&texts).pg_type(), Type::TEXT_ARRAY);
+        let views = DataType::List(Arc::new(Field::new("item", DataType::Utf8View, true)));
+        assert_eq!(WireType::of(&views).pg_type(), Type::TEXT_ARRAY);
+        let intervals = DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Interval(arrow::datatypes::IntervalUnit::DayTime),
+            true,
+        )));
+        assert_eq!(WireType::of(&intervals), WireType::Text);
     }
 
     #[test]

@@ -301,3 +301,34 @@ fn uuid_and_jsonb_have_their_binary_forms() {
     let rows = encode_batch(&b, &[], &[WireType::Uuid, WireType::Jsonb]).unwrap();
     assert_eq!(split_row(&rows[0])[0].as_deref(), Some(uuid.as_bytes()));
 }
+
+#[test]
+fn arrays_are_postgres_arrays_in_both_formats() {
+    let mut b = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+    b.values().append_value("a");
+    b.values().append_value("b c");
+    b.values().append_null();
+    b.values().append_value("");
+    b.values().append_value("q\"x");
+    b.append(true);
+    b.append(true);
+    b.append(false);
+    let list = Arc::new(b.finish()) as ArrayRef;
+    let text = values_of(list.clone(), FieldFormat::Text);
+    assert_eq!(
+        text[0].as_deref(),
+        Some(&br#"{a,"b c",NULL,"","q\"x"}"#[..])
+    );
+    assert_eq!(text[1].as_deref(), Some(&b"{}"[..]));
+    assert_eq!(text[2], None);
+    let binary = values_of(list, FieldFormat::Binary);
+    let v = binary[0].as_deref().expect("array");
+    // ndim 1, has NULLs, text elements, 5 of them from 1.
+    assert_eq!(
+        &v[..20],
+        &[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 25, 0, 0, 0, 5, 0, 0, 0, 1]
+    );
+    assert_eq!(&v[20..25], &[0, 0, 0, 1, b'a']);
+    let empty = binary[1].as_deref().expect("empty array");
+    assert_eq!(empty, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25]);
+}
