@@ -128,6 +128,13 @@ fn literal(v: &ScalarValue) -> Expr {
     }
     match v {
         ScalarValue::Boolean(Some(b)) => Expr::value(Value::Boolean(*b)),
+        // A `"char"` (catalog columns such as `attidentity`): its character,
+        // '' for none, so that `attidentity != ''` compares as text.
+        ScalarValue::Int8(Some(c)) => Expr::value(Value::SingleQuotedString(if *c == 0 {
+            String::new()
+        } else {
+            char::from(*c as u8).to_string()
+        })),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
         | ScalarValue::Utf8View(Some(s)) => Expr::value(Value::SingleQuotedString(s.clone())),

@@ -1,7 +1,8 @@
 //! PostgreSQL syntax DataFusion does not plan, rewritten into what it does
 //! before planning (psql, drivers and tools send all of it):
 //! - `pg_catalog.f(…)` calls `f` (the catalog helpers and DataFusion's
-//!   functions are registered without the schema);
+//!   functions are registered without the schema); `FROM pg_catalog.t`
+//!   reads `t` and `pg_catalog.t.c` is `t.c`;
 //! - `a OPERATOR(pg_catalog.~) b` is `a ~ b` (any built-in operator);
 //! - `x COLLATE "C"` is `x` (Quiver compares strings by bytes, as the C
 //!   collation does);
@@ -81,12 +82,10 @@ impl VisitorMut for Rewriter {
         &mut self,
         t: &mut datafusion::sql::sqlparser::ast::TableFactor,
     ) -> ControlFlow<()> {
-        // `FROM pg_catalog.f(…)` calls the table function `f`.
-        if let datafusion::sql::sqlparser::ast::TableFactor::Table {
-            name,
-            args: Some(_),
-            ..
-        } = t
+        // `FROM pg_catalog.f(…)` calls the table function `f`;
+        // `FROM pg_catalog.pg_class` reads `pg_class` (found unqualified),
+        // so that `pg_catalog.pg_class.oid` ([`rewrite_expr`]) names it.
+        if let datafusion::sql::sqlparser::ast::TableFactor::Table { name, .. } = t
             && let Some(short) = without_pg_catalog(name)
         {
             *name = short;
@@ -313,6 +312,13 @@ fn exists_as_count(q: &Query) -> Option<Query> {
 
 fn rewrite_expr(e: &mut Expr) {
     match e {
+        // `pg_catalog.pg_attribute.attrelid` (SQLAlchemy's reflection) is
+        // `pg_attribute.attrelid`, as the relation is read unqualified.
+        Expr::CompoundIdentifier(parts)
+            if parts.len() == 3 && parts[0].value.eq_ignore_ascii_case("pg_catalog") =>
+        {
+            parts.remove(0);
+        }
         Expr::Function(f) => {
             if let Some(short) = without_pg_catalog(&f.name) {
                 f.name = short;
@@ -631,8 +637,15 @@ mod tests {
                  WHERE c.relname OPERATOR(pg_catalog.~) '^(docs)$' COLLATE pg_catalog.default \
                  AND pg_catalog.pg_table_is_visible(c.oid)"
             ),
-            "SELECT c.oid FROM pg_catalog.pg_class c \
+            "SELECT c.oid FROM pg_class c \
              WHERE c.relname ~ '^(docs)$' AND pg_table_is_visible(c.oid)"
+        );
+        assert_eq!(
+            rewritten(
+                "SELECT pg_catalog.pg_attribute.attname FROM pg_catalog.pg_attribute \
+                 WHERE pg_catalog.pg_attribute.attnum > 0"
+            ),
+            "SELECT pg_attribute.attname FROM pg_attribute WHERE pg_attribute.attnum > 0"
         );
         assert_eq!(
             rewritten("SELECT c.oid::pg_catalog.regclass::pg_catalog.text, 'docs'::regclass"),

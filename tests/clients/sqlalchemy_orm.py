@@ -34,6 +34,8 @@ pk = insp.get_pk_constraint("documents")
 check(pk["constrained_columns"] == ["id"] and pk["name"] == "documents_pkey", f"pk {pk}")
 uniques = insp.get_unique_constraints("documents")
 check([u["column_names"] for u in uniques] == [["title"]], f"unique {uniques}")
+cols = {c["name"]: c for c in insp.get_columns("documents")}
+check(str(cols["title"]["type"]) == "VARCHAR(100)" and not cols["id"]["nullable"], f"columns {cols}")
 
 with Session(engine) as s:
     docs = [Document(title=f"doc {i}", category=f"c{i % 3}", embedding=base[i]) for i in range(60)]
