@@ -36,6 +36,7 @@ uniques = insp.get_unique_constraints("documents")
 check([u["column_names"] for u in uniques] == [["title"]], f"unique {uniques}")
 cols = {c["name"]: c for c in insp.get_columns("documents")}
 check(str(cols["title"]["type"]) == "VARCHAR(100)" and not cols["id"]["nullable"], f"columns {cols}")
+check(cols["id"]["autoincrement"] and "nextval" in cols["id"]["default"], f"serial {cols['id']}")
 
 with Session(engine) as s:
     docs = [Document(title=f"doc {i}", category=f"c{i % 3}", embedding=base[i]) for i in range(60)]

@@ -131,17 +131,32 @@ pub struct Attribute {
     pub type_oid: u32,
     pub typmod: i32,
     pub not_null: bool,
+    /// The column's default as `pg_attrdef.adbin` shows it (a serial's is
+    /// `nextval('t_c_seq'::regclass)`).
+    pub default: Option<String>,
 }
 
 impl Attribute {
-    /// The attribute of a table column.
-    fn of(c: &quiver_engine::schema::ColumnDef) -> Attribute {
+    /// The attribute of a column of `table` (`None`: of an index, which
+    /// has no defaults).
+    fn of(c: &quiver_engine::schema::ColumnDef, table: Option<&str>) -> Attribute {
         let (type_oid, typmod) = types::column_type(&c.ty);
+        let default = table.and_then(|t| {
+            if c.serial {
+                Some(format!(
+                    "nextval('{}'::regclass)",
+                    quote_ident(&format!("{t}_{}_seq", c.name)).replace('\'', "''")
+                ))
+            } else {
+                c.default.clone()
+            }
+        });
         Attribute {
             name: c.name.clone(),
             type_oid,
             typmod,
             not_null: !c.nullable,
+            default,
         }
     }
 }
@@ -293,7 +308,11 @@ impl Snapshot {
                 namespace: PUBLIC_NS,
                 kind: 'r',
                 am: HEAP_AM,
-                columns: t.columns.iter().map(Attribute::of).collect(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| Attribute::of(c, Some(&t.name)))
+                    .collect(),
                 has_index: self.catalog.indexes_of(&t.name).next().is_some()
                     || !t.unique.is_empty(),
                 has_triggers: !t.foreign_keys.is_empty()
@@ -323,6 +342,7 @@ impl Snapshot {
                     type_oid,
                     typmod,
                     not_null: false,
+                    default: None,
                 }],
                 has_index: false,
                 has_triggers: false,
@@ -343,7 +363,7 @@ impl Snapshot {
                     .columns
                     .iter()
                     .filter_map(|&n| table.columns.get((n - 1) as usize))
-                    .map(Attribute::of)
+                    .map(|c| Attribute::of(c, None))
                     .collect(),
                 has_index: false,
                 has_triggers: false,
@@ -364,6 +384,7 @@ impl Snapshot {
                         type_oid: types::arrow_type_oid(f.data_type()),
                         typmod: -1,
                         not_null: false,
+                        default: None,
                     })
                     .collect(),
                 has_index: false,
@@ -695,7 +716,7 @@ const DEFS: &[Def] = &[
                         }),
                         NO_CHAR,
                         b(a.not_null),
-                        b(false),
+                        b(a.default.is_some()),
                         b(false),
                         NO_CHAR,
                         NO_CHAR,
@@ -1135,7 +1156,26 @@ const DEFS: &[Def] = &[
         oid: 2604,
         kind: 'r',
         columns: "oid oid, adrelid oid, adnum int2, adbin text",
-        rows: none,
+        // One row a column with a default; `adbin` holds the expression's
+        // text (what `pg_get_expr` returns).
+        rows: |s| {
+            let mut rows = Vec::new();
+            for r in s.relations().into_iter().filter(|r| r.kind == 'r') {
+                for (i, a) in r.columns.iter().enumerate() {
+                    if let Some(d) = &a.default {
+                        rows.push(vec![
+                            o(0x7000_0000u32
+                                .wrapping_add(r.oid.wrapping_mul(1024))
+                                .wrapping_add(i as u32 + 1)),
+                            o(r.oid),
+                            i2(i as i16 + 1),
+                            t(d.clone()),
+                        ]);
+                    }
+                }
+            }
+            rows
+        },
     },
     Def {
         name: "pg_constraint",
