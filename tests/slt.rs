@@ -184,17 +184,7 @@ impl<'a> FromSql<'a> for Cell {
             Type::OID => u32::from_sql(ty, raw)?.to_string(),
             Type::FLOAT4 => format!("{:?}", f32::from_sql(ty, raw)?),
             Type::FLOAT8 => format!("{:?}", f64::from_sql(ty, raw)?),
-            Type::UUID => {
-                let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &hex[..8],
-                    &hex[8..12],
-                    &hex[12..16],
-                    &hex[16..20],
-                    &hex[20..]
-                )
-            }
+            Type::UUID => quiver_sql::json::uuid_from_bytes(raw.try_into()?),
             Type::JSONB => String::from_utf8(raw[1..].to_vec())?,
             Type::BYTEA => {
                 let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();

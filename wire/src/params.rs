@@ -89,18 +89,6 @@ fn binary_array(bytes: &[u8], elem: u32) -> Result<ParamValue, SqlError> {
     Ok(ParamValue::Array(items))
 }
 
-/// A uuid's 16 bytes in canonical text form.
-fn uuid_string(id: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, b) in id.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
 /// Decodes one bind parameter. `type_oid` is the parameter's Postgres type
 /// (0 when unknown); it matters only for binary values.
 pub(crate) fn decode_param(
@@ -142,7 +130,7 @@ pub(crate) fn decode_param(
         oid::NUMERIC => ParamValue::Text(values::numeric_text(bytes)?),
         oid::UUID => {
             let id: [u8; 16] = fixed(bytes, "uuid")?;
-            ParamValue::Text(uuid_string(&id))
+            ParamValue::Text(quiver_sql::json::uuid_from_bytes(&id))
         }
         oid::JSONB => match bytes {
             [1, text @ ..] => ParamValue::Text(utf8(text)?),

@@ -211,7 +211,7 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
                     Some(bytes) => {
                         let id: [u8; 16] =
                             (*bytes).try_into().map_err(|_| bad_value("uuid", name))?;
-                        b.append_value(uuid::Uuid::from_bytes(id).hyphenated().to_string());
+                        b.append_value(crate::json::uuid_from_bytes(&id));
                     }
                 }
             }

@@ -185,14 +185,13 @@ pub fn uuid_text(text: &str) -> Result<String, SqlError> {
     if hex.len() != 32 || last_hyphen {
         return Err(bad());
     }
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    ))
+    let id = u128::from_str_radix(&hex, 16).map_err(|_| bad())?;
+    Ok(uuid_from_bytes(&id.to_be_bytes()))
+}
+
+/// A uuid's 16 bytes (its binary form) in canonical text form.
+pub fn uuid_from_bytes(id: &[u8; 16]) -> String {
+    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
 }
 
 /// A random (version 4) uuid, as `gen_random_uuid()` gives.
@@ -445,51 +444,50 @@ fn per_doc<T>(
 /// Reads a function's second argument, one value per row.
 type ArgReader<A> = fn(&ArrayRef) -> Result<Vec<Option<A>>, SqlError>;
 
-/// A function of a document and a per-row argument giving text (the
-/// operators `->`, `->>`, `#>`, `#>>`); NULL when either is NULL.
-fn lookup<A: 'static>(
+/// A function of a document and a per-row argument; NULL when either is
+/// NULL. `out` builds the result column.
+fn doc_function<A: 'static, T: 'static>(
     name: &'static str,
+    returns: DataType,
     pg_type: Option<&'static str>,
     read: ArgReader<A>,
-    f: fn(&Value, &A) -> Option<String>,
+    f: impl Fn(&Value, &A) -> Option<T> + Send + Sync + 'static,
+    out: fn(Vec<Option<T>>) -> ArrayRef,
 ) -> ScalarUDF {
-    let returns = DataType::Utf8;
+    let imm = Volatility::Immutable;
     function(
         name,
         Arity::Exactly(&[2]),
-        Volatility::Immutable,
+        imm,
         returns,
         pg_type,
         move |a, _, _| {
             let arg = read(&a[1])?;
-            Ok(text_out(per_doc(a, |d, row| {
+            Ok(out(per_doc(a, |d, row| {
                 Ok(arg[row].as_ref().and_then(|x| f(d, x)))
             })?))
         },
     )
 }
 
-/// A test of a document against a per-row argument (`@>`, `<@`, `?`,
-/// `?|`, `?&`); NULL when either is NULL.
+/// The operators giving text: `->`, `->>`, `#>`, `#>>`.
+fn lookup<A: 'static>(
+    name: &'static str,
+    pg_type: Option<&'static str>,
+    read: ArgReader<A>,
+    f: fn(&Value, &A) -> Option<String>,
+) -> ScalarUDF {
+    doc_function(name, DataType::Utf8, pg_type, read, f, |v| text_out(v))
+}
+
+/// The tests of a document: `@>`, `<@`, `?`, `?|`, `?&`.
 fn predicate<A: 'static>(
     name: &'static str,
     read: ArgReader<A>,
     test: fn(&Value, &A) -> bool,
 ) -> ScalarUDF {
-    let returns = DataType::Boolean;
-    function(
-        name,
-        Arity::Exactly(&[2]),
-        Volatility::Immutable,
-        returns,
-        None,
-        move |a, _, _| {
-            let arg = read(&a[1])?;
-            Ok(bool_out(per_doc(a, |d, row| {
-                Ok(arg[row].as_ref().map(|x| test(d, x)))
-            })?))
-        },
-    )
+    let f = move |d: &Value, x: &A| Some(test(d, x));
+    doc_function(name, DataType::Boolean, None, read, f, |v| bool_out(v))
 }
 
 /// A type's input function (what a cast from text to it is): each value

@@ -459,6 +459,34 @@ pub enum V {
     Null,
 }
 
+/// A `pg_index` row: a valid, ready, non-expression index on `columns`.
+fn index_row(index: u32, table: u32, columns: Vec<i16>, unique: bool, primary: bool) -> Vec<V> {
+    let n = columns.len();
+    vec![
+        o(index),
+        o(table),
+        i2(n as i16),
+        i2(n as i16),
+        b(unique),
+        b(false),
+        b(primary),
+        b(false),
+        b(true),
+        b(false),
+        b(true),
+        b(false),
+        b(true),
+        b(true),
+        b(false),
+        V::I16s(columns),
+        V::Oids(vec![0; n]),
+        V::Oids(vec![0; n]),
+        V::I16s(vec![0; n]),
+        N,
+        N,
+    ]
+}
+
 fn quoted_list(names: &[String]) -> String {
     names
         .iter()
@@ -751,60 +779,19 @@ const DEFS: &[Def] = &[
                 .filter_map(|i| {
                     let table = s.index_table(i)?;
                     let attnum = table.columns.iter().position(|c| c.name == i.column)? + 1;
-                    Some(vec![
-                        o(i.oid),
-                        o(table.oid),
-                        i2(1),
-                        i2(1),
-                        b(false),
-                        b(false),
-                        b(false),
-                        b(false),
-                        b(true),
-                        b(false),
-                        b(true),
-                        b(false),
-                        b(true),
-                        b(true),
-                        b(false),
-                        V::I16s(vec![attnum as i16]),
-                        V::Oids(vec![0]),
-                        V::Oids(vec![0]),
-                        V::I16s(vec![0]),
-                        N,
-                        N,
-                    ])
+                    Some(index_row(
+                        i.oid,
+                        table.oid,
+                        vec![attnum as i16],
+                        false,
+                        false,
+                    ))
                 })
                 .chain(
                     s.constraints()
                         .into_iter()
                         .filter(|k| k.index_oid != 0)
-                        .map(|k| {
-                            let n = k.columns.len();
-                            vec![
-                                o(k.index_oid),
-                                o(k.table_oid),
-                                i2(n as i16),
-                                i2(n as i16),
-                                b(true),
-                                b(false),
-                                b(k.primary),
-                                b(false),
-                                b(true),
-                                b(false),
-                                b(true),
-                                b(false),
-                                b(true),
-                                b(true),
-                                b(false),
-                                V::I16s(k.columns.clone()),
-                                V::Oids(vec![0; n]),
-                                V::Oids(vec![0; n]),
-                                V::I16s(vec![0; n]),
-                                N,
-                                N,
-                            ]
-                        }),
+                        .map(|k| index_row(k.index_oid, k.table_oid, k.columns, true, k.primary)),
                 )
                 .collect()
         },
