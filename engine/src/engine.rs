@@ -10,6 +10,7 @@ use quiver_tiering::StorageRoot;
 
 use lance::index::DatasetIndexExt;
 
+use crate::alter::Alteration;
 use crate::catalog::Catalog;
 use crate::chunks::ChunkStats;
 use crate::engine_err;
@@ -449,6 +450,143 @@ impl Engine {
         Ok(true)
     }
 
+    /// `ALTER TABLE name …`: one change ([`crate::alter`]). The table is
+    /// out of service while it runs (its writers wait, or fail with 40001
+    /// when they reach it mid-change; readers go on with the versions they
+    /// have); afterwards a new table object serves the dataset.
+    pub async fn alter_table(&self, name: &str, change: Alteration) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let current = self.catalog();
+        let next = crate::alter::altered(&current, name, &change)?;
+        let new_name = change.new_name(name).to_string();
+        // Other tables whose definitions change (their foreign keys name
+        // this table or its columns) get new table objects too.
+        let others: Vec<String> = next
+            .tables
+            .iter()
+            .filter(|(n, d)| **n != new_name && current.tables.get(*n) != Some(*d))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let table = self.table(name)?;
+        let mut retired = vec![(name.to_string(), new_name.clone(), table.retire().await?)];
+        let mut result = Ok(());
+        for other in &others {
+            match self.table(other)?.retire().await {
+                Ok(r) => retired.push((other.clone(), other.clone(), r)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = self.alter_retired(&table, &change, next).await;
+        }
+        if result.is_ok() {
+            let mut seqs = lock_mutex(&self.sequences);
+            *seqs = crate::alter::rekey_sequences(std::mem::take(&mut *seqs), name, &change);
+        }
+        for (old, new, locks) in retired {
+            if let Err(e) = self.reopen(&old, &new).await {
+                tracing::error!(table = old, error = %e, "a table could not be reopened after ALTER TABLE");
+                result = result.and(Err(e));
+            }
+            drop(locks);
+        }
+        result
+    }
+
+    /// Returns once no DDL statement is running (one that started before).
+    pub async fn ddl_done(&self) {
+        drop(self.ddl.lock().await);
+    }
+
+    /// Replaces the table object of `old` by a new one on the same dataset,
+    /// named `new` when the catalog has that name (else `old`), with the
+    /// definition the catalog has now.
+    async fn reopen(&self, old: &str, new: &str) -> Result<()> {
+        let def = with_read(&self.catalog, |c| {
+            c.tables.get(new).or_else(|| c.tables.get(old)).cloned()
+        });
+        let Some(def) = def else {
+            return engine_err!(Internal, "table {old} left the catalog during ALTER TABLE");
+        };
+        let reopened = Table::open(
+            self.storage.dataset_uri(&def.dir),
+            def.clone(),
+            &self.shared,
+            self.data_dir.join(WAL_DIR).join(&def.dir),
+        )
+        .await
+        .map(Arc::new);
+        {
+            let mut tables = match self.tables.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            tables.remove(old);
+            if let Ok(t) = &reopened {
+                tables.insert(def.name.clone(), t.clone());
+            }
+        }
+        self.bump_generation();
+        reopened.map(|_| ())
+    }
+
+    /// The steps of [`Engine::alter_table`] once the table is retired, in
+    /// the order [`crate::alter`] explains.
+    async fn alter_retired(&self, table: &Table, change: &Alteration, next: Catalog) -> Result<()> {
+        let mut ds = (*table.dataset()).clone();
+        let name = &table.def.name;
+        match change {
+            Alteration::AddColumn { column, fill, .. } => {
+                if fill.is_none() && (!column.nullable || column.serial) {
+                    let rows = ds.count_rows(None).await?;
+                    if rows > 0 && column.serial {
+                        return engine_err!(
+                            Unsupported,
+                            "adding a serial column to a table with rows is not supported"
+                        );
+                    }
+                    if rows > 0 {
+                        return engine_err!(
+                            NotNullViolation,
+                            "column \"{}\" of relation \"{name}\" contains null values",
+                            column.name
+                        );
+                    }
+                }
+                crate::alter::add_lance_column(&mut ds, column, fill.as_ref()).await?;
+                crash_point("alter_table:lance_written");
+                self.update_catalog(|c| *c = next)
+            }
+            Alteration::DropColumn { column, .. } => {
+                self.update_catalog(|c| *c = next)?;
+                crash_point("alter_table:catalog_written");
+                crate::alter::drop_lance_column(&mut ds, column).await
+            }
+            Alteration::RenameColumn { from, to } => {
+                self.update_catalog(|c| *c = next)?;
+                crash_point("alter_table:catalog_written");
+                crate::alter::rename_lance_column(&mut ds, from, to).await
+            }
+            Alteration::SetNullable { column, nullable } => {
+                if *nullable {
+                    crate::alter::set_lance_nullable(&mut ds, column).await?;
+                } else if crate::alter::has_nulls(&ds, column).await? {
+                    return engine_err!(
+                        NotNullViolation,
+                        "column \"{column}\" of relation \"{name}\" contains null values"
+                    );
+                }
+                self.update_catalog(|c| *c = next)
+            }
+            Alteration::RenameTable { .. } | Alteration::SetDefault { .. } => {
+                self.update_catalog(|c| *c = next)
+            }
+        }
+    }
+
     /// The user functions, by name.
     pub fn functions(&self) -> Vec<FunctionDef> {
         with_read(&self.catalog, |c| c.functions.values().cloned().collect())
@@ -631,6 +769,20 @@ impl Engine {
     /// background flushes (at shutdown). Rows logged after this stay in the
     /// log, for the next start-up.
     pub async fn close(&self) {
+        // Serial columns go on from their next value, not from the end of
+        // the block reserved (a later nextval reserves a new block).
+        {
+            let _ddl = self.ddl.lock().await;
+            let used: Vec<(String, i64)> = lock_mutex(&self.sequences)
+                .drain()
+                .map(|(k, (next, _))| (k, next))
+                .collect();
+            if !used.is_empty()
+                && let Err(e) = self.update_catalog(|c| c.sequences.extend(used))
+            {
+                tracing::warn!(error = %e, "sequence positions not stored; they resume after their reserved blocks");
+            }
+        }
         let tables: Vec<Arc<Table>> = with_read(&self.tables, |t| t.values().cloned().collect());
         for t in tables {
             if let Err(e) = t.flush().await {

@@ -8,6 +8,8 @@ pub enum ErrorKind {
     TableNotFound,
     TableExists,
     ColumnNotFound,
+    /// A column of that name is in the table already (42701).
+    ColumnExists,
     IndexNotFound,
     IndexExists,
     FunctionNotFound,
@@ -23,6 +25,13 @@ pub enum ErrorKind {
     Deadlock,
     /// NULL in a NOT NULL column (23502).
     NotNullViolation,
+    /// A table definition that cannot be (42P16).
+    InvalidDefinition,
+    /// Other objects depend on the one a statement would drop (2BP01).
+    DependentObjects,
+    /// The table was altered or dropped while the statement ran (40001):
+    /// nothing of the statement was written, it can be retried.
+    Conflict,
     Io,
     Internal,
 }

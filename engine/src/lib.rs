@@ -37,8 +37,10 @@
 //! - [`quantized`] — vectors as 8-bit codes and their dot-product kernel;
 //! - [`fresh`] — the rows an index does not cover yet, prepared for a coded scan;
 //! - [`search`] — one vector search: exact over memory, or ANN through Lance;
+//! - [`alter`] — ALTER TABLE: catalog changes, Lance schema changes, their crash recovery;
 //! - [`engine`] — the entry point tying the above together.
 
+pub mod alter;
 pub mod ann;
 pub mod catalog;
 pub mod chunks;

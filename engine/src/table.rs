@@ -252,6 +252,15 @@ pub struct Table {
     fresh: Arc<FreshRows>,
 }
 
+/// The locks of a table taken out of service ([`Table::retire`]).
+pub struct Retired {
+    _locks: (
+        tokio::sync::OwnedMutexGuard<()>,
+        tokio::sync::OwnedMutexGuard<()>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
+}
+
 /// An append being written batch by batch ([`Table::append_stream`]).
 pub struct AppendStream {
     table: Arc<Table>,
@@ -372,7 +381,8 @@ impl Table {
             .load()
             .await?;
         // A transaction the last process did not end is rolled back first.
-        let ds = crate::txn::recover(&log_dir, ds, shared.fsync).await?;
+        let mut ds = crate::txn::recover(&log_dir, ds, shared.fsync).await?;
+        Box::pin(crate::alter::reconcile_columns(&mut ds, &def)).await?;
         if ds.manifest().uses_stable_row_ids() {
             return engine_err!(
                 Unsupported,
@@ -672,7 +682,11 @@ impl Table {
             let _w = self.write_lock.lock().await;
             // Empty when an earlier lock holder already committed this one.
             let queued = std::mem::take(&mut *self.queued());
-            if !queued.is_empty() {
+            if let Err(e) = self.check_open() {
+                for q in queued {
+                    let _ = q.done.send(Err(e.clone()));
+                }
+            } else if !queued.is_empty() {
                 self.commit_appends(queued).await;
             }
         }
@@ -758,6 +772,7 @@ impl Table {
     /// Deletes the rows matching `filter` in one commit; returns how many.
     pub async fn delete(self: &Arc<Self>, filter: Expr) -> Result<u64> {
         let _w = self.write_lock.lock().await;
+        self.check_open()?;
         // Lance deletes only what it has: the tail goes first.
         self.flush_locked().await?;
         let res = DeleteBuilder::from_expr(self.dataset(), filter)
@@ -771,6 +786,7 @@ impl Table {
     /// Builds (or with `replace`, rebuilds) a Lance index, one commit.
     pub async fn create_index(self: &Arc<Self>, def: &IndexDef, replace: bool) -> Result<()> {
         let _w = self.write_lock.lock().await;
+        self.check_open()?;
         // The index covers every acknowledged row.
         self.flush_locked().await?;
         let mut ds = (*self.dataset()).clone();
@@ -809,6 +825,7 @@ impl Table {
 
     pub async fn drop_index(&self, name: &str) -> Result<()> {
         let _w = self.write_lock.lock().await;
+        self.check_open()?;
         let mut ds = (*self.dataset()).clone();
         ds.drop_index(name).await?;
         self.publish(Arc::new(ds)).await;
@@ -1011,6 +1028,8 @@ impl Table {
     /// Lance directly). Not durable nor visible until [`Table::log_sync`].
     fn log_append(&self, batch: &RecordBatch) -> Result<Option<u64>> {
         let mut st = self.log_state();
+        // Checked under the log's lock: `retire` sets it under the same lock.
+        self.check_open()?;
         let lsn = st.next_lsn;
         let Some(seg) = st.segment.as_mut() else {
             return Ok(None);
@@ -1146,6 +1165,12 @@ impl Table {
         if self.closed.load(Ordering::SeqCst) {
             return Ok(0);
         }
+        self.flush_tail().await
+    }
+
+    /// Writes the log's records to Lance (see [`Table::flush_locked`]),
+    /// closed table or not.
+    async fn flush_tail(self: &Arc<Self>) -> Result<usize> {
         let upto = {
             let _one = self.log.sync_lock.lock().await;
             let upto = {
@@ -1303,6 +1328,51 @@ impl Table {
             }
         }
         Ok(0)
+    }
+
+    /// Fails once the table is closed (dropped, or retired by ALTER TABLE):
+    /// a write that reaches it then goes nowhere, and says so.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return engine_err!(
+                Conflict,
+                "relation \"{}\" was altered or dropped while this statement ran; nothing was written, retry it",
+                self.def.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes the table out of service for `ALTER TABLE`: waits for its
+    /// writers (a transaction holding it included), writes its logged rows
+    /// to Lance, and closes it, so that the dataset holds every acknowledged
+    /// row and nothing writes through this table object again (a writer
+    /// that comes later fails with 40001). The caller then changes the
+    /// dataset and opens a new table object on it; the returned locks are
+    /// held until then.
+    pub async fn retire(self: &Arc<Self>) -> Result<Retired> {
+        let constraint = self.constraint_guard().await;
+        let write = self.write_lock_owned().await;
+        let compaction = self.compaction_lock_owned().await;
+        {
+            let _st = self.log_state();
+            if self.closed.swap(true, Ordering::SeqCst) {
+                return engine_err!(
+                    Conflict,
+                    "relation \"{}\" was altered or dropped concurrently",
+                    self.def.name
+                );
+            }
+        }
+        if let Err(e) = self.flush_tail().await {
+            self.closed.store(false, Ordering::SeqCst);
+            return Err(e);
+        }
+        let bytes = self.snapshot().tail.bytes;
+        self.shared.tail_total.fetch_sub(bytes, Ordering::Relaxed);
+        Ok(Retired {
+            _locks: (constraint, write, compaction),
+        })
     }
 
     /// The table is being dropped: no flush runs after this returns.

@@ -96,6 +96,7 @@ impl Table {
                 }
             },
         };
+        self.check_open()?;
         self.flush_held().await?;
         let head = self.dataset();
         let base = head.version().version;

@@ -152,7 +152,7 @@ fn normal_form(ty: ColumnType, a: &ArrayRef) -> Result<Option<ArrayRef>> {
 
 /// `expr` evaluated once per row (so `gen_random_uuid()` or `now()` give
 /// each row its own value), as column type `ty`.
-async fn evaluate_default(
+pub(crate) async fn evaluate_default(
     s: &Session,
     expr: &str,
     rows: usize,

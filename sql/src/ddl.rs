@@ -134,6 +134,76 @@ fn constraint_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
         .collect()
 }
 
+/// A column as `CREATE TABLE` or `ALTER TABLE … ADD COLUMN` declares it.
+pub(crate) struct ParsedColumn {
+    pub def: ColumnDef,
+    /// Its `PRIMARY KEY` / `UNIQUE` options: (constraint name, primary).
+    pub keys: Vec<(Option<String>, bool)>,
+    /// Its `REFERENCES` options.
+    pub foreign: Vec<ast::ForeignKeyConstraint>,
+}
+
+pub(crate) fn column(c: &ast::ColumnDef) -> Result<ParsedColumn> {
+    let col = ident_name(&c.name);
+    let (ty, mut serial) = match serial_type(&c.data_type) {
+        Some(ty) => (ty, true),
+        None => (column_type(&c.data_type)?, false),
+    };
+    let mut def = ColumnDef::new(col.clone(), ty, true);
+    let mut keys = Vec::new();
+    let mut foreign = Vec::new();
+    for o in &c.options {
+        match &o.option {
+            ColumnOption::NotNull => def.nullable = false,
+            ColumnOption::Null => {}
+            ColumnOption::Default(e) => def.default = Some(e.to_string()),
+            ColumnOption::PrimaryKey(_) => {
+                def.nullable = false;
+                keys.push((o.name.as_ref().map(ident_name), true));
+            }
+            ColumnOption::Unique(_) => keys.push((o.name.as_ref().map(ident_name), false)),
+            // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY
+            ColumnOption::Generated {
+                generation_expr: None,
+                ..
+            }
+            | ColumnOption::Identity(_) => serial = true,
+            ColumnOption::ForeignKey(fk) => {
+                let mut fk = fk.clone();
+                if fk.columns.is_empty() {
+                    fk.columns = vec![c.name.clone()];
+                }
+                if fk.name.is_none() {
+                    fk.name = o.name.clone();
+                }
+                foreign.push(fk);
+            }
+            // Accepted, not enforced (README).
+            ColumnOption::Check(_) | ColumnOption::Comment(_) | ColumnOption::Collation(_) => {}
+            other => {
+                return sql_err!(
+                    FeatureNotSupported,
+                    "column option {other} is not supported"
+                );
+            }
+        }
+    }
+    if serial {
+        if !matches!(
+            ty,
+            ColumnType::Int16 | ColumnType::Int32 | ColumnType::Int64
+        ) {
+            return sql_err!(
+                InvalidParameterValue,
+                "identity column type must be smallint, integer, or bigint"
+            );
+        }
+        def.serial = true;
+        def.nullable = false;
+    }
+    Ok(ParsedColumn { def, keys, foreign })
+}
+
 pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
     let name = object_name(&ct.name)?;
     if ct.query.is_some() {
@@ -150,64 +220,12 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
     let mut unique: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
     let mut foreign: Vec<ast::ForeignKeyConstraint> = Vec::new();
     for c in &ct.columns {
-        let col = ident_name(&c.name);
-        let (ty, mut serial) = match serial_type(&c.data_type) {
-            Some(ty) => (ty, true),
-            None => (column_type(&c.data_type)?, false),
-        };
-        let mut def = ColumnDef::new(col.clone(), ty, true);
-        for o in &c.options {
-            match &o.option {
-                ColumnOption::NotNull => def.nullable = false,
-                ColumnOption::Null => {}
-                ColumnOption::Default(e) => def.default = Some(e.to_string()),
-                ColumnOption::PrimaryKey(_) => {
-                    def.nullable = false;
-                    unique.push((o.name.as_ref().map(ident_name), vec![col.clone()], true));
-                }
-                ColumnOption::Unique(_) => {
-                    unique.push((o.name.as_ref().map(ident_name), vec![col.clone()], false));
-                }
-                // GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY
-                ColumnOption::Generated {
-                    generation_expr: None,
-                    ..
-                }
-                | ColumnOption::Identity(_) => serial = true,
-                ColumnOption::ForeignKey(fk) => {
-                    let mut fk = fk.clone();
-                    if fk.columns.is_empty() {
-                        fk.columns = vec![c.name.clone()];
-                    }
-                    if fk.name.is_none() {
-                        fk.name = o.name.clone();
-                    }
-                    foreign.push(fk);
-                }
-                // Accepted, not enforced (README).
-                ColumnOption::Check(_) | ColumnOption::Comment(_) | ColumnOption::Collation(_) => {}
-                other => {
-                    return sql_err!(
-                        FeatureNotSupported,
-                        "column option {other} is not supported"
-                    );
-                }
-            }
+        let parsed = column(c)?;
+        for (constraint, primary) in parsed.keys {
+            unique.push((constraint, vec![parsed.def.name.clone()], primary));
         }
-        if serial {
-            if !matches!(
-                ty,
-                ColumnType::Int16 | ColumnType::Int32 | ColumnType::Int64
-            ) {
-                return sql_err!(
-                    InvalidParameterValue,
-                    "identity column type must be smallint, integer, or bigint"
-                );
-            }
-            def.serial = true;
-            def.nullable = false;
-        }
-        columns.push(def);
+        foreign.extend(parsed.foreign);
+        columns.push(parsed.def);
     }
     for constraint in &ct.constraints {
         match constraint {
@@ -280,7 +298,7 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
 /// A `REFERENCES` / `FOREIGN KEY` of table `name` (whose columns and keys
 /// are given, for a table referencing itself): the referenced columns must
 /// be the referenced table's primary key or a unique constraint (42830).
-fn foreign_key(
+pub(crate) fn foreign_key(
     engine: &Engine,
     name: &str,
     columns: &[ColumnDef],

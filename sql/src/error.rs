@@ -20,6 +20,10 @@ pub enum StatusCode {
     DuplicateTable,
     /// Index or other object already exists (42710).
     DuplicateObject,
+    /// A column of that name exists already (42701).
+    DuplicateColumn,
+    /// A concurrent change made the statement fail; retry it (40001).
+    SerializationFailure,
     /// Unparsable literal, e.g. a malformed vector `'[1,2'` (22P02).
     InvalidTextRepresentation,
     /// A binary value of the wrong form, e.g. a 4-byte bigint (22P03).
@@ -123,6 +127,7 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::TableNotFound => StatusCode::UndefinedTable,
             K::TableExists => StatusCode::DuplicateTable,
             K::ColumnNotFound => StatusCode::UndefinedColumn,
+            K::ColumnExists => StatusCode::DuplicateColumn,
             K::IndexNotFound => StatusCode::UndefinedObject,
             K::IndexExists => StatusCode::DuplicateObject,
             K::FunctionNotFound => StatusCode::UndefinedFunction,
@@ -133,6 +138,9 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::LimitExceeded => StatusCode::ProgramLimitExceeded,
             K::Deadlock => StatusCode::DeadlockDetected,
             K::NotNullViolation => StatusCode::NotNullViolation,
+            K::InvalidDefinition => StatusCode::InvalidTableDefinition,
+            K::DependentObjects => StatusCode::DependentObjectsStillExist,
+            K::Conflict => StatusCode::SerializationFailure,
             K::Io => StatusCode::IoError,
             K::Internal => StatusCode::Internal,
         };

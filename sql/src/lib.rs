@@ -11,7 +11,7 @@
 //! - [`subquery`] — subqueries of a vector search's filter, run before it;
 //! - [`vector_search`] — the table function and `VectorSearchExec`;
 //! - [`vector`] — vector text form and vector functions;
-//! - [`ddl`], [`dml`], [`copy`] — DDL, writes, COPY formats;
+//! - [`ddl`], [`alter`], [`dml`], [`copy`] — DDL, ALTER TABLE, writes, COPY formats;
 //! - [`settings`] — SET/SHOW and the search knobs;
 //! - [`functions`] — user functions in WebAssembly (CREATE/DROP FUNCTION, registry);
 //! - [`pg_catalog`] — PostgreSQL's system catalogs over Quiver's catalog, and their helper functions;
@@ -20,6 +20,7 @@
 //! - [`error`] — the crate's error and status codes.
 
 pub mod advisory;
+pub mod alter;
 pub mod apply;
 pub mod compat;
 pub mod constraints;

@@ -168,6 +168,14 @@ pub enum Output {
     Empty,
 }
 
+/// A NoticeResponse a statement sends before its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// WARNING (01000) rather than NOTICE (00000).
+    pub warning: bool,
+    pub message: String,
+}
+
 /// One client's session: settings (search knobs) and the DataFusion context.
 pub struct Session {
     pub(crate) db: Arc<Database>,
@@ -185,7 +193,7 @@ pub struct Session {
     advisory: Arc<crate::advisory::SessionLocks>,
     /// Warnings for the client about the statement that ran
     /// ([`Session::take_notices`]).
-    notices: Mutex<Vec<String>>,
+    notices: Mutex<Vec<Notice>>,
 }
 
 fn statement_timeout() -> crate::SqlError {
@@ -642,14 +650,30 @@ impl Session {
     /// Queues a warning for the client (sent as a NoticeResponse before
     /// the statement's result).
     pub(crate) fn notice(&self, message: String) {
+        self.push_notice(Notice {
+            warning: true,
+            message,
+        });
+    }
+
+    /// Queues a NOTICE (what PostgreSQL says when `IF [NOT] EXISTS` finds
+    /// nothing to do).
+    pub(crate) fn info(&self, message: String) {
+        self.push_notice(Notice {
+            warning: false,
+            message,
+        });
+    }
+
+    fn push_notice(&self, n: Notice) {
         match self.notices.lock() {
-            Ok(mut g) => g.push(message),
-            Err(p) => p.into_inner().push(message),
+            Ok(mut g) => g.push(n),
+            Err(p) => p.into_inner().push(n),
         }
     }
 
-    /// The warnings the last statements queued, oldest first.
-    pub fn take_notices(&self) -> Vec<String> {
+    /// The notices the last statements queued, oldest first.
+    pub fn take_notices(&self) -> Vec<Notice> {
         match self.notices.lock() {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(p) => std::mem::take(&mut *p.into_inner()),
@@ -865,11 +889,10 @@ impl Session {
             self.advisory.end_transaction();
         }
         let out = match self.conf.statement_timeout() {
-            None => self.execute_statement(stmt, params).await,
+            None => self.execute_retrying(stmt, params).await,
             Some(limit) => {
                 let deadline = tokio::time::Instant::now() + limit;
-                match tokio::time::timeout_at(deadline, self.execute_statement(stmt, params)).await
-                {
+                match tokio::time::timeout_at(deadline, self.execute_retrying(stmt, params)).await {
                     Ok(Ok(Output::Rows { schema, stream })) => Ok(Output::Rows {
                         schema: schema.clone(),
                         stream: Box::pin(DeadlineStream {
@@ -888,6 +911,27 @@ impl Session {
             self.txns.statement_failed().await;
         }
         out
+    }
+
+    /// Runs a statement; one outside a transaction block that met a table
+    /// being altered (40001: nothing of it was written) runs again once the
+    /// ALTER is done, as PostgreSQL's writer would have waited for its lock.
+    async fn execute_retrying(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
+        let mut tries = 0;
+        loop {
+            let out = Box::pin(self.execute_statement(stmt, params)).await;
+            match &out {
+                Err(e)
+                    if e.code == crate::StatusCode::SerializationFailure
+                        && tries < 3
+                        && !self.txns.is_open().await =>
+                {
+                    tries += 1;
+                    self.engine().ddl_done().await;
+                }
+                _ => return out,
+            }
+        }
     }
 
     async fn execute_statement(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
@@ -970,6 +1014,7 @@ impl Session {
                 return dml::copy(self, source, *to, target, options, legacy_options).await;
             }
             S::CreateTable(ct) => ddl::create_table(self.engine(), ct).await?,
+            S::AlterTable(at) => crate::alter::alter_table(self, at).await?,
             S::CreateIndex(ci) => match ddl::unbuilt_index(self.engine(), ci)? {
                 Some(warning) => {
                     self.notice(warning);

@@ -126,6 +126,7 @@ impl Statement {
                 S::Copy { .. } => "COPY",
                 S::CreateTable(_) => "CREATE TABLE",
                 S::CreateIndex(_) => "CREATE INDEX",
+                S::AlterTable(_) => "ALTER TABLE",
                 S::Drop { .. } => "DROP",
                 S::Set(_) => "SET",
                 S::Reset(_) => "RESET",

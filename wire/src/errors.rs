@@ -28,6 +28,8 @@ pub fn sqlstate(code: StatusCode) -> &'static str {
         StatusCode::UndefinedObject => "42704",
         StatusCode::DuplicateTable => "42P07",
         StatusCode::DuplicateObject => "42710",
+        StatusCode::DuplicateColumn => "42701",
+        StatusCode::SerializationFailure => "40001",
         StatusCode::InvalidTextRepresentation => "22P02",
         StatusCode::InvalidBinaryRepresentation => "22P03",
         StatusCode::DeadlockDetected => "40P01",
@@ -86,9 +88,13 @@ fn error(code: &str, message: String) -> PgWireError {
 }
 
 /// A WARNING NoticeResponse (SQLSTATE 01000) carrying `message`.
-pub(crate) fn warning(message: String) -> pgwire::messages::PgWireBackendMessage {
+pub(crate) fn notice(n: quiver_sql::session::Notice) -> pgwire::messages::PgWireBackendMessage {
+    let (severity, code) = match n.warning {
+        true => ("WARNING", "01000"),
+        false => ("NOTICE", "00000"),
+    };
     pgwire::messages::PgWireBackendMessage::NoticeResponse(
-        ErrorInfo::new("WARNING".to_owned(), "01000".to_owned(), wire_safe(message)).into(),
+        ErrorInfo::new(severity.to_owned(), code.to_owned(), wire_safe(n.message)).into(),
     )
 }
 
@@ -175,6 +181,8 @@ mod tests {
             (StatusCode::UndefinedObject, "42704"),
             (StatusCode::DuplicateTable, "42P07"),
             (StatusCode::DuplicateObject, "42710"),
+            (StatusCode::DuplicateColumn, "42701"),
+            (StatusCode::SerializationFailure, "40001"),
             (StatusCode::InvalidTextRepresentation, "22P02"),
             (StatusCode::InvalidParameterValue, "22023"),
             (StatusCode::DataException, "22000"),

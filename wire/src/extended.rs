@@ -290,7 +290,7 @@ impl ExtendedQueryHandler for Connection {
             .await
             .map_err(errors::from_sql)?;
         for n in self.session.take_notices() {
-            client.feed(errors::warning(n)).await?;
+            client.feed(errors::notice(n)).await?;
         }
         Ok(match output {
             Output::Rows { schema, stream } => {

@@ -61,7 +61,7 @@ impl Connection {
             .await
             .map_err(errors::from_sql)?;
         for n in self.session.take_notices() {
-            client.feed(errors::warning(n)).await?;
+            client.feed(errors::notice(n)).await?;
         }
         match output {
             Output::Rows { schema, stream } => {

@@ -1,0 +1,214 @@
+//! `ALTER TABLE`: each operation of the statement becomes one
+//! [`Alteration`] the engine makes (see `quiver_engine::alter`), in order.
+//! Operations are not atomic together: a statement whose third operation
+//! fails keeps the first two (PostgreSQL undoes them; README).
+
+use std::ops::ControlFlow;
+
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::{
+    self, AlterColumnOperation, AlterTableOperation, DropBehavior, Expr, RenameTableNameKind,
+    visit_expressions,
+};
+use quiver_engine::alter::Alteration;
+
+use crate::ddl::{column, foreign_key, ident_name, object_name};
+use crate::error::Result;
+use crate::session::Session;
+use crate::sql_err;
+
+/// Functions whose value differs per row: a DEFAULT calling one cannot be
+/// evaluated once for the rows a new column is added to.
+const VOLATILE: &[&str] = &[
+    "random",
+    "gen_random_uuid",
+    "uuid_generate_v4",
+    "nextval",
+    "clock_timestamp",
+    "timeofday",
+];
+
+fn is_volatile(expr: &str) -> Result<bool> {
+    let e = datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(expr)?
+    .parse_expr()?;
+    let mut volatile = false;
+    let _ = visit_expressions(&e, |e| {
+        if let Expr::Function(f) = e
+            && let Some(name) = f.name.0.last().and_then(|p| p.as_ident())
+            && VOLATILE.contains(&name.value.to_ascii_lowercase().as_str())
+        {
+            volatile = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(volatile)
+}
+
+pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
+    let mut name = object_name(&at.name)?;
+    let engine = s.engine();
+    if at.if_exists && engine.table(&name).is_err() {
+        s.info(format!("relation \"{name}\" does not exist, skipping"));
+        return Ok("ALTER TABLE".into());
+    }
+    for op in &at.operations {
+        let Some(change) = alteration(s, &name, op).await? else {
+            continue;
+        };
+        engine.alter_table(&name, change.clone()).await?;
+        name = change.new_name(&name).to_string();
+    }
+    Ok("ALTER TABLE".into())
+}
+
+/// The change one operation makes; `None` when there is nothing to do
+/// (`IF [NOT] EXISTS` found it done; a notice says so).
+async fn alteration(
+    s: &Session,
+    table: &str,
+    op: &AlterTableOperation,
+) -> Result<Option<Alteration>> {
+    let engine = s.engine();
+    let def = engine.table(table)?.def.clone();
+    let missing_column = |c: &str| {
+        sql_err!(
+            UndefinedColumn,
+            "column \"{c}\" of relation \"{table}\" does not exist"
+        )
+    };
+    Ok(Some(match op {
+        AlterTableOperation::AddColumn {
+            if_not_exists,
+            column_def,
+            column_position,
+            ..
+        } => {
+            if column_position.is_some() {
+                return sql_err!(FeatureNotSupported, "column positions are not supported");
+            }
+            let parsed = column(column_def)?;
+            if def.column(&parsed.def.name).is_some() && *if_not_exists {
+                s.info(format!(
+                    "column \"{}\" of relation \"{table}\" already exists, skipping",
+                    parsed.def.name
+                ));
+                return Ok(None);
+            }
+            if !parsed.keys.is_empty() {
+                return sql_err!(
+                    FeatureNotSupported,
+                    "ADD COLUMN with PRIMARY KEY or UNIQUE is not supported; create a new table with the key"
+                );
+            }
+            let mut columns = def.columns.clone();
+            columns.push(parsed.def.clone());
+            let foreign_keys = parsed
+                .foreign
+                .iter()
+                .map(|fk| foreign_key(engine, table, &columns, &def.unique, fk))
+                .collect::<Result<Vec<_>>>()?;
+            let fill = match &parsed.def.default {
+                Some(expr) if !parsed.def.serial => {
+                    let t = engine.table(table)?;
+                    let has_rows =
+                        t.tail_rows() > 0 || t.dataset().count_rows(None).await.unwrap_or(1) > 0;
+                    if has_rows && is_volatile(expr)? {
+                        return sql_err!(
+                            FeatureNotSupported,
+                            "ADD COLUMN with a volatile DEFAULT ({expr}) on a table with rows is not supported: add the column, then UPDATE it"
+                        );
+                    }
+                    let value = crate::constraints::evaluate_default(
+                        s,
+                        expr,
+                        1,
+                        parsed.def.ty,
+                        &parsed.def.name,
+                    )
+                    .await?;
+                    let value = ScalarValue::try_from_array(&value, 0)?;
+                    (!value.is_null()).then_some(value)
+                }
+                _ => None,
+            };
+            Alteration::AddColumn {
+                column: parsed.def,
+                fill,
+                foreign_keys,
+            }
+        }
+        AlterTableOperation::DropColumn {
+            column_names,
+            if_exists,
+            drop_behavior,
+            ..
+        } => {
+            let [c] = column_names.as_slice() else {
+                return sql_err!(FeatureNotSupported, "drop one column per DROP COLUMN");
+            };
+            let c = ident_name(c);
+            if def.column(&c).is_none() {
+                if *if_exists {
+                    s.info(format!(
+                        "column \"{c}\" of relation \"{table}\" does not exist, skipping"
+                    ));
+                    return Ok(None);
+                }
+                return missing_column(&c);
+            }
+            Alteration::DropColumn {
+                column: c,
+                cascade: matches!(drop_behavior, Some(DropBehavior::Cascade)),
+            }
+        }
+        AlterTableOperation::RenameColumn {
+            old_column_name,
+            new_column_name,
+        } => Alteration::RenameColumn {
+            from: ident_name(old_column_name),
+            to: ident_name(new_column_name),
+        },
+        AlterTableOperation::RenameTable { table_name } => {
+            let (RenameTableNameKind::As(n) | RenameTableNameKind::To(n)) = table_name;
+            Alteration::RenameTable {
+                to: object_name(n)?,
+            }
+        }
+        AlterTableOperation::AlterColumn { column_name, op } => {
+            let column = ident_name(column_name);
+            match op {
+                AlterColumnOperation::SetNotNull => Alteration::SetNullable {
+                    column,
+                    nullable: false,
+                },
+                AlterColumnOperation::DropNotNull => Alteration::SetNullable {
+                    column,
+                    nullable: true,
+                },
+                AlterColumnOperation::SetDefault { value } => Alteration::SetDefault {
+                    column,
+                    default: Some(value.to_string()),
+                },
+                AlterColumnOperation::DropDefault => Alteration::SetDefault {
+                    column,
+                    default: None,
+                },
+                other => {
+                    return sql_err!(
+                        FeatureNotSupported,
+                        "ALTER COLUMN … {other} is not supported"
+                    );
+                }
+            }
+        }
+        other => {
+            return sql_err!(
+                FeatureNotSupported,
+                "ALTER TABLE … {other} is not supported"
+            );
+        }
+    }))
+}
