@@ -104,6 +104,25 @@ pub fn altered(catalog: &Catalog, name: &str, change: &Alteration) -> Result<Cat
     let Some(mut def) = next.tables.remove(name) else {
         return engine_err!(TableNotFound, "relation \"{name}\" does not exist");
     };
+    if let Some(view) = catalog.views_on(name).next() {
+        match change {
+            Alteration::DropColumn { column, .. } => {
+                return engine_err!(
+                    DependentObjects,
+                    "cannot drop column {column} of table {name} because view {} depends on it",
+                    view.name
+                );
+            }
+            Alteration::RenameColumn { .. } | Alteration::RenameTable { .. } => {
+                return engine_err!(
+                    Unsupported,
+                    "cannot rename: view {} depends on table {name} (drop the view, rename, create it again)",
+                    view.name
+                );
+            }
+            _ => {}
+        }
+    }
     match change {
         Alteration::AddColumn {
             column,

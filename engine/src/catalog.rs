@@ -35,6 +35,31 @@ pub struct Catalog {
     /// PostgreSQL's sequences do).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sequences: BTreeMap<String, i64>,
+    /// Views, by name (tables and views share one namespace).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub views: BTreeMap<String, ViewDef>,
+}
+
+/// `CREATE VIEW name [(columns)] AS query`: the query's text, expanded where
+/// the view is named; its columns as planned at creation (for the catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub name: String,
+    pub oid: u32,
+    /// The SELECT, as SQL text (views it names stay names).
+    pub query: String,
+    pub columns: Vec<ViewColumn>,
+    /// The tables and views the query names: they cannot be dropped,
+    /// renamed or lose a column while the view stands.
+    pub depends_on: Vec<String>,
+}
+
+/// A view's column as the catalog shows it: its name and Postgres type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewColumn {
+    pub name: String,
+    pub type_oid: u32,
+    pub typmod: i32,
 }
 
 /// The first object id of a table or index: PostgreSQL's first id for user
@@ -101,6 +126,7 @@ impl Catalog {
             .values()
             .map(|t| t.oid)
             .chain(self.indexes.values().map(|i| i.oid))
+            .chain(self.views.values().map(|v| v.oid))
             .max()
             .unwrap_or(0);
         self.next_oid
@@ -137,6 +163,13 @@ impl Catalog {
             }
         }
         !tables.is_empty() || !indexes.is_empty()
+    }
+
+    /// The views whose query names `relation` (a table or view).
+    pub fn views_on<'a>(&'a self, relation: &'a str) -> impl Iterator<Item = &'a ViewDef> + 'a {
+        self.views
+            .values()
+            .filter(move |v| v.depends_on.iter().any(|d| d == relation))
     }
 
     pub fn indexes_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a IndexDef> + 'a {

@@ -11,7 +11,7 @@ use quiver_tiering::StorageRoot;
 use lance::index::DatasetIndexExt;
 
 use crate::alter::Alteration;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ViewDef};
 use crate::chunks::ChunkStats;
 use crate::engine_err;
 use crate::error::{EngineError, ErrorKind, Result};
@@ -368,10 +368,13 @@ impl Engine {
         if_not_exists: bool,
     ) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
-        if self.catalog().tables.contains_key(name) {
-            if if_not_exists {
-                return Ok(false);
-            }
+        let taken = with_read(&self.catalog, |c| {
+            (c.tables.contains_key(name), c.views.contains_key(name))
+        });
+        if taken.0 && if_not_exists {
+            return Ok(false);
+        }
+        if taken.0 || taken.1 {
             return engine_err!(TableExists, "relation \"{name}\" already exists");
         }
         for (i, c) in columns.iter().enumerate() {
@@ -425,6 +428,7 @@ impl Engine {
             }
             return engine_err!(TableNotFound, "table \"{name}\" does not exist");
         };
+        Self::with_dependent_views(&self.catalog(), vec![name.to_string()], false)?;
         self.update_catalog(|c| {
             c.tables.remove(name);
             let prefix = format!("{name}.");
@@ -585,6 +589,88 @@ impl Engine {
                 self.update_catalog(|c| *c = next)
             }
         }
+    }
+
+    /// Creates a view (the caller has planned its query, so its columns and
+    /// dependencies are known); with `replace`, one of that name is replaced.
+    pub async fn create_view(&self, mut def: ViewDef, replace: bool) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let catalog = self.catalog();
+        if catalog.tables.contains_key(&def.name) {
+            let what = if replace {
+                "is not a view"
+            } else {
+                "already exists"
+            };
+            return engine_err!(TableExists, "relation \"{}\" {what}", def.name);
+        }
+        match catalog.views.get(&def.name) {
+            Some(old) if replace => def.oid = old.oid,
+            Some(_) => {
+                return engine_err!(TableExists, "relation \"{}\" already exists", def.name);
+            }
+            None => def.oid = catalog.next_free_oid(),
+        }
+        if def.depends_on.contains(&def.name) {
+            return engine_err!(
+                InvalidDefinition,
+                "infinite recursion detected in rules for relation \"{}\"",
+                def.name
+            );
+        }
+        self.update_catalog(|c| {
+            c.next_oid = c.next_oid.max(def.oid + 1);
+            c.views.insert(def.name.clone(), def);
+        })
+    }
+
+    /// Drops views (with `cascade`, the views built on them too); a view
+    /// another depends on is 2BP01 without it.
+    pub async fn drop_views(&self, names: &[String], if_exists: bool, cascade: bool) -> Result<()> {
+        let _ddl = self.ddl.lock().await;
+        let catalog = self.catalog();
+        let mut dropping: Vec<String> = Vec::new();
+        for name in names {
+            if !catalog.views.contains_key(name) {
+                if if_exists {
+                    continue;
+                }
+                return engine_err!(TableNotFound, "view \"{name}\" does not exist");
+            }
+            dropping.push(name.clone());
+        }
+        let all = Self::with_dependent_views(&catalog, dropping, cascade)?;
+        self.update_catalog(|c| c.views.retain(|n, _| !all.contains(n)))
+    }
+
+    /// `relations` and, with `cascade`, every view built on them (directly
+    /// or through other views); without it, 2BP01 when a view outside
+    /// `relations` depends on one of them.
+    pub fn with_dependent_views(
+        catalog: &Catalog,
+        mut relations: Vec<String>,
+        cascade: bool,
+    ) -> Result<Vec<String>> {
+        let mut i = 0;
+        while i < relations.len() {
+            let dependents: Vec<String> = catalog
+                .views_on(&relations[i])
+                .map(|v| v.name.clone())
+                .filter(|v| !relations.contains(v))
+                .collect();
+            if let Some(v) = dependents.first()
+                && !cascade
+            {
+                return engine_err!(
+                    DependentObjects,
+                    "cannot drop {} because other objects depend on it: view {v} depends on it (use DROP … CASCADE)",
+                    relations[i]
+                );
+            }
+            relations.extend(dependents);
+            i += 1;
+        }
+        Ok(relations)
     }
 
     /// The user functions, by name.

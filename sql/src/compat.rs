@@ -90,6 +90,7 @@ impl VisitorMut for Rewriter {
         {
             *name = short;
         }
+        unnest_as_postgres(t);
         ControlFlow::Continue(())
     }
 
@@ -101,6 +102,56 @@ impl VisitorMut for Rewriter {
             **q = single;
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `FROM unnest(a) x`: PostgreSQL names the one column of an unnest of one
+/// array after the alias (`SELECT x FROM unnest(…) x`), DataFusion after
+/// the call; `pg_catalog.unnest(…)` parses as a table function call, which
+/// DataFusion does not have (its unnest is a table factor of its own).
+fn unnest_as_postgres(t: &mut datafusion::sql::sqlparser::ast::TableFactor) {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, TableFactor};
+    if let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias,
+        ..
+    } = t
+        && name.0.len() == 1
+        && name.to_string().eq_ignore_ascii_case("unnest")
+    {
+        let exprs: Option<Vec<Expr>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        if let Some(array_exprs) = exprs {
+            *t = TableFactor::UNNEST {
+                alias: alias.take(),
+                array_exprs,
+                with_offset: false,
+                with_offset_alias: None,
+                with_ordinality: false,
+            };
+        }
+    }
+    if let TableFactor::UNNEST {
+        alias: Some(alias),
+        array_exprs,
+        ..
+    } = t
+        && array_exprs.len() == 1
+        && alias.columns.is_empty()
+    {
+        alias
+            .columns
+            .push(datafusion::sql::sqlparser::ast::TableAliasColumnDef {
+                name: alias.name.clone(),
+                data_type: None,
+            });
     }
 }
 

@@ -604,9 +604,23 @@ pub async fn drop(
     object_type: &ast::ObjectType,
     names: &[ObjectName],
     if_exists: bool,
+    cascade: bool,
 ) -> Result<String> {
     if matches!(object_type, ast::ObjectType::Table) {
         let dropping: Vec<String> = names.iter().map(object_name).collect::<Result<_>>()?;
+        let catalog = engine.catalog();
+        if let Some(view) = dropping.iter().find(|n| catalog.views.contains_key(*n)) {
+            return sql_err!(WrongObjectType, "\"{view}\" is not a table (use DROP VIEW)");
+        }
+        // The views on them go first (with CASCADE; else 2BP01).
+        let with_views = Engine::with_dependent_views(&catalog, dropping.clone(), cascade)?;
+        let views: Vec<String> = with_views
+            .into_iter()
+            .filter(|n| catalog.views.contains_key(n))
+            .collect();
+        if !views.is_empty() {
+            engine.drop_views(&views, true, true).await?;
+        }
         for (other, def) in engine.catalog().tables.iter() {
             if dropping.contains(other) {
                 continue;

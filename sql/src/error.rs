@@ -20,6 +20,8 @@ pub enum StatusCode {
     DuplicateTable,
     /// Index or other object already exists (42710).
     DuplicateObject,
+    /// A statement names an object of the wrong kind, e.g. DROP VIEW of a table (42809).
+    WrongObjectType,
     /// A column of that name exists already (42701).
     DuplicateColumn,
     /// A concurrent change made the statement fail; retry it (40001).

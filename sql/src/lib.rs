@@ -17,6 +17,7 @@
 //! - [`pg_catalog`] — PostgreSQL's system catalogs over Quiver's catalog, and their helper functions;
 //! - [`compat`] — PostgreSQL syntax rewritten into what DataFusion plans;
 //! - [`tables`] — the engine's tables as DataFusion tables;
+//! - [`views`] — CREATE / DROP VIEW and views expanded where queries name them;
 //! - [`error`] — the crate's error and status codes.
 
 pub mod advisory;
@@ -44,6 +45,7 @@ pub mod tables;
 pub mod transaction;
 pub mod vector;
 pub mod vector_search;
+pub mod views;
 
 pub use error::{Result, SqlError, StatusCode};
 pub use quiver_engine::schema::field_pg_type;

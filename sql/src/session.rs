@@ -774,6 +774,7 @@ impl Session {
         if let StatementKind::Sql(s) = &stmt.kind {
             let original = s.as_ref();
             let mut s = s.as_ref().clone();
+            crate::views::expand_statement(&mut s, self.engine())?;
             rewrite_expressions(&mut s, None)?;
             // EXPLAIN of a query: the parameters are the query's; the columns
             // are EXPLAIN's own (running it with NULL parameters would fail).
@@ -984,6 +985,7 @@ impl Session {
         }
         let names = crate::names::output_names(s);
         let mut s = s.as_ref().clone();
+        crate::views::expand_statement(&mut s, self.engine())?;
         rewrite_expressions(&mut s, Some(params))?;
         use ast::Statement as S;
         let tag = match &mut s {
@@ -1014,6 +1016,7 @@ impl Session {
                 return dml::copy(self, source, *to, target, options, legacy_options).await;
             }
             S::CreateTable(ct) => ddl::create_table(self.engine(), ct).await?,
+            S::CreateView(cv) => crate::views::create_view(self, cv).await?,
             S::AlterTable(at) => crate::alter::alter_table(self, at).await?,
             S::CreateIndex(ci) => match ddl::unbuilt_index(self.engine(), ci)? {
                 Some(warning) => {
@@ -1023,11 +1026,19 @@ impl Session {
                 None => ddl::create_index(self.engine(), ci).await?,
             },
             S::Drop {
+                object_type: ast::ObjectType::View,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => crate::views::drop_views(self.engine(), names, *if_exists, *cascade).await?,
+            S::Drop {
                 object_type,
                 if_exists,
                 names,
+                cascade,
                 ..
-            } => ddl::drop(self.engine(), object_type, names, *if_exists).await?,
+            } => ddl::drop(self.engine(), object_type, names, *if_exists, *cascade).await?,
             S::Set(set) => self.set(set)?,
             S::Reset(r) => {
                 match &r.reset {
@@ -1225,6 +1236,7 @@ impl Session {
     /// Plans `s` with its query vector unbound, when it qualifies for a generic plan.
     async fn generic_plan(&self, s: &ast::Statement) -> Result<Option<GenericPlan>> {
         let mut s = s.clone();
+        crate::views::expand_statement(&mut s, self.engine())?;
         rewrite_expressions(&mut s, None)?;
         if let ast::Statement::Query(q) = &mut s {
             rewrite_knn(q, self.engine())?;

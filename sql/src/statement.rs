@@ -92,6 +92,7 @@ impl Statement {
                 s.as_ref(),
                 ast::Statement::CreateIndex(_)
                     | ast::Statement::CreateTable(_)
+                    | ast::Statement::CreateView(_)
                     | ast::Statement::Drop { .. }
                     | ast::Statement::AlterTable { .. }
             ),
@@ -127,6 +128,7 @@ impl Statement {
                 S::CreateTable(_) => "CREATE TABLE",
                 S::CreateIndex(_) => "CREATE INDEX",
                 S::AlterTable(_) => "ALTER TABLE",
+                S::CreateView(_) => "CREATE VIEW",
                 S::Drop { .. } => "DROP",
                 S::Set(_) => "SET",
                 S::Reset(_) => "RESET",

@@ -482,6 +482,35 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             ))
         },
     ));
+    // A view's query, by oid or name (as PostgreSQL prints it: a leading
+    // space, a closing semicolon).
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_get_viewdef",
+        &[1, 2],
+        DataType::Utf8,
+        move |a, _| {
+            let views = c.snapshot().catalog.views;
+            let by_oid = oids(arg(a, 0)?)?;
+            let by_name = texts(arg(a, 0)?)?;
+            Ok(text_out(
+                by_oid
+                    .into_iter()
+                    .zip(by_name)
+                    .map(|(o, n)| {
+                        views
+                            .values()
+                            .find(|v| {
+                                Some(v.oid) == o
+                                    || n.as_deref()
+                                        .is_some_and(|n| n.trim_start_matches("public.") == v.name)
+                            })
+                            .map(|v| format!(" {};", v.query))
+                    })
+                    .collect(),
+            ))
+        },
+    ));
     // The sequence of a serial / identity column (`public.t_id_seq`), NULL
     // for other columns.
     let c = ctx.clone();

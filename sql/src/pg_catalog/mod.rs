@@ -324,6 +324,29 @@ impl Snapshot {
                 index: None,
             });
         }
+        for v in self.catalog.views.values() {
+            out.push(Relation {
+                oid: v.oid,
+                name: v.name.clone(),
+                namespace: PUBLIC_NS,
+                kind: 'v',
+                am: 0,
+                columns: v
+                    .columns
+                    .iter()
+                    .map(|c| Attribute {
+                        name: c.name.clone(),
+                        type_oid: c.type_oid,
+                        typmod: c.typmod,
+                        not_null: false,
+                        default: None,
+                    })
+                    .collect(),
+                has_index: false,
+                has_triggers: false,
+                index: None,
+            });
+        }
         for i in self.catalog.indexes.values() {
             let column = self
                 .catalog
@@ -1128,7 +1151,20 @@ const DEFS: &[Def] = &[
         oid: 12005,
         kind: 'v',
         columns: "schemaname name, viewname name, viewowner name, definition text",
-        rows: none,
+        rows: |s| {
+            s.catalog
+                .views
+                .values()
+                .map(|v| {
+                    vec![
+                        t("public"),
+                        t(v.name.clone()),
+                        t(s.identity.user.clone()),
+                        t(format!(" {};", v.query)),
+                    ]
+                })
+                .collect()
+        },
     },
     Def {
         name: "pg_matviews",
