@@ -5,7 +5,7 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::common::{
     TempDir, Vector, connect, copy_payload, count, explain, psql, psql_available, random_vectors,
-    run_client_script, run_client_script_with, start_server, vector_text,
+    run_client_script, run_client_script_with, run_node_script, start_server, vector_text,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,4 +280,12 @@ async fn langchain_pgvector_store_dimensionless() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llamaindex_pgvector_store() {
     run_client_script("llamaindex_pgvector.py").await;
+}
+
+/// node-postgres (`pg`): parameters, jsonb / uuid / timestamptz / bigint /
+/// array parsing, named prepared statements, SQLSTATEs, transactions, a pool
+/// writing and searching at once (tests/clients/node_pg.js).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_postgres_stores_and_searches_embeddings() {
+    run_node_script("node_pg.js").await;
 }

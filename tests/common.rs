@@ -333,9 +333,15 @@ pub async fn run_client_script_with(script: &str, args: &[&str]) {
     let Some(python) = client_python(script) else {
         return;
     };
+    run_script(tokio::process::Command::new(python), script, args).await;
+}
+
+/// Runs `program tests/clients/SCRIPT PORT ARGS…` against a fresh server;
+/// fails with its output unless it exits 0.
+async fn run_script(mut program: tokio::process::Command, script: &str, args: &[&str]) {
     let dir = TempDir::new(script);
     let server = start_server(dir.path()).await;
-    let out = tokio::process::Command::new(python)
+    let out = program
         .arg(script)
         .arg(server.addr.port().to_string())
         .args(args)
@@ -343,7 +349,7 @@ pub async fn run_client_script_with(script: &str, args: &[&str]) {
         .kill_on_drop(true)
         .output()
         .await
-        .expect("python runs");
+        .expect("the client script runs");
     assert!(
         out.status.success(),
         "{script} failed ({}):\n{}\n{}",
@@ -352,4 +358,46 @@ pub async fn run_client_script_with(script: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
     server.shutdown().await.expect("shutdown");
+}
+
+/// The `node_modules` holding the packages of `tests/clients/node`:
+/// `QUIVER_TEST_NODE_PATH` (.ci/run installs them and sets it), else
+/// `tests/clients/node/node_modules`. Missing on CI fails the test;
+/// elsewhere it is skipped.
+pub fn client_node_modules(test: &str) -> Option<PathBuf> {
+    let modules = match std::env::var_os("QUIVER_TEST_NODE_PATH") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/node/node_modules"
+        )),
+    };
+    let ready = modules.join("pg/package.json").exists()
+        && std::process::Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if ready {
+        return Some(modules);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: node or {} missing on CI",
+        modules.display()
+    );
+    eprintln!(
+        "{test}: node or the packages of tests/clients/node missing; skipped (.ci/run installs them)"
+    );
+    None
+}
+
+/// Runs `node tests/clients/SCRIPT PORT` against a fresh server; fails with
+/// its output unless it exits 0.
+pub async fn run_node_script(script: &str) {
+    let Some(modules) = client_node_modules(script) else {
+        return;
+    };
+    let mut node = tokio::process::Command::new("node");
+    node.env("NODE_PATH", modules);
+    run_script(node, script, &[]).await;
 }

@@ -56,6 +56,7 @@ impl VisitorMut for Rewriter {
             for item in &mut select.projection {
                 if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
                 {
+                    int4_literal(e);
                     let _ = visit_expressions_mut(e, |x| {
                         if let Expr::Exists { subquery, negated } = x
                             && let Some(count) = exists_as_count(subquery)
@@ -102,6 +103,24 @@ impl VisitorMut for Rewriter {
             **q = single;
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// A select-list integer literal that fits in 32 bits is an `integer` in
+/// PostgreSQL (`SELECT 1` returns an int4, which drivers read as a number;
+/// DataFusion's literal is an int8, which node-postgres reads as a string).
+fn int4_literal(e: &mut Expr) {
+    if let Expr::Value(v) = e
+        && let Value::Number(n, false) = &v.value
+        && n.parse::<i32>().is_ok()
+    {
+        *e = Expr::Cast {
+            kind: datafusion::sql::sqlparser::ast::CastKind::DoubleColon,
+            expr: Box::new(e.clone()),
+            data_type: datafusion::sql::sqlparser::ast::DataType::Int(None),
+            array: false,
+            format: None,
+        };
     }
 }
 

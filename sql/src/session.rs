@@ -683,6 +683,17 @@ impl Session {
     /// Records who is connected (the start-up's user and database names and
     /// the backend process id the client was given), for `current_user`,
     /// `current_database()`, `pg_backend_pid()` and the catalog.
+    /// The settings the client's start-up message gave (e.g.
+    /// `application_name`): the session's defaults.
+    pub fn set_startup_settings<'a>(&self, settings: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let _ = self.with_settings(|s| {
+            for (name, value) in settings {
+                s.set_startup(name, value);
+            }
+            Ok(())
+        });
+    }
+
     pub fn set_client(&self, user: &str, database: &str, pid: i32) {
         let mut id = match self.identity.write() {
             Ok(g) => g,

@@ -50,6 +50,9 @@ fn knob_name(name: &str) -> Option<&'static str> {
 pub struct Settings {
     pub knobs: SearchKnobs,
     values: BTreeMap<String, String>,
+    /// Values the client's start-up message gave (`application_name`, …):
+    /// the session's defaults, which RESET goes back to.
+    startup: BTreeMap<String, String>,
 }
 
 fn positive(name: &str, value: &str, max: usize) -> Result<usize> {
@@ -98,7 +101,19 @@ impl Settings {
     }
 
     pub fn reset_all(&mut self) {
-        *self = Settings::default();
+        *self = Settings {
+            startup: std::mem::take(&mut self.startup),
+            ..Settings::default()
+        };
+    }
+
+    /// A setting the start-up message gave; ignored unless it is one of
+    /// PostgreSQL's settings Quiver knows.
+    pub fn set_startup(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        if PG_SETTINGS.iter().any(|(n, _)| *n == name) {
+            self.startup.insert(name, value.to_string());
+        }
     }
 
     /// The value `SHOW name` prints.
@@ -111,7 +126,7 @@ impl Settings {
             Some(_) => return Ok(knob(self.knobs.refine_factor.map(|r| r as usize))),
             None => {}
         }
-        if let Some(v) = self.values.get(&name) {
+        if let Some(v) = self.values.get(&name).or_else(|| self.startup.get(&name)) {
             return Ok(v.clone());
         }
         match PG_SETTINGS.iter().find(|(n, _)| *n == name) {

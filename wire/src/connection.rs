@@ -80,6 +80,11 @@ impl Connection {
             get(pgwire::api::METADATA_DATABASE),
             client.pid_and_secret_key().0,
         );
+        self.session.set_startup_settings(
+            meta.iter()
+                .filter(|(k, _)| k.as_str() != "user" && k.as_str() != "database")
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
     }
 }
 
