@@ -179,6 +179,31 @@ async fn explain_shows_the_vector_search_node() {
         // Ordered by the search's own `_distance`: no distance is computed again above it.
         assert!(!text.contains("cosine_distance"), "{text}");
     }
+    // Through a view or a subquery in FROM that filters the table: the
+    // k-NN goes into it and runs as the filter-first search (k rows, ordered
+    // again above it); with a filter outside, it does not (that would lose rows).
+    client
+        .batch_execute("CREATE VIEW low AS SELECT id, embedding AS e FROM docs WHERE bucket < 1")
+        .await
+        .expect("view");
+    for sql in [
+        "EXPLAIN SELECT id FROM low ORDER BY e <=> '[1,0]' LIMIT 5",
+        "EXPLAIN SELECT s.id, s.e <=> '[1,0]' AS d FROM (SELECT id, embedding AS e FROM docs \
+         WHERE bucket < 1) s ORDER BY d LIMIT 3 OFFSET 2",
+    ] {
+        let text = explain(&client, sql).await;
+        assert!(
+            text.contains("VectorSearchExec: table=docs, column=embedding, k=5, metric=cosine"),
+            "{text}"
+        );
+        assert!(text.contains("filter=[bucket < "), "{text}");
+    }
+    let text = explain(
+        &client,
+        "EXPLAIN SELECT id FROM low WHERE id > 3 ORDER BY e <=> '[1,0]' LIMIT 5",
+    )
+    .await;
+    assert!(!text.contains("VectorSearchExec"), "{text}");
     server.shutdown().await.expect("shutdown");
 }
 

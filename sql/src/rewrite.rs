@@ -300,14 +300,18 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
     let Some((metric, column, query)) = knn_order(order_expr) else {
         return Ok(());
     };
-    let plain_group = matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty());
-    if select.from.len() != 1
-        || !select.from[0].joins.is_empty()
-        || !plain_group
-        || select.having.is_some()
-        || select.distinct.is_some()
-    {
+    if !over_one_relation(select) {
         return Ok(());
+    }
+    if matches!(select.from[0].relation, TableFactor::Derived { .. }) {
+        let order_expr = order_expr.clone();
+        return knn_into_derived(
+            q,
+            &order_expr,
+            &column,
+            limit.saturating_add(offset),
+            engine,
+        );
     }
     let TableFactor::Table {
         name,
@@ -393,6 +397,144 @@ pub fn rewrite_knn(q: &mut Query, engine: &Engine) -> Result<()> {
         exprs[0].expr = Expr::CompoundIdentifier(vec![alias.name.clone(), Ident::new("_distance")]);
     }
     Ok(())
+}
+
+/// `SELECT … FROM (SELECT cols FROM t WHERE …) AS v ORDER BY v.e <-> q
+/// LIMIT k` (a view, or a subquery, in FROM): the nearest-neighbour order
+/// and limit are copied into the subquery, whose rows are then the k
+/// nearest passing its filter, found by a filter-first vector search; the
+/// outer query orders those k again. Only when that is the same answer: the
+/// subquery a plain filter and projection of one table (no grouping,
+/// DISTINCT, window, order or limit of its own), the outer query with no
+/// filter, grouping or join, and `e` one of the table's columns as the
+/// subquery's output.
+fn knn_into_derived(
+    q: &mut Query,
+    order_expr: &Expr,
+    column: &str,
+    k: u64,
+    engine: &Engine,
+) -> Result<()> {
+    let SetExpr::Select(outer) = q.body.as_mut() else {
+        return Ok(());
+    };
+    if outer.selection.is_some() {
+        return Ok(());
+    }
+    let TableFactor::Derived {
+        subquery,
+        alias,
+        lateral: false,
+        ..
+    } = &mut outer.from[0].relation
+    else {
+        return Ok(());
+    };
+    if subquery.order_by.is_some()
+        || subquery.limit_clause.is_some()
+        || subquery.fetch.is_some()
+        || subquery.with.is_some()
+    {
+        return Ok(());
+    }
+    let SetExpr::Select(inner) = subquery.body.as_ref() else {
+        return Ok(());
+    };
+    if !over_one_relation(inner) || !inner.named_window.is_empty() {
+        return Ok(());
+    }
+    let TableFactor::Table {
+        name, args: None, ..
+    } = &inner.from[0].relation
+    else {
+        return Ok(());
+    };
+    let Ok(table) = object_name(name) else {
+        return Ok(());
+    };
+    let Ok(t) = engine.table(&table) else {
+        return Ok(());
+    };
+    // The subquery's output columns, as (output name, table column or None).
+    let mut outputs: Vec<(String, Option<String>)> = Vec::new();
+    for item in &inner.projection {
+        match item {
+            SelectItem::Wildcard(o) if plain_wildcard(o) => outputs.extend(
+                t.def
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), Some(c.name.clone()))),
+            ),
+            SelectItem::UnnamedExpr(e) => {
+                let c = column_name(e);
+                outputs.push((c.clone().unwrap_or_default(), c));
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                outputs.push((ident_name(alias), column_name(expr)));
+            }
+            _ => return Ok(()),
+        }
+    }
+    if let Some(a) = alias
+        && !a.columns.is_empty()
+    {
+        if a.columns.len() != outputs.len() {
+            return Ok(());
+        }
+        for (o, c) in outputs.iter_mut().zip(&a.columns) {
+            o.0 = ident_name(&c.name);
+        }
+    }
+    let Some(source) = outputs
+        .iter()
+        .find(|(out, _)| out == column)
+        .and_then(|(_, src)| src.clone())
+        .filter(|src| t.def.column(src).is_some())
+    else {
+        return Ok(());
+    };
+    // Any window function in the subquery's select list sees all its rows.
+    let mut windowed = false;
+    let _ = visit_expressions(&inner.projection, |e| {
+        if let Expr::Function(f) = e
+            && f.over.is_some()
+        {
+            windowed = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    if windowed {
+        return Ok(());
+    }
+    let mut inner_order = order_expr.clone();
+    let _ = visit_expressions_mut(&mut inner_order, |e| {
+        if column_name(e).is_some_and(|c| c == column)
+            && matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+        {
+            *e = Expr::Identifier(Ident::with_quote('"', &source));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    subquery.order_by = q.order_by.clone();
+    if let Some(OrderByKind::Expressions(exprs)) = subquery.order_by.as_mut().map(|o| &mut o.kind) {
+        exprs[0].expr = inner_order;
+    }
+    subquery.limit_clause = Some(LimitClause::LimitOffset {
+        limit: Some(Expr::value(Value::Number(k.to_string(), false))),
+        offset: None,
+        limit_by: Vec::new(),
+    });
+    rewrite_knn(subquery, engine)
+}
+
+/// A SELECT of rows of one relation, without joins, grouping or DISTINCT.
+fn over_one_relation(select: &datafusion::sql::sqlparser::ast::Select) -> bool {
+    let plain_group = matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty());
+    select.from.len() == 1
+        && select.from[0].joins.is_empty()
+        && plain_group
+        && select.having.is_none()
+        && select.distinct.is_none()
 }
 
 /// A `*` without EXCLUDE / EXCEPT / REPLACE / RENAME / ILIKE.
