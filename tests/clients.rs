@@ -5,7 +5,8 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::common::{
     TempDir, Vector, connect, copy_payload, count, explain, psql, psql_available, random_vectors,
-    run_client_script, run_client_script_with, run_node_script, start_server, vector_text,
+    run_client_script, run_client_script_with, run_java_program, run_node_script, start_server,
+    vector_text,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,4 +314,13 @@ async fn llamaindex_pgvector_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_postgres_stores_and_searches_embeddings() {
     run_node_script("node_pg.js").await;
+}
+
+/// pgJDBC: prepared statements past the server-side threshold, a k-NN
+/// search with parameters, transactions, SQLSTATEs, and the
+/// DatabaseMetaData calls JDBC tools browse schemas with (getTables,
+/// getColumns, getPrimaryKeys, getIndexInfo) (tests/clients/JdbcClient.java).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_metadata_and_queries() {
+    run_java_program("JdbcClient.java").await;
 }

@@ -401,3 +401,38 @@ pub async fn run_node_script(script: &str) {
     node.env("NODE_PATH", modules);
     run_script(node, script, &[]).await;
 }
+
+/// The PostgreSQL JDBC driver (Debian's libpostgresql-jdbc-java, which
+/// .ci/run installs) and a `java` that runs single-file programs. Missing
+/// on CI fails the test; elsewhere it is skipped.
+pub fn jdbc_driver(test: &str) -> Option<PathBuf> {
+    let jar = PathBuf::from(
+        std::env::var_os("QUIVER_TEST_JDBC_JAR")
+            .unwrap_or_else(|| "/usr/share/java/postgresql.jar".into()),
+    );
+    let java = std::process::Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if java && jar.exists() {
+        return Some(jar);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: java or {} missing on CI",
+        jar.display()
+    );
+    eprintln!("{test}: java or the JDBC driver missing; skipped (.ci/run installs them)");
+    None
+}
+
+/// Runs `java -cp JAR tests/clients/SCRIPT PORT` (a single-file program)
+/// against a fresh server; fails with its output unless it exits 0.
+pub async fn run_java_program(script: &str) {
+    let Some(jar) = jdbc_driver(script) else {
+        return;
+    };
+    let mut java = tokio::process::Command::new("java");
+    java.arg("-cp").arg(jar);
+    run_script(java, script, &[]).await;
+}

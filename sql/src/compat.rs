@@ -417,12 +417,54 @@ fn rewrite_expr(e: &mut Expr) {
                 );
                 return;
             }
+            // `information_schema._pg_expandarray(a)`: the set of
+            // (a[i], i) records, as pgJDBC's key and index metadata reads it.
+            if let [schema, name] = f.name.0.as_slice()
+                && schema
+                    .as_ident()
+                    .is_some_and(|s| s.value.eq_ignore_ascii_case("information_schema"))
+                && name
+                    .as_ident()
+                    .is_some_and(|n| n.value.eq_ignore_ascii_case("_pg_expandarray"))
+                && let FunctionArguments::List(list) = &f.args
+                && let [FunctionArg::Unnamed(FunctionArgExpr::Expr(array))] = list.args.as_slice()
+            {
+                *e = function_call(
+                    "unnest",
+                    vec![function_call("_pg_expandarray", vec![array.clone()])],
+                );
+                return;
+            }
             if f.name.to_string().eq_ignore_ascii_case("array")
                 && let FunctionArguments::Subquery(q) = &f.args
                 && let Some(agg) = array_subquery(q)
             {
                 *e = Expr::Subquery(Box::new(agg));
             }
+        }
+        // `(record).field`: the field of a struct.
+        Expr::CompoundFieldAccess { root, access_chain }
+            if access_chain.iter().all(|a| {
+                matches!(
+                    a,
+                    datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_))
+                )
+            }) =>
+        {
+            let mut out = root.as_ref().clone();
+            for a in access_chain.iter() {
+                if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = a
+                {
+                    out = function_call(
+                        "get_field",
+                        vec![
+                            out,
+                            Expr::value(Value::SingleQuotedString(crate::ddl::ident_name(field))),
+                        ],
+                    );
+                }
+            }
+            *e = out;
         }
         Expr::BinaryOp { op, .. } => {
             if let BinaryOperator::PGCustomBinaryOperator(parts) = op
@@ -644,6 +686,7 @@ fn reg_conversion(t: &DataType, from_text: bool) -> Option<&'static str> {
         ("regnamespace", true) => "regnamespacein",
         ("regnamespace", false) => "regnamespaceout",
         ("regproc" | "regprocedure", false) => "regprocout",
+        ("regproc" | "regprocedure", true) => "regprocin",
         ("regrole", false) => "regroleout",
         _ => return None,
     })
@@ -849,6 +892,19 @@ fn pg_literal(
                     right.clone(),
                 ))));
             }
+        }
+        // `nullif(attidentity, '')` (pgJDBC's getColumns).
+        L::ScalarFunction(f)
+            if f.name() == "nullif"
+                && f.args.len() == 2
+                && is_char(&f.args[0])
+                && char_literal(&f.args[1]).is_some() =>
+        {
+            let mut f = f.clone();
+            if let Some(c) = char_literal(&f.args[1]) {
+                f.args[1] = c;
+            }
+            return Ok(Transformed::yes(L::ScalarFunction(f)));
         }
         // `relkind::text`: the character, not its code.
         L::Cast(datafusion::logical_expr::expr::Cast { expr, field })

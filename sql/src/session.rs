@@ -456,6 +456,14 @@ impl Session {
         for f in crate::pg_catalog::functions::settings_udfs(&conf) {
             ctx.register_udf(f);
         }
+        if let Ok(series) = ctx.table_function("generate_series") {
+            ctx.register_udtf(
+                "generate_series",
+                Arc::new(crate::pg_catalog::functions::GenerateSeries {
+                    inner: series.function().clone(),
+                }),
+            );
+        }
         ctx.register_udtf(
             "pg_partition_ancestors",
             Arc::new(crate::pg_catalog::functions::PartitionAncestors {

@@ -272,6 +272,48 @@ fn lookup_relation(snap: &Snapshot, text: &str) -> Option<u32> {
 /// `pg_partition_ancestors(rel)` in FROM: the relation and its ancestors,
 /// column `relid` — the relation alone, as Quiver has no partitions (psql's
 /// `\d` lists a table's foreign keys with it).
+/// `generate_series(a, b [, step])` in FROM with PostgreSQL's integer
+/// arguments: an `integer` or `smallint` (`array_upper(…)`, `n::int`) is
+/// taken as a bigint, which DataFusion's own function (wrapped) requires.
+#[derive(Debug)]
+pub struct GenerateSeries {
+    pub inner: Arc<dyn datafusion::catalog::TableFunctionImpl>,
+}
+
+impl datafusion::catalog::TableFunctionImpl for GenerateSeries {
+    fn call_with_args(
+        &self,
+        args: datafusion::catalog::TableFunctionArgs,
+    ) -> DfResult<Arc<dyn datafusion::catalog::TableProvider>> {
+        use datafusion::common::ScalarValue as S;
+        use datafusion::logical_expr::Expr;
+        let exprs: Vec<Expr> = args
+            .exprs()
+            .iter()
+            .map(|e| match e {
+                Expr::Literal(v, m) => {
+                    let wide = match v {
+                        S::Int8(x) => Some(S::Int64(x.map(i64::from))),
+                        S::Int16(x) => Some(S::Int64(x.map(i64::from))),
+                        S::Int32(x) => Some(S::Int64(x.map(i64::from))),
+                        S::UInt8(x) => Some(S::Int64(x.map(i64::from))),
+                        S::UInt16(x) => Some(S::Int64(x.map(i64::from))),
+                        S::UInt32(x) => Some(S::Int64(x.map(i64::from))),
+                        _ => None,
+                    };
+                    Expr::Literal(wide.unwrap_or_else(|| v.clone()), m.clone())
+                }
+                other => other.clone(),
+            })
+            .collect();
+        self.inner
+            .call_with_args(datafusion::catalog::TableFunctionArgs::new(
+                &exprs,
+                args.session(),
+            ))
+    }
+}
+
 #[derive(Debug)]
 pub struct PartitionAncestors {
     pub ctx: CatalogContext,
@@ -481,6 +523,15 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
                     .collect(),
             ))
         },
+    ));
+    // `_pg_expandarray(a)`: per array, the list of records (x: a[i], n: i)
+    // that `information_schema._pg_expandarray` returns as a set (the
+    // compatibility rewrite unnests it).
+    out.push(helper(
+        "_pg_expandarray",
+        &[1],
+        expanded_array_type(),
+        |a, n| expand_arrays(arg(a, 0)?, n),
     ));
     // A view's query, by oid or name (as PostgreSQL prints it: a leading
     // space, a closing semicolon).
@@ -710,6 +761,25 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
                 .collect(),
         ))
     }));
+    // `'pg_catalog.array_in'::regproc`: the function's bare name, which is
+    // what pg_type's typinput / typoutput columns hold (pgJDBC compares them).
+    out.push(helper("regprocin", &[1], DataType::Utf8, |a, _| {
+        Ok(text_out(
+            texts(arg(a, 0)?)?
+                .into_iter()
+                .map(|t| {
+                    t.map(|t| {
+                        let t = t.trim();
+                        let t = t.split('(').next().unwrap_or(t);
+                        t.strip_prefix("pg_catalog.")
+                            .unwrap_or(t)
+                            .trim_matches('"')
+                            .to_string()
+                    })
+                })
+                .collect(),
+        ))
+    }));
     let c = ctx.clone();
     out.push(helper("regprocout", &[1], DataType::Utf8, move |a, _| {
         let fns = c.engine.functions();
@@ -882,6 +952,75 @@ pub fn settings_udfs(conf: &Arc<crate::settings::SessionSettings>) -> Vec<Scalar
         Ok(text_out(out))
     });
     vec![current, set]
+}
+
+/// The type of `_pg_expandarray`'s result: a list of (x bigint, n integer).
+fn expanded_array_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(expanded_fields()),
+        true,
+    )))
+}
+
+fn expanded_fields() -> datafusion::arrow::datatypes::Fields {
+    datafusion::arrow::datatypes::Fields::from(vec![
+        Field::new("x", DataType::Int64, true),
+        Field::new("n", DataType::Int32, false),
+    ])
+}
+
+/// Each array of `a` (NULL: no records) as its records (a[i], i).
+fn expand_arrays(a: &ArrayRef, rows: usize) -> DfResult<ArrayRef> {
+    use datafusion::arrow::array::{AsArray, StructArray};
+    use datafusion::arrow::buffer::OffsetBuffer;
+    let list_type = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
+    let lists = match a.data_type() {
+        DataType::Null => return Ok(new_null_array(&expanded_array_type(), rows)),
+        _ => cast_with_options(a, &list_type, &DEFAULT_CAST_OPTIONS)?,
+    };
+    let lists = lists.as_list::<i32>();
+    let values = lists.values().clone();
+    let mut n: Vec<i32> = Vec::with_capacity(values.len());
+    let mut lengths = Vec::with_capacity(lists.len());
+    for i in 0..lists.len() {
+        let len = if lists.is_null(i) {
+            0
+        } else {
+            lists.value_length(i) as usize
+        };
+        n.extend(1..=len as i32);
+        lengths.push(len);
+    }
+    // The values of NULL lists are not records.
+    let keep: Vec<bool> = (0..lists.len())
+        .flat_map(|i| {
+            let (start, end) = (
+                lists.value_offsets()[i] as usize,
+                lists.value_offsets()[i + 1] as usize,
+            );
+            std::iter::repeat_n(!lists.is_null(i), end - start)
+        })
+        .collect();
+    let values = datafusion::arrow::compute::filter(
+        &values.slice(lists.value_offsets()[0] as usize, keep.len()),
+        &BooleanArray::from(keep),
+    )?;
+    let records = StructArray::try_new(
+        expanded_fields(),
+        vec![values, Arc::new(Int32Array::from(n)) as ArrayRef],
+        None,
+    )?;
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(Field::new(
+            "item",
+            DataType::Struct(expanded_fields()),
+            true,
+        )),
+        OffsetBuffer::from_lengths(lengths),
+        Arc::new(records),
+        lists.nulls().cloned(),
+    )?))
 }
 
 #[cfg(test)]
