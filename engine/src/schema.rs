@@ -32,6 +32,9 @@ pub enum ColumnType {
     /// `jsonb`: JSON in PostgreSQL's normal form (keys sorted by length,
     /// then bytes; duplicates dropped, the last kept).
     Jsonb,
+    /// `text[]` (also `varchar[]`): a one-dimensional array of text, stored
+    /// as a List of Utf8.
+    TextArray,
     /// `vector(n)`: `n` float32 components, stored as a FixedSizeList.
     Vector(u32),
     /// `vector` without a dimension (as langchain-postgres creates it):
@@ -60,6 +63,9 @@ impl ColumnType {
                 DataType::Utf8
             }
             ColumnType::Vector(dim) => vector_type(*dim),
+            ColumnType::TextArray => {
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+            }
             ColumnType::VectorAny => {
                 DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
             }

@@ -466,6 +466,15 @@ fn rewrite_expr(e: &mut Expr) {
             }
             *e = out;
         }
+        // `tags && ARRAY['a', 'b']`: the arrays have an element in common.
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::PGOverlap,
+            right,
+        } => {
+            let array = |x: &Expr| function_call("pg_array_in", vec![x.clone()]);
+            *e = function_call("array_has_any", vec![array(left), array(right)]);
+        }
         Expr::BinaryOp { op, .. } => {
             if let BinaryOperator::PGCustomBinaryOperator(parts) = op
                 && let Some(builtin) = parts.last().and_then(|o| builtin_operator(o))
@@ -502,6 +511,14 @@ fn rewrite_expr(e: &mut Expr) {
                 list,
                 negated,
             };
+        }
+        // `name = ANY($1)` with a list sent as its text form: read as a text array.
+        Expr::AnyOp { right, .. }
+            if matches!(right.as_ref(), Expr::Value(v)
+                if matches!(v.value, Value::Placeholder(_) | Value::SingleQuotedString(_))) =>
+        {
+            let r = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+            **right = function_call("pg_array_in", vec![r]);
         }
         Expr::Collate { expr, .. } => {
             let inner = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));

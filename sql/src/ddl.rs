@@ -81,6 +81,19 @@ fn column_type(t: &DataType) -> Result<ColumnType> {
         }
         D::Date => ColumnType::Date,
         D::Bytea => ColumnType::Bytea,
+        D::Array(
+            ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | ast::ArrayElemTypeDef::AngleBracket(inner)
+            | ast::ArrayElemTypeDef::Parenthesis(inner),
+        ) => match column_type(inner)? {
+            ColumnType::Text | ColumnType::Varchar(_) => ColumnType::TextArray,
+            other => {
+                return sql_err!(
+                    FeatureNotSupported,
+                    "arrays of {other:?} are not supported (text[] is)"
+                );
+            }
+        },
         D::Uuid => ColumnType::Uuid,
         D::JSON => ColumnType::Json,
         D::JSONB => ColumnType::Jsonb,

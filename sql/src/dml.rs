@@ -97,6 +97,12 @@ pub(crate) fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<Array
     if ty == ColumnType::VectorAny {
         return crate::vector::to_vector_list(arr);
     }
+    if ty == ColumnType::TextArray
+        && let Some(texts) = datafusion::arrow::array::AsArray::as_string_opt::<i32>(arr.as_ref())
+    {
+        // A string given for a text[] is its text form (`'{a,"b c"}'`).
+        return crate::copy::text_arrays(texts.iter());
+    }
     let target = ty.arrow_type();
     if arr.data_type() == &target {
         return Ok(arr.clone());

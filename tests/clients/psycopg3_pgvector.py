@@ -107,4 +107,23 @@ with psycopg.connect(DSN, autocommit=True) as conn:
     info = psycopg.types.TypeInfo.fetch(conn, "vector")
     check(info is not None and info.name == "vector" and info.array_oid != 0, f"TypeInfo {info}")
     check(psycopg.types.TypeInfo.fetch(conn, "no_such_type") is None, "unknown type")
+    # text[]: Python lists as parameters (sent untyped, in text form), in
+    # results in both formats, in binary COPY; && and = ANY with a list.
+    conn.execute("CREATE TABLE tagged (id int PRIMARY KEY, tags text[], embedding vector(8))")
+    conn.execute("INSERT INTO tagged VALUES (%s, %s, %s), (%s, %s, %s)",
+                 (1, ["a", "b c", None], base[0], 2, [], base[1]))
+    with conn.cursor().copy("COPY tagged (id, tags) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "text[]"])
+        copy.write_row([3, ["x", 'q"uote', "a"]])
+    rows = conn.execute("SELECT id, tags FROM tagged ORDER BY id").fetchall()
+    check(rows == [(1, ["a", "b c", None]), (2, []), (3, ["x", 'q"uote', "a"])], f"text[] rows {rows}")
+    with conn.cursor(binary=True) as cur:
+        cur.execute("SELECT tags FROM tagged WHERE id = 3")
+        check(cur.fetchone()[0] == ["x", 'q"uote', "a"], "text[] in binary")
+    hits = conn.execute("SELECT id FROM tagged WHERE tags && %s ORDER BY id", (["a", "zz"],)).fetchall()
+    check(hits == [(1,), (3,)], f"&& {hits}")
+    hits = conn.execute("SELECT id FROM tagged WHERE %s = ANY(tags) ORDER BY id", ("b c",)).fetchall()
+    check(hits == [(1,)], f"ANY(tags) {hits}")
+    hits = conn.execute("SELECT id FROM tagged WHERE id = ANY(%s) ORDER BY id", ([2, 3],)).fetchall()
+    check(hits == [(2,), (3,)], f"= ANY(list) {hits}")
 print("psycopg 3: ok")

@@ -45,47 +45,17 @@ fn fixed<const N: usize>(bytes: &[u8], type_name: &str) -> Result<[u8; N], SqlEr
     bytes.try_into().map_err(|_| bad_binary(type_name))
 }
 
-/// A one-dimensional array in the binary format: dimensions, a NULL flag,
-/// the element type, each dimension's length and lower bound, then each
-/// element as a length (-1 for NULL) and its bytes.
+/// A one-dimensional array in the binary format
+/// ([`quiver_sql::copy::binary::binary_array_items`]), each element decoded as
+/// its element type.
 fn binary_array(bytes: &[u8], elem: u32) -> Result<ParamValue, SqlError> {
-    let bad = || bad_binary("array");
-    let word = |at: usize| -> Result<i32, SqlError> {
-        Ok(i32::from_be_bytes(
-            bytes
-                .get(at..at + 4)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?,
-        ))
-    };
-    let ndim = word(0)?;
-    let mut items = Vec::new();
-    match ndim {
-        0 => {}
-        1 => {
-            let len = usize::try_from(word(12)?).map_err(|_| bad())?;
-            let mut at = 20;
-            for _ in 0..len {
-                let n = word(at)?;
-                at += 4;
-                if n < 0 {
-                    items.push(ParamValue::Null);
-                    continue;
-                }
-                let n = n as usize;
-                let value = bytes.get(at..at + n).ok_or_else(bad)?;
-                items.push(decode_param(Some(value), true, elem)?);
-                at += n;
-            }
-        }
-        _ => {
-            return Err(SqlError::new(
-                StatusCode::FeatureNotSupported,
-                "array parameters of more than one dimension are not supported",
-            ));
-        }
-    }
+    let items = quiver_sql::copy::binary::binary_array_items(bytes)?
+        .into_iter()
+        .map(|item| match item {
+            None => Ok(ParamValue::Null),
+            Some(value) => decode_param(Some(value), true, elem),
+        })
+        .collect::<Result<Vec<_>, SqlError>>()?;
     Ok(ParamValue::Array(items))
 }
 

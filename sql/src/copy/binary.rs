@@ -13,6 +13,7 @@ use datafusion::arrow::array::{
 use quiver_engine::schema::ColumnType;
 
 use crate::error::{Result, SqlError, StatusCode};
+use crate::sql_err;
 use crate::vector::parse_vector_binary;
 
 /// The signature a binary COPY stream starts with.
@@ -293,6 +294,7 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             }
             Arc::new(b.finish())
         }
+        ColumnType::TextArray => super::text_lists(values.iter().copied(), text_array_binary)?,
         ColumnType::VectorAny => {
             let mut rows = Vec::with_capacity(values.len());
             for v in values {
@@ -312,6 +314,69 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             super::vector_array(dim, flat, valid)?
         }
     })
+}
+
+/// The elements (`None`: NULL) of a one-dimensional array in PostgreSQL's
+/// binary format: the number of dimensions, a NULL flag, the element type,
+/// each dimension's length and lower bound, then each element as a length
+/// (-1: NULL) and its bytes.
+pub fn binary_array_items(bytes: &[u8]) -> Result<Vec<Option<&[u8]>>> {
+    let bad = || {
+        SqlError::new(
+            StatusCode::InvalidBinaryRepresentation,
+            "incorrect binary data format for an array",
+        )
+    };
+    let word = |at: usize| -> Result<i32> {
+        let b: [u8; 4] = bytes
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(i32::from_be_bytes(b))
+    };
+    let mut out = Vec::new();
+    match word(0)? {
+        0 => return Ok(out),
+        1 => {}
+        _ => {
+            return sql_err!(
+                FeatureNotSupported,
+                "arrays of more than one dimension are not supported"
+            );
+        }
+    }
+    let len = usize::try_from(word(12)?).map_err(|_| bad())?;
+    let mut at = 20;
+    for _ in 0..len {
+        let n = word(at)?;
+        at += 4;
+        if n < 0 {
+            out.push(None);
+            continue;
+        }
+        let n = n as usize;
+        out.push(Some(bytes.get(at..at + n).ok_or_else(bad)?));
+        at += n;
+    }
+    Ok(out)
+}
+
+/// A `text[]` in the binary format ([`binary_array_items`]).
+fn text_array_binary(bytes: &[u8]) -> Result<Vec<Option<String>>> {
+    binary_array_items(bytes)?
+        .into_iter()
+        .map(|item| {
+            item.map(|b| {
+                String::from_utf8(b.to_vec()).map_err(|_| {
+                    SqlError::new(
+                        StatusCode::InvalidBinaryRepresentation,
+                        "invalid UTF-8 in a text[] element",
+                    )
+                })
+            })
+            .transpose()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -293,6 +293,32 @@ pub fn bytea_from_text(s: &str) -> Result<Vec<u8>> {
 
 /// The elements of a one-dimensional array in the text format,
 /// `{a,"b c",NULL}` (`None` for NULL; spaces around elements dropped).
+/// `text[]` values from their text forms (`{a,"b c",NULL}`; NULL: a NULL array).
+pub fn text_arrays<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Result<ArrayRef> {
+    text_lists(values, array_literal)
+}
+
+/// A List of Utf8 with one array per value (`None`: NULL), its elements
+/// read from the value by `items`.
+pub(crate) fn text_lists<T>(
+    values: impl Iterator<Item = Option<T>>,
+    items: impl Fn(T) -> Result<Vec<Option<String>>>,
+) -> Result<ArrayRef> {
+    let mut b = datafusion::arrow::array::ListBuilder::new(StringBuilder::new());
+    for v in values {
+        match v {
+            None => b.append_null(),
+            Some(v) => {
+                for item in items(v)? {
+                    b.values().append_option(item);
+                }
+                b.append(true);
+            }
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 pub fn array_literal(text: &str) -> Result<Vec<Option<String>>> {
     let bad = || {
         SqlError::new(
@@ -423,6 +449,7 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
                     )
                 })?
         }
+        ColumnType::TextArray => text_arrays(values.iter().copied())?,
         ColumnType::VectorAny => {
             let strings: ArrayRef = Arc::new(
                 values

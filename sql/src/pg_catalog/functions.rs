@@ -524,6 +524,32 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             ))
         },
     ));
+    // `pg_array_in(x)`: a text array whether `x` is one or is its text
+    // form (`'{a,"b c"}'`, as drivers send a list parameter untyped).
+    out.push(helper(
+        "pg_array_in",
+        &[1],
+        DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+        |a, n| {
+            let x = arg(a, 0)?;
+            match x.data_type() {
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+                    let texts = texts(x)?;
+                    crate::copy::text_arrays(texts.iter().map(|t| t.as_deref()))
+                        .map_err(|e| DataFusionError::External(Box::new(e)))
+                }
+                DataType::Null => Ok(new_null_array(
+                    &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                    n,
+                )),
+                _ => Ok(cast_with_options(
+                    x,
+                    &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                    &DEFAULT_CAST_OPTIONS,
+                )?),
+            }
+        },
+    ));
     // `_pg_expandarray(a)`: per array, the list of records (x: a[i], n: i)
     // that `information_schema._pg_expandarray` returns as a set (the
     // compatibility rewrite unnests it).

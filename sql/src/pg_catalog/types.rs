@@ -243,6 +243,7 @@ pub fn column_type(ty: &ColumnType) -> (u32, i32) {
         ColumnType::Jsonb => (3802, -1),
         ColumnType::Vector(dim) => (VECTOR_TYPE_OID, *dim as i32),
         ColumnType::VectorAny => (VECTOR_TYPE_OID, -1),
+        ColumnType::TextArray => (1009, -1),
     }
 }
 
