@@ -354,6 +354,12 @@ impl Engine {
         }
     }
 
+    /// Whether any view exists (checked on every statement before views
+    /// are expanded; the catalog is copied only when one does).
+    pub fn has_views(&self) -> bool {
+        with_read(&self.catalog, |c| !c.views.is_empty())
+    }
+
     pub fn table_names(&self) -> Vec<String> {
         with_read(&self.catalog, |c| c.tables.keys().cloned().collect())
     }

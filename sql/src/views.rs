@@ -125,11 +125,10 @@ fn parse_query(sql: &str) -> Result<Query> {
 
 /// Puts each view `q` names in its place (see the module comment).
 pub fn expand(q: &mut Query, engine: &Engine) -> Result<()> {
-    let catalog = engine.catalog();
-    if catalog.views.is_empty() {
+    if !engine.has_views() {
         return Ok(());
     }
-    expand_in(q, &catalog)
+    expand_in(q, &engine.catalog())
 }
 
 /// [`expand`] in a query, an EXPLAIN of one, or an INSERT's source (the
