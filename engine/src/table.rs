@@ -854,6 +854,9 @@ impl Table {
             return Ok(false);
         }
         let _w = self.write_lock.lock().await;
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         let mut ds = (*self.dataset()).clone();
         let indices = ds.load_indices().await?;
         if Self::unindexed_rows(&ds, &indices) < min_rows.max(1) {
@@ -933,6 +936,10 @@ impl Table {
     pub async fn compact(&self, all: bool) -> Result<(usize, usize)> {
         use lance::dataset::optimize::{DefaultCompactionPlanner, compact_files_with_planner};
         let _c = self.compaction.lock().await;
+        // A table retired by ALTER TABLE or dropped: its successor compacts.
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok((0, 0));
+        }
         let mut ds = (*self.dataset()).clone();
         let m = if all {
             let planner = DefaultCompactionPlanner::new(housekeeping::compaction_options())?;
@@ -1438,6 +1445,9 @@ impl Table {
     /// index update once enough rows are unindexed; cleanup when due.
     async fn housekeeping_pass(&self) -> Result<HousekeepingReport> {
         let mut r = HousekeepingReport::default();
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(r);
+        }
         // A merge can fill the next tier, and no later write may come to start
         // another pass.
         for _ in 0..housekeeping::MAX_PASSES {
