@@ -786,6 +786,9 @@ impl Table {
     /// Builds (or with `replace`, rebuilds) a Lance index, one commit.
     pub async fn create_index(self: &Arc<Self>, def: &IndexDef, replace: bool) -> Result<()> {
         let _w = self.write_lock.lock().await;
+        // A background compaction committing meanwhile would make Lance
+        // refuse the index's commit (a retryable conflict): wait for it.
+        let _c = self.compaction.lock().await;
         self.check_open()?;
         // The index covers every acknowledged row.
         self.flush_locked().await?;

@@ -36,7 +36,14 @@ fn insert_target(
     };
     let table = engine.table(&object_name(name)?)?;
     let positions = if ins.columns.is_empty() {
-        (0..table.def.columns.len()).collect()
+        // As in PostgreSQL, a VALUES list shorter than the table fills its
+        // leading columns; the others take their defaults.
+        let all = table.def.columns.len();
+        let given = match ins.source.as_ref().map(|q| q.body.as_ref()) {
+            Some(SetExpr::Values(v)) => v.rows.first().map_or(all, |r| r.len().min(all)),
+            _ => all,
+        };
+        (0..given).collect()
     } else {
         let mut p = Vec::new();
         for c in &ins.columns {
