@@ -308,17 +308,21 @@ pub fn client_python(test: &str) -> Option<PathBuf> {
         ])
         .output()
         .is_ok_and(|o| o.status.success());
-    if ready {
-        return Some(python);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} cannot import the client libraries on CI",
+    let missing = format!(
+        "{} cannot import the client libraries of tests/clients/requirements.txt",
         python.display()
     );
-    eprintln!(
-        "{test}: no Python with tests/clients/requirements.txt installed; skipped (.ci/run installs it)"
-    );
+    installed(test, ready, python, &missing)
+}
+
+/// `what` when `ready`; else a failure on CI (.ci/run installs every client
+/// kit) and, elsewhere, `None` with a note that the test is skipped.
+fn installed<T>(test: &str, ready: bool, what: T, missing: &str) -> Option<T> {
+    if ready {
+        return Some(what);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test}: {missing} on CI");
+    eprintln!("{test}: {missing}; skipped (.ci/run installs it)");
     None
 }
 
@@ -377,18 +381,8 @@ pub fn client_node_modules(test: &str) -> Option<PathBuf> {
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
-    if ready {
-        return Some(modules);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: node or {} missing on CI",
-        modules.display()
-    );
-    eprintln!(
-        "{test}: node or the packages of tests/clients/node missing; skipped (.ci/run installs them)"
-    );
-    None
+    let missing = format!("node or {} missing", modules.display());
+    installed(test, ready, modules, &missing)
 }
 
 /// Runs `node tests/clients/SCRIPT PORT` against a fresh server; fails with
@@ -414,16 +408,9 @@ pub fn jdbc_driver(test: &str) -> Option<PathBuf> {
         .arg("-version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if java && jar.exists() {
-        return Some(jar);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: java or {} missing on CI",
-        jar.display()
-    );
-    eprintln!("{test}: java or the JDBC driver missing; skipped (.ci/run installs them)");
-    None
+    let missing = format!("java or {} missing", jar.display());
+    let ready = java && jar.exists();
+    installed(test, ready, jar, &missing)
 }
 
 /// Runs `java -cp JAR tests/clients/SCRIPT PORT` (a single-file program)

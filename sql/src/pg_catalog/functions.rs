@@ -579,8 +579,7 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
                             .values()
                             .find(|v| {
                                 Some(v.oid) == o
-                                    || n.as_deref()
-                                        .is_some_and(|n| n.trim_start_matches("public.") == v.name)
+                                    || n.as_deref().is_some_and(|n| qualified_name(n).1 == v.name)
                             })
                             .map(|v| format!(" {};", v.query))
                     })
