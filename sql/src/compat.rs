@@ -877,6 +877,18 @@ fn pg_literal(
     use datafusion::logical_expr::expr::{Case, InList};
     use datafusion::logical_expr::{BinaryExpr, Expr as L, ExprSchemable, Operator};
     let is_char = |x: &L| matches!(x.get_type(schema), Ok(A::Int8));
+    // `1::int` (a select-list integer literal, `int4_literal`) folded here:
+    // left to the optimizer, the fold costs it a whole second pass.
+    if let L::Cast(datafusion::logical_expr::expr::Cast { expr, field }) = &e
+        && field.data_type() == &A::Int32
+        && let L::Literal(ScalarValue::Int64(Some(v)), meta) = expr.as_ref()
+        && let Ok(v) = i32::try_from(*v)
+    {
+        return Ok(Transformed::yes(L::Literal(
+            ScalarValue::Int32(Some(v)),
+            meta.clone(),
+        )));
+    }
     match &e {
         L::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(

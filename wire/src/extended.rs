@@ -12,6 +12,8 @@
 //!   (`quiver_sql::Session`), then RowDescription — or NoData for a statement
 //!   without rows. pgwire's default would send an empty RowDescription for a
 //!   statement with parameters and no rows, hence the override.
+//! - Bind and Execute: pgwire's, with their replies left in the write buffer
+//!   for Sync (`deferred.rs`): one socket write per round, as PostgreSQL does.
 //! - Execute: parameters decoded (`params.rs`), the statement planned and run
 //!   with them, and rows encoded in the per-column formats the Bind asked for.
 
@@ -25,19 +27,20 @@ use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{CopyResponse, FieldFormat, QueryResponse, Response, Tag};
 use pgwire::api::stmt::StoredStatement;
 use pgwire::api::store::{Entry, PortalStore};
-use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{
-    Describe, Parse, ParseComplete, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL,
-    TARGET_TYPE_BYTE_STATEMENT,
+    Bind, BindComplete, Describe, Execute, Parse, ParseComplete, Sync as PgSync,
+    TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use quiver_sql::{Described, Output, ParamValue, StatusCode};
 
 use crate::connection::{Connection, wire_status};
 use crate::copy::send_copy_out;
+use crate::deferred::Deferred;
 use crate::encode::{field_infos, result_formats, row_description, row_stream};
 use crate::errors;
 use crate::limits::MAX_MESSAGE_BYTES;
@@ -190,6 +193,55 @@ impl ExtendedQueryHandler for Connection {
         client
             .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
             .await?;
+        Ok(())
+    }
+
+    /// The portal, and BindComplete left for Sync to write (see `deferred.rs`).
+    async fn on_bind<C>(&self, client: &mut C, message: Bind) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statement = message.statement_name.as_deref().unwrap_or(DEFAULT_NAME);
+        match client.portal_store().get_statement(statement) {
+            Some(Entry::Value(stored)) => {
+                let portal = Portal::try_new(&message, stored)?;
+                client.portal_store().put_portal(Arc::new(portal));
+            }
+            Some(Entry::Empty) if message.parameters.is_empty() => {
+                let portal = message.portal_name.as_deref().unwrap_or(DEFAULT_NAME);
+                client.portal_store().put_empty_portal(portal);
+            }
+            Some(Entry::Empty) => {
+                return Err(errors::protocol_violation(format!(
+                    "bind message supplies {} parameters, but prepared statement \"{statement}\" requires 0",
+                    message.parameters.len()
+                )));
+            }
+            None => return Err(PgWireError::StatementNotFound(statement.to_owned())),
+        }
+        client
+            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .await?;
+        Ok(())
+    }
+
+    /// pgwire's Execute, its replies left for Sync to write — except a COPY
+    /// FROM STDIN's CopyInResponse, which the client waits for.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_execute(&mut Deferred(&mut *client), message)
+            .await?;
+        if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+            client.flush().await?;
+        }
         Ok(())
     }
 

@@ -40,6 +40,7 @@
 
 mod connection;
 mod copy;
+mod deferred;
 mod encode;
 mod errors;
 mod extended;
