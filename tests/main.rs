@@ -6,6 +6,7 @@
 // compiler prove `Send` / `Sync` for.
 #![recursion_limit = "256"]
 
+mod bi;
 mod catalog;
 mod clients;
 mod common;

@@ -169,7 +169,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// Any value, decoded from the binary format by its type.
-struct Cell(String);
+pub(crate) struct Cell(pub(crate) String);
 
 impl<'a> FromSql<'a> for Cell {
     fn from_sql(

@@ -431,7 +431,8 @@ async fn functions_are_catalog_objects() {
     assert_eq!(row.get::<_, f64>(0), 14.0);
     let names: Vec<String> = client
         .query(
-            "SELECT proname FROM pg_catalog.pg_proc ORDER BY proname",
+            "SELECT proname FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n \
+             ON n.oid = p.pronamespace WHERE n.nspname = 'public' ORDER BY proname",
             &[],
         )
         .await

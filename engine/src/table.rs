@@ -214,6 +214,14 @@ struct LogState {
     closed: Vec<PathBuf>,
 }
 
+/// A table's size as the catalog reports it ([`Table::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    pub rows: u64,
+    pub data_bytes: u64,
+    pub fragments: u64,
+}
+
 pub struct Table {
     pub def: TableDef,
     shared: Shared,
@@ -552,6 +560,32 @@ impl Table {
     /// the last index handle opened leaves to exact scoring.
     pub fn fresh_rows(&self) -> (usize, usize) {
         self.fresh.rows()
+    }
+
+    /// What the latest version holds, from its manifest (no I/O): live rows
+    /// (with the tail's) and the bytes of the data files.
+    pub fn stats(&self) -> TableStats {
+        let snap = self.snapshot();
+        let mut stats = TableStats {
+            rows: snap.tail.rows as u64,
+            ..TableStats::default()
+        };
+        for f in snap.dataset.fragments().iter() {
+            let deleted = f
+                .deletion_file
+                .as_ref()
+                .and_then(|d| d.num_deleted_rows)
+                .unwrap_or(0);
+            stats.rows += f.physical_rows.unwrap_or(0).saturating_sub(deleted) as u64;
+            stats.data_bytes += f
+                .files
+                .iter()
+                .filter_map(|d| d.file_size_bytes.get())
+                .map(u64::from)
+                .sum::<u64>();
+            stats.fragments += 1;
+        }
+        stats
     }
 
     /// Rows in the tail (acknowledged, not yet flushed to Lance).

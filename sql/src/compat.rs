@@ -42,6 +42,44 @@ use crate::rewrite::function_call;
 /// Applies every rewrite above to a statement.
 pub fn rewrite(stmt: &mut Statement) {
     let _ = stmt.visit(&mut Rewriter);
+    // The result's own columns: nothing outside reads them by name.
+    if let Statement::Query(q) = stmt {
+        each_select(q.body.as_mut(), &mut unique_columns);
+        order_by_subqueries(q);
+    }
+}
+
+/// `ORDER BY CASE WHEN x IN (SELECT …) …` (Grafana's table list):
+/// DataFusion takes subqueries in a select list, not in ORDER BY — so such a
+/// key is computed as a hidden select-list column ([`crate::names::hidden`],
+/// dropped from the result) and ordered by.
+fn order_by_subqueries(q: &mut Query) {
+    use datafusion::sql::sqlparser::ast::{Ident, OrderByKind, visit_expressions};
+    let (Some(order), SetExpr::Select(select)) = (q.order_by.as_mut(), q.body.as_mut()) else {
+        return;
+    };
+    let OrderByKind::Expressions(keys) = &mut order.kind else {
+        return;
+    };
+    if select.distinct.is_some() {
+        return;
+    }
+    for (k, key) in keys.iter_mut().enumerate() {
+        let subquery = visit_expressions(&key.expr, |e| match e {
+            Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. } => {
+                ControlFlow::Break(())
+            }
+            _ => ControlFlow::Continue(()),
+        })
+        .is_break();
+        if subquery {
+            let name = Ident::with_quote('"', crate::names::hidden(k));
+            let expr = std::mem::replace(&mut key.expr, Expr::Identifier(name.clone()));
+            select
+                .projection
+                .push(SelectItem::ExprWithAlias { expr, alias: name });
+        }
+    }
 }
 
 struct Rewriter;
@@ -92,6 +130,7 @@ impl VisitorMut for Rewriter {
             *name = short;
         }
         unnest_as_postgres(t);
+        scalar_in_from(t);
         ControlFlow::Continue(())
     }
 
@@ -104,6 +143,12 @@ impl VisitorMut for Rewriter {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// The SQL functions `current_catalog` and `user`, written as bare words
+/// (also their result columns' names).
+pub(crate) fn is_sql_function_word(word: &str) -> bool {
+    word.eq_ignore_ascii_case("current_catalog") || word.eq_ignore_ascii_case("user")
 }
 
 /// A select-list integer literal that fits in 32 bits is an `integer` in
@@ -121,6 +166,81 @@ fn int4_literal(e: &mut Expr) {
             array: false,
             format: None,
         };
+    }
+}
+
+/// The table functions a session has (registered in `Session::new`, and
+/// DataFusion's own); any other function called in FROM is a scalar one.
+const TABLE_FUNCTIONS: &[&str] = &[
+    "generate_series",
+    "range",
+    "unnest",
+    "vector_search",
+    "pg_get_keywords",
+    "pg_partition_ancestors",
+];
+
+/// `FROM string_to_array(…) s` (Grafana's search-path lookup): PostgreSQL
+/// takes a scalar function in FROM as a one-row table whose column is named
+/// after the alias (else the function), DataFusion only table functions —
+/// so it becomes `(SELECT f(…) AS s) s`.
+fn scalar_in_from(t: &mut datafusion::sql::sqlparser::ast::TableFactor) {
+    use datafusion::sql::sqlparser::ast::TableFactor;
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        alias,
+        ..
+    } = t
+    else {
+        return;
+    };
+    let function = name.to_string().to_ascii_lowercase();
+    if name.0.len() != 1 {
+        return;
+    }
+    if TABLE_FUNCTIONS.contains(&function.as_str()) {
+        // `generate_series(…) AS i`: one column, named after the alias.
+        if matches!(function.as_str(), "generate_series" | "range")
+            && let Some(a) = alias.as_mut()
+            && a.columns.is_empty()
+        {
+            a.columns.push(
+                datafusion::sql::sqlparser::ast::TableAliasColumnDef::from_name(
+                    a.name.value.clone(),
+                ),
+            );
+        }
+        return;
+    }
+    let column = alias
+        .as_ref()
+        .filter(|a| a.columns.is_empty())
+        .map_or_else(|| function.clone(), |a| a.name.value.clone());
+    let call = format!(
+        "{name}({})",
+        args.args
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let column = datafusion::sql::sqlparser::ast::Ident::with_quote('"', column);
+    let alias = match alias {
+        Some(a) => a.to_string(),
+        None => datafusion::sql::sqlparser::ast::Ident::with_quote('"', function).to_string(),
+    };
+    let Ok(mut parsed) = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        &format!("SELECT * FROM (SELECT {call} AS {column}) AS {alias}"),
+    ) else {
+        return;
+    };
+    if let Some(Statement::Query(q)) = parsed.pop()
+        && let SetExpr::Select(select) = *q.body
+        && let Some(from) = select.from.into_iter().next()
+    {
+        *t = from.relation;
     }
 }
 
@@ -225,6 +345,43 @@ fn each_select(
             each_select(right, f);
         }
         _ => {}
+    }
+}
+
+/// PostgreSQL lets a statement's select list repeat a column (`SELECT id,
+/// id`; `SELECT n.oid, n.*`, as DBeaver sends); DataFusion wants unique
+/// names: a repeated column, or any column beside a wildcard, gets an alias
+/// that [`crate::names`] turns back into the column's name on the result.
+fn unique_columns(select: &mut datafusion::sql::sqlparser::ast::Select) {
+    let wildcard = select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in select.projection.iter_mut().enumerate() {
+        let column = match item {
+            SelectItem::UnnamedExpr(Expr::Identifier(c)) => Some(c.clone()),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().cloned(),
+            _ => None,
+        };
+        if let Some(column) = column
+            && let SelectItem::UnnamedExpr(e) = item
+        {
+            let name = match column.quote_style {
+                Some(_) => column.value.clone(),
+                None => column.value.to_ascii_lowercase(),
+            };
+            if wildcard || !seen.insert(name.clone()) {
+                let alias = crate::names::marked(&name, i);
+                let expr = std::mem::replace(e, Expr::value(Value::Null));
+                *item = SelectItem::ExprWithAlias {
+                    expr,
+                    alias: datafusion::sql::sqlparser::ast::Ident::with_quote('"', alias),
+                };
+            }
+        }
     }
 }
 
@@ -382,6 +539,22 @@ fn exists_as_count(q: &Query) -> Option<Query> {
 
 fn rewrite_expr(e: &mut Expr) {
     match e {
+        // SQL's `current_catalog` and `user` (no parentheses): the
+        // database's and the user's names.
+        Expr::Identifier(i) if i.quote_style.is_none() && is_sql_function_word(&i.value) => {
+            let function = match i.value.to_ascii_lowercase().as_str() {
+                "user" => "current_user",
+                _ => "current_catalog",
+            };
+            *e = function_call(function, vec![]);
+        }
+        // (sqlparser reads `user` as a call without arguments.)
+        Expr::Function(f)
+            if matches!(f.args, FunctionArguments::None)
+                && f.name.to_string().eq_ignore_ascii_case("user") =>
+        {
+            *e = function_call("current_user", vec![]);
+        }
         // `pg_catalog.pg_attribute.attrelid` (SQLAlchemy's reflection) is
         // `pg_attribute.attrelid`, as the relation is read unqualified.
         Expr::CompoundIdentifier(parts)

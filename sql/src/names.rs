@@ -48,6 +48,11 @@ fn query_names(q: &Query) -> Option<Vec<Option<String>>> {
 /// PostgreSQL's name for an unnamed expression (`None` for a column reference).
 fn figure(e: &Expr) -> Option<String> {
     let name = match e {
+        Expr::Identifier(i)
+            if i.quote_style.is_none() && crate::compat::is_sql_function_word(&i.value) =>
+        {
+            i.value.to_ascii_lowercase()
+        }
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => return None,
         Expr::Nested(inner) => return figure(inner),
         Expr::Function(f) => f
@@ -114,7 +119,10 @@ fn subquery_column(q: &Query) -> Option<String> {
 
 /// A schema with the given names put on its fields (when the counts agree).
 pub fn rename_schema(schema: &SchemaRef, names: &[Option<String>]) -> SchemaRef {
-    let same = |(f, n): (&Arc<Field>, &Option<String>)| n.as_ref().is_none_or(|n| n == f.name());
+    let same = |(f, n): (&Arc<Field>, &Option<String>)| match n {
+        Some(n) => n == f.name(),
+        None => !f.name().contains(MARK),
+    };
     if names.len() != schema.fields().len() || schema.fields().iter().zip(names).all(same) {
         return schema.clone();
     }
@@ -124,15 +132,88 @@ pub fn rename_schema(schema: &SchemaRef, names: &[Option<String>]) -> SchemaRef 
         .zip(names)
         .map(|(f, n)| match n {
             Some(n) => f.as_ref().clone().with_name(n.clone()),
-            None => f.as_ref().clone(),
+            None => match f.name().split_once(MARK) {
+                Some((name, _)) => f.as_ref().clone().with_name(name),
+                None => f.as_ref().clone(),
+            },
         })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
+/// Separates a column's name from the number that made it unique
+/// ([`marked`]).
+const MARK: char = '\u{1f}';
+
+/// A unique alias for select-list item `i`, a column named `name` that
+/// DataFusion would see twice (`SELECT n.oid, n.*`); the result shows
+/// `name` ([`unmarked`]).
+pub fn marked(name: &str, i: usize) -> String {
+    format!("{name}{MARK}{i}")
+}
+
+/// The names of a result with marked columns ([`marked`]): theirs unmarked.
+pub fn unmarked(schema: &SchemaRef) -> Option<Vec<Option<String>>> {
+    let any = schema.fields().iter().any(|f| f.name().contains(MARK));
+    any.then(|| {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().split_once(MARK).map(|(n, _)| n.to_string()))
+            .collect()
+    })
+}
+
+/// Starts the name of a select-list column the rewrite added for ORDER BY
+/// ([`hidden`]).
+const HIDDEN: char = '\u{1e}';
+
+/// The name of hidden column `k`: computed for ordering, not returned.
+pub fn hidden(k: usize) -> String {
+    format!("{HIDDEN}order{k}")
+}
+
+/// The positions of a result's columns that are not hidden, when some are.
+fn shown(schema: &SchemaRef) -> Option<Vec<usize>> {
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !schema.field(*i).name().starts_with(HIDDEN))
+        .collect();
+    (keep.len() != schema.fields().len()).then_some(keep)
+}
+
+/// A result schema without its hidden columns.
+pub fn visible(schema: SchemaRef) -> SchemaRef {
+    match shown(&schema) {
+        Some(keep) => schema.project(&keep).map(Arc::new).unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// Rows without the hidden columns.
+fn without_hidden(out: Output) -> Output {
+    let Output::Rows { schema, stream } = out else {
+        return out;
+    };
+    let Some(keep) = shown(&schema) else {
+        return Output::Rows { schema, stream };
+    };
+    let projected = visible(schema);
+    let batches = stream.map(move |b| b.and_then(|b| b.project(&keep).map_err(Into::into)));
+    Output::Rows {
+        schema: projected.clone(),
+        stream: Box::pin(RecordBatchStreamAdapter::new(projected, batches)),
+    }
+}
+
 /// Rows of a query under PostgreSQL's column names.
 pub fn rename(out: Output, names: Option<&[Option<String>]>) -> Output {
-    match (names, out) {
+    let out = without_hidden(out);
+    let names = match (names, &out) {
+        (Some(n), _) => Some(n.to_vec()),
+        (None, Output::Rows { schema, .. }) => unmarked(schema),
+        (None, _) => None,
+    };
+    match (names.as_deref(), out) {
         (Some(names), Output::Rows { schema, stream }) => {
             let renamed = rename_schema(&schema, names);
             if Arc::ptr_eq(&renamed, &schema) {

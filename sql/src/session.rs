@@ -406,7 +406,7 @@ pub(crate) fn text_rows(column: &str, values: Vec<String>) -> Result<Output> {
 impl Session {
     fn new(db: Arc<Database>) -> Session {
         let mut config = SessionConfig::new()
-            .with_information_schema(true)
+            .with_information_schema(false)
             .with_default_catalog_and_schema("datafusion", "public")
             .with_target_partitions(2);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
@@ -416,9 +416,11 @@ impl Session {
         analyzer.extend(datafusion::optimizer::Analyzer::new().rules);
         let ctx = crate::json::context(config, analyzer);
         let identity = Arc::new(std::sync::RwLock::new(ClientIdentity::default()));
+        let conf = Arc::new(crate::settings::SessionSettings::default());
         let catalog_ctx = CatalogContext {
             engine: db.engine.clone(),
             identity: identity.clone(),
+            settings: conf.clone(),
         };
         let pg_catalog = Arc::new(PgCatalogSchema::new(catalog_ctx.clone()));
         let txns = Arc::new(crate::transaction::Transactions::default());
@@ -432,6 +434,15 @@ impl Session {
                 }),
             );
             let _ = catalog.register_schema("pg_catalog", pg_catalog);
+            // DataFusion's information_schema (turned off above, as it would
+            // shadow this one) with PostgreSQL's constraint views added.
+            let _ = catalog.register_schema(
+                "information_schema",
+                Arc::new(crate::pg_catalog::InformationSchema::new(
+                    catalog_ctx.clone(),
+                    ctx.state().catalog_list().clone(),
+                )),
+            );
         }
         for f in vector::functions() {
             ctx.register_udf(f);
@@ -452,7 +463,6 @@ impl Session {
         for f in crate::advisory::udfs(&advisory) {
             ctx.register_udf(f);
         }
-        let conf = Arc::new(crate::settings::SessionSettings::default());
         for f in crate::pg_catalog::functions::settings_udfs(&conf) {
             ctx.register_udf(f);
         }
@@ -464,6 +474,10 @@ impl Session {
                 }),
             );
         }
+        ctx.register_udtf(
+            "pg_get_keywords",
+            Arc::new(crate::pg_catalog::functions::Keywords),
+        );
         ctx.register_udtf(
             "pg_partition_ancestors",
             Arc::new(crate::pg_catalog::functions::PartitionAncestors {
@@ -827,7 +841,10 @@ impl Session {
                         ]))
                     } else {
                         let schema = Arc::new(plan.schema().as_arrow().clone());
-                        match crate::names::output_names(original) {
+                        let schema = crate::names::visible(schema);
+                        match crate::names::output_names(original)
+                            .or_else(|| crate::names::unmarked(&schema))
+                        {
                             Some(names) => crate::names::rename_schema(&schema, &names),
                             None => schema,
                         }
@@ -1011,6 +1028,7 @@ impl Session {
             S::Query(q) => {
                 rewrite_knn(q, self.engine())?;
                 Box::pin(crate::subquery::inline_subqueries(self, q)).await?;
+                Box::pin(crate::subquery::inline_select_list(self, q)).await;
                 let out = self.query(s).await?;
                 return Ok(crate::names::rename(out, names.as_deref()));
             }

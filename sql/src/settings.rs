@@ -21,13 +21,16 @@ const PG_SETTINGS: &[(&str, &str)] = &[
     ("default_transaction_isolation", "read committed"),
     ("extra_float_digits", "1"),
     ("idle_in_transaction_session_timeout", "0"),
+    ("integer_datetimes", "on"),
     ("intervalstyle", "postgres"),
     ("jit", "off"),
     ("lock_timeout", "0"),
+    ("max_identifier_length", "63"),
     ("max_parallel_workers_per_gather", "2"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", "16.0"),
+    ("server_version_num", "160000"),
     ("standard_conforming_strings", "on"),
     ("statement_timeout", "0"),
     ("synchronous_commit", "on"),
@@ -203,6 +206,14 @@ impl SessionSettings {
             Err(p) => *p.into_inner() = knobs,
         }
         Ok(out)
+    }
+
+    /// Every setting with its value (`SHOW ALL`, `pg_settings`).
+    pub fn all(&self) -> Vec<(String, String)> {
+        match self.settings.lock() {
+            Ok(g) => g.all(),
+            Err(p) => p.into_inner().all(),
+        }
     }
 
     /// One setting's value, without counting a change.

@@ -49,6 +49,98 @@ pub async fn inline_subqueries(session: &Session, q: &mut Query) -> Result<()> {
     Ok(())
 }
 
+/// `x IN (SELECT …)` in the select list or ORDER BY of a statement's query
+/// (Grafana's table list: `CASE WHEN quote_ident(table_schema) IN (SELECT
+/// … search_path …) THEN …`), which DataFusion cannot plan there: an
+/// uncorrelated subquery is run first and becomes the list of its values
+/// (at most [`MAX_INLINE_VALUES`]). Anything else — a correlated subquery,
+/// a longer result — is left for DataFusion to plan or refuse as before.
+pub async fn inline_select_list(session: &Session, q: &mut Query) {
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    let mut exprs: Vec<&mut Expr> = select
+        .projection
+        .iter_mut()
+        .filter_map(|item| match item {
+            ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
+                Some(e)
+            }
+            _ => None,
+        })
+        .collect();
+    if let Some(order) = q.order_by.as_mut()
+        && let ast::OrderByKind::Expressions(keys) = &mut order.kind
+    {
+        exprs.extend(keys.iter_mut().map(|k| &mut k.expr));
+    }
+    for e in exprs {
+        in_lists(session, e).await;
+    }
+}
+
+/// Replaces the uncorrelated `IN (SELECT …)` of `e` by lists, through the
+/// operators, CASE and function arguments around them.
+fn in_lists<'a>(session: &'a Session, e: &'a mut Expr) -> futures::future::BoxFuture<'a, ()> {
+    Box::pin(async move {
+        match e {
+            Expr::BinaryOp { left, right, .. } => {
+                in_lists(session, left).await;
+                in_lists(session, right).await;
+            }
+            Expr::UnaryOp { expr, .. }
+            | Expr::Nested(expr)
+            | Expr::IsNull(expr)
+            | Expr::IsNotNull(expr)
+            | Expr::Cast { expr, .. } => in_lists(session, expr).await,
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                if let Some(o) = operand {
+                    in_lists(session, o).await;
+                }
+                for w in conditions {
+                    in_lists(session, &mut w.condition).await;
+                    in_lists(session, &mut w.result).await;
+                }
+                if let Some(r) = else_result {
+                    in_lists(session, r).await;
+                }
+            }
+            Expr::InSubquery {
+                expr,
+                subquery,
+                negated,
+            } => {
+                let Ok((values, rows)) = run(session, subquery, MAX_INLINE_VALUES).await else {
+                    return;
+                };
+                if rows > MAX_INLINE_VALUES {
+                    return;
+                }
+                *e = in_list(expr, values, *negated);
+            }
+            _ => {}
+        }
+    })
+}
+
+/// `expr [NOT] IN (values)`, the subquery's result in place.
+fn in_list(expr: &Expr, values: Vec<Expr>, negated: bool) -> Expr {
+    if values.is_empty() {
+        // `x IN ()` is false for every row, `x NOT IN ()` true.
+        return Expr::value(Value::Boolean(negated));
+    }
+    Expr::InList {
+        expr: Box::new(expr.clone()),
+        list: values,
+        negated,
+    }
+}
+
 /// Replaces the subqueries in `e` (depth first), boxed for async recursion.
 fn inline<'a>(session: &'a Session, e: &'a mut Expr) -> futures::future::BoxFuture<'a, Result<()>> {
     Box::pin(async move {
@@ -76,16 +168,7 @@ fn inline<'a>(session: &'a Session, e: &'a mut Expr) -> futures::future::BoxFutu
                          at most {MAX_INLINE_VALUES} are allowed"
                     );
                 }
-                *e = if values.is_empty() {
-                    // `x IN ()` is false for every row, `x NOT IN ()` true.
-                    Expr::value(Value::Boolean(*negated))
-                } else {
-                    Expr::InList {
-                        expr: expr.clone(),
-                        list: values,
-                        negated: *negated,
-                    }
-                };
+                *e = in_list(expr, values, *negated);
             }
             Expr::Exists { subquery, negated } => {
                 let found = run(session, subquery, 1).await?.1 > 0;

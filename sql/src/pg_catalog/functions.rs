@@ -12,8 +12,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, StringArray, UInt32Array,
-    new_null_array,
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListArray, ListBuilder, StringArray,
+    StringBuilder, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
@@ -115,6 +115,87 @@ impl ScalarUDFImpl for Helper {
     }
 }
 
+/// A built-in aggregate of PostgreSQL that DataFusion has too, as `pg_proc`
+/// and `pg_aggregate` show it (PostgreSQL's ids: tools match them).
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinAggregate {
+    pub oid: u32,
+    pub name: &'static str,
+    pub arg: u32,
+    pub returns: u32,
+}
+
+const FLOAT8: u32 = 701;
+
+pub const BUILTIN_AGGREGATES: &[BuiltinAggregate] = &[
+    BuiltinAggregate {
+        oid: 2105,
+        name: "avg",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2147,
+        name: "count",
+        arg: 2276,
+        returns: 20,
+    },
+    BuiltinAggregate {
+        oid: 2120,
+        name: "max",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2136,
+        name: "min",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2158,
+        name: "stddev",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2728,
+        name: "stddev_pop",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2716,
+        name: "stddev_samp",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2111,
+        name: "sum",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2722,
+        name: "var_pop",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2645,
+        name: "var_samp",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+    BuiltinAggregate {
+        oid: 2152,
+        name: "variance",
+        arg: FLOAT8,
+        returns: FLOAT8,
+    },
+];
+
 /// A helper taking any of `arities` arguments of any type.
 fn helper(
     name: &'static str,
@@ -199,6 +280,14 @@ fn user_error(code: StatusCode, message: String) -> DataFusionError {
 /// Splits `schema.name` / `"Quoted"` / `name` as PostgreSQL reads a
 /// qualified name: unquoted parts fold to lower case.
 fn qualified_name(text: &str) -> (Option<String>, String) {
+    let mut parts = ident_parts(text);
+    let name = parts.pop().unwrap_or_default();
+    (parts.pop(), name)
+}
+
+/// The parts of a dotted name, each unquoted or folded to lower case
+/// (`parse_ident`).
+fn ident_parts(text: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -223,8 +312,7 @@ fn qualified_name(text: &str) -> (Option<String>, String) {
         }
     }
     parts.push(cur);
-    let name = parts.pop().unwrap_or_default();
-    (parts.pop(), name)
+    parts
 }
 
 /// The namespace id of a schema name.
@@ -343,6 +431,70 @@ impl datafusion::catalog::TableFunctionImpl for PartitionAncestors {
         let batch = datafusion::arrow::array::RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(UInt32Array::from_iter_values(oid))],
+        )?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+            schema,
+            vec![vec![batch]],
+        )?))
+    }
+}
+
+/// `pg_get_keywords()`: the key words of Quiver's SQL parser (sqlparser's
+/// PostgreSQL dialect), those it will not take as a column alias marked
+/// reserved (`R`), the others unreserved (`U`).
+#[derive(Debug)]
+pub struct Keywords;
+
+impl datafusion::catalog::TableFunctionImpl for Keywords {
+    fn call(
+        &self,
+        args: &[datafusion::logical_expr::Expr],
+    ) -> DfResult<Arc<dyn datafusion::catalog::TableProvider>> {
+        use datafusion::sql::sqlparser::keywords::{
+            ALL_KEYWORDS, ALL_KEYWORDS_INDEX, RESERVED_FOR_COLUMN_ALIAS,
+        };
+        if !args.is_empty() {
+            return Err(user_error(
+                StatusCode::UndefinedFunction,
+                "function pg_get_keywords takes no arguments".into(),
+            ));
+        }
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+            ["word", "catcode", "barelabel", "catdesc", "baredesc"]
+                .into_iter()
+                .map(|n| {
+                    let t = if n == "barelabel" {
+                        DataType::Boolean
+                    } else {
+                        DataType::Utf8
+                    };
+                    Field::new(n, t, false)
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let reserved: Vec<bool> = ALL_KEYWORDS_INDEX
+            .iter()
+            .map(|k| RESERVED_FOR_COLUMN_ALIAS.contains(k))
+            .collect();
+        let words = ALL_KEYWORDS.iter().map(|w| Some(w.to_ascii_lowercase()));
+        let code = |r: &bool| Some(if *r { "R" } else { "U" });
+        let desc = |r: &bool| Some(if *r { "reserved" } else { "unreserved" });
+        let label = |r: &bool| {
+            Some(if *r {
+                "requires AS"
+            } else {
+                "can be bare label"
+            })
+        };
+        let batch = datafusion::arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from_iter(words)) as ArrayRef,
+                Arc::new(StringArray::from_iter(reserved.iter().map(code))),
+                Arc::new(BooleanArray::from_iter(reserved.iter().map(|r| Some(!r)))),
+                Arc::new(StringArray::from_iter(reserved.iter().map(desc))),
+                Arc::new(StringArray::from_iter(reserved.iter().map(label))),
+            ],
         )?;
         Ok(Arc::new(datafusion::datasource::MemTable::try_new(
             schema,
@@ -930,7 +1082,171 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
         };
         Ok(Arc::new(Int32Array::from(lens)) as ArrayRef)
     }));
+    // Arrays start at 1 (Quiver's are one-dimensional).
+    out.push(helper("array_lower", &[2], DataType::Int32, |a, _| {
+        let list = arg(a, 0)?;
+        let dims = ints(arg(a, 1)?)?;
+        let lower: Vec<Option<i32>> = match list.as_any().downcast_ref::<ListArray>() {
+            Some(l) => (0..l.len())
+                .map(|i| {
+                    (l.is_valid(i) && dims[i] == Some(1) && l.value_length(i) > 0).then_some(1)
+                })
+                .collect(),
+            None => vec![None; list.len()],
+        };
+        Ok(Arc::new(Int32Array::from(lower)) as ArrayRef)
+    }));
+    out.push(helper("parse_ident", &[1, 2], utf8_list(), |a, _| {
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for t in texts(arg(a, 0)?)? {
+            match t {
+                Some(t) => {
+                    for part in ident_parts(&t) {
+                        b.values().append_value(part);
+                    }
+                    b.append(true);
+                }
+                None => b.append(false),
+            }
+        }
+        Ok(Arc::new(b.finish()) as ArrayRef)
+    }));
+    // No partitioned tables, no tablespaces but the default one.
+    out.push(helper("pg_get_partkeydef", &[1], DataType::Utf8, |a, _| {
+        Ok(new_null_array(&DataType::Utf8, arg(a, 0)?.len()))
+    }));
+    out.push(helper(
+        "pg_tablespace_location",
+        &[1],
+        DataType::Utf8,
+        |a, _| {
+            let n = arg(a, 0)?.len();
+            Ok(text_out(vec![Some(String::new()); n]))
+        },
+    ));
+    // A table's size: the bytes of its data files, from its manifest (a
+    // vector index's files are not counted; an index's own size is NULL).
+    for (name, arities) in [
+        ("pg_relation_size", &[1usize, 2][..]),
+        ("pg_table_size", &[1][..]),
+        ("pg_total_relation_size", &[1][..]),
+    ] {
+        let c = ctx.clone();
+        out.push(helper(name, arities, DataType::Int64, move |a, _| {
+            let snap = c.snapshot();
+            let rel = arg(a, 0)?;
+            let ids = if rel.data_type() == &DataType::Utf8 {
+                texts(rel)?
+                    .into_iter()
+                    .map(|t| t.and_then(|t| lookup_relation(&snap, &t)))
+                    .collect()
+            } else {
+                oids(rel)?
+            };
+            let sizes: Vec<Option<i64>> = ids
+                .into_iter()
+                .map(|oid| {
+                    let def = snap.catalog.tables.values().find(|d| Some(d.oid) == oid)?;
+                    let table = c.engine.table(&def.name).ok()?;
+                    Some(table.stats().data_bytes as i64)
+                })
+                .collect();
+            Ok(Arc::new(Int64Array::from(sizes)) as ArrayRef)
+        }));
+    }
+    // Scan counts are not kept.
+    out.push(helper(
+        "pg_stat_get_numscans",
+        &[1],
+        DataType::Int64,
+        |a, _| Ok(new_null_array(&DataType::Int64, arg(a, 0)?.len())),
+    ));
+    out.push(helper(
+        "format",
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        DataType::Utf8,
+        |a, n| {
+            let columns = a.iter().map(texts).collect::<DfResult<Vec<_>>>()?;
+            let mut out = Vec::with_capacity(n);
+            for row in 0..n {
+                let values: Vec<Option<&str>> = columns.iter().map(|c| c[row].as_deref()).collect();
+                out.push(match values.first() {
+                    Some(Some(f)) => Some(
+                        format_text(f, &values[1..])
+                            .map_err(|m| user_error(StatusCode::InvalidParameterValue, m))?,
+                    ),
+                    _ => None,
+                });
+            }
+            Ok(text_out(out))
+        },
+    ));
+    let c = ctx.clone();
+    out.push(helper(
+        "current_catalog",
+        &[0],
+        DataType::Utf8,
+        move |_, n| Ok(text_out(vec![Some(c.identity().database); n])),
+    ));
     out
+}
+
+/// PostgreSQL's `format(fmt, args…)`: `%s` (the value as text, NULL as
+/// nothing), `%I` (an identifier, quoted where needed), `%L` (a literal,
+/// NULL as `NULL`), `%%`, and `%n$…` to name the argument.
+fn format_text(fmt: &str, args: &[Option<&str>]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut next = 0;
+    let mut chars = fmt.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch != '%' {
+            out.push(ch);
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            out.push('%');
+            continue;
+        }
+        let mut digits = String::new();
+        while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            digits.push(*d);
+            chars.next();
+        }
+        let index = if digits.is_empty() {
+            next
+        } else if chars.next_if_eq(&'$').is_some() {
+            digits
+                .parse::<usize>()
+                .map_err(|e| e.to_string())?
+                .saturating_sub(1)
+        } else {
+            return Err("format widths are not supported".into());
+        };
+        let kind = chars.next().ok_or("unterminated format() type specifier")?;
+        let value = *args.get(index).ok_or("too few arguments for format()")?;
+        next = index + 1;
+        match kind {
+            's' => out.push_str(value.unwrap_or("")),
+            'I' => out.push_str(&quote_ident(
+                value.ok_or("null values cannot be formatted as an SQL identifier")?,
+            )),
+            'L' => match value {
+                Some(v) => {
+                    out.push('\'');
+                    out.push_str(&v.replace('\'', "''"));
+                    out.push('\'');
+                }
+                None => out.push_str("NULL"),
+            },
+            other => return Err(format!("unrecognized format() type specifier \"{other}\"")),
+        }
+    }
+    Ok(out)
+}
+
+fn utf8_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
 
 /// `current_setting(name [, missing_ok])` and `set_config(name, value,
@@ -1051,6 +1367,29 @@ fn expand_arrays(a: &ArrayRef, rows: usize) -> DfResult<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_reads_postgres_specifiers() {
+        let f = |fmt: &str, args: &[Option<&str>]| format_text(fmt, args);
+        assert_eq!(f("%s", &[Some("x")]).as_deref(), Ok("x"));
+        assert_eq!(
+            f("%I.%I", &[Some("public"), Some("My T")]).as_deref(),
+            Ok("public.\"My T\"")
+        );
+        assert_eq!(
+            f("%L and %L", &[Some("it's"), None]).as_deref(),
+            Ok("'it''s' and NULL")
+        );
+        assert_eq!(
+            f("%2$s %1$s %%", &[Some("a"), Some("b")]).as_deref(),
+            Ok("b a %")
+        );
+        assert_eq!(f("[%s]", &[None]).as_deref(), Ok("[]"));
+        assert!(f("%s %s", &[Some("a")]).is_err());
+        assert!(f("%I", &[None]).is_err());
+        assert!(f("%x", &[Some("a")]).is_err());
+        assert_eq!(ident_parts("public.\"My\"\"T\""), vec!["public", "My\"T"]);
+    }
 
     #[test]
     fn qualified_names_fold_as_postgres_folds_them() {

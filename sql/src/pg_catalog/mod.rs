@@ -35,6 +35,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_engine::Engine;
 use quiver_engine::catalog::Catalog;
+use quiver_engine::distance::Metric;
 use quiver_engine::function::{FunctionDef, FunctionKind};
 use quiver_engine::index::{IndexDef, IndexKind};
 
@@ -74,6 +75,7 @@ impl Default for ClientIdentity {
 pub struct CatalogContext {
     pub engine: Arc<Engine>,
     pub identity: Arc<RwLock<ClientIdentity>>,
+    pub settings: Arc<crate::settings::SessionSettings>,
 }
 
 impl CatalogContext {
@@ -90,6 +92,8 @@ impl CatalogContext {
             catalog: self.engine.catalog(),
             functions: self.engine.functions(),
             identity: self.identity(),
+            settings: self.settings.all(),
+            engine: Some(self.engine.clone()),
         }
     }
 }
@@ -99,6 +103,10 @@ pub struct Snapshot {
     pub catalog: Catalog,
     pub functions: Vec<FunctionDef>,
     pub identity: ClientIdentity,
+    /// The session's settings (`pg_settings`).
+    pub settings: Vec<(String, String)>,
+    /// For the tables' sizes (`pg_stat_user_tables`); none in unit tests.
+    pub engine: Option<Arc<Engine>>,
 }
 
 /// The `pg_am` id of an index kind.
@@ -121,6 +129,24 @@ const INDEX_KINDS: [IndexKind; 6] = [
     IndexKind::IvfHnswPq,
     IndexKind::IvfFlat,
 ];
+
+/// The metrics of pgvector's operator classes, by name.
+const OPCLASSES: [(Metric, &str); 3] = [
+    (Metric::L2, "vector_l2_ops"),
+    (Metric::Cosine, "vector_cosine_ops"),
+    (Metric::Dot, "vector_ip_ops"),
+];
+
+/// The `pg_opclass` id of a vector index method's operator class for a
+/// metric (0 where there is none: btree and bitmap indexes, `L1`).
+pub fn opclass_oid(kind: IndexKind, metric: Option<Metric>) -> u32 {
+    let method = INDEX_KINDS.iter().position(|k| *k == kind);
+    let class = OPCLASSES.iter().position(|(m, _)| Some(*m) == metric);
+    match (method, class) {
+        (Some(m), Some(c)) if metric.is_some() => 16_600 + (m * OPCLASSES.len() + c) as u32,
+        _ => 0,
+    }
+}
 
 // ---------------------------------------------------------------- relations
 
@@ -419,6 +445,10 @@ impl Snapshot {
     }
 
     /// The table a user index is on.
+    fn table_by_oid(&self, oid: u32) -> Option<&quiver_engine::schema::TableDef> {
+        self.catalog.tables.values().find(|t| t.oid == oid)
+    }
+
     fn index_table(&self, index: &IndexDef) -> Option<&quiver_engine::schema::TableDef> {
         self.catalog.tables.get(&index.table)
     }
@@ -483,7 +513,14 @@ pub enum V {
 }
 
 /// A `pg_index` row: a valid, ready, non-expression index on `columns`.
-fn index_row(index: u32, table: u32, columns: Vec<i16>, unique: bool, primary: bool) -> Vec<V> {
+fn index_row(
+    index: u32,
+    table: u32,
+    columns: Vec<i16>,
+    opclass: u32,
+    unique: bool,
+    primary: bool,
+) -> Vec<V> {
     let n = columns.len();
     vec![
         o(index),
@@ -503,7 +540,7 @@ fn index_row(index: u32, table: u32, columns: Vec<i16>, unique: bool, primary: b
         b(false),
         V::I16s(columns),
         V::Oids(vec![0; n]),
-        V::Oids(vec![0; n]),
+        V::Oids(vec![opclass; n]),
         V::I16s(vec![0; n]),
         N,
         N,
@@ -806,6 +843,7 @@ const DEFS: &[Def] = &[
                         i.oid,
                         table.oid,
                         vec![attnum as i16],
+                        opclass_oid(i.kind, i.metric),
                         false,
                         false,
                     ))
@@ -814,7 +852,9 @@ const DEFS: &[Def] = &[
                     s.constraints()
                         .into_iter()
                         .filter(|k| k.index_oid != 0)
-                        .map(|k| index_row(k.index_oid, k.table_oid, k.columns, true, k.primary)),
+                        .map(|k| {
+                            index_row(k.index_oid, k.table_oid, k.columns, 0, true, k.primary)
+                        }),
                 )
                 .collect()
         },
@@ -943,6 +983,14 @@ const DEFS: &[Def] = &[
                         N,
                     ]
                 })
+                .chain(functions::BUILTIN_AGGREGATES.iter().map(|a| {
+                    let mut row = vec![o(a.oid), t(a.name), o(PG_CATALOG_NS), o(SUPERUSER_OID)];
+                    row.extend([o(12), V::F32(1.0), V::F32(0.0), o(0), t("-"), c('a')]);
+                    row.extend([b(false), b(false), b(false), b(false), c('i'), c('s')]);
+                    row.extend([i2(1), i2(0), o(a.returns), t(a.arg.to_string())]);
+                    row.extend([N, N, N, N, N, t("aggregate_dummy"), N, N, N, N]);
+                    row
+                }))
                 .collect()
         },
     },
@@ -1369,7 +1417,391 @@ const DEFS: &[Def] = &[
         columns: "ftrelid oid, ftserver oid, ftoptions text[]",
         rows: none,
     },
+    Def {
+        name: "pg_settings",
+        oid: 12_100,
+        kind: 'v',
+        columns: "name text, setting text, unit text, category text, short_desc text, \
+                  extra_desc text, context text, vartype text, source text, min_val text, \
+                  max_val text, enumvals text[], boot_val text, reset_val text, \
+                  sourcefile text, sourceline int4, pending_restart bool",
+        rows: |s| {
+            s.settings
+                .iter()
+                .map(|(name, value)| {
+                    let quiver = name.starts_with("quiver.");
+                    vec![
+                        t(name.clone()),
+                        t(value.clone()),
+                        N,
+                        t(if quiver { "Quiver / Search" } else { "Client" }),
+                        t(""),
+                        N,
+                        t("user"),
+                        t(if quiver { "integer" } else { "string" }),
+                        t("session"),
+                        N,
+                        N,
+                        N,
+                        N,
+                        N,
+                        N,
+                        N,
+                        b(false),
+                    ]
+                })
+                .collect()
+        },
+    },
+    Def {
+        name: "pg_opclass",
+        oid: 2616,
+        kind: 'r',
+        columns: "oid oid, opcmethod oid, opcname name, opcnamespace oid, opcowner oid, \
+                  opcfamily oid, opcintype oid, opcdefault bool, opckeytype oid",
+        rows: |_| {
+            let vector = types::by_name("vector").map(|t| t.oid).unwrap_or(0);
+            let mut rows = Vec::new();
+            for kind in INDEX_KINDS {
+                for (metric, name) in OPCLASSES {
+                    let oid = opclass_oid(kind, Some(metric));
+                    if oid != 0 {
+                        rows.push(vec![
+                            o(oid),
+                            o(index_am(kind)),
+                            t(name),
+                            o(PG_CATALOG_NS),
+                            o(SUPERUSER_OID),
+                            o(oid),
+                            o(vector),
+                            b(metric == Metric::L2),
+                            o(0),
+                        ]);
+                    }
+                }
+            }
+            rows
+        },
+    },
+    Def {
+        name: "pg_stat_user_tables",
+        oid: 12_101,
+        kind: 'v',
+        columns: "relid oid, schemaname name, relname name, seq_scan int8, seq_tup_read int8, \
+                  idx_scan int8, idx_tup_fetch int8, n_tup_ins int8, n_tup_upd int8, \
+                  n_tup_del int8, n_tup_hot_upd int8, n_live_tup int8, n_dead_tup int8, \
+                  n_mod_since_analyze int8, n_ins_since_vacuum int8, last_vacuum text, \
+                  last_autovacuum text, last_analyze text, last_autoanalyze text, \
+                  vacuum_count int8, autovacuum_count int8, analyze_count int8, \
+                  autoanalyze_count int8",
+        rows: |s| {
+            let mut rows = Vec::new();
+            for def in s.catalog.tables.values() {
+                // Live rows as the table's manifest and log count them (no scan).
+                let live = s
+                    .engine
+                    .as_ref()
+                    .and_then(|e| e.table(&def.name).ok())
+                    .map(|t| t.stats().rows as i64);
+                let mut row = vec![o(def.oid), t("public"), t(def.name.clone())];
+                row.extend((0..8).map(|_| N));
+                row.push(live.map_or(N, V::I64));
+                row.extend((0..11).map(|_| N));
+                rows.push(row);
+            }
+            rows
+        },
+    },
+    Def {
+        name: "pg_aggregate",
+        oid: 2600,
+        kind: 'r',
+        columns: "aggfnoid oid, aggkind char, aggnumdirectargs int2, aggtransfn oid, \
+                  aggfinalfn oid, aggcombinefn oid, aggserialfn oid, aggdeserialfn oid, \
+                  aggmtransfn oid, aggminvtransfn oid, aggmfinalfn oid, aggfinalextra bool, \
+                  aggmfinalextra bool, aggfinalmodify char, aggmfinalmodify char, \
+                  aggsortop oid, aggtranstype oid, aggtransspace int4, aggmtranstype oid, \
+                  aggmtransspace int4, agginitval text, aggminitval text",
+        rows: |_| {
+            functions::BUILTIN_AGGREGATES
+                .iter()
+                .map(|a| {
+                    let mut row = vec![o(a.oid), c('n'), i2(0)];
+                    row.extend((0..7).map(|_| o(0)));
+                    row.extend([o(0), b(false), b(false), c('r'), c('r'), o(0)]);
+                    row.extend([o(a.returns), i4(0), o(0), i4(0), N, N]);
+                    row
+                })
+                .collect()
+        },
+    },
 ];
+
+/// PostgreSQL's views of `information_schema` that DataFusion's lacks or
+/// shows otherwise, from Quiver's catalog.
+const INFORMATION_SCHEMA_DEFS: &[Def] = &[
+    Def {
+        name: "table_constraints",
+        oid: 13_100,
+        kind: 'v',
+        columns: "constraint_catalog name, constraint_schema name, constraint_name name, \
+                  table_catalog name, table_schema name, table_name name, \
+                  constraint_type text, is_deferrable text, initially_deferred text, \
+                  enforced text, nulls_distinct text",
+        rows: |s| {
+            let db = s.identity.database.clone();
+            s.constraints()
+                .into_iter()
+                .filter_map(|k| {
+                    let table = s.table_by_oid(k.table_oid)?;
+                    let kind = match k.kind {
+                        'p' => "PRIMARY KEY",
+                        'u' => "UNIQUE",
+                        _ => "FOREIGN KEY",
+                    };
+                    Some(vec![
+                        t(db.clone()),
+                        t("public"),
+                        t(k.name),
+                        t(db.clone()),
+                        t("public"),
+                        t(table.name.clone()),
+                        t(kind),
+                        t("NO"),
+                        t("NO"),
+                        t("YES"),
+                        if k.kind == 'f' { N } else { t("YES") },
+                    ])
+                })
+                .collect()
+        },
+    },
+    Def {
+        name: "columns",
+        oid: 13_103,
+        kind: 'v',
+        columns: "table_catalog name, table_schema name, table_name name, column_name name, \
+                  ordinal_position int4, column_default text, is_nullable text, data_type text, \
+                  character_maximum_length int4, character_octet_length int4, \
+                  numeric_precision int4, numeric_precision_radix int4, numeric_scale int4, \
+                  datetime_precision int4, interval_type text, interval_precision int4, \
+                  character_set_catalog name, character_set_schema name, \
+                  character_set_name name, collation_catalog name, collation_schema name, \
+                  collation_name name, domain_catalog name, domain_schema name, \
+                  domain_name name, udt_catalog name, udt_schema name, udt_name name, \
+                  scope_catalog name, scope_schema name, scope_name name, \
+                  maximum_cardinality int4, dtd_identifier name, is_self_referencing text, \
+                  is_identity text, identity_generation text, identity_start text, \
+                  identity_increment text, identity_maximum text, identity_minimum text, \
+                  identity_cycle text, is_generated text, generation_expression text, \
+                  is_updatable text",
+        rows: |s| {
+            let db = s.identity.database.clone();
+            let mut rows = Vec::new();
+            for r in s.relations() {
+                if !matches!(r.kind, 'r' | 'v') {
+                    continue;
+                }
+                let schema = namespace_name(r.namespace);
+                for (i, a) in r.columns.iter().enumerate() {
+                    let ty = types::by_oid(a.type_oid);
+                    let (data_type, udt, udt_schema) = match &ty {
+                        Some(t) if t.category == 'A' => ("ARRAY", t.name.to_string(), "pg_catalog"),
+                        Some(t) if t.namespace != PG_CATALOG_NS => (
+                            "USER-DEFINED",
+                            t.name.to_string(),
+                            namespace_name(t.namespace),
+                        ),
+                        Some(t) => (t.sql_name, t.name.to_string(), "pg_catalog"),
+                        None => ("USER-DEFINED", String::new(), "pg_catalog"),
+                    };
+                    // Integers and floats: their precision in bits.
+                    let precision = match a.type_oid {
+                        21 => Some(16),
+                        23 => Some(32),
+                        20 => Some(64),
+                        700 => Some(24),
+                        701 => Some(53),
+                        _ => None,
+                    };
+                    let length = (a.type_oid == 1043 && a.typmod > 4).then(|| a.typmod - 4);
+                    let text = ty.as_ref().is_some_and(|t| t.category == 'S');
+                    let mut row = vec![
+                        t(db.clone()),
+                        t(schema),
+                        t(r.name.clone()),
+                        t(a.name.clone()),
+                        i4(i as i32 + 1),
+                        a.default.clone().map_or(N, t),
+                        t(if a.not_null { "NO" } else { "YES" }),
+                        t(data_type),
+                        length.map_or(N, i4),
+                        if text { i4(1_073_741_824) } else { N },
+                        precision.map_or(N, i4),
+                        precision.map_or(N, |_| i4(2)),
+                        precision
+                            .filter(|p| *p <= 64 && a.type_oid < 700)
+                            .map_or(N, |_| i4(0)),
+                    ];
+                    row.extend((0..12).map(|_| N));
+                    row.extend([t(db.clone()), t(udt_schema), t(udt)]);
+                    row.extend([N, N, N, N, t((i + 1).to_string()), t("NO"), t("NO")]);
+                    row.extend((0..6).map(|_| N));
+                    row.extend([t("NEVER"), N, t(if r.kind == 'r' { "YES" } else { "NO" })]);
+                    rows.push(row);
+                }
+            }
+            rows
+        },
+    },
+    Def {
+        name: "key_column_usage",
+        oid: 13_101,
+        kind: 'v',
+        columns: "constraint_catalog name, constraint_schema name, constraint_name name, \
+                  table_catalog name, table_schema name, table_name name, column_name name, \
+                  ordinal_position int4, position_in_unique_constraint int4",
+        rows: |s| {
+            let db = s.identity.database.clone();
+            let mut rows = Vec::new();
+            for k in s.constraints() {
+                let Some(table) = s.table_by_oid(k.table_oid) else {
+                    continue;
+                };
+                for (i, attnum) in k.columns.iter().enumerate() {
+                    let Some(column) = table.columns.get(*attnum as usize - 1) else {
+                        continue;
+                    };
+                    rows.push(vec![
+                        t(db.clone()),
+                        t("public"),
+                        t(k.name.clone()),
+                        t(db.clone()),
+                        t("public"),
+                        t(table.name.clone()),
+                        t(column.name.clone()),
+                        i4(i as i32 + 1),
+                        if k.foreign.is_some() {
+                            i4(i as i32 + 1)
+                        } else {
+                            N
+                        },
+                    ]);
+                }
+            }
+            rows
+        },
+    },
+    Def {
+        name: "referential_constraints",
+        oid: 13_102,
+        kind: 'v',
+        columns: "constraint_catalog name, constraint_schema name, constraint_name name, \
+                  unique_constraint_catalog name, unique_constraint_schema name, \
+                  unique_constraint_name name, match_option text, update_rule text, \
+                  delete_rule text",
+        rows: |s| {
+            let db = s.identity.database.clone();
+            let all = s.constraints();
+            all.iter()
+                .filter_map(|k| {
+                    let f = k.foreign.as_ref()?;
+                    // The referenced key: the unique constraint on those columns.
+                    let key = all.iter().find(|u| {
+                        u.foreign.is_none() && u.table_oid == f.table_oid && u.columns == f.columns
+                    });
+                    let rule = match f.on_delete {
+                        'r' => "RESTRICT",
+                        'c' => "CASCADE",
+                        'n' => "SET NULL",
+                        _ => "NO ACTION",
+                    };
+                    Some(vec![
+                        t(db.clone()),
+                        t("public"),
+                        t(k.name.clone()),
+                        t(db.clone()),
+                        t("public"),
+                        key.map_or(N, |u| t(u.name.clone())),
+                        t("NONE"),
+                        t("NO ACTION"),
+                        t(rule),
+                    ])
+                })
+                .collect()
+        },
+    },
+];
+
+/// A namespace's name.
+fn namespace_name(oid: u32) -> &'static str {
+    match oid {
+        PG_CATALOG_NS => "pg_catalog",
+        INFORMATION_SCHEMA_NS => "information_schema",
+        _ => "public",
+    }
+}
+
+/// `information_schema`: DataFusion's tables (tables, views, schemata,
+/// routines, …), and PostgreSQL's `columns` (with PostgreSQL's type names,
+/// where DataFusion's shows Arrow's) and constraint views.
+#[derive(Debug)]
+pub struct InformationSchema {
+    inner: datafusion::catalog::information_schema::InformationSchemaProvider,
+    extra: HashMap<&'static str, Arc<CatalogTable>>,
+}
+
+impl InformationSchema {
+    pub fn new(
+        ctx: CatalogContext,
+        catalogs: Arc<dyn datafusion::catalog::CatalogProviderList>,
+    ) -> InformationSchema {
+        InformationSchema {
+            inner: datafusion::catalog::information_schema::InformationSchemaProvider::new(
+                catalogs,
+            ),
+            extra: tables_of(INFORMATION_SCHEMA_DEFS, &ctx),
+        }
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for InformationSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        names.extend(self.extra.keys().map(|k| k.to_string()));
+        names.sort();
+        names
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.extra.get(name) {
+            Some(t) => Ok(Some(t.clone() as Arc<dyn TableProvider>)),
+            None => self.inner.table(name).await,
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.extra.contains_key(name) || self.inner.table_exist(name)
+    }
+}
+
+/// The tables of `defs`, by name.
+fn tables_of(defs: &[Def], ctx: &CatalogContext) -> HashMap<&'static str, Arc<CatalogTable>> {
+    defs.iter()
+        .map(|d| {
+            (
+                d.name,
+                Arc::new(CatalogTable {
+                    name: d.name,
+                    schema: Arc::new(Schema::new(parse_columns(d.columns))),
+                    rows: d.rows,
+                    ctx: ctx.clone(),
+                }),
+            )
+        })
+        .collect()
+}
 
 /// One catalog table, read from the engine's catalog at each scan.
 #[derive(Debug)]
@@ -1412,21 +1844,9 @@ pub struct PgCatalogSchema {
 
 impl PgCatalogSchema {
     pub fn new(ctx: CatalogContext) -> PgCatalogSchema {
-        let tables = DEFS
-            .iter()
-            .map(|d| {
-                (
-                    d.name,
-                    Arc::new(CatalogTable {
-                        name: d.name,
-                        schema: Arc::new(Schema::new(parse_columns(d.columns))),
-                        rows: d.rows,
-                        ctx: ctx.clone(),
-                    }),
-                )
-            })
-            .collect();
-        PgCatalogSchema { tables }
+        PgCatalogSchema {
+            tables: tables_of(DEFS, &ctx),
+        }
     }
 
     /// The catalog table `name`, if there is one.
@@ -1468,8 +1888,10 @@ mod tests {
             catalog: Catalog::default(),
             functions: Vec::new(),
             identity: ClientIdentity::default(),
+            settings: vec![("search_path".into(), "public".into())],
+            engine: None,
         };
-        for d in DEFS {
+        for d in DEFS.iter().chain(INFORMATION_SCHEMA_DEFS) {
             let schema = Arc::new(Schema::new(parse_columns(d.columns)));
             let rows = (d.rows)(&snap);
             for r in &rows {
