@@ -315,6 +315,19 @@ pub fn client_python(test: &str) -> Option<PathBuf> {
     installed(test, ready, python, &missing)
 }
 
+/// The Python (as [`client_python`]) when it has `pgserver` (PostgreSQL 16 +
+/// pgvector 0.6, from tests/clients/requirements.txt): the slt files' run
+/// against real PostgreSQL.
+pub fn postgres_python(test: &str) -> Option<PathBuf> {
+    let python = client_python(test)?;
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import pgserver"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = format!("{} cannot import pgserver", python.display());
+    installed(test, ready, python, &missing)
+}
+
 /// `what` when `ready`; else a failure on CI (.ci/run installs every client
 /// kit) and, elsewhere, `None` with a note that the test is skipped.
 fn installed<T>(test: &str, ready: bool, what: T, missing: &str) -> Option<T> {

@@ -1,8 +1,13 @@
 //! The `.slt` files under `tests/slt/`, each run three ways: in-process on a
 //! session, over the wire with the simple protocol, and over the wire with the
-//! extended protocol (Parse/Bind/Describe/Execute). Errors are written as
-//! `statement error <SQLSTATE>` / `query error <SQLSTATE>`: a runner's error
-//! text starts with the SQLSTATE.
+//! extended protocol (Parse/Bind/Describe/Execute) — and a fourth time against
+//! a real PostgreSQL 16 + pgvector (pgserver) with the simple protocol, which
+//! must give the same answers. Quiver's runners carry the label `quiver`, the
+//! PostgreSQL run `postgres`: a record only Quiver has (`vector_search`, its
+//! index methods and knobs) is marked `onlyif quiver`; one where Quiver
+//! differs on purpose `skipif postgres` (README lists them); everything else
+//! is the shared subset. Errors are written as `statement error <SQLSTATE>` /
+//! `query error <SQLSTATE>`: a runner's error text starts with the SQLSTATE.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -280,6 +285,7 @@ async fn slt_in_process() {
             let s = session.clone();
             async move { Ok(InProcess(s)) }
         });
+        runner.add_label("quiver");
         if let Err(e) = runner.run_file_async(&file).await {
             panic!("{} (in-process): {e}", file.display());
         }
@@ -303,6 +309,7 @@ where
                 ))
             }
         });
+        runner.add_label("quiver");
         if let Err(e) = runner.run_file_async(&file).await {
             panic!("{} (wire, {protocol} protocol): {e}", file.display());
         }
@@ -318,4 +325,105 @@ async fn slt_wire_simple() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_wire_extended() {
     run_over_wire("slt-ext", "extended", WireExtended).await;
+}
+
+/// A connection to the pgserver PostgreSQL whose socket is in `pgdata`.
+async fn postgres_client(pgdata: &std::path::Path, db: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host_path(pgdata)
+        .user("postgres")
+        .dbname(db)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// How many records of the files run on both systems.
+fn shared_records() -> usize {
+    let on = |conditions: &[sqllogictest::Condition], label: &str| {
+        conditions.iter().all(|c| match c {
+            sqllogictest::Condition::OnlyIf { label: l } => l == label,
+            sqllogictest::Condition::SkipIf { label: l } => l != label,
+        })
+    };
+    slt_files()
+        .iter()
+        .flat_map(|f| sqllogictest::parse_file::<DefaultColumnType>(f).expect("parses"))
+        .filter(|r| match r {
+            sqllogictest::Record::Statement { conditions, .. }
+            | sqllogictest::Record::Query { conditions, .. } => {
+                on(conditions, "quiver") && on(conditions, "postgres")
+            }
+            _ => false,
+        })
+        .count()
+}
+
+/// The files against PostgreSQL 16 + pgvector 0.6 (`pip install pgserver`):
+/// each in a fresh database with the `vector` extension, through the simple
+/// protocol; the shared subset must answer as on Quiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slt_against_postgres() {
+    let Some(python) = crate::common::postgres_python("slt_against_postgres") else {
+        return;
+    };
+    let dir = TempDir::new("slt-postgres");
+    let pgdata = dir.path().join("pgdata");
+    let ctl = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/pgserver_ctl.py");
+    let started = tokio::process::Command::new(&python)
+        .arg(&ctl)
+        .arg("start")
+        .arg(&pgdata)
+        .output()
+        .await
+        .expect("pgserver_ctl runs");
+    assert!(
+        started.status.success(),
+        "PostgreSQL did not start: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let mut failures = Vec::new();
+    for (n, file) in slt_files().iter().enumerate() {
+        let db = format!("slt_{n}");
+        let admin = postgres_client(&pgdata, "postgres").await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db}"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            admin.simple_query(&sql).await.expect("create database");
+        }
+        let client = postgres_client(&pgdata, &db).await;
+        client
+            .simple_query("CREATE EXTENSION vector")
+            .await
+            .expect("CREATE EXTENSION vector");
+        let client = Arc::new(tokio::sync::Mutex::new(Some(client)));
+        let mut runner = sqllogictest::Runner::new(move || {
+            let c = client.clone();
+            async move {
+                Ok(WireSimple(
+                    c.lock().await.take().expect("one connection per file"),
+                ))
+            }
+        });
+        runner.add_label("postgres");
+        if let Err(e) = runner.run_file_async(file).await {
+            failures.push(format!("{} (PostgreSQL): {e}", file.display()));
+        }
+    }
+    let _ = tokio::process::Command::new(&python)
+        .arg(&ctl)
+        .arg("stop")
+        .arg(&pgdata)
+        .output()
+        .await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!(
+        "slt_against_postgres: {} statements and queries agree with PostgreSQL",
+        shared_records()
+    );
 }

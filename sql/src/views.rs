@@ -241,6 +241,32 @@ pub async fn create_view(s: &Session, cv: &ast::CreateView) -> Result<String> {
             );
         }
     }
+    // As PostgreSQL: a replacing view keeps the old one's columns (names and
+    // types, in order) and may only add columns after them.
+    if cv.or_replace
+        && let Some(old) = catalog.views.get(&name)
+    {
+        if columns.len() < old.columns.len() {
+            return sql_err!(InvalidTableDefinition, "cannot drop columns from view");
+        }
+        for (o, n) in old.columns.iter().zip(&columns) {
+            if o.name != n.name {
+                return sql_err!(
+                    InvalidTableDefinition,
+                    "cannot change name of view column \"{}\" to \"{}\"",
+                    o.name,
+                    n.name
+                );
+            }
+            if (o.type_oid, o.typmod) != (n.type_oid, n.typmod) {
+                return sql_err!(
+                    InvalidTableDefinition,
+                    "cannot change data type of view column \"{}\"",
+                    o.name
+                );
+            }
+        }
+    }
     let def = ViewDef {
         name,
         oid: 0,
