@@ -348,6 +348,9 @@ pub enum OnConflict<'a> {
         /// Column position → its new value as SQL over the existing row
         /// (the table's name) and the proposed one (`excluded`).
         sets: HashMap<usize, String>,
+        /// `DO UPDATE … WHERE`: SQL over the same two rows; an existing row
+        /// it does not hold for is left as it is (and the proposed row dropped).
+        condition: Option<String>,
     },
 }
 
@@ -418,7 +421,14 @@ pub async fn check(
                 _ => keep.push(true),
             }
         }
-        if let (OnConflict::Update { target, sets }, true) = (on_conflict, !conflicting.is_empty())
+        if let (
+            OnConflict::Update {
+                target,
+                sets,
+                condition,
+            },
+            true,
+        ) = (on_conflict, !conflicting.is_empty())
             && target.name == u.name
         {
             let proposed = batch.project(&(0..batch.num_columns()).collect::<Vec<_>>())?;
@@ -426,7 +436,7 @@ pub async fn check(
                 conflicting.iter().map(|&r| r as u32),
             );
             let proposed = datafusion::arrow::compute::take_record_batch(&proposed, &idx)?;
-            replace = Some(updated_rows(s, table, u, proposed, sets).await?);
+            replace = updated_rows(s, table, u, proposed, sets, condition.as_deref()).await?;
         }
         let mask = datafusion::arrow::array::BooleanArray::from(keep);
         batch = datafusion::arrow::compute::filter_record_batch(&batch, &mask)?;
@@ -437,19 +447,21 @@ pub async fn check(
     })
 }
 
-/// For `ON CONFLICT (key) DO UPDATE SET …`: the filter selecting the
-/// existing rows with the proposed rows' keys, and those rows updated.
+/// For `ON CONFLICT (key) DO UPDATE SET … [WHERE …]`: the filter selecting
+/// the existing rows with the proposed rows' keys (those the WHERE holds
+/// for), and those rows updated; `None` when the WHERE holds for none.
 async fn updated_rows(
     s: &Session,
     table: &Table,
     u: &UniqueDef,
     proposed: RecordBatch,
     sets: &HashMap<usize, String>,
-) -> Result<(DfExpr, RecordBatch)> {
+    condition: Option<&str>,
+) -> Result<Option<(DfExpr, RecordBatch)>> {
     let def = &table.def;
     let positions = key_positions(def, u);
     let rows: Vec<usize> = (0..proposed.num_rows()).collect();
-    let filter = key_filter(&u.columns, key_values(&proposed, &positions, &rows)?);
+    let mut filter = key_filter(&u.columns, key_values(&proposed, &positions, &rows)?);
     let current: Vec<RecordBatch> = s
         .ctx
         .table(def.name.as_str())
@@ -458,9 +470,71 @@ async fn updated_rows(
         .collect()
         .await?;
     let schema = def.arrow_schema();
-    let current = datafusion::arrow::compute::concat_batches(&schema, &current)?;
+    let mut current = datafusion::arrow::compute::concat_batches(&schema, &current)?;
+    if let Some(condition) = condition {
+        let keep = holds(def, &current, &proposed, &u.columns, condition).await?;
+        current = datafusion::arrow::compute::filter_record_batch(&current, &keep)?;
+        if current.num_rows() == 0 {
+            return Ok(None);
+        }
+        let rows: Vec<usize> = (0..current.num_rows()).collect();
+        filter = key_filter(&u.columns, key_values(&current, &positions, &rows)?);
+    }
     let updated = project_rows(def, current, Some((proposed, &u.columns)), sets).await?;
-    Ok((filter, updated))
+    Ok(Some((filter, updated)))
+}
+
+/// Which of the existing `rows` the `DO UPDATE … WHERE` condition holds for,
+/// each with the proposed row of the same key as `excluded`.
+async fn holds(
+    def: &TableDef,
+    rows: &RecordBatch,
+    proposed: &RecordBatch,
+    key: &[String],
+    condition: &str,
+) -> Result<datafusion::arrow::array::BooleanArray> {
+    const ROW: &str = "__quiver_row";
+    let mut fields: Vec<_> = rows.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+        ROW,
+        datafusion::arrow::datatypes::DataType::UInt64,
+        false,
+    )));
+    let mut columns = rows.columns().to_vec();
+    columns.push(Arc::new(
+        datafusion::arrow::array::UInt64Array::from_iter_values(0..rows.num_rows() as u64),
+    ));
+    let numbered = RecordBatch::try_new(
+        Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?;
+    let ctx = crate::vector::scratch_context();
+    ctx.register_batch("__existing", numbered)?;
+    ctx.register_batch("excluded", proposed.clone())?;
+    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+    let table_name = quote(&def.name);
+    let on: Vec<String> = key
+        .iter()
+        .map(|c| format!("{table_name}.{q} = excluded.{q}", q = quote(c)))
+        .collect();
+    let sql = format!(
+        "SELECT {table_name}.{ROW} FROM __existing AS {table_name} JOIN excluded ON {} WHERE {condition}",
+        on.join(" AND ")
+    );
+    let mut keep = vec![false; rows.num_rows()];
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let ids = b
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+            .ok_or_else(|| {
+                crate::error::SqlError::new(crate::StatusCode::Internal, "row numbers")
+            })?;
+        for id in ids.values() {
+            keep[*id as usize] = true;
+        }
+    }
+    Ok(datafusion::arrow::array::BooleanArray::from(keep))
 }
 
 /// Rows of `def` with the columns in `sets` replaced by SQL expressions

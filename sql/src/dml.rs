@@ -384,12 +384,6 @@ fn on_conflict<'a>(def: &'a TableDef, on: Option<&ast::OnInsert>) -> Result<OnCo
                     "ON CONFLICT DO UPDATE requires inference specification or constraint name"
                 );
             };
-            if u.selection.is_some() {
-                return sql_err!(
-                    FeatureNotSupported,
-                    "ON CONFLICT DO UPDATE … WHERE is not supported yet"
-                );
-            }
             let mut sets = std::collections::HashMap::new();
             for a in &u.assignments {
                 let ast::AssignmentTarget::ColumnName(n) = &a.target else {
@@ -405,7 +399,11 @@ fn on_conflict<'a>(def: &'a TableDef, on: Option<&ast::OnInsert>) -> Result<OnCo
                 };
                 sets.insert(i, a.value.to_string());
             }
-            Ok(OnConflict::Update { target, sets })
+            Ok(OnConflict::Update {
+                target,
+                sets,
+                condition: u.selection.as_ref().map(ToString::to_string),
+            })
         }
     }
 }
