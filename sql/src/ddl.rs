@@ -568,10 +568,11 @@ pub async fn create_index(engine: &Engine, ci: &CreateIndex) -> Result<String> {
             }
         }
     }
+    // As pgvector: its methods have operator classes for `vector` only (42704).
     if kind.is_vector() && !is_vector {
         return sql_err!(
-            DatatypeMismatch,
-            "column \"{column}\" is not a vector column; a {} index needs vector(n)",
+            UndefinedObject,
+            "the type of column \"{column}\" has no default operator class for access method \"{}\" (it needs vector(n))",
             kind.name()
         );
     }
