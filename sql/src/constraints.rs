@@ -511,15 +511,10 @@ async fn holds(
     let ctx = crate::vector::scratch_context();
     ctx.register_batch("__existing", numbered)?;
     ctx.register_batch("excluded", proposed.clone())?;
-    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
-    let table_name = quote(&def.name);
-    let on: Vec<String> = key
-        .iter()
-        .map(|c| format!("{table_name}.{q} = excluded.{q}", q = quote(c)))
-        .collect();
+    let table_name = quoted(&def.name);
     let sql = format!(
-        "SELECT {table_name}.{ROW} FROM __existing AS {table_name} JOIN excluded ON {} WHERE {condition}",
-        on.join(" AND ")
+        "SELECT {table_name}.{ROW} FROM __existing AS {table_name} {} WHERE {condition}",
+        excluded_join(&table_name, key)
     );
     let mut keep = vec![false; rows.num_rows()];
     for b in ctx.sql(&sql).await?.collect().await? {
@@ -537,6 +532,20 @@ async fn holds(
     Ok(datafusion::arrow::array::BooleanArray::from(keep))
 }
 
+/// A name as a quoted SQL identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `JOIN excluded ON` the rows of `table_name` (quoted) with the same `key`.
+fn excluded_join(table_name: &str, key: &[String]) -> String {
+    let on: Vec<String> = key
+        .iter()
+        .map(|c| format!("{table_name}.{q} = excluded.{q}", q = quoted(c)))
+        .collect();
+    format!("JOIN excluded ON {}", on.join(" AND "))
+}
+
 /// Rows of `def` with the columns in `sets` replaced by SQL expressions
 /// over the row (the table's name) and, when given, the proposed row
 /// (`excluded`) with the same key; the others kept.
@@ -549,15 +558,14 @@ pub async fn project_rows(
     let schema = def.arrow_schema();
     let ctx = crate::vector::scratch_context();
     ctx.register_batch("__existing", rows)?;
-    let quote = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
-    let table_name = quote(&def.name);
+    let table_name = quoted(&def.name);
     let projection: Vec<String> = def
         .columns
         .iter()
         .enumerate()
         .map(|(i, c)| match sets.get(&i) {
-            Some(e) => format!("{e} AS {}", quote(&c.name)),
-            None => format!("{table_name}.{}", quote(&c.name)),
+            Some(e) => format!("{e} AS {}", quoted(&c.name)),
+            None => format!("{table_name}.{}", quoted(&c.name)),
         })
         .collect();
     let mut sql = format!(
@@ -566,11 +574,8 @@ pub async fn project_rows(
     );
     if let Some((proposed, key)) = excluded {
         ctx.register_batch("excluded", proposed)?;
-        let on: Vec<String> = key
-            .iter()
-            .map(|c| format!("{table_name}.{q} = excluded.{q}", q = quote(c)))
-            .collect();
-        sql.push_str(&format!(" JOIN excluded ON {}", on.join(" AND ")));
+        sql.push(' ');
+        sql.push_str(&excluded_join(&table_name, key));
     }
     let merged = ctx.sql(&sql).await?.collect().await?;
     let mut out = Vec::with_capacity(merged.len());

@@ -152,16 +152,11 @@ pub fn marked(name: &str, i: usize) -> String {
     format!("{name}{MARK}{i}")
 }
 
-/// The names of a result with marked columns ([`marked`]): theirs unmarked.
+/// The names of a result with marked columns ([`marked`]): all left to
+/// [`rename_schema`], which unmarks them.
 pub fn unmarked(schema: &SchemaRef) -> Option<Vec<Option<String>>> {
     let any = schema.fields().iter().any(|f| f.name().contains(MARK));
-    any.then(|| {
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.name().split_once(MARK).map(|(n, _)| n.to_string()))
-            .collect()
-    })
+    any.then(|| vec![None; schema.fields().len()])
 }
 
 /// Starts the name of a select-list column the rewrite added for ORDER BY

@@ -1015,13 +1015,12 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             Ok(Arc::new(list) as ArrayRef)
         },
     ));
-    let c = ctx.clone();
-    out.push(helper(
-        "current_database",
-        &[0],
-        DataType::Utf8,
-        move |_, n| Ok(text_out(vec![Some(c.identity().database); n])),
-    ));
+    for name in ["current_database", "current_catalog"] {
+        let c = ctx.clone();
+        out.push(helper(name, &[0], DataType::Utf8, move |_, n| {
+            Ok(text_out(vec![Some(c.identity().database); n]))
+        }));
+    }
     for name in ["current_user", "session_user", "current_role"] {
         let c = ctx.clone();
         out.push(helper(name, &[0], DataType::Utf8, move |_, n| {
@@ -1068,34 +1067,27 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
                 .collect(),
         ))
     }));
-    out.push(helper("array_upper", &[2], DataType::Int32, |a, _| {
-        let list = arg(a, 0)?;
-        let dims = ints(arg(a, 1)?)?;
-        let lens: Vec<Option<i32>> = match list.as_any().downcast_ref::<ListArray>() {
-            Some(l) => (0..l.len())
-                .map(|i| {
-                    let len = l.value_length(i);
-                    (l.is_valid(i) && dims[i] == Some(1) && len > 0).then_some(len)
-                })
-                .collect(),
-            None => vec![None; list.len()],
-        };
-        Ok(Arc::new(Int32Array::from(lens)) as ArrayRef)
-    }));
-    // Arrays start at 1 (Quiver's are one-dimensional).
-    out.push(helper("array_lower", &[2], DataType::Int32, |a, _| {
-        let list = arg(a, 0)?;
-        let dims = ints(arg(a, 1)?)?;
-        let lower: Vec<Option<i32>> = match list.as_any().downcast_ref::<ListArray>() {
-            Some(l) => (0..l.len())
-                .map(|i| {
-                    (l.is_valid(i) && dims[i] == Some(1) && l.value_length(i) > 0).then_some(1)
-                })
-                .collect(),
-            None => vec![None; list.len()],
-        };
-        Ok(Arc::new(Int32Array::from(lower)) as ArrayRef)
-    }));
+    // The bounds of a one-dimensional array (Quiver's arrays are): it
+    // starts at 1 and ends at its length; NULL when empty or another dimension.
+    for (name, bound) in [
+        ("array_upper", (|len| len) as fn(i32) -> i32),
+        ("array_lower", |_| 1),
+    ] {
+        out.push(helper(name, &[2], DataType::Int32, move |a, _| {
+            let list = arg(a, 0)?;
+            let dims = ints(arg(a, 1)?)?;
+            let bounds: Vec<Option<i32>> = match list.as_any().downcast_ref::<ListArray>() {
+                Some(l) => (0..l.len())
+                    .map(|i| {
+                        let len = l.value_length(i);
+                        (l.is_valid(i) && dims[i] == Some(1) && len > 0).then(|| bound(len))
+                    })
+                    .collect(),
+                None => vec![None; list.len()],
+            };
+            Ok(Arc::new(Int32Array::from(bounds)) as ArrayRef)
+        }));
+    }
     out.push(helper("parse_ident", &[1, 2], utf8_list(), |a, _| {
         let mut b = ListBuilder::new(StringBuilder::new());
         for t in texts(arg(a, 0)?)? {
@@ -1146,7 +1138,7 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             let sizes: Vec<Option<i64>> = ids
                 .into_iter()
                 .map(|oid| {
-                    let def = snap.catalog.tables.values().find(|d| Some(d.oid) == oid)?;
+                    let def = snap.table_by_oid(oid?)?;
                     let table = c.engine.table(&def.name).ok()?;
                     Some(table.stats().data_bytes as i64)
                 })
@@ -1180,13 +1172,6 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             }
             Ok(text_out(out))
         },
-    ));
-    let c = ctx.clone();
-    out.push(helper(
-        "current_catalog",
-        &[0],
-        DataType::Utf8,
-        move |_, n| Ok(text_out(vec![Some(c.identity().database); n])),
     ));
     out
 }

@@ -92,7 +92,7 @@ impl CatalogContext {
             catalog: self.engine.catalog(),
             functions: self.engine.functions(),
             identity: self.identity(),
-            settings: self.settings.all(),
+            settings: self.settings.clone(),
             engine: Some(self.engine.clone()),
         }
     }
@@ -103,8 +103,8 @@ pub struct Snapshot {
     pub catalog: Catalog,
     pub functions: Vec<FunctionDef>,
     pub identity: ClientIdentity,
-    /// The session's settings (`pg_settings`).
-    pub settings: Vec<(String, String)>,
+    /// The session's settings (`pg_settings` reads them).
+    pub settings: Arc<crate::settings::SessionSettings>,
     /// For the tables' sizes (`pg_stat_user_tables`); none in unit tests.
     pub engine: Option<Arc<Engine>>,
 }
@@ -445,7 +445,7 @@ impl Snapshot {
     }
 
     /// The table a user index is on.
-    fn table_by_oid(&self, oid: u32) -> Option<&quiver_engine::schema::TableDef> {
+    pub(crate) fn table_by_oid(&self, oid: u32) -> Option<&quiver_engine::schema::TableDef> {
         self.catalog.tables.values().find(|t| t.oid == oid)
     }
 
@@ -1427,7 +1427,8 @@ const DEFS: &[Def] = &[
                   sourcefile text, sourceline int4, pending_restart bool",
         rows: |s| {
             s.settings
-                .iter()
+                .all()
+                .into_iter()
                 .map(|(name, value)| {
                     let quiver = name.starts_with("quiver.");
                     vec![
@@ -1888,7 +1889,7 @@ mod tests {
             catalog: Catalog::default(),
             functions: Vec::new(),
             identity: ClientIdentity::default(),
-            settings: vec![("search_path".into(), "public".into())],
+            settings: Arc::default(),
             engine: None,
         };
         for d in DEFS.iter().chain(INFORMATION_SCHEMA_DEFS) {
