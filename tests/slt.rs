@@ -190,6 +190,7 @@ impl<'a> FromSql<'a> for Cell {
             Type::FLOAT4 => format!("{:?}", f32::from_sql(ty, raw)?),
             Type::FLOAT8 => format!("{:?}", f64::from_sql(ty, raw)?),
             Type::UUID => quiver_sql::json::uuid_from_bytes(raw.try_into()?),
+            Type::NUMERIC => quiver_sql::copy::binary::numeric_text(raw)?,
             Type::JSONB => String::from_utf8(raw[1..].to_vec())?,
             Type::BYTEA => {
                 let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();

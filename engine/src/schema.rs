@@ -22,6 +22,12 @@ pub enum ColumnType {
     TimestampTz,
     Date,
     Bytea,
+    /// `numeric(precision, scale)`: exact decimals, stored as Decimal128
+    /// (precision up to 38) or Decimal256 (up to 76).
+    Numeric(u8, i8),
+    /// `numeric` without a precision: stored as `numeric(38,10)`, the type
+    /// DataFusion gives `::numeric` (PostgreSQL's has no fixed scale).
+    NumericAny,
     /// `varchar(n)`: text of at most `n` characters (22001 past it).
     Varchar(u32),
     /// `uuid`, stored as its canonical text (lower-case, hyphenated), so
@@ -59,6 +65,9 @@ impl ColumnType {
             }
             ColumnType::Date => DataType::Date32,
             ColumnType::Bytea => DataType::Binary,
+            ColumnType::Numeric(p, s) if *p > 38 => DataType::Decimal256(*p, *s),
+            ColumnType::Numeric(p, s) => DataType::Decimal128(*p, *s),
+            ColumnType::NumericAny => DataType::Decimal128(NUMERIC_ANY.0, NUMERIC_ANY.1),
             ColumnType::Varchar(_) | ColumnType::Uuid | ColumnType::Json | ColumnType::Jsonb => {
                 DataType::Utf8
             }
@@ -102,6 +111,9 @@ impl ColumnType {
         }
     }
 }
+
+/// Precision and scale of a `numeric` column declared without them.
+pub const NUMERIC_ANY: (u8, i8) = (38, 10);
 
 /// The Arrow field metadata key naming a text column's Postgres type
 /// ([`ColumnType::pg_type_name`]).

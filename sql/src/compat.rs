@@ -388,13 +388,14 @@ fn unique_columns(select: &mut datafusion::sql::sqlparser::ast::Select) {
 /// PostgreSQL lets a select list repeat a name (`SELECT NULL, NULL`, as
 /// psql sends); DataFusion wants unique ones: a repeated unnamed expression
 /// (not a column) is named `?column?` (PostgreSQL's name for it) with a
-/// number.
+/// number. DataFusion names a cast by what it casts, so `1.5::numeric(10,2),
+/// 1.5::numeric` repeat a name too: expressions are compared without casts.
 fn unique_names(select: &mut datafusion::sql::sqlparser::ast::Select) {
     let mut seen = std::collections::HashSet::new();
     for (i, item) in select.projection.iter_mut().enumerate() {
         if let SelectItem::UnnamedExpr(e) = item
             && !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
-            && !seen.insert(e.to_string())
+            && !seen.insert(without_casts(e))
         {
             let expr = std::mem::replace(e, Expr::value(Value::Null));
             *item = SelectItem::ExprWithAlias {
@@ -406,6 +407,18 @@ fn unique_names(select: &mut datafusion::sql::sqlparser::ast::Select) {
             };
         }
     }
+}
+
+/// An expression's text with its casts left out (the name DataFusion gives it).
+fn without_casts(e: &Expr) -> String {
+    let mut e = e.clone();
+    let _ = visit_expressions_mut(&mut e, |x| {
+        while let Expr::Cast { expr, .. } = x {
+            *x = std::mem::replace(expr.as_mut(), Expr::value(Value::Null));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    e.to_string()
 }
 
 /// Aggregate functions a subquery's select list may already call (then it
@@ -1010,6 +1023,15 @@ impl datafusion::optimizer::AnalyzerRule for PgLiterals {
     }
 }
 
+/// The text of an unconstrained numeric (`numeric(38,10)`) without the
+/// trailing zeros of its scale: `1.5000000000` is `1.5`, `3.0000000000` `3`.
+fn numeric_any_text(x: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
+    use datafusion::functions::string::expr_fn::rtrim;
+    use datafusion::logical_expr::{cast, lit};
+    let text = cast(x, datafusion::arrow::datatypes::DataType::Utf8);
+    rtrim(vec![rtrim(vec![text, lit("0")]), lit(".")])
+}
+
 /// A string literal as a `"char"`: its first byte (0 for '').
 fn char_literal(x: &datafusion::logical_expr::Expr) -> Option<datafusion::logical_expr::Expr> {
     use datafusion::common::ScalarValue;
@@ -1050,6 +1072,13 @@ fn pg_literal(
     use datafusion::logical_expr::expr::{Case, InList};
     use datafusion::logical_expr::{BinaryExpr, Expr as L, ExprSchemable, Operator};
     let is_char = |x: &L| matches!(x.get_type(schema), Ok(A::Int8));
+    let is_numeric_any = |x: &L| matches!(x.get_type(schema), Ok(A::Decimal128(p, s)) if (p, s) == quiver_engine::schema::NUMERIC_ANY);
+    let is_decimal = |x: &L| {
+        matches!(
+            x.get_type(schema),
+            Ok(A::Decimal32(..) | A::Decimal64(..) | A::Decimal128(..) | A::Decimal256(..))
+        )
+    };
     // `1::int` (a select-list integer literal, `int4_literal`) folded here:
     // left to the optimizer, the fold costs it a whole second pass.
     if let L::Cast(datafusion::logical_expr::expr::Cast { expr, field }) = &e
@@ -1105,6 +1134,51 @@ fn pg_literal(
             let mut f = f.clone();
             if let Some(c) = char_literal(&f.args[1]) {
                 f.args[1] = c;
+            }
+            return Ok(Transformed::yes(L::ScalarFunction(f)));
+        }
+        // An unconstrained numeric as text: without the trailing zeros of
+        // its fixed scale (`1.5`, not `1.5000000000`), as the wire writes it.
+        L::Cast(datafusion::logical_expr::expr::Cast { expr, field })
+            if matches!(field.data_type(), A::Utf8 | A::Utf8View | A::LargeUtf8)
+                && is_numeric_any(expr) =>
+        {
+            return Ok(Transformed::yes(numeric_any_text(expr.as_ref().clone())));
+        }
+        L::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::StringConcat,
+            right,
+        }) if is_numeric_any(left) || is_numeric_any(right) => {
+            let side = |x: &L| match is_numeric_any(x) {
+                true => Box::new(numeric_any_text(x.clone())),
+                false => Box::new(x.clone()),
+            };
+            return Ok(Transformed::yes(L::BinaryExpr(BinaryExpr::new(
+                side(left),
+                Operator::StringConcat,
+                side(right),
+            ))));
+        }
+        // numeric to integer rounds (half away from zero), as PostgreSQL's
+        // does; Arrow's cast truncates.
+        L::Cast(datafusion::logical_expr::expr::Cast { expr, field })
+            if field.data_type().is_integer() && is_decimal(expr) =>
+        {
+            let rounded = datafusion::functions::math::expr_fn::round(vec![expr.as_ref().clone()]);
+            return Ok(Transformed::yes(datafusion::logical_expr::cast(
+                rounded,
+                field.data_type().clone(),
+            )));
+        }
+        // power() of numerics: DataFusion's keeps the base's scale
+        // (`power(1.5, 2.0)` would be 2.2); computed in double precision.
+        L::ScalarFunction(f)
+            if matches!(f.name(), "power" | "pow") && f.args.iter().any(is_decimal) =>
+        {
+            let mut f = f.clone();
+            for a in &mut f.args {
+                *a = datafusion::logical_expr::cast(a.clone(), A::Float64);
             }
             return Ok(Transformed::yes(L::ScalarFunction(f)));
         }

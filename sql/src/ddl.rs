@@ -81,6 +81,7 @@ fn column_type(t: &DataType) -> Result<ColumnType> {
         }
         D::Date => ColumnType::Date,
         D::Bytea => ColumnType::Bytea,
+        D::Numeric(info) | D::Decimal(info) | D::Dec(info) => numeric_type(info)?,
         D::Array(
             ast::ArrayElemTypeDef::SquareBracket(inner, _)
             | ast::ArrayElemTypeDef::AngleBracket(inner)
@@ -115,6 +116,40 @@ fn column_type(t: &DataType) -> Result<ColumnType> {
         }
         other => return sql_err!(FeatureNotSupported, "type {other} is not supported"),
     })
+}
+
+/// `numeric`, `numeric(p)`, `numeric(p, s)`.
+fn numeric_type(info: &ast::ExactNumberInfo) -> Result<ColumnType> {
+    let (precision, scale) = match *info {
+        ast::ExactNumberInfo::None => return Ok(ColumnType::NumericAny),
+        ast::ExactNumberInfo::Precision(p) => (p, 0),
+        ast::ExactNumberInfo::PrecisionAndScale(p, s) => (p, s),
+    };
+    if !(1..=1000).contains(&precision) {
+        return sql_err!(
+            InvalidParameterValue,
+            "NUMERIC precision {precision} must be between 1 and 1000"
+        );
+    }
+    if !(-1000..=1000).contains(&scale) {
+        return sql_err!(
+            InvalidParameterValue,
+            "NUMERIC scale {scale} must be between -1000 and 1000"
+        );
+    }
+    if precision > 76 {
+        return sql_err!(
+            FeatureNotSupported,
+            "NUMERIC precision {precision} is not supported: Quiver stores at most 76 digits"
+        );
+    }
+    if !(0..=precision as i64).contains(&scale) {
+        return sql_err!(
+            FeatureNotSupported,
+            "NUMERIC scale {scale} is not supported: Quiver needs a scale between 0 and the precision ({precision})"
+        );
+    }
+    Ok(ColumnType::Numeric(precision as u8, scale as i8))
 }
 
 /// `serial`, `bigserial`, `smallserial`: the integer type they stand for.

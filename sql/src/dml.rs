@@ -139,9 +139,14 @@ pub(crate) fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<Array
         safe: false,
         ..Default::default()
     };
+    if let DataType::Decimal128(p, s) | DataType::Decimal256(p, s) = target {
+        return cast_with_options(arr, &target, &opts).map_err(|_| numeric_error(arr, p, s));
+    }
     cast_with_options(arr, &target, &opts).map_err(|e| {
         let code = if arr.data_type() == &DataType::Utf8 {
             StatusCode::InvalidTextRepresentation
+        } else if arr.data_type().is_numeric() {
+            StatusCode::NumericValueOutOfRange
         } else {
             StatusCode::InvalidParameterValue
         };
@@ -150,6 +155,40 @@ pub(crate) fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<Array
             format!("cannot store value in column \"{name}\": {e}"),
         )
     })
+}
+
+/// Why values did not convert to `numeric(p, s)`: text that is no number
+/// (22P02), NaN or infinity (which Quiver's decimals do not hold), or a
+/// value too large for the precision (22003, as PostgreSQL words it).
+fn numeric_error(arr: &ArrayRef, p: u8, s: i8) -> SqlError {
+    if let Some(texts) = datafusion::arrow::array::AsArray::as_string_opt::<i32>(arr.as_ref()) {
+        for t in texts.iter().flatten() {
+            match t.trim().parse::<f64>() {
+                Err(_) => {
+                    return SqlError::new(
+                        StatusCode::InvalidTextRepresentation,
+                        format!("invalid input syntax for type numeric: \"{t}\""),
+                    );
+                }
+                Ok(v) if !v.is_finite() => {
+                    return SqlError::new(
+                        StatusCode::FeatureNotSupported,
+                        format!(
+                            "numeric value \"{t}\" is not supported: Quiver's numeric holds finite values only"
+                        ),
+                    );
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    SqlError::new(
+        StatusCode::NumericValueOutOfRange,
+        format!(
+            "numeric field overflow: a field with precision {p}, scale {s} must round to an absolute value less than 10^{}",
+            i16::from(p) - i16::from(s)
+        ),
+    )
 }
 
 /// Shapes source batches into the table's schema (unlisted columns are NULL).

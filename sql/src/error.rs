@@ -32,8 +32,11 @@ pub enum StatusCode {
     InvalidBinaryRepresentation,
     /// A COPY stream that is not in its format, e.g. no binary signature (22P04).
     BadCopyFileFormat,
-    /// Value out of range / bad value such as NaN in a vector (22003 / 22023).
+    /// Bad value such as NaN in a vector (22023).
     InvalidParameterValue,
+    /// A number out of its type's range, e.g. 99999 for a smallint or a
+    /// `numeric(5,2)` (22003).
+    NumericValueOutOfRange,
     /// Vector dimension or other data mismatch (22000).
     DataException,
     /// Type mismatch, e.g. an index on a non-vector column (42804).

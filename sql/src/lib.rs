@@ -48,7 +48,7 @@ pub mod vector_search;
 pub mod views;
 
 pub use error::{Result, SqlError, StatusCode};
-pub use quiver_engine::schema::field_pg_type;
+pub use quiver_engine::schema::{NUMERIC_ANY, field_pg_type};
 pub use session::{
     CopyFormat, CopyIn, CopyLoad, Database, Described, Output, ParamValue, Session, Statement,
     TransactionStatus, VECTOR_TYPE_OID, VERSION,

@@ -77,7 +77,15 @@ fn figure(e: &Expr) -> Option<String> {
             },
             Some(n) if n != "?column?" => n,
             Some(_) => {
-                let written = data_type.to_string().to_ascii_lowercase();
+                // Named by the type without its modifier (`numeric`, not
+                // `numeric(10,2)`).
+                let mut written = data_type.to_string().to_ascii_lowercase();
+                if let (Some(open), Some(close)) = (written.find('('), written.find(')'))
+                    && open < close
+                {
+                    written.replace_range(open..=close, "");
+                    written = written.split_whitespace().collect::<Vec<_>>().join(" ");
+                }
                 crate::pg_catalog::types::by_name(&written)
                     .map(|t| t.name.to_string())
                     .unwrap_or(written)
@@ -271,5 +279,9 @@ mod tests {
             ]
         );
         assert_eq!(names("SELECT 1 UNION SELECT 2"), vec![n("?column?")]);
+        assert_eq!(
+            names("SELECT 1.5::numeric(10,2), 'a'::character varying(3), '[1]'::vector(1)"),
+            vec![n("numeric"), n("varchar"), n("vector")]
+        );
     }
 }

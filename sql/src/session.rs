@@ -410,6 +410,9 @@ impl Session {
             .with_default_catalog_and_schema("datafusion", "public")
             .with_target_partitions(2);
         config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        // `1.5` is a numeric, as in PostgreSQL: exact, so that it is stored
+        // in a numeric column as written (a float would round 2.675 to 2.67).
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         // PostgreSQL's reading of untyped literals runs before type coercion.
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
             vec![Arc::new(crate::compat::PgLiterals)];

@@ -58,6 +58,15 @@ async def main():
     row = await conn.fetchrow("SELECT id, meta, meta -> 'a' AS a FROM ameta WHERE id = $1", u)
     check(row["id"] == u and row["meta"] == '{"a": [true], "b": 1}', f"uuid/jsonb {row}")
     check(row["a"] == "[true]", f"-> {row}")
+    # numeric: asyncpg's binary codec both ways.
+    from decimal import Decimal
+
+    await conn.execute("CREATE TABLE aprice (id int PRIMARY KEY, price numeric(8,3), qty numeric)")
+    await conn.executemany("INSERT INTO aprice VALUES ($1, $2, $3)",
+                           [(1, Decimal("1.0005"), Decimal("2.5")), (2, Decimal("-99999.999"), None)])
+    rows = await conn.fetch("SELECT id, price, qty FROM aprice WHERE price < $1 ORDER BY id", Decimal("10"))
+    check([tuple(r) for r in rows] == [(1, Decimal("1.001"), Decimal("2.5")), (2, Decimal("-99999.999"), None)],
+          f"numeric {rows}")
     await conn.close()
 
 

@@ -126,4 +126,28 @@ with psycopg.connect(DSN, autocommit=True) as conn:
     check(hits == [(1,)], f"ANY(tags) {hits}")
     hits = conn.execute("SELECT id FROM tagged WHERE id = ANY(%s) ORDER BY id", ([2, 3],)).fetchall()
     check(hits == [(2,), (3,)], f"= ANY(list) {hits}")
+    # numeric: Decimal parameters, binary COPY, results in both formats.
+    from decimal import Decimal
+
+    conn.execute("CREATE TABLE ledger (id int PRIMARY KEY, amount numeric(12,2), rate numeric)")
+    conn.execute("INSERT INTO ledger VALUES (%s, %s, %s)", (1, Decimal("19.99"), Decimal("0.0725")))
+    with conn.cursor().copy("COPY ledger FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "numeric", "numeric"])
+        copy.write_row([2, Decimal("-1234567890.125"), Decimal("3")])
+    with conn.cursor().copy("COPY ledger FROM STDIN") as copy:
+        copy.write_row([3, Decimal("0.005"), None])
+    want = [(1, Decimal("19.99"), Decimal("0.0725")), (2, Decimal("-1234567890.13"), Decimal("3")),
+            (3, Decimal("0.01"), None)]
+    for binary in (False, True):
+        with conn.cursor(binary=binary) as cur:
+            rows = cur.execute("SELECT id, amount, rate FROM ledger ORDER BY id").fetchall()
+            check(rows == want, f"numeric binary={binary}: {rows}")
+            check(str(rows[0][1]) == "19.99" and str(rows[0][2]) == "0.0725", f"numeric text {rows[0]}")
+    total = conn.execute("SELECT sum(amount) FROM ledger WHERE amount > %s", (Decimal("0"),)).fetchone()[0]
+    check(total == Decimal("20.00"), f"sum {total}")
+    try:
+        conn.execute("INSERT INTO ledger VALUES (%s, %s, NULL)", (4, Decimal("1e12")))
+        raise AssertionError("a numeric past its precision was stored")
+    except psycopg.errors.NumericValueOutOfRange:
+        pass
 print("psycopg 3: ok")

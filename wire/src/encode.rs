@@ -187,7 +187,10 @@ enum Column<'a> {
     Bytea(&'a BinaryArray),
     Date(&'a Date32Array),
     Timestamp(&'a TimestampMicrosecondArray, bool),
-    Numeric(ArrayFormatter<'a>),
+    /// A decimal, and whether it is an unconstrained `numeric` (Quiver's
+    /// `numeric(38,10)`), written without trailing fractional zeros as
+    /// PostgreSQL writes such a value (`1.5`, not `1.5000000000`).
+    Numeric(ArrayFormatter<'a>, bool),
     FixedVector(&'a FixedSizeListArray),
     Vector(&'a ListArray),
     LargeVector(&'a LargeListArray),
@@ -231,10 +234,12 @@ impl<'a> ColumnWriter<'a> {
             DataType::Timestamp(TimeUnit::Microsecond, tz) => {
                 Column::Timestamp(downcast(array.as_primitive_opt())?, tz.is_some())
             }
-            DataType::Decimal32(..)
-            | DataType::Decimal64(..)
-            | DataType::Decimal128(..)
-            | DataType::Decimal256(..) => Column::Numeric(formatter()?),
+            DataType::Decimal128(p, s) => {
+                Column::Numeric(formatter()?, (*p, *s) == quiver_sql::NUMERIC_ANY)
+            }
+            DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal256(..) => {
+                Column::Numeric(formatter()?, false)
+            }
             dt => match (WireType::of(dt), dt) {
                 (WireType::Vector, DataType::FixedSizeList(..)) => {
                     Column::FixedVector(downcast(array.as_fixed_size_list_opt())?)
@@ -317,7 +322,8 @@ impl<'a> ColumnWriter<'a> {
             }
             Column::Date(a) => values::date_text(i64::from(a.value(row))),
             Column::Timestamp(a, tz) => values::timestamp_text(a.value(row), *tz),
-            Column::Numeric(f) | Column::Display(f) => f.value(row).to_string(),
+            Column::Numeric(f, trim) => numeric_text(f, row, *trim),
+            Column::Display(f) => f.value(row).to_string(),
             Column::FixedVector(_) | Column::Vector(_) | Column::LargeVector(_) => {
                 let v = self.vector(row)?;
                 values::vector_text(vector_values(&v)?, buf);
@@ -392,7 +398,7 @@ impl<'a> ColumnWriter<'a> {
                     .ok_or_else(|| out_of_range("timestamp"))?;
                 buf.put_i64(micros);
             }
-            Column::Numeric(f) => values::numeric_binary(&f.value(row).to_string(), buf)?,
+            Column::Numeric(f, trim) => values::numeric_binary(&numeric_text(f, row, *trim), buf)?,
             Column::Display(f) => buf.put_slice(f.value(row).to_string().as_bytes()),
             Column::FixedVector(_) | Column::Vector(_) | Column::LargeVector(_) => {
                 let v = self.vector(row)?;
@@ -453,6 +459,16 @@ fn vector_values(child: &ArrayRef) -> Result<&[f32], SqlError> {
 fn put_str(buf: &mut BytesMut, s: &str) -> Result<(), SqlError> {
     buf.put_slice(s.as_bytes());
     Ok(())
+}
+
+/// A decimal's text, trimmed of trailing fractional zeros if `trim`.
+fn numeric_text(f: &ArrayFormatter<'_>, row: usize, trim: bool) -> String {
+    let mut text = f.value(row).to_string();
+    if trim && text.contains('.') {
+        let kept = text.trim_end_matches('0').trim_end_matches('.').len();
+        text.truncate(kept);
+    }
+    text
 }
 
 fn out_of_range(what: &str) -> SqlError {

@@ -97,7 +97,7 @@ pub(crate) fn decode_param(
         oid::TEXT | oid::VARCHAR | oid::BPCHAR | oid::NAME | oid::UNKNOWN | oid::JSON | 0 => {
             ParamValue::Text(utf8(bytes)?)
         }
-        oid::NUMERIC => ParamValue::Text(values::numeric_text(bytes)?),
+        oid::NUMERIC => ParamValue::Text(quiver_sql::copy::binary::numeric_text(bytes)?),
         oid::UUID => {
             let id: [u8; 16] = fixed(bytes, "uuid")?;
             ParamValue::Text(quiver_sql::json::uuid_from_bytes(&id))

@@ -26,11 +26,7 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 /// pgvector's limit on dimensions, and what fits the binary header.
 const MAX_VECTOR_DIM: usize = 16_000;
 
-const NUMERIC_POS: u16 = 0x0000;
-const NUMERIC_NEG: u16 = 0x4000;
-const NUMERIC_NAN: u16 = 0xC000;
-const NUMERIC_PINF: u16 = 0xD000;
-const NUMERIC_NINF: u16 = 0xF000;
+use quiver_sql::copy::binary::{NUMERIC_NAN, NUMERIC_NEG, NUMERIC_NINF, NUMERIC_PINF, NUMERIC_POS};
 
 fn bad_binary(what: &str) -> SqlError {
     SqlError::new(
@@ -260,75 +256,10 @@ pub(crate) fn numeric_binary(text: &str, out: &mut BytesMut) -> Result<(), SqlEr
     Ok(())
 }
 
-/// Decodes the binary `numeric` form into its decimal text.
-pub(crate) fn numeric_text(bytes: &[u8]) -> Result<String, SqlError> {
-    let word = |i: usize| -> Result<u16, SqlError> {
-        bytes
-            .get(2 * i..2 * i + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .ok_or_else(|| bad_binary("numeric"))
-    };
-    let ndigits = word(0)? as i16;
-    let weight = word(1)? as i16;
-    let sign = word(2)?;
-    let dscale = usize::from(word(3)?);
-    if ndigits < 0 || bytes.len() != 8 + 2 * ndigits as usize {
-        return Err(bad_binary("numeric"));
-    }
-    match sign {
-        NUMERIC_NAN => return Ok("NaN".to_owned()),
-        NUMERIC_PINF => return Ok("Infinity".to_owned()),
-        NUMERIC_NINF => return Ok("-Infinity".to_owned()),
-        NUMERIC_POS | NUMERIC_NEG => {}
-        _ => return Err(bad_binary("numeric")),
-    }
-    let mut digits = Vec::with_capacity(ndigits as usize);
-    for i in 0..ndigits as usize {
-        let d = word(4 + i)?;
-        if d > 9999 {
-            return Err(bad_binary("numeric"));
-        }
-        digits.push(d);
-    }
-    let digit = |i: i64| -> u16 {
-        usize::try_from(i)
-            .ok()
-            .and_then(|i| digits.get(i).copied())
-            .unwrap_or(0)
-    };
-    let mut text = String::new();
-    if sign == NUMERIC_NEG {
-        text.push('-');
-    }
-    let weight = i64::from(weight);
-    if weight < 0 {
-        text.push('0');
-    } else {
-        for i in 0..=weight {
-            let _ = if i == 0 {
-                write!(text, "{}", digit(i))
-            } else {
-                write!(text, "{:04}", digit(i))
-            };
-        }
-    }
-    if dscale > 0 {
-        let mut frac = String::with_capacity(dscale + 4);
-        let mut i = weight + 1;
-        while frac.len() < dscale {
-            let _ = write!(frac, "{:04}", digit(i));
-            i += 1;
-        }
-        frac.truncate(dscale);
-        text.push('.');
-        text.push_str(&frac);
-    }
-    Ok(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quiver_sql::copy::binary::numeric_text;
 
     fn vtext(values: &[f32]) -> String {
         let mut out = BytesMut::new();

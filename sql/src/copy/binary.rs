@@ -4,6 +4,7 @@
 //! length (-1: NULL) and the bytes of its type's binary form — and a trailer
 //! (a field count of -1).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -197,6 +198,18 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             }
             Arc::new(b.finish())
         }
+        ColumnType::Numeric(..) | ColumnType::NumericAny => {
+            let texts = values
+                .iter()
+                .map(|v| v.map(numeric_text).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            let strings: ArrayRef = Arc::new(
+                texts
+                    .iter()
+                    .collect::<datafusion::arrow::array::StringArray>(),
+            );
+            crate::dml::coerce(&strings, ty, name)?
+        }
         ColumnType::Bytea => {
             let mut b = datafusion::arrow::array::BinaryBuilder::with_capacity(values.len(), 0);
             for v in values {
@@ -314,6 +327,86 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             super::vector_array(dim, flat, valid)?
         }
     })
+}
+
+/// The sign word of the binary `numeric` form.
+pub const NUMERIC_POS: u16 = 0x0000;
+pub const NUMERIC_NEG: u16 = 0x4000;
+pub const NUMERIC_NAN: u16 = 0xC000;
+pub const NUMERIC_PINF: u16 = 0xD000;
+pub const NUMERIC_NINF: u16 = 0xF000;
+
+fn bad_numeric() -> SqlError {
+    SqlError::new(
+        StatusCode::InvalidTextRepresentation,
+        "invalid binary representation of numeric",
+    )
+}
+
+/// Decodes the binary `numeric` form into its decimal text.
+pub fn numeric_text(bytes: &[u8]) -> Result<String> {
+    let word = |i: usize| -> Result<u16, SqlError> {
+        bytes
+            .get(2 * i..2 * i + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(bad_numeric)
+    };
+    let ndigits = word(0)? as i16;
+    let weight = word(1)? as i16;
+    let sign = word(2)?;
+    let dscale = usize::from(word(3)?);
+    if ndigits < 0 || bytes.len() != 8 + 2 * ndigits as usize {
+        return Err(bad_numeric());
+    }
+    match sign {
+        NUMERIC_NAN => return Ok("NaN".to_owned()),
+        NUMERIC_PINF => return Ok("Infinity".to_owned()),
+        NUMERIC_NINF => return Ok("-Infinity".to_owned()),
+        NUMERIC_POS | NUMERIC_NEG => {}
+        _ => return Err(bad_numeric()),
+    }
+    let mut digits = Vec::with_capacity(ndigits as usize);
+    for i in 0..ndigits as usize {
+        let d = word(4 + i)?;
+        if d > 9999 {
+            return Err(bad_numeric());
+        }
+        digits.push(d);
+    }
+    let digit = |i: i64| -> u16 {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    let mut text = String::new();
+    if sign == NUMERIC_NEG {
+        text.push('-');
+    }
+    let weight = i64::from(weight);
+    if weight < 0 {
+        text.push('0');
+    } else {
+        for i in 0..=weight {
+            let _ = if i == 0 {
+                write!(text, "{}", digit(i))
+            } else {
+                write!(text, "{:04}", digit(i))
+            };
+        }
+    }
+    if dscale > 0 {
+        let mut frac = String::with_capacity(dscale + 4);
+        let mut i = weight + 1;
+        while frac.len() < dscale {
+            let _ = write!(frac, "{:04}", digit(i));
+            i += 1;
+        }
+        frac.truncate(dscale);
+        text.push('.');
+        text.push_str(&frac);
+    }
+    Ok(text)
 }
 
 /// The elements (`None`: NULL) of a one-dimensional array in PostgreSQL's

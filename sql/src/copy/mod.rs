@@ -450,6 +450,15 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
                 })?
         }
         ColumnType::TextArray => text_arrays(values.iter().copied())?,
+        ColumnType::Numeric(..) | ColumnType::NumericAny => {
+            let strings: ArrayRef = Arc::new(
+                values
+                    .iter()
+                    .map(|v| v.map(str::trim))
+                    .collect::<datafusion::arrow::array::StringArray>(),
+            );
+            crate::dml::coerce(&strings, ty, name)?
+        }
         ColumnType::VectorAny => {
             let strings: ArrayRef = Arc::new(
                 values

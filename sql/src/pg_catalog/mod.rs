@@ -1616,14 +1616,21 @@ const INFORMATION_SCHEMA_DEFS: &[Def] = &[
                         Some(t) => (t.sql_name, t.name.to_string(), "pg_catalog"),
                         None => ("USER-DEFINED", String::new(), "pg_catalog"),
                     };
-                    // Integers and floats: their precision in bits.
-                    let precision = match a.type_oid {
-                        21 => Some(16),
-                        23 => Some(32),
-                        20 => Some(64),
-                        700 => Some(24),
-                        701 => Some(53),
-                        _ => None,
+                    // Integers and floats: their precision in bits (radix
+                    // 2); numeric(p, s): in decimal digits (radix 10).
+                    let (precision, radix, scale) = match a.type_oid {
+                        21 => (Some(16), 2, Some(0)),
+                        23 => (Some(32), 2, Some(0)),
+                        20 => (Some(64), 2, Some(0)),
+                        700 => (Some(24), 2, None),
+                        701 => (Some(53), 2, None),
+                        1700 if a.typmod >= 4 => (
+                            Some((a.typmod - 4) >> 16),
+                            10,
+                            Some((a.typmod - 4) & 0xffff),
+                        ),
+                        1700 => (None, 10, None),
+                        _ => (None, 0, None),
                     };
                     let length = (a.type_oid == 1043 && a.typmod > 4).then(|| a.typmod - 4);
                     let text = ty.as_ref().is_some_and(|t| t.category == 'S');
@@ -1639,10 +1646,8 @@ const INFORMATION_SCHEMA_DEFS: &[Def] = &[
                         length.map_or(N, i4),
                         if text { i4(1_073_741_824) } else { N },
                         precision.map_or(N, i4),
-                        precision.map_or(N, |_| i4(2)),
-                        precision
-                            .filter(|p| *p <= 64 && a.type_oid < 700)
-                            .map_or(N, |_| i4(0)),
+                        if radix > 0 { i4(radix) } else { N },
+                        scale.map_or(N, i4),
                     ];
                     row.extend((0..12).map(|_| N));
                     row.extend([t(db.clone()), t(udt_schema), t(udt)]);

@@ -237,6 +237,8 @@ pub fn column_type(ty: &ColumnType) -> (u32, i32) {
         ColumnType::TimestampTz => (1184, -1),
         ColumnType::Date => (1082, -1),
         ColumnType::Bytea => (17, -1),
+        ColumnType::Numeric(p, s) => (1700, ((i32::from(*p) << 16) | i32::from(*s)) + 4),
+        ColumnType::NumericAny => (1700, -1),
         ColumnType::Varchar(n) => (1043, *n as i32 + 4),
         ColumnType::Uuid => (2950, -1),
         ColumnType::Json => (114, -1),
