@@ -1,8 +1,9 @@
 //! Correlated scalar subqueries in a select list that DataFusion cannot
-//! decorrelate (a correlation other than equality, or a filter on outer
-//! columns alone — psql's `\d table` sends both) run the way PostgreSQL runs
-//! every correlated subquery: once per row of the outer query, with that
-//! row's values bound.
+//! even plan (a table function over an outer column, as psql's `\d table`
+//! sends: `generate_series(1, array_upper(pr.prattrs, 1))`) run the way
+//! PostgreSQL runs every correlated subquery: once per row of the outer
+//! query, with that row's values bound. (Those it plans but cannot
+//! decorrelate run as subplans: [`crate::subplan`].)
 //!
 //! The outer query runs first with each such item replaced by NULL and the
 //! outer columns the items read added as hidden columns; then each item is

@@ -40,6 +40,7 @@ pub mod session;
 pub mod settings;
 pub mod single_value;
 pub mod statement;
+pub mod subplan;
 pub mod subquery;
 pub mod tables;
 pub mod transaction;

@@ -365,31 +365,6 @@ fn explicit_parameter_types(s: &ast::Statement, engine: &Engine) -> Vec<(String,
     out
 }
 
-/// Whether an optimized plan still holds a scalar subquery (one the
-/// optimizer could not turn into a join).
-fn leaves_subquery(plan: &LogicalPlan) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::Expr as L;
-    let mut found = false;
-    let _ = plan.apply(|node| {
-        for e in node.expressions() {
-            let _ = e.apply(|x| {
-                if matches!(x, L::ScalarSubquery(_)) {
-                    found = true;
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
-        }
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
-}
-
 /// A one-column text result.
 pub(crate) fn text_rows(column: &str, values: Vec<String>) -> Result<Output> {
     let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, true)]));
@@ -826,13 +801,32 @@ impl Session {
                     rewrite_knn(q, self.engine())?;
                     let explicit = explicit_parameter_types(&s, self.engine());
                     let vectors = crate::rewrite::vector_parameters(&s);
-                    let plan = self
+                    let per_row = crate::apply::projection_has_subquery(&s);
+                    let plan = match self
                         .ctx
                         .state()
                         .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
                             s,
                         )))
-                        .await?;
+                        .await
+                    {
+                        Ok(plan) => plan,
+                        // A select-list subquery DataFusion cannot plan runs
+                        // per row ([`crate::apply`]); without parameters, the
+                        // query runs to learn its columns.
+                        Err(_) if per_row && n == 0 && !explain => {
+                            if let Output::Rows { schema: sc, .. } = self.execute(stmt, &[]).await?
+                            {
+                                schema = Some(sc);
+                            }
+                            return Ok(Described {
+                                params,
+                                param_pg_types: pg_types,
+                                schema,
+                            });
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     schema = Some(if explain {
                         Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
                             datafusion::arrow::datatypes::Field::new(
@@ -1311,10 +1305,9 @@ impl Session {
     }
 
     /// [`Session::query`]; `per_row`: a select-list subquery DataFusion
-    /// leaves correlated may run per outer row ([`crate::apply`]).
+    /// cannot plan may run per outer row ([`crate::apply`]).
     pub(crate) async fn query_with(&self, s: ast::Statement, per_row: bool) -> Result<Output> {
         let state = self.ctx.state();
-        // A select list with a subquery may keep one DataFusion cannot decorrelate.
         let per_row = match &s {
             ast::Statement::Query(q) if per_row && crate::apply::projection_has_subquery(&s) => {
                 Some(q.as_ref().clone())
@@ -1338,17 +1331,19 @@ impl Session {
             },
         };
         crate::vector_search::check_post_filters(&plan)?;
-        if let Some(q) = per_row
-            && leaves_subquery(&state.optimize(&plan)?)
-        {
-            return Box::pin(crate::apply::run(self, &q)).await;
-        }
         // A plain query runs on the state it was planned with: the context's
         // `execute_logical_plan` would copy the session state (every function
         // map) once more per statement.
         let df = match plan {
             LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) => {
                 self.ctx.execute_logical_plan(plan).await?
+            }
+            // Subqueries the optimizer leaves correlated run as subplans.
+            plan if crate::subplan::has_subquery(&plan) => {
+                let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+                let physical = crate::subplan::physical_plan(&state, &plan).await?;
+                let stream = datafusion::physical_plan::execute_stream(physical, state.task_ctx())?;
+                return Ok(Output::Rows { schema, stream });
             }
             plan => datafusion::dataframe::DataFrame::new(state, plan),
         };

@@ -3,7 +3,11 @@ SQLAlchemy with psycopg2): CREATE SCHEMA IF NOT EXISTS / information_schema
 checks, the data table with a bigserial key, varchar, json(b) metadata and
 an expression index on metadata ->> 'ref_doc_id', nodes added with
 RETURNING, cosine search with metadata filters (->>, casts to float, IN,
-@>, ?|, LIKE), get_nodes, delete by ref_doc_id and by node id, clear."""
+@>, ?|, LIKE), get_nodes, delete by ref_doc_id and by node id, clear; then
+the same through its async API (SQLAlchemy over asyncpg, which introspects
+the vector type through pg_type with correlated subqueries)."""
+import asyncio
+
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
@@ -17,16 +21,22 @@ from llama_index.vector_stores.postgres import PGVectorStore
 from common import PORT, check
 
 DIM = 4
-store = PGVectorStore.from_params(
-    host="127.0.0.1",
-    port=str(PORT),
-    database="postgres",
-    user="postgres",
-    password="x",
-    table_name="nodes",
-    embed_dim=DIM,
-    use_jsonb=True,
-)
+
+
+def open_store(table):
+    return PGVectorStore.from_params(
+        host="127.0.0.1",
+        port=str(PORT),
+        database="postgres",
+        user="postgres",
+        password="x",
+        table_name=table,
+        embed_dim=DIM,
+        use_jsonb=True,
+    )
+
+
+store = open_store("nodes")
 
 rows = [
     # id, doc, text, metadata, embedding
@@ -104,4 +114,27 @@ check(got == ["n5", "n3"], f"after delete_nodes {got}")
 store.clear()
 got, _ = query()
 check(got == [], f"after clear {got}")
+
+
+async def run_async():
+    astore = open_store("anodes")
+    ids = await astore.async_add(nodes)
+    check(ids == [r[0] for r in rows], f"async_add returned {ids}")
+    res = await astore.aquery(VectorStoreQuery(query_embedding=[1.0, 0.05, 0.0, 0.0], similarity_top_k=2))
+    check(res.ids == ["n1", "n2"], f"aquery {res.ids}")
+    res = await astore.aquery(
+        VectorStoreQuery(query_embedding=[1.0, 0.05, 0.0, 0.0], similarity_top_k=5, filters=f("kind", "bird"))
+    )
+    check(res.ids == ["n5", "n3"], f"aquery filtered {res.ids}")
+    fetched = await astore.aget_nodes(node_ids=["n3", "n4"])
+    check(sorted(n.node_id for n in fetched) == ["n3", "n4"], f"aget_nodes {fetched}")
+    await astore.adelete_nodes(node_ids=["n1"])
+    await astore.adelete(ref_doc_id="d2")
+    res = await astore.aquery(VectorStoreQuery(query_embedding=[1.0, 0.05, 0.0, 0.0], similarity_top_k=5))
+    check(res.ids == ["n2", "n5"], f"after async deletes {res.ids}")
+    await astore.aclear()
+    await astore.close()
+
+
+asyncio.run(run_async())
 print("llamaindex ok")
