@@ -79,6 +79,49 @@ async fn psql_meta_commands_describe_this_database() {
         "{ctx}"
     );
     assert!(out.contains("count|2"), "{ctx}");
+    // The `+` forms: sizes (pg_size_pretty of the data files' bytes),
+    // storage, the extension's objects (pg_describe_object over pg_depend),
+    // functions with their language.
+    let (out, err) = psql(
+        server.addr.port(),
+        &format!("\\dt+\n\\di+\n\\l+\n\\d+ {table}\n\\dx+ vector\n\\df+\n\\dn+\n\\d+\n"),
+    )
+    .await;
+    let ctx = format!("stdout:\n{out}\nstderr:\n{err}");
+    assert!(!err.contains("ERROR"), "{ctx}");
+    let size = |line: &str| {
+        let cells: Vec<&str> = line.split('|').collect();
+        cells.iter().any(|c| {
+            c.strip_suffix(" bytes")
+                .or_else(|| c.strip_suffix(" kB"))
+                .is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
+        })
+    };
+    let line = |prefix: &str| {
+        out.lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_string)
+    };
+    let dt = line(&format!("public|{table}|table|postgres|permanent|heap|"));
+    assert!(dt.as_deref().is_some_and(size), "\\dt+ size: {ctx}");
+    assert!(
+        line("postgres|postgres|UTF8|").as_deref().is_some_and(size),
+        "\\l+ size: {ctx}"
+    );
+    assert!(
+        line(&format!(
+            "public|{table}_emb|index|postgres|{table}|permanent|ivf_hnsw_sq|"
+        ))
+        .is_some(),
+        "{ctx}"
+    );
+    assert!(out.contains("embedding|vector(3)||||external|"), "{ctx}");
+    assert!(out.contains("body|text||||extended|"), "{ctx}");
+    assert!(out.contains("\ntype vector\n"), "{ctx}");
+    assert!(
+        out.contains("operator class vector_cosine_ops for access method ivf_hnsw_sq\n"),
+        "{ctx}"
+    );
     server.shutdown().await.expect("shutdown");
 }
 

@@ -219,7 +219,17 @@ struct LogState {
 pub struct TableStats {
     pub rows: u64,
     pub data_bytes: u64,
+    /// Rows acknowledged but not yet flushed to data files: their size in memory.
+    pub tail_bytes: u64,
     pub fragments: u64,
+}
+
+impl TableStats {
+    /// The table's size as `pg_table_size` reports it: its data files and
+    /// the rows still waiting in its log.
+    pub fn bytes(&self) -> u64 {
+        self.data_bytes + self.tail_bytes
+    }
 }
 
 pub struct Table {
@@ -568,6 +578,7 @@ impl Table {
         let snap = self.snapshot();
         let mut stats = TableStats {
             rows: snap.tail.rows as u64,
+            tail_bytes: snap.tail.bytes as u64,
             ..TableStats::default()
         };
         for f in snap.dataset.fragments().iter() {

@@ -79,6 +79,8 @@ pub enum StatusCode {
     DependentObjectsStillExist,
     /// A reference that matches nothing it must, e.g. an ON CONFLICT target (42P10).
     InvalidColumnReference,
+    /// A database that does not exist (3D000).
+    InvalidCatalogName,
     /// Query was cancelled or timed out (57014).
     QueryCanceled,
     /// Out of memory, or a function's memory limit (53200).

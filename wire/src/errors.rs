@@ -57,6 +57,7 @@ pub fn sqlstate(code: StatusCode) -> &'static str {
         StatusCode::FeatureNotSupported => "0A000",
         StatusCode::ProgramLimitExceeded => "54000",
         StatusCode::CardinalityViolation => "21000",
+        StatusCode::InvalidCatalogName => "3D000",
         StatusCode::QueryCanceled => "57014",
         StatusCode::OutOfMemory => "53200",
         StatusCode::InsufficientResources => "53000",

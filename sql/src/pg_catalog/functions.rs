@@ -607,6 +607,13 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             ))
         }));
     }
+    // User functions are WebAssembly, none has an SQL body.
+    out.push(helper(
+        "pg_get_function_sqlbody",
+        &[1],
+        DataType::Utf8,
+        |a, _| Ok(new_null_array(&DataType::Utf8, arg(a, 0)?.len())),
+    ));
     // The expression text is kept as written: it is its own "decompiled" form.
     out.push(helper("pg_get_expr", &[2, 3], DataType::Utf8, |a, _| {
         Ok(text_out(texts(arg(a, 0)?)?))
@@ -1116,8 +1123,9 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
             Ok(text_out(vec![Some(String::new()); n]))
         },
     ));
-    // A table's size: the bytes of its data files, from its manifest (a
-    // vector index's files are not counted; an index's own size is NULL).
+    // A table's size: the bytes of its data files, from its manifest, and
+    // of the rows still in its log (a vector index's files are not counted;
+    // an index's own size is NULL).
     for (name, arities) in [
         ("pg_relation_size", &[1usize, 2][..]),
         ("pg_table_size", &[1][..]),
@@ -1140,12 +1148,87 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
                 .map(|oid| {
                     let def = snap.table_by_oid(oid?)?;
                     let table = c.engine.table(&def.name).ok()?;
-                    Some(table.stats().data_bytes as i64)
+                    Some(table.stats().bytes() as i64)
                 })
                 .collect();
             Ok(Arc::new(Int64Array::from(sizes)) as ArrayRef)
         }));
     }
+    // The database's size: its tables' sizes.
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_database_size",
+        &[1],
+        DataType::Int64,
+        move |a, _| {
+            let snap = c.snapshot();
+            let db = arg(a, 0)?;
+            let names: Vec<Option<String>> = if db.data_type() == &DataType::Utf8 {
+                texts(db)?
+            } else {
+                oids(db)?
+                    .into_iter()
+                    .map(|o| {
+                        o.map(|o| {
+                            if o == super::DATABASE_OID {
+                                snap.identity.database.clone()
+                            } else {
+                                o.to_string()
+                            }
+                        })
+                    })
+                    .collect()
+            };
+            let mut total = None;
+            let mut sizes = Vec::with_capacity(names.len());
+            for name in names {
+                sizes.push(match name {
+                    None => None,
+                    Some(n) if n == snap.identity.database => {
+                        Some(*total.get_or_insert_with(|| {
+                            snap.catalog
+                                .tables
+                                .values()
+                                .filter_map(|t| c.engine.table(&t.name).ok())
+                                .map(|t| t.stats().bytes() as i64)
+                                .sum::<i64>()
+                        }))
+                    }
+                    Some(n) => {
+                        return Err(user_error(
+                            StatusCode::InvalidCatalogName,
+                            format!("database \"{n}\" does not exist"),
+                        ));
+                    }
+                });
+            }
+            Ok(Arc::new(Int64Array::from(sizes)) as ArrayRef)
+        },
+    ));
+    out.push(helper("pg_size_pretty", &[1], DataType::Utf8, |a, _| {
+        Ok(text_out(
+            ints(arg(a, 0)?)?
+                .into_iter()
+                .map(|v| v.map(size_pretty))
+                .collect(),
+        ))
+    }));
+    let c = ctx.clone();
+    out.push(helper(
+        "pg_describe_object",
+        &[3],
+        DataType::Utf8,
+        move |a, _| {
+            let snap = c.snapshot();
+            let (classes, objects, subs) =
+                (oids(arg(a, 0)?)?, oids(arg(a, 1)?)?, ints(arg(a, 2)?)?);
+            Ok(text_out(
+                (0..classes.len())
+                    .map(|i| describe_object(&snap, classes[i]?, objects[i]?, subs[i].unwrap_or(0)))
+                    .collect(),
+            ))
+        },
+    ));
     // Scan counts are not kept.
     out.push(helper(
         "pg_stat_get_numscans",
@@ -1174,6 +1257,74 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
         },
     ));
     out
+}
+
+/// `pg_size_pretty(bytes)` as PostgreSQL writes it: bytes below 10 kB, then
+/// kB, MB, GB, TB, PB, each below 20 × 1024 of its unit, rounded half away
+/// from zero.
+fn size_pretty(bytes: i64) -> String {
+    const UNITS: [(&str, i64, bool, u32); 6] = [
+        ("bytes", 10 * 1024, false, 0),
+        ("kB", 20 * 1024 - 1, true, 10),
+        ("MB", 20 * 1024 - 1, true, 20),
+        ("GB", 20 * 1024 - 1, true, 30),
+        ("TB", 20 * 1024 - 1, true, 40),
+        ("PB", 20 * 1024 - 1, true, 50),
+    ];
+    let half_rounded = |x: i64| (x + if x < 0 { -1 } else { 1 }) / 2;
+    let mut size = bytes;
+    for (i, (name, limit, round, bits)) in UNITS.iter().enumerate() {
+        let next = UNITS.get(i + 1);
+        if next.is_none() || size.abs() < *limit {
+            let size = if *round { half_rounded(size) } else { size };
+            return format!("{size} {name}");
+        }
+        if let Some((_, _, next_round, next_bits)) = next {
+            // One bit less when the next unit rounds by halves.
+            let shift = next_bits - bits - u32::from(*next_round) + u32::from(*round);
+            size /= 1i64 << shift;
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// `pg_describe_object(classid, objid, objsubid)`: what an object is, as
+/// PostgreSQL words it (`table docs`, `column id of table docs`, `type
+/// vector`, …); NULL for an object Quiver does not have.
+fn describe_object(snap: &Snapshot, class: u32, oid: u32, sub: i64) -> Option<String> {
+    match class {
+        1259 => {
+            let rel = snap.relations().into_iter().find(|r| r.oid == oid)?;
+            let kind = match rel.kind {
+                'i' => "index",
+                'v' => "view",
+                'S' => "sequence",
+                _ => "table",
+            };
+            match usize::try_from(sub).ok().filter(|s| *s > 0) {
+                Some(n) => {
+                    let col = rel.columns.get(n - 1)?;
+                    Some(format!("column {} of {kind} {}", col.name, rel.name))
+                }
+                None => Some(format!("{kind} {}", rel.name)),
+            }
+        }
+        1247 => Some(format!("type {}", types::by_oid(oid)?.name)),
+        2615 => Some(format!("schema {}", super::namespace_name(oid))),
+        3079 if oid == super::VECTOR_EXTENSION_OID => Some("extension vector".into()),
+        2616 => {
+            let (kind, name) = super::opclass_by_oid(oid)?;
+            Some(format!(
+                "operator class {name} for access method {}",
+                kind.name()
+            ))
+        }
+        1255 => {
+            let f = snap.functions.iter().find(|f| f.oid == oid)?;
+            Some(format!("function {}({})", f.name, f.args.join(", ")))
+        }
+        _ => None,
+    }
 }
 
 /// PostgreSQL's `format(fmt, args…)`: `%s` (the value as text, NULL as

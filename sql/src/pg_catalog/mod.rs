@@ -48,6 +48,10 @@ pub const SUPERUSER_OID: u32 = 10;
 pub const DATABASE_OID: u32 = 5;
 /// `pg_am` ids of the table access method and of the index kinds.
 pub const HEAP_AM: u32 = 2;
+/// `pg_extension.oid` of `vector` (built in).
+pub const VECTOR_EXTENSION_OID: u32 = 16384;
+/// `pg_language.oid` of `wasm`, the language of user functions.
+pub const WASM_LANGUAGE_OID: u32 = 13_600;
 const PG_DEFAULT_TABLESPACE: u32 = 1663;
 
 /// Who is connected: the user and database names the client gave at
@@ -143,9 +147,21 @@ pub fn opclass_oid(kind: IndexKind, metric: Option<Metric>) -> u32 {
     let method = INDEX_KINDS.iter().position(|k| *k == kind);
     let class = OPCLASSES.iter().position(|(m, _)| Some(*m) == metric);
     match (method, class) {
-        (Some(m), Some(c)) if metric.is_some() => 16_600 + (m * OPCLASSES.len() + c) as u32,
+        (Some(m), Some(c)) if metric.is_some() && kind.is_vector() => {
+            16_600 + (m * OPCLASSES.len() + c) as u32
+        }
         _ => 0,
     }
+}
+
+/// The index method and name of an operator class, by its oid.
+pub fn opclass_by_oid(oid: u32) -> Option<(IndexKind, &'static str)> {
+    INDEX_KINDS.iter().find_map(|kind| {
+        OPCLASSES
+            .iter()
+            .find(|(m, _)| opclass_oid(*kind, Some(*m)) == oid)
+            .map(|(_, name)| (*kind, *name))
+    })
 }
 
 // ---------------------------------------------------------------- relations
@@ -797,11 +813,7 @@ const DEFS: &[Def] = &[
                         i4(a.typmod),
                         b(ty.as_ref().map(|t| t.byval).unwrap_or(false)),
                         c('i'),
-                        c(if ty.as_ref().is_some_and(|t| t.len > 0) {
-                            'p'
-                        } else {
-                            'x'
-                        }),
+                        c(ty.as_ref().map_or('x', types::storage)),
                         NO_CHAR,
                         b(a.not_null),
                         b(a.default.is_some()),
@@ -909,7 +921,7 @@ const DEFS: &[Def] = &[
                         t("-"),
                         t("-"),
                         c(if ty.len == 8 { 'd' } else { 'i' }),
-                        c(if ty.len > 0 { 'p' } else { 'x' }),
+                        c(types::storage(&ty)),
                         b(false),
                         o(0),
                         i4(-1),
@@ -944,7 +956,7 @@ const DEFS: &[Def] = &[
                         t(f.name.clone()),
                         o(PUBLIC_NS),
                         o(SUPERUSER_OID),
-                        o(0),
+                        o(WASM_LANGUAGE_OID),
                         V::F32(100.0),
                         V::F32(0.0),
                         o(0),
@@ -1112,7 +1124,7 @@ const DEFS: &[Def] = &[
                   extversion text, extconfig oid[], extcondition text[]",
         rows: |_| {
             vec![vec![
-                o(16384),
+                o(VECTOR_EXTENSION_OID),
                 t("vector"),
                 o(SUPERUSER_OID),
                 o(PUBLIC_NS),
@@ -1368,7 +1380,50 @@ const DEFS: &[Def] = &[
         kind: 'r',
         columns: "classid oid, objid oid, objsubid int4, refclassid oid, refobjid oid, \
                   refobjsubid int4, deptype char",
-        rows: none,
+        // What the built-in `vector` extension holds: its type and its
+        // operator classes (psql's `\dx+` lists them).
+        rows: |_| {
+            let member = |class: u32, oid: u32| {
+                vec![
+                    o(class),
+                    o(oid),
+                    i4(0),
+                    o(3079),
+                    o(VECTOR_EXTENSION_OID),
+                    i4(0),
+                    c('e'),
+                ]
+            };
+            let mut rows = vec![member(1247, crate::session::VECTOR_TYPE_OID)];
+            for kind in INDEX_KINDS {
+                for (metric, _) in OPCLASSES {
+                    let oid = opclass_oid(kind, Some(metric));
+                    if oid != 0 {
+                        rows.push(member(2616, oid));
+                    }
+                }
+            }
+            rows
+        },
+    },
+    Def {
+        name: "pg_language",
+        oid: 2612,
+        kind: 'r',
+        columns: "oid oid, lanname name, lanowner oid, lanispl bool, lanpltrusted bool, \
+                  lanplcallfoid oid, laninline oid, lanvalidator oid, lanacl text[]",
+        rows: |_| {
+            [(12, "internal", false), (13, "c", false), (14, "sql", true)]
+                .into_iter()
+                .map(|(oid, name, trusted)| (oid, name, false, trusted))
+                .chain([(WASM_LANGUAGE_OID, "wasm", true, true)])
+                .map(|(oid, name, pl, trusted)| {
+                    let mut row = vec![o(oid), t(name), o(SUPERUSER_OID), b(pl), b(trusted)];
+                    row.extend([o(0), o(0), o(0), N]);
+                    row
+                })
+                .collect()
+        },
     },
     Def {
         name: "pg_trigger",
@@ -1740,7 +1795,7 @@ const INFORMATION_SCHEMA_DEFS: &[Def] = &[
 ];
 
 /// A namespace's name.
-fn namespace_name(oid: u32) -> &'static str {
+pub(crate) fn namespace_name(oid: u32) -> &'static str {
     match oid {
         PG_CATALOG_NS => "pg_catalog",
         INFORMATION_SCHEMA_NS => "information_schema",

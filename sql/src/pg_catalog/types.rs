@@ -203,6 +203,16 @@ pub fn by_name(name: &str) -> Option<PgType> {
     if array { by_oid(t.array) } else { Some(t) }
 }
 
+/// `typstorage`: plain for fixed-width types, external (uncompressed) for
+/// `vector` as pgvector declares it, extended for the other varlena types.
+pub fn storage(t: &PgType) -> char {
+    match t {
+        t if t.len > 0 => 'p',
+        t if t.oid == VECTOR_TYPE_OID => 'e',
+        _ => 'x',
+    }
+}
+
 /// `format_type(oid, typmod)`: the type as SQL writes it, with its modifier.
 pub fn format_type(oid: u32, typmod: Option<i32>) -> String {
     let Some(t) = by_oid(oid) else {
