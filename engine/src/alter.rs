@@ -21,7 +21,7 @@ use lance::index::DatasetIndexExt;
 use crate::catalog::Catalog;
 use crate::engine_err;
 use crate::error::Result;
-use crate::schema::{ColumnDef, ForeignKeyDef, TableDef};
+use crate::schema::{ColumnDef, ForeignKeyDef, TableDef, UniqueDef};
 
 /// One change `ALTER TABLE` makes to a table.
 #[derive(Debug, Clone)]
@@ -57,6 +57,17 @@ pub enum Alteration {
         column: String,
         nullable: bool,
     },
+    /// `ADD PRIMARY KEY` / `ADD UNIQUE` (checked on the rows; a primary
+    /// key's columns become NOT NULL).
+    AddKey(UniqueDef),
+    /// `ADD FOREIGN KEY` (checked on the rows, against the referenced table's).
+    AddForeignKey(ForeignKeyDef),
+    /// `DROP CONSTRAINT`: a key or a foreign key; with `cascade`, the
+    /// foreign keys that reference a dropped key go with it.
+    DropConstraint {
+        name: String,
+        cascade: bool,
+    },
 }
 
 impl Alteration {
@@ -78,6 +89,19 @@ fn column_index(def: &TableDef, column: &str) -> Result<usize> {
             def.name
         ),
     }
+}
+
+fn check_new_constraint(def: &TableDef, constraint: &str) -> Result<()> {
+    if def.unique.iter().any(|u| u.name == constraint)
+        || def.foreign_keys.iter().any(|f| f.name == constraint)
+    {
+        return engine_err!(
+            IndexExists,
+            "constraint \"{constraint}\" for relation \"{}\" already exists",
+            def.name
+        );
+    }
+    Ok(())
 }
 
 fn check_new_column(def: &TableDef, column: &str) -> Result<()> {
@@ -210,6 +234,62 @@ pub fn altered(catalog: &Catalog, name: &str, change: &Alteration) -> Result<Cat
             let i = column_index(&def, column)?;
             def.columns[i].default = default.clone();
         }
+        Alteration::AddKey(key) => {
+            if key.primary && def.unique.iter().any(|u| u.primary) {
+                return engine_err!(
+                    InvalidDefinition,
+                    "multiple primary keys for table \"{name}\" are not allowed"
+                );
+            }
+            check_new_constraint(&def, &key.name)?;
+            for c in &key.columns {
+                let i = column_index(&def, c)?;
+                if key.primary {
+                    def.columns[i].nullable = false;
+                }
+            }
+            def.unique.push(key.clone());
+        }
+        Alteration::AddForeignKey(fk) => {
+            check_new_constraint(&def, &fk.name)?;
+            def.foreign_keys.push(fk.clone());
+        }
+        Alteration::DropConstraint {
+            name: constraint,
+            cascade,
+        } => {
+            if let Some(i) = def.foreign_keys.iter().position(|f| &f.name == constraint) {
+                def.foreign_keys.remove(i);
+            } else if let Some(i) = def.unique.iter().position(|u| &u.name == constraint) {
+                let key = def.unique.remove(i);
+                let mut columns = key.columns.clone();
+                columns.sort();
+                for other in next.tables.values_mut().chain(std::iter::once(&mut def)) {
+                    let (hit, keep): (Vec<_>, Vec<_>) =
+                        other.foreign_keys.drain(..).partition(|fk| {
+                            let mut r = fk.ref_columns.clone();
+                            r.sort();
+                            fk.table == name && r == columns
+                        });
+                    if let Some(fk) = hit.first()
+                        && !cascade
+                    {
+                        return engine_err!(
+                            DependentObjects,
+                            "cannot drop constraint {constraint} on table {name} because constraint {} on table {} depends on it (use DROP … CASCADE)",
+                            fk.name,
+                            other.name
+                        );
+                    }
+                    other.foreign_keys = keep;
+                }
+            } else {
+                return engine_err!(
+                    IndexNotFound,
+                    "constraint \"{constraint}\" of relation \"{name}\" does not exist"
+                );
+            }
+        }
         Alteration::SetNullable { column, nullable } => {
             let i = column_index(&def, column)?;
             if *nullable
@@ -321,6 +401,81 @@ pub async fn set_lance_nullable(ds: &mut Dataset, column: &str) -> Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// The distinct keys of `columns` in the dataset's rows (rows with a NULL
+/// in them apart, as no key holds them), with a row's key as text for
+/// `stop`: the first key `stop` returns `true` for ends the scan and is
+/// returned, shown as `(a, b)=(1, x)`.
+async fn scan_keys(
+    ds: &Dataset,
+    columns: &[String],
+    mut stop: impl FnMut(
+        &mut std::collections::HashSet<arrow::row::OwnedRow>,
+        arrow::row::OwnedRow,
+    ) -> bool,
+) -> Result<Option<String>> {
+    use futures::TryStreamExt;
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let mut scan = ds.scan();
+    scan.project(&names)?;
+    let mut stream = scan.try_into_stream().await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut converter: Option<arrow::row::RowConverter> = None;
+    while let Some(batch) = stream.try_next().await? {
+        let converter = match &mut converter {
+            Some(c) => c,
+            None => converter.insert(arrow::row::RowConverter::new(
+                batch
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+                    .collect(),
+            )?),
+        };
+        let rows = converter.convert_columns(batch.columns())?;
+        for i in 0..batch.num_rows() {
+            if batch.columns().iter().any(|c| c.is_null(i)) {
+                continue;
+            }
+            if stop(&mut seen, rows.row(i).owned()) {
+                let values = batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::util::display::array_value_to_string(c, i))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                return Ok(Some(format!(
+                    "({})=({})",
+                    names.join(", "),
+                    values.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A key two rows of the dataset share in `columns` (see [`scan_keys`]).
+pub async fn duplicate_key(ds: &Dataset, columns: &[String]) -> Result<Option<String>> {
+    scan_keys(ds, columns, |seen, key| !seen.insert(key)).await
+}
+
+/// A key of `columns` in `child` that no row of `parent` has in
+/// `ref_columns` (of the same types).
+pub async fn missing_reference(
+    child: &Dataset,
+    columns: &[String],
+    parent: &Dataset,
+    ref_columns: &[String],
+) -> Result<Option<String>> {
+    let mut keys = std::collections::HashSet::new();
+    scan_keys(parent, ref_columns, |_, key| {
+        keys.insert(key);
+        false
+    })
+    .await?;
+    scan_keys(child, columns, |_, key| !keys.contains(&key)).await
 }
 
 /// Whether any row of the dataset holds NULL in `column`.

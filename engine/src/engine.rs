@@ -471,12 +471,20 @@ impl Engine {
         let new_name = change.new_name(name).to_string();
         // Other tables whose definitions change (their foreign keys name
         // this table or its columns) get new table objects too.
-        let others: Vec<String> = next
+        let mut others: Vec<String> = next
             .tables
             .iter()
             .filter(|(n, d)| **n != new_name && current.tables.get(*n) != Some(*d))
             .map(|(n, _)| n.clone())
             .collect();
+        // A new foreign key is checked against the referenced table's rows:
+        // that table's writers wait too.
+        if let Alteration::AddForeignKey(fk) = &change
+            && fk.table != name
+            && !others.contains(&fk.table)
+        {
+            others.push(fk.table.clone());
+        }
         let table = self.table(name)?;
         let mut retired = vec![(name.to_string(), new_name.clone(), table.retire().await?)];
         let mut result = Ok(());
@@ -591,9 +599,45 @@ impl Engine {
                 }
                 self.update_catalog(|c| *c = next)
             }
-            Alteration::RenameTable { .. } | Alteration::SetDefault { .. } => {
+            Alteration::AddKey(key) => {
+                for c in key.columns.iter().filter(|_| key.primary) {
+                    if crate::alter::has_nulls(&ds, c).await? {
+                        return engine_err!(
+                            NotNullViolation,
+                            "column \"{c}\" of relation \"{name}\" contains null values"
+                        );
+                    }
+                }
+                if let Some(dup) = crate::alter::duplicate_key(&ds, &key.columns).await? {
+                    return engine_err!(
+                        UniqueViolation,
+                        "could not create unique index \"{}\": Key {dup} is duplicated",
+                        key.name
+                    );
+                }
                 self.update_catalog(|c| *c = next)
             }
+            Alteration::AddForeignKey(fk) => {
+                let parent = match fk.table == *name {
+                    true => ds.clone(),
+                    false => (*self.table(&fk.table)?.dataset()).clone(),
+                };
+                let missing =
+                    crate::alter::missing_reference(&ds, &fk.columns, &parent, &fk.ref_columns)
+                        .await?;
+                if let Some(key) = missing {
+                    return engine_err!(
+                        ForeignKeyViolation,
+                        "insert or update on table \"{name}\" violates foreign key constraint \"{}\": Key {key} is not present in table \"{}\"",
+                        fk.name,
+                        fk.table
+                    );
+                }
+                self.update_catalog(|c| *c = next)
+            }
+            Alteration::RenameTable { .. }
+            | Alteration::SetDefault { .. }
+            | Alteration::DropConstraint { .. } => self.update_catalog(|c| *c = next),
         }
     }
 

@@ -25,6 +25,10 @@ pub enum ErrorKind {
     Deadlock,
     /// NULL in a NOT NULL column (23502).
     NotNullViolation,
+    /// Rows that share a key a new unique constraint names (23505).
+    UniqueViolation,
+    /// A key no row of the referenced table has (23503).
+    ForeignKeyViolation,
     /// A table definition that cannot be (42P16).
     InvalidDefinition,
     /// Other objects depend on the one a statement would drop (2BP01).

@@ -11,8 +11,9 @@ use datafusion::sql::sqlparser::ast::{
     visit_expressions,
 };
 use quiver_engine::alter::Alteration;
+use quiver_engine::schema::UniqueDef;
 
-use crate::ddl::{column, foreign_key, ident_name, object_name};
+use crate::ddl::{column, constraint_columns, foreign_key, ident_name, key_name, object_name};
 use crate::error::Result;
 use crate::session::Session;
 use crate::sql_err;
@@ -202,6 +203,59 @@ async fn alteration(
                         "ALTER COLUMN … {other} is not supported"
                     );
                 }
+            }
+        }
+        AlterTableOperation::AddConstraint { constraint, .. } => match constraint {
+            ast::TableConstraint::PrimaryKey(ast::PrimaryKeyConstraint {
+                name, columns, ..
+            })
+            | ast::TableConstraint::Unique(ast::UniqueConstraint { name, columns, .. }) => {
+                let primary = matches!(constraint, ast::TableConstraint::PrimaryKey(_));
+                let columns = constraint_columns(columns)?;
+                for c in &columns {
+                    if def.column(c).is_none() {
+                        return missing_column(c);
+                    }
+                }
+                Alteration::AddKey(UniqueDef {
+                    name: name
+                        .as_ref()
+                        .map(ident_name)
+                        .unwrap_or_else(|| key_name(table, &columns, primary)),
+                    columns,
+                    primary,
+                })
+            }
+            ast::TableConstraint::ForeignKey(fk) => Alteration::AddForeignKey(foreign_key(
+                engine,
+                table,
+                &def.columns,
+                &def.unique,
+                fk,
+            )?),
+            // Accepted, not enforced, as in CREATE TABLE (README).
+            ast::TableConstraint::Check(_) => return Ok(None),
+            other => {
+                return sql_err!(FeatureNotSupported, "constraint {other} is not supported");
+            }
+        },
+        AlterTableOperation::DropConstraint {
+            if_exists,
+            name,
+            drop_behavior,
+        } => {
+            let name = ident_name(name);
+            let known = def.unique.iter().any(|u| u.name == name)
+                || def.foreign_keys.iter().any(|fk| fk.name == name);
+            if !known && *if_exists {
+                s.info(format!(
+                    "constraint \"{name}\" of relation \"{table}\" does not exist, skipping"
+                ));
+                return Ok(None);
+            }
+            Alteration::DropConstraint {
+                name,
+                cascade: matches!(drop_behavior, Some(DropBehavior::Cascade)),
             }
         }
         other => {

@@ -169,7 +169,7 @@ fn serial_type(t: &DataType) -> Option<ColumnType> {
 }
 
 /// The column names of a constraint's column list.
-fn constraint_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
+pub(crate) fn constraint_columns(columns: &[ast::IndexColumn]) -> Result<Vec<String>> {
     columns
         .iter()
         .map(|c| match &c.column.expr {
@@ -317,14 +317,7 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
                 );
             }
         }
-        // PostgreSQL's names: docs_pkey, docs_email_key.
-        let name = constraint.unwrap_or_else(|| {
-            if primary {
-                format!("{name}_pkey")
-            } else {
-                format!("{name}_{}_key", cols.join("_"))
-            }
-        });
+        let name = constraint.unwrap_or_else(|| key_name(&name, &cols, primary));
         if !defs.iter().any(|d| d.columns == cols) {
             defs.push(UniqueDef {
                 name,
@@ -341,6 +334,15 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
         .create_table(&name, columns, defs, foreign_keys, ct.if_not_exists)
         .await?;
     Ok("CREATE TABLE".into())
+}
+
+/// PostgreSQL's name for a key of table `table`: `docs_pkey`, `docs_email_key`.
+pub(crate) fn key_name(table: &str, columns: &[String], primary: bool) -> String {
+    if primary {
+        format!("{table}_pkey")
+    } else {
+        format!("{table}_{}_key", columns.join("_"))
+    }
 }
 
 /// A `REFERENCES` / `FOREIGN KEY` of table `name` (whose columns and keys

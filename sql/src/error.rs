@@ -145,6 +145,8 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::LimitExceeded => StatusCode::ProgramLimitExceeded,
             K::Deadlock => StatusCode::DeadlockDetected,
             K::NotNullViolation => StatusCode::NotNullViolation,
+            K::UniqueViolation => StatusCode::UniqueViolation,
+            K::ForeignKeyViolation => StatusCode::ForeignKeyViolation,
             K::InvalidDefinition => StatusCode::InvalidTableDefinition,
             K::DependentObjects => StatusCode::DependentObjectsStillExist,
             K::Conflict => StatusCode::SerializationFailure,
