@@ -191,6 +191,13 @@ impl<'a> FromSql<'a> for Cell {
             Type::FLOAT8 => format!("{:?}", f64::from_sql(ty, raw)?),
             Type::UUID => quiver_sql::json::uuid_from_bytes(raw.try_into()?),
             Type::NUMERIC => quiver_sql::copy::binary::numeric_text(raw)?,
+            Type::TIME => quiver_sql::copy::text::time_text(i64::from_sql(&Type::INT8, raw)?),
+            Type::INTERVAL => {
+                let micros = i64::from_be_bytes(raw[..8].try_into()?);
+                let days = i32::from_be_bytes(raw[8..12].try_into()?);
+                let months = i32::from_be_bytes(raw[12..16].try_into()?);
+                quiver_sql::copy::text::interval_text(months, days, micros)
+            }
             Type::JSONB => String::from_utf8(raw[1..].to_vec())?,
             Type::BYTEA => {
                 let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();

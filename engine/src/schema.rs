@@ -21,6 +21,8 @@ pub enum ColumnType {
     /// `timestamptz`: microseconds since the epoch, UTC.
     TimestampTz,
     Date,
+    /// `time` (without time zone): microseconds since midnight.
+    Time,
     Bytea,
     /// `numeric(precision, scale)`: exact decimals, stored as Decimal128
     /// (precision up to 38) or Decimal256 (up to 76).
@@ -64,6 +66,7 @@ impl ColumnType {
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
             }
             ColumnType::Date => DataType::Date32,
+            ColumnType::Time => DataType::Time64(TimeUnit::Microsecond),
             ColumnType::Bytea => DataType::Binary,
             ColumnType::Numeric(p, s) if *p > 38 => DataType::Decimal256(*p, *s),
             ColumnType::Numeric(p, s) => DataType::Decimal128(*p, *s),

@@ -80,6 +80,9 @@ fn column_type(t: &DataType) -> Result<ColumnType> {
             ColumnType::TimestampTz
         }
         D::Date => ColumnType::Date,
+        D::Time(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
+            ColumnType::Time
+        }
         D::Bytea => ColumnType::Bytea,
         D::Numeric(info) | D::Decimal(info) | D::Dec(info) => numeric_type(info)?,
         D::Array(

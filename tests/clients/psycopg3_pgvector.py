@@ -150,4 +150,19 @@ with psycopg.connect(DSN, autocommit=True) as conn:
         raise AssertionError("a numeric past its precision was stored")
     except psycopg.errors.NumericValueOutOfRange:
         pass
+    # time: parameters, binary COPY, results in both formats; an interval result.
+    conn.execute("CREATE TABLE shifts (id int PRIMARY KEY, starts time)")
+    conn.execute("INSERT INTO shifts VALUES (%s, %s)", (1, datetime.time(9, 30, 15, 250000)))
+    with conn.cursor().copy("COPY shifts FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["int4", "time"])
+        copy.write_row([2, datetime.time(22, 0)])
+    for binary in (False, True):
+        with conn.cursor(binary=binary) as cur:
+            rows = cur.execute(
+                "SELECT id, starts, starts - '09:00'::time FROM shifts WHERE starts > %s ORDER BY id",
+                (datetime.time(9, 0),),
+            ).fetchall()
+            check(rows == [(1, datetime.time(9, 30, 15, 250000), datetime.timedelta(minutes=30, seconds=15.25)),
+                           (2, datetime.time(22, 0), datetime.timedelta(hours=13))],
+                  f"time binary={binary}: {rows}")
 print("psycopg 3: ok")

@@ -10,14 +10,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, FixedSizeListArray,
-    Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array, LargeListArray,
-    LargeStringArray, ListArray, StringArray, StringViewArray, TimestampMicrosecondArray,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Date32Array, DurationMicrosecondArray,
+    FixedSizeListArray, Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, Int64Array,
+    IntervalMonthDayNanoArray, LargeListArray, LargeStringArray, ListArray, StringArray,
+    StringViewArray, Time64MicrosecondArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
 };
 use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float32Type, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Float32Type, IntervalUnit, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use bytes::{BufMut, BytesMut};
@@ -161,6 +161,15 @@ fn normalize(column: &ArrayRef) -> Result<ArrayRef, SqlError> {
         DataType::Timestamp(unit, tz) if *unit != TimeUnit::Microsecond => {
             DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
         }
+        DataType::Time32(_) | DataType::Time64(TimeUnit::Nanosecond) => {
+            DataType::Time64(TimeUnit::Microsecond)
+        }
+        DataType::Interval(unit) if *unit != IntervalUnit::MonthDayNano => {
+            DataType::Interval(IntervalUnit::MonthDayNano)
+        }
+        DataType::Duration(unit) if *unit != TimeUnit::Microsecond => {
+            DataType::Duration(TimeUnit::Microsecond)
+        }
         DataType::Dictionary(_, value) => {
             let values = cast(column, value).map_err(internal)?;
             return normalize(&values);
@@ -187,6 +196,10 @@ enum Column<'a> {
     Bytea(&'a BinaryArray),
     Date(&'a Date32Array),
     Timestamp(&'a TimestampMicrosecondArray, bool),
+    Time(&'a Time64MicrosecondArray),
+    /// An interval (a duration counts as one of microseconds).
+    Interval(&'a IntervalMonthDayNanoArray),
+    Duration(&'a DurationMicrosecondArray),
     /// A decimal, and whether it is an unconstrained `numeric` (Quiver's
     /// `numeric(38,10)`), written without trailing fractional zeros as
     /// PostgreSQL writes such a value (`1.5`, not `1.5000000000`).
@@ -233,6 +246,15 @@ impl<'a> ColumnWriter<'a> {
             DataType::Date32 => Column::Date(downcast(array.as_primitive_opt())?),
             DataType::Timestamp(TimeUnit::Microsecond, tz) => {
                 Column::Timestamp(downcast(array.as_primitive_opt())?, tz.is_some())
+            }
+            DataType::Time64(TimeUnit::Microsecond) => {
+                Column::Time(downcast(array.as_primitive_opt())?)
+            }
+            DataType::Interval(IntervalUnit::MonthDayNano) => {
+                Column::Interval(downcast(array.as_primitive_opt())?)
+            }
+            DataType::Duration(TimeUnit::Microsecond) => {
+                Column::Duration(downcast(array.as_primitive_opt())?)
             }
             DataType::Decimal128(p, s) => {
                 Column::Numeric(formatter()?, (*p, *s) == quiver_sql::NUMERIC_ANY)
@@ -322,6 +344,11 @@ impl<'a> ColumnWriter<'a> {
             }
             Column::Date(a) => values::date_text(i64::from(a.value(row))),
             Column::Timestamp(a, tz) => values::timestamp_text(a.value(row), *tz),
+            Column::Time(a) => values::time_text(a.value(row)),
+            Column::Interval(_) | Column::Duration(_) => {
+                let (months, days, micros) = self.interval(row);
+                values::interval_text(months, days, micros)
+            }
             Column::Numeric(f, trim) => numeric_text(f, row, *trim),
             Column::Display(f) => f.value(row).to_string(),
             Column::FixedVector(_) | Column::Vector(_) | Column::LargeVector(_) => {
@@ -398,6 +425,13 @@ impl<'a> ColumnWriter<'a> {
                     .ok_or_else(|| out_of_range("timestamp"))?;
                 buf.put_i64(micros);
             }
+            Column::Time(a) => buf.put_i64(a.value(row)),
+            Column::Interval(_) | Column::Duration(_) => {
+                let (months, days, micros) = self.interval(row);
+                buf.put_i64(micros);
+                buf.put_i32(days);
+                buf.put_i32(months);
+            }
             Column::Numeric(f, trim) => values::numeric_binary(&numeric_text(f, row, *trim), buf)?,
             Column::Display(f) => buf.put_slice(f.value(row).to_string().as_bytes()),
             Column::FixedVector(_) | Column::Vector(_) | Column::LargeVector(_) => {
@@ -461,14 +495,29 @@ fn put_str(buf: &mut BytesMut, s: &str) -> Result<(), SqlError> {
     Ok(())
 }
 
+impl ColumnWriter<'_> {
+    /// An interval's months, days and microseconds; a duration's days
+    /// are its whole 24 hours, as PostgreSQL's timestamp difference has them.
+    fn interval(&self, row: usize) -> (i32, i32, i64) {
+        match &self.column {
+            Column::Interval(a) => {
+                let v = a.value(row);
+                (v.months, v.days, v.nanoseconds / 1_000)
+            }
+            Column::Duration(a) => quiver_sql::copy::text::duration_parts(a.value(row)),
+            _ => (0, 0, 0),
+        }
+    }
+}
+
 /// A decimal's text, trimmed of trailing fractional zeros if `trim`.
 fn numeric_text(f: &ArrayFormatter<'_>, row: usize, trim: bool) -> String {
-    let mut text = f.value(row).to_string();
-    if trim && text.contains('.') {
-        let kept = text.trim_end_matches('0').trim_end_matches('.').len();
-        text.truncate(kept);
+    let text = f.value(row).to_string();
+    if trim {
+        quiver_sql::copy::text::trim_fraction(text)
+    } else {
+        text
     }
-    text
 }
 
 fn out_of_range(what: &str) -> SqlError {

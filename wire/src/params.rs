@@ -106,6 +106,15 @@ pub(crate) fn decode_param(
             [1, text @ ..] => ParamValue::Text(utf8(text)?),
             _ => return Err(bad_binary("jsonb")),
         },
+        oid::INTERVAL => {
+            // Microseconds, days, months; as text DataFusion's cast reads.
+            let b: [u8; 16] = fixed(bytes, "interval")?;
+            let micros = i64::from_be_bytes(b[..8].try_into().unwrap_or_default());
+            let days = i32::from_be_bytes(b[8..12].try_into().unwrap_or_default());
+            let months = i32::from_be_bytes(b[12..].try_into().unwrap_or_default());
+            ParamValue::Text(format!("{months} months {days} days {micros} microseconds"))
+        }
+        oid::TIME => ParamValue::Text(values::time_text(i64::from_be_bytes(fixed(bytes, "time")?))),
         oid::DATE => {
             let days = i32::from_be_bytes(fixed(bytes, "date")?);
             ParamValue::Text(values::date_text(i64::from(days) + values::PG_EPOCH_DAYS))

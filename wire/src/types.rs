@@ -48,6 +48,8 @@ pub(crate) mod oid {
     pub(crate) const VARCHAR: u32 = 1043;
     pub(crate) const DATE: u32 = 1082;
     pub(crate) const TIMESTAMP: u32 = 1114;
+    pub(crate) const TIME: u32 = 1083;
+    pub(crate) const INTERVAL: u32 = 1186;
     pub(crate) const TIMESTAMPTZ: u32 = 1184;
     pub(crate) const NUMERIC: u32 = 1700;
 }
@@ -67,6 +69,8 @@ pub(crate) enum WireType {
     Text,
     Bytea,
     Date,
+    Time,
+    Interval,
     Timestamp,
     TimestampTz,
     Vector,
@@ -124,6 +128,8 @@ impl WireType {
             | DataType::BinaryView
             | DataType::FixedSizeBinary(_) => WireType::Bytea,
             DataType::Date32 | DataType::Date64 => WireType::Date,
+            DataType::Time32(_) | DataType::Time64(_) => WireType::Time,
+            DataType::Interval(_) | DataType::Duration(_) => WireType::Interval,
             DataType::Timestamp(_, None) => WireType::Timestamp,
             DataType::Timestamp(_, Some(_)) => WireType::TimestampTz,
             DataType::FixedSizeList(item, _) | DataType::List(item) | DataType::LargeList(item)
@@ -152,6 +158,8 @@ impl WireType {
             WireType::Text => Type::TEXT,
             WireType::Bytea => Type::BYTEA,
             WireType::Date => Type::DATE,
+            WireType::Time => Type::TIME,
+            WireType::Interval => Type::INTERVAL,
             WireType::Timestamp => Type::TIMESTAMP,
             WireType::TimestampTz => Type::TIMESTAMPTZ,
             WireType::Vector => VECTOR_TYPE.clone(),
@@ -169,8 +177,12 @@ impl WireType {
             WireType::Bool | WireType::Char => 1,
             WireType::Int2 => 2,
             WireType::Int4 | WireType::Oid | WireType::Float4 | WireType::Date => 4,
-            WireType::Int8 | WireType::Float8 | WireType::Timestamp | WireType::TimestampTz => 8,
-            WireType::Uuid => 16,
+            WireType::Int8
+            | WireType::Float8
+            | WireType::Time
+            | WireType::Timestamp
+            | WireType::TimestampTz => 8,
+            WireType::Uuid | WireType::Interval => 16,
             WireType::Numeric
             | WireType::Text
             | WireType::Bytea
@@ -268,6 +280,10 @@ pub(crate) fn declared_arrow_type(type_oid: u32) -> Option<DataType> {
         }
         oid::BYTEA => Some(DataType::Binary),
         oid::DATE => Some(DataType::Date32),
+        oid::TIME => Some(DataType::Time64(TimeUnit::Microsecond)),
+        oid::INTERVAL => Some(DataType::Interval(
+            arrow::datatypes::IntervalUnit::MonthDayNano,
+        )),
         oid::TIMESTAMP => Some(DataType::Timestamp(TimeUnit::Microsecond, None)),
         oid::TIMESTAMPTZ => Some(DataType::Timestamp(
             TimeUnit::Microsecond,
@@ -320,8 +336,9 @@ mod tests {
             ),
             (
                 DataType::Interval(arrow::datatypes::IntervalUnit::DayTime),
-                Type::TEXT,
+                Type::INTERVAL,
             ),
+            (DataType::Time64(TimeUnit::Microsecond), Type::TIME),
             (
                 DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
                 Type::TEXT,

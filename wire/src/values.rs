@@ -27,6 +27,8 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 const MAX_VECTOR_DIM: usize = 16_000;
 
 use quiver_sql::copy::binary::{NUMERIC_NAN, NUMERIC_NEG, NUMERIC_NINF, NUMERIC_PINF, NUMERIC_POS};
+use quiver_sql::copy::text::push_time;
+pub(crate) use quiver_sql::copy::text::{interval_text, time_text};
 
 fn bad_binary(what: &str) -> SqlError {
     SqlError::new(
@@ -151,21 +153,8 @@ pub(crate) fn date_text(days: i64) -> String {
 /// text form: `2024-01-02 03:04:05.25`, with `+00` when `with_tz`.
 pub(crate) fn timestamp_text(micros: i64, with_tz: bool) -> String {
     let (mut text, bc) = date_parts(micros.div_euclid(MICROS_PER_DAY));
-    let of_day = micros.rem_euclid(MICROS_PER_DAY);
-    let secs = of_day / 1_000_000;
-    let frac = of_day % 1_000_000;
-    let _ = write!(
-        text,
-        " {:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
-    if frac != 0 {
-        let digits = format!("{frac:06}");
-        text.push('.');
-        text.push_str(digits.trim_end_matches('0'));
-    }
+    text.push(' ');
+    push_time(&mut text, micros.rem_euclid(MICROS_PER_DAY).unsigned_abs());
     if with_tz {
         text.push_str("+00");
     }

@@ -283,6 +283,19 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             }
             Arc::new(b.finish())
         }
+        ColumnType::Time => {
+            let mut b =
+                datafusion::arrow::array::Time64MicrosecondBuilder::with_capacity(values.len());
+            for v in values {
+                match v {
+                    None => b.append_null(),
+                    Some(bytes) => b.append_value(i64::from_be_bytes(
+                        (*bytes).try_into().map_err(|_| bad_value("time", name))?,
+                    )),
+                }
+            }
+            Arc::new(b.finish())
+        }
         ColumnType::TimestampTz => {
             let plain = column(ColumnType::Timestamp, name, values)?;
             datafusion::arrow::compute::cast(&plain, &ty.arrow_type())?

@@ -2,6 +2,7 @@
 //! table and encoded from query results; the binary format decoded.
 
 pub mod binary;
+pub mod text;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -425,9 +426,10 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
             }
             Arc::new(b.finish())
         }
-        ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Date => {
+        ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Date | ColumnType::Time => {
             let type_name = match ty {
                 ColumnType::Date => "date",
+                ColumnType::Time => "time without time zone",
                 ColumnType::TimestampTz => "timestamp with time zone",
                 _ => "timestamp",
             };
@@ -650,6 +652,22 @@ pub fn format_value(col: &ArrayRef, row: usize) -> Result<Option<String>> {
                 let hex: String = b.value(row).iter().map(|x| format!("{x:02x}")).collect();
                 format!("\\x{hex}")
             }))
+        }
+        DataType::Time64(_) | DataType::Time32(_) => {
+            let micros = datafusion::arrow::compute::cast(
+                &col.slice(row, 1),
+                &DataType::Time64(datafusion::arrow::datatypes::TimeUnit::Microsecond),
+            )?;
+            let micros = datafusion::arrow::array::AsArray::as_primitive_opt::<
+                datafusion::arrow::datatypes::Time64MicrosecondType,
+            >(micros.as_ref())
+            .map(|a| a.value(0));
+            Ok(micros.map(text::time_text))
+        }
+        DataType::Interval(_) | DataType::Duration(_) => text::interval_value(col, row).map(Some),
+        DataType::Decimal128(p, s) if (*p, *s) == quiver_engine::schema::NUMERIC_ANY => {
+            let f = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+            Ok(Some(text::trim_fraction(f.value(row).to_string())))
         }
         _ => {
             // PostgreSQL's ISO style: `2024-01-02 03:04:05[.123]`, `+00` for

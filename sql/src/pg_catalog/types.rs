@@ -246,6 +246,7 @@ pub fn column_type(ty: &ColumnType) -> (u32, i32) {
         ColumnType::Timestamp => (1114, -1),
         ColumnType::TimestampTz => (1184, -1),
         ColumnType::Date => (1082, -1),
+        ColumnType::Time => (1083, -1),
         ColumnType::Bytea => (17, -1),
         ColumnType::Numeric(p, s) => (1700, ((i32::from(*p) << 16) | i32::from(*s)) + 4),
         ColumnType::NumericAny => (1700, -1),
