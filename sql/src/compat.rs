@@ -1160,6 +1160,18 @@ fn pg_literal(
                 side(right),
             ))));
         }
+        // `::time` is DataFusion's Time64(ns); Quiver's time columns are
+        // microseconds (PostgreSQL's precision), and DataFusion compares no
+        // two time units: the cast is to microseconds.
+        L::Cast(datafusion::logical_expr::expr::Cast { expr, field })
+            if field.data_type()
+                == &A::Time64(datafusion::arrow::datatypes::TimeUnit::Nanosecond) =>
+        {
+            return Ok(Transformed::yes(datafusion::logical_expr::cast(
+                expr.as_ref().clone(),
+                A::Time64(datafusion::arrow::datatypes::TimeUnit::Microsecond),
+            )));
+        }
         // numeric to integer rounds (half away from zero), as PostgreSQL's
         // does; Arrow's cast truncates.
         L::Cast(datafusion::logical_expr::expr::Cast { expr, field })

@@ -315,6 +315,29 @@ fn explicit_parameter_types(s: &ast::Statement, engine: &Engine) -> Vec<(String,
                 T::Int(_) | T::Integer(_) | T::Int4(_) | T::Int32 => Some(DataType::Int32),
                 T::SmallInt(_) | T::Int2(_) | T::Int16 => Some(DataType::Int16),
                 T::Bool | T::Boolean => Some(DataType::Boolean),
+                // Types whose values drivers such as asyncpg encode from
+                // their own objects (dates, decimals, timedeltas) only when
+                // the parameter is described as that type.
+                T::Date => Some(DataType::Date32),
+                T::Time(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => Some(
+                    DataType::Time64(datafusion::arrow::datatypes::TimeUnit::Microsecond),
+                ),
+                T::Timestamp(_, tz) => Some(DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    match tz {
+                        ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => {
+                            Some("UTC".into())
+                        }
+                        _ => None,
+                    },
+                )),
+                T::Interval { .. } => Some(DataType::Interval(
+                    datafusion::arrow::datatypes::IntervalUnit::MonthDayNano,
+                )),
+                T::Numeric(_) | T::Decimal(_) | T::Dec(_) => Some(DataType::Decimal128(
+                    quiver_engine::schema::NUMERIC_ANY.0,
+                    quiver_engine::schema::NUMERIC_ANY.1,
+                )),
                 // `$1::oid[]` (asyncpg's type introspection), `$1::text[]`, …
                 T::Array(
                     ast::ArrayElemTypeDef::SquareBracket(inner, _)
@@ -861,9 +884,11 @@ impl Session {
                         }
                     }
                     let mut types = plan.get_parameter_types()?;
+                    // A cast the statement writes on a parameter names its
+                    // type where DataFusion's inference has none or text.
                     for (name, t) in explicit {
                         let slot = types.entry(name).or_insert(None);
-                        if slot.is_none() {
+                        if matches!(slot, None | Some(DataType::Utf8)) {
                             *slot = Some(t);
                         }
                     }

@@ -67,6 +67,22 @@ async def main():
     rows = await conn.fetch("SELECT id, price, qty FROM aprice WHERE price < $1 ORDER BY id", Decimal("10"))
     check([tuple(r) for r in rows] == [(1, Decimal("1.001"), Decimal("2.5")), (2, Decimal("-99999.999"), None)],
           f"numeric {rows}")
+    # A parameter cast in the query is described as that type, so asyncpg
+    # encodes its own objects for it (it refuses them for a text parameter).
+    import datetime
+
+    await conn.execute("CREATE TABLE aev (id int, at timestamptz, day date, t time)")
+    await conn.execute("INSERT INTO aev VALUES (1, now(), '2026-01-02', '10:00')")
+    for q, arg in [
+        ("SELECT count(*) FROM aev WHERE at > now() - $1::interval", datetime.timedelta(hours=1)),
+        ("SELECT count(*) FROM aev WHERE day = $1::date", datetime.date(2026, 1, 2)),
+        ("SELECT count(*) FROM aev WHERE t < $1::time", datetime.time(11, 0)),
+        ("SELECT count(*) FROM aprice WHERE price > $1::numeric", Decimal("1")),
+    ]:
+        n = await conn.fetchval(q, arg)
+        check(n == 1, f"{q}: {n}")
+    iv = await conn.fetchval("SELECT $1::interval", datetime.timedelta(days=-2, microseconds=7))
+    check(iv == datetime.timedelta(days=-2, microseconds=7), f"interval round trip {iv}")
     await conn.close()
 
 
