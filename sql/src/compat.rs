@@ -29,6 +29,7 @@
 //!   string meets a `"char"` column as PostgreSQL reads it.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{
     ArrayElemTypeDef, BinaryOperator, DataType, Expr, FunctionArg, FunctionArgExpr,
@@ -1023,6 +1024,76 @@ impl datafusion::optimizer::AnalyzerRule for PgLiterals {
     }
 }
 
+/// An interval's or duration's length in microseconds, a month counted as
+/// 30 days and a day as 24 hours: the value PostgreSQL orders intervals by.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct IntervalLength {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Default for IntervalLength {
+    fn default() -> Self {
+        IntervalLength {
+            signature: datafusion::logical_expr::Signature::any(
+                1,
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for IntervalLength {
+    fn name(&self) -> &str {
+        "interval_length"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(
+        &self,
+        _: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::DataType> {
+        Ok(datafusion::arrow::datatypes::DataType::Int64)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray, Int64Array};
+        use datafusion::arrow::datatypes::{
+            DataType as A, DurationMicrosecondType, IntervalMonthDayNanoType, IntervalUnit,
+            TimeUnit,
+        };
+        const DAY: i64 = 86_400_000_000;
+        let [arg] = args.args.as_slice() else {
+            return datafusion::common::exec_err!("interval_length takes one argument");
+        };
+        let a = arg.to_array(args.number_rows)?;
+        let lengths: Int64Array = if matches!(a.data_type(), A::Duration(_)) {
+            let d = datafusion::arrow::compute::cast(&a, &A::Duration(TimeUnit::Microsecond))?;
+            d.as_primitive::<DurationMicrosecondType>().iter().collect()
+        } else {
+            let i = datafusion::arrow::compute::cast(&a, &A::Interval(IntervalUnit::MonthDayNano))?;
+            i.as_primitive::<IntervalMonthDayNanoType>()
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        (i64::from(v.months) * 30 * DAY)
+                            .saturating_add(i64::from(v.days) * DAY)
+                            .saturating_add(v.nanoseconds / 1_000)
+                    })
+                })
+                .collect()
+        };
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            lengths,
+        )))
+    }
+}
+
 /// The text of an unconstrained numeric (`numeric(38,10)`) without the
 /// trailing zeros of its scale: `1.5000000000` is `1.5`, `3.0000000000` `3`.
 fn numeric_any_text(x: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
@@ -1091,7 +1162,37 @@ fn pg_literal(
             meta.clone(),
         )));
     }
+    let is_span = |x: &L| matches!(x.get_type(schema), Ok(A::Interval(_) | A::Duration(_)));
     match &e {
+        // Intervals compare by their length, months as 30 days and days as
+        // 24 hours (PostgreSQL's order); Arrow compares an interval's
+        // months, days and nanoseconds one after another, so `now() - at >
+        // interval '1 day'` was false for a year-old `at`.
+        L::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+                    | Operator::IsDistinctFrom
+                    | Operator::IsNotDistinctFrom
+            ) && is_span(left)
+                && is_span(right) =>
+        {
+            let length = || {
+                Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                    IntervalLength::default(),
+                ))
+            };
+            return Ok(Transformed::yes(L::BinaryExpr(BinaryExpr::new(
+                Box::new(length().call(vec![left.as_ref().clone()])),
+                *op,
+                Box::new(length().call(vec![right.as_ref().clone()])),
+            ))));
+        }
         L::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(
                 op,

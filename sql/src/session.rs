@@ -411,6 +411,9 @@ impl Session {
         // `1.5` is a numeric, as in PostgreSQL: exact, so that it is stored
         // in a numeric column as written (a float would round 2.675 to 2.67).
         config.options_mut().sql_parser.parse_float_as_decimal = true;
+        // `now()` and `::timestamptz` are timestamps with a time zone, as in
+        // PostgreSQL (Quiver's sessions run in UTC).
+        config.options_mut().execution.time_zone = Some("UTC".into());
         // PostgreSQL's reading of untyped literals runs before type coercion.
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
             vec![Arc::new(crate::compat::PgLiterals)];
