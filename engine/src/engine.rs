@@ -489,7 +489,11 @@ impl Engine {
         let mut retired = vec![(name.to_string(), new_name.clone(), table.retire().await?)];
         let mut result = Ok(());
         for other in &others {
-            match self.table(other)?.retire().await {
+            let retired_other = match self.table(other) {
+                Ok(t) => t.retire().await,
+                Err(e) => Err(e),
+            };
+            match retired_other {
                 Ok(r) => retired.push((other.clone(), other.clone(), r)),
                 Err(e) => {
                     result = Err(e);

@@ -140,7 +140,18 @@ pub(crate) fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<Array
         ..Default::default()
     };
     if let DataType::Decimal128(p, s) | DataType::Decimal256(p, s) = target {
-        return cast_with_options(arr, &target, &opts).map_err(|_| numeric_error(arr, p, s));
+        // Arrow reads no exponent (`1.5e3`): such text is written out first.
+        let plain: ArrayRef =
+            match datafusion::arrow::array::AsArray::as_string_opt::<i32>(arr.as_ref()) {
+                Some(texts) if texts.iter().flatten().any(|t| t.contains(['e', 'E'])) => Arc::new(
+                    texts
+                        .iter()
+                        .map(|t| t.map(|t| expand_exponent(t).unwrap_or_else(|| t.to_string())))
+                        .collect::<datafusion::arrow::array::StringArray>(),
+                ),
+                _ => arr.clone(),
+            };
+        return cast_with_options(&plain, &target, &opts).map_err(|_| numeric_error(arr, p, s));
     }
     cast_with_options(arr, &target, &opts).map_err(|e| {
         let code = if arr.data_type() == &DataType::Utf8 {
@@ -155,6 +166,37 @@ pub(crate) fn coerce(arr: &ArrayRef, ty: ColumnType, name: &str) -> Result<Array
             format!("cannot store value in column \"{name}\": {e}"),
         )
     })
+}
+
+/// A number written with an exponent (`-2.5e-3`) as plain decimal text
+/// (`-0.0025`); `None` for text that is no such number.
+fn expand_exponent(text: &str) -> Option<String> {
+    let (mantissa, exp) = text.trim().split_once(['e', 'E'])?;
+    let exp: i64 = exp.parse().ok().filter(|e: &i64| e.abs() <= 1000)?;
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let point = int.len() as i64 + exp;
+    let body = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        format!(
+            "{}.{}",
+            &digits[..point as usize],
+            &digits[point as usize..]
+        )
+    };
+    Some(format!("{sign}{body}"))
 }
 
 /// Why values did not convert to `numeric(p, s)`: text that is no number
@@ -836,6 +878,18 @@ pub async fn copy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exponents_are_written_out() {
+        let e = |t: &str| expand_exponent(t);
+        assert_eq!(e("1.5E3").as_deref(), Some("1500"));
+        assert_eq!(e("-2.5e-3").as_deref(), Some("-0.0025"));
+        assert_eq!(e("12.34e1").as_deref(), Some("123.4"));
+        assert_eq!(e("+7e0").as_deref(), Some("7"));
+        assert_eq!(e("1e"), None);
+        assert_eq!(e("abc"), None);
+        assert_eq!(e("e5"), None);
+    }
 
     fn query(sql: &str) -> ast::Query {
         use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;

@@ -216,12 +216,15 @@ impl SubPlan {
                 })
                 .map(|t| t.update_data(|e| name.restore(e)))
             })?
-            .map_data(|p| match p {
-                // A relation over outer columns (`unnest(t.col)` in FROM),
-                // bound now: its plan as it is.
-                LogicalPlan::Subquery(s) => Ok(Arc::unwrap_or_clone(s.subquery)),
-                p => p.recompute_schema(),
-            })
+            .map_data(|p| p.recompute_schema())
+        })?
+        .data
+        // A relation over outer columns (`unnest(t.col)` in FROM), bound
+        // now: its plan as it is (a plan child, so not inside the subquery
+        // expressions the pass above went into).
+        .transform_up(|node| match node {
+            LogicalPlan::Subquery(s) => Ok(Transformed::yes(Arc::unwrap_or_clone(s.subquery))),
+            other => Ok(Transformed::no(other)),
         })
         .map(|t| t.data)
     }
@@ -236,7 +239,10 @@ impl SubPlan {
                 ),
             ))));
         }
-        let bound = self.bind(values)?;
+        // EXISTS needs one row, a scalar subquery two (a second is 21000).
+        let bound = datafusion::logical_expr::LogicalPlanBuilder::from(self.bind(values)?)
+            .limit(0, Some(if self.exists { 1 } else { 2 }))?
+            .build()?;
         let physical = Box::pin(plan_bound(&self.state, &bound, &self.budget)).await?;
         let batches: Vec<RecordBatch> =
             datafusion::physical_plan::collect(physical, self.state.task_ctx()).await?;
@@ -312,8 +318,9 @@ impl ScalarUDFImpl for SubPlan {
         let missing: Vec<Vec<ScalarValue>> = {
             let done = self.done.lock().map_err(|_| poisoned())?;
             let mut missing: Vec<Vec<ScalarValue>> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
             for k in &keys {
-                if !done.contains_key(k) && !missing.contains(k) {
+                if !done.contains_key(k) && seen.insert(k) {
                     missing.push(k.clone());
                 }
             }
@@ -323,22 +330,32 @@ impl ScalarUDFImpl for SubPlan {
             // The function is called from a synchronous evaluation inside
             // the statement's own task: the subqueries run to completion on
             // a runtime of their own, on a thread of their own.
-            let results = std::thread::scope(|s| {
-                s.spawn(|| -> Result<Vec<ScalarValue>> {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    rt.block_on(async {
-                        let mut out = Vec::with_capacity(missing.len());
-                        for k in &missing {
-                            out.push(self.run(k).await?);
-                        }
-                        Ok(out)
+            let run_all = || {
+                std::thread::scope(|s| {
+                    s.spawn(|| -> Result<Vec<ScalarValue>> {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?;
+                        rt.block_on(async {
+                            let mut out = Vec::with_capacity(missing.len());
+                            for k in &missing {
+                                out.push(self.run(k).await?);
+                            }
+                            Ok(out)
+                        })
                     })
+                    .join()
+                    .map_err(|_| DataFusionError::Execution("a subplan thread panicked".into()))?
                 })
-                .join()
-                .map_err(|_| DataFusionError::Execution("a subplan thread panicked".into()))?
-            })?;
+            };
+            // The waiting worker hands its other tasks on meanwhile.
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            let results = if multi_thread {
+                tokio::task::block_in_place(run_all)?
+            } else {
+                run_all()?
+            };
             let mut done = self.done.lock().map_err(|_| poisoned())?;
             done.extend(missing.into_iter().zip(results));
         }

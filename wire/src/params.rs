@@ -114,7 +114,13 @@ pub(crate) fn decode_param(
             let months = i32::from_be_bytes(b[12..].try_into().unwrap_or_default());
             ParamValue::Text(format!("{months} months {days} days {micros} microseconds"))
         }
-        oid::TIME => ParamValue::Text(values::time_text(i64::from_be_bytes(fixed(bytes, "time")?))),
+        oid::TIME => {
+            let micros = i64::from_be_bytes(fixed(bytes, "time")?);
+            if !(0..=86_400_000_000).contains(&micros) {
+                return Err(bad_binary("time"));
+            }
+            ParamValue::Text(values::time_text(micros))
+        }
         oid::DATE => {
             let days = i32::from_be_bytes(fixed(bytes, "date")?);
             ParamValue::Text(values::date_text(i64::from(days) + values::PG_EPOCH_DAYS))

@@ -1163,19 +1163,17 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
         move |a, _| {
             let snap = c.snapshot();
             let db = arg(a, 0)?;
-            let names: Vec<Option<String>> = if db.data_type() == &DataType::Utf8 {
+            let names: Vec<Option<String>> = if matches!(
+                db.data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ) {
                 texts(db)?
             } else {
+                // An unknown database oid is NULL, as in PostgreSQL.
                 oids(db)?
                     .into_iter()
                     .map(|o| {
-                        o.map(|o| {
-                            if o == super::DATABASE_OID {
-                                snap.identity.database.clone()
-                            } else {
-                                o.to_string()
-                            }
-                        })
+                        (o == Some(super::DATABASE_OID)).then(|| snap.identity.database.clone())
                     })
                     .collect()
             };
@@ -1275,7 +1273,7 @@ fn size_pretty(bytes: i64) -> String {
     let mut size = bytes;
     for (i, (name, limit, round, bits)) in UNITS.iter().enumerate() {
         let next = UNITS.get(i + 1);
-        if next.is_none() || size.abs() < *limit {
+        if next.is_none() || size.unsigned_abs() < *limit as u64 {
             let size = if *round { half_rounded(size) } else { size };
             return format!("{size} {name}");
         }
