@@ -1164,35 +1164,10 @@ fn pg_literal(
     }
     let is_span = |x: &L| matches!(x.get_type(schema), Ok(A::Interval(_) | A::Duration(_)));
     match &e {
-        // Intervals compare by their length, months as 30 days and days as
-        // 24 hours (PostgreSQL's order); Arrow compares an interval's
-        // months, days and nanoseconds one after another, so `now() - at >
-        // interval '1 day'` was false for a year-old `at`.
-        L::BinaryExpr(BinaryExpr { left, op, right })
-            if matches!(
-                op,
-                Operator::Eq
-                    | Operator::NotEq
-                    | Operator::Lt
-                    | Operator::LtEq
-                    | Operator::Gt
-                    | Operator::GtEq
-                    | Operator::IsDistinctFrom
-                    | Operator::IsNotDistinctFrom
-            ) && is_span(left)
-                && is_span(right) =>
-        {
-            let length = || {
-                Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
-                    IntervalLength::default(),
-                ))
-            };
-            return Ok(Transformed::yes(L::BinaryExpr(BinaryExpr::new(
-                Box::new(length().call(vec![left.as_ref().clone()])),
-                *op,
-                Box::new(length().call(vec![right.as_ref().clone()])),
-            ))));
-        }
+        // Comparisons. Intervals compare by their length, months as 30 days
+        // and days as 24 hours (PostgreSQL's order); Arrow compares an
+        // interval's months, days and nanoseconds one after another, so
+        // `now() - at > interval '1 day'` was false for a year-old `at`.
         L::BinaryExpr(BinaryExpr { left, op, right })
             if matches!(
                 op,
@@ -1206,6 +1181,16 @@ fn pg_literal(
                     | Operator::IsNotDistinctFrom
             ) =>
         {
+            if is_span(left) && is_span(right) {
+                let length = Arc::new(datafusion::logical_expr::ScalarUDF::new_from_impl(
+                    IntervalLength::default(),
+                ));
+                return Ok(Transformed::yes(L::BinaryExpr(BinaryExpr::new(
+                    Box::new(length.call(vec![left.as_ref().clone()])),
+                    *op,
+                    Box::new(length.call(vec![right.as_ref().clone()])),
+                ))));
+            }
             if is_char(left)
                 && let Some(r) = char_literal(right)
             {

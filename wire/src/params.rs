@@ -116,7 +116,7 @@ pub(crate) fn decode_param(
         }
         oid::TIME => {
             let micros = i64::from_be_bytes(fixed(bytes, "time")?);
-            if !(0..=86_400_000_000).contains(&micros) {
+            if !quiver_sql::copy::text::valid_time(micros) {
                 return Err(bad_binary("time"));
             }
             ParamValue::Text(values::time_text(micros))

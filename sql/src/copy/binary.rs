@@ -293,8 +293,7 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
                         let micros = i64::from_be_bytes(
                             (*bytes).try_into().map_err(|_| bad_value("time", name))?,
                         );
-                        // 00:00:00 to 24:00:00, as PostgreSQL takes it.
-                        if !(0..=86_400_000_000).contains(&micros) {
+                        if !super::text::valid_time(micros) {
                             return Err(bad_value("time", name));
                         }
                         b.append_value(micros)

@@ -53,6 +53,11 @@ pub fn interval_text(months: i32, days: i32, micros: i64) -> String {
     text
 }
 
+/// Whether `micros` is a `time` PostgreSQL takes: 00:00:00 to 24:00:00.
+pub fn valid_time(micros: i64) -> bool {
+    (0..=86_400_000_000).contains(&micros)
+}
+
 /// Appends `HH:MM:SS[.ffffff]` (trailing zeros of the fraction dropped).
 pub fn push_time(text: &mut String, micros: u64) {
     let secs = micros / 1_000_000;
