@@ -1,6 +1,7 @@
 //! Transaction blocks: a block's writes are its own until COMMIT, undone by
 //! ROLLBACK (also to a savepoint and after a crash), atomic for readers, and
-//! a failed block refuses statements until it ends.
+//! a failed block refuses statements until it ends; a CancelRequest or
+//! `statement_timeout` stops a running statement.
 
 use std::time::Duration;
 
@@ -355,4 +356,72 @@ async fn advisory_locks_wait_and_end_with_their_session_or_block() {
     c.batch_execute("COMMIT").await.expect("commit");
     assert!(try_lock(&a, "SELECT pg_try_advisory_lock(7, 1)").await);
     server.shutdown().await.expect("shutdown");
+}
+
+/// A CancelRequest stops the connection's running statement with 57014 and
+/// the connection goes on, over both protocols; so does `statement_timeout`
+/// — also for work that holds the statement's task in one poll: correlated
+/// subqueries run per outer value (subplans).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_timeout_stop_running_statements() {
+    let dir = TempDir::new("cancel");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE small (id bigint); INSERT INTO small VALUES (1), (2), (3)")
+        .await
+        .expect("setup");
+    // 9,999 subplan runs: seconds of work on any build.
+    let subplans = "SELECT sum(CASE WHEN g > 0 THEN \
+        (SELECT count(*) FROM small WHERE small.id < g) END) \
+        FROM generate_series(1, 9999) AS s(g)";
+    // Seconds of work too, computed as its rows are fetched.
+    let endless = "SELECT count(*) FROM generate_series(1, 2000000000) WHERE random() < 2";
+    for sql in [endless, subplans] {
+        for simple in [true, false] {
+            let token = c.cancel_token();
+            let canceller = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                token.cancel_query(tokio_postgres::NoTls).await
+            });
+            let started = std::time::Instant::now();
+            let err = match simple {
+                true => c.simple_query(sql).await.map(|_| ()),
+                false => c.query(sql, &[]).await.map(|_| ()),
+            }
+            .expect_err(sql);
+            assert_eq!(sqlstate(&err), "57014", "{sql} (simple: {simple}): {err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{sql}: cancelled after {:?}",
+                started.elapsed()
+            );
+            canceller.await.expect("join").expect("cancel request");
+            assert_eq!(count(&c, "small").await, 3, "the connection goes on");
+        }
+    }
+    c.batch_execute("SET statement_timeout = '100ms'")
+        .await
+        .expect("set");
+    for simple in [true, false] {
+        let err = match simple {
+            true => c.simple_query(subplans).await.map(|_| ()),
+            false => c.query(subplans, &[]).await.map(|_| ()),
+        }
+        .expect_err("timeout");
+        assert_eq!(sqlstate(&err), "57014", "{err}");
+        assert!(format!("{err:?}").contains("statement timeout"), "{err:?}");
+    }
+    c.batch_execute("SET statement_timeout = 0")
+        .await
+        .expect("reset");
+    // Without a limit the same subplans answer: ids below g, summed.
+    let r = c
+        .query_one(
+            "SELECT sum(CASE WHEN g > 0 THEN (SELECT count(*) FROM small WHERE small.id < g) END)::bigint \
+             FROM generate_series(1, 100) AS s(g)",
+            &[],
+        )
+        .await
+        .expect("subplans");
+    assert_eq!(r.get::<_, i64>(0), 1 + 2 + 3 * 97);
 }

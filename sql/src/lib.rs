@@ -18,6 +18,7 @@
 //! - [`compat`] — PostgreSQL syntax rewritten into what DataFusion plans;
 //! - [`tables`] — the engine's tables as DataFusion tables;
 //! - [`views`] — CREATE / DROP VIEW and views expanded where queries name them;
+//! - [`interrupt`] — statement timeout and cancel for work that holds its task;
 //! - [`error`] — the crate's error and status codes.
 
 pub mod advisory;
@@ -31,6 +32,7 @@ pub mod dml;
 pub mod error;
 pub mod functions;
 pub mod generic;
+pub mod interrupt;
 pub mod json;
 pub mod names;
 pub mod pg_catalog;

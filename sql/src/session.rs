@@ -194,14 +194,12 @@ pub struct Session {
     /// Warnings for the client about the statement that ran
     /// ([`Session::take_notices`]).
     notices: Mutex<Vec<Notice>>,
+    /// The running statement's deadline and cancel flag, for work that
+    /// cannot be cut off at an await point (subplans).
+    interrupt: Arc<crate::interrupt::Interrupt>,
 }
 
-fn statement_timeout() -> crate::SqlError {
-    crate::SqlError::new(
-        crate::StatusCode::QueryCanceled,
-        "canceling statement due to statement timeout",
-    )
-}
+use crate::interrupt::statement_timeout;
 
 /// A statement's rows, cut off with 57014 when `statement_timeout` passes
 /// while they are still being computed.
@@ -414,6 +412,8 @@ impl Session {
         // `now()` and `::timestamptz` are timestamps with a time zone, as in
         // PostgreSQL (Quiver's sessions run in UTC).
         config.options_mut().execution.time_zone = Some("UTC".into());
+        let interrupt = Arc::new(crate::interrupt::Interrupt::default());
+        let config = config.with_extension(interrupt.clone());
         // PostgreSQL's reading of untyped literals runs before type coercion.
         let mut analyzer: Vec<Arc<dyn datafusion::optimizer::AnalyzerRule + Send + Sync>> =
             vec![Arc::new(crate::compat::PgLiterals)];
@@ -506,7 +506,14 @@ impl Session {
             generic_runs: AtomicU64::new(0),
             txns,
             notices: Mutex::new(Vec::new()),
+            interrupt,
         }
+    }
+
+    /// The running statement's interrupt: a CancelRequest sets it, work
+    /// that holds the statement's task reads it.
+    pub fn interrupt(&self) -> Arc<crate::interrupt::Interrupt> {
+        self.interrupt.clone()
     }
 
     /// Idle, in a transaction block, or in a failed one.
@@ -950,7 +957,10 @@ impl Session {
             // its statement (released here, before the next one runs).
             self.advisory.end_transaction();
         }
-        let out = match self.conf.statement_timeout() {
+        let timeout = self.conf.statement_timeout();
+        self.interrupt
+            .begin(timeout.map(|limit| std::time::Instant::now() + limit));
+        let out = match timeout {
             None => self.execute_retrying(stmt, params).await,
             Some(limit) => {
                 let deadline = tokio::time::Instant::now() + limit;

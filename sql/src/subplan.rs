@@ -34,6 +34,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::error::{SqlError, StatusCode};
+use crate::interrupt::Interrupt;
 
 /// The most outer values one statement's subplans may be run for.
 pub const MAX_RUNS: usize = 10_000;
@@ -150,6 +151,9 @@ struct SubPlan {
     signature: Signature,
     state: Arc<SessionState>,
     budget: Arc<AtomicUsize>,
+    /// The session's statement timeout and cancel: the runs hold the
+    /// statement's task, so they look at it themselves.
+    interrupt: Option<Arc<Interrupt>>,
     /// Results by outer values, kept across the batches of the statement.
     done: Mutex<HashMap<Vec<ScalarValue>, ScalarValue>>,
 }
@@ -190,6 +194,7 @@ impl SubPlan {
             ),
             state: Arc::new(state.clone()),
             budget: budget.clone(),
+            interrupt: state.config().get_extension::<Interrupt>(),
             done: Mutex::new(HashMap::new()),
         };
         Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
@@ -231,13 +236,16 @@ impl SubPlan {
 
     /// Runs the subquery bound to `values`.
     async fn run(&self, values: &[ScalarValue]) -> Result<ScalarValue> {
+        if let Some(i) = &self.interrupt {
+            i.check().map_err(external)?;
+        }
         if self.budget.fetch_add(1, Ordering::Relaxed) >= MAX_RUNS {
-            return Err(DataFusionError::External(Box::new(SqlError::new(
+            return Err(external(SqlError::new(
                 StatusCode::ProgramLimitExceeded,
                 format!(
                     "a correlated subquery runs once per outer row; this statement needs more than {MAX_RUNS} runs"
                 ),
-            ))));
+            )));
         }
         // EXISTS needs one row, a scalar subquery two (a second is 21000).
         let bound = datafusion::logical_expr::LogicalPlanBuilder::from(self.bind(values)?)
@@ -254,10 +262,10 @@ impl SubPlan {
         match (total, rows.next()) {
             (0, _) | (_, None) => ScalarValue::try_from(&self.return_type),
             (1, Some(b)) => ScalarValue::try_from_array(b.column(0), 0),
-            _ => Err(DataFusionError::External(Box::new(SqlError::new(
+            _ => Err(external(SqlError::new(
                 StatusCode::CardinalityViolation,
                 "more than one row returned by a subquery used as an expression",
-            )))),
+            ))),
         }
     }
 }
@@ -337,11 +345,22 @@ impl ScalarUDFImpl for SubPlan {
                             .enable_all()
                             .build()?;
                         rt.block_on(async {
-                            let mut out = Vec::with_capacity(missing.len());
-                            for k in &missing {
-                                out.push(self.run(k).await?);
+                            let runs = async {
+                                let mut out = Vec::with_capacity(missing.len());
+                                for k in &missing {
+                                    out.push(self.run(k).await?);
+                                }
+                                Ok(out)
+                            };
+                            // A run itself may be long (a scan): the
+                            // timeout or a cancel stops it where it is.
+                            match &self.interrupt {
+                                None => runs.await,
+                                Some(i) => tokio::select! {
+                                    out = runs => out,
+                                    e = i.wait() => Err(external(e)),
+                                },
                             }
-                            Ok(out)
                         })
                     })
                     .join()
@@ -371,6 +390,10 @@ impl ScalarUDFImpl for SubPlan {
         }
         Ok(ColumnarValue::Array(ScalarValue::iter_to_array(values)?))
     }
+}
+
+fn external(e: SqlError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
 }
 
 fn poisoned() -> DataFusionError {

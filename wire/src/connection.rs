@@ -6,16 +6,12 @@
 
 use std::sync::Arc;
 
-use futures::channel::oneshot;
-use futures::future::{Either, select};
+use pgwire::api::ClientInfo;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ConnectionHandle};
-use pgwire::error::PgWireResult;
 use pgwire::messages::response::TransactionStatus;
-use quiver_sql::{Session, Statement, StatusCode};
+use quiver_sql::{Session, Statement};
 
 use crate::copy::CopyState;
-use crate::errors;
 use crate::prepared::StatementParser;
 
 pub(crate) struct Connection {
@@ -88,37 +84,6 @@ impl Connection {
     }
 }
 
-/// A fresh cancel receiver for the statement about to run, when the
-/// connection registered for CancelRequest at startup.
-pub(crate) async fn cancel_receiver<C: ClientInfo>(client: &C) -> Option<oneshot::Receiver<()>> {
-    let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
-    Some(handle.start_query().await)
-}
-
-/// Runs `work` until it finishes or a CancelRequest for this connection
-/// arrives (then the work is dropped and the result is error 57014).
-pub(crate) async fn cancellable<F, T>(
-    cancel: Option<oneshot::Receiver<()>>,
-    work: F,
-) -> PgWireResult<T>
-where
-    F: Future<Output = PgWireResult<T>> + Send,
-{
-    let Some(cancel) = cancel else {
-        return work.await;
-    };
-    let work = Box::pin(work);
-    match select(work, cancel).await {
-        Either::Left((result, _)) => result,
-        Either::Right((Ok(()), _)) => Err(errors::status(
-            StatusCode::QueryCanceled,
-            "canceling statement due to user request",
-        )),
-        // The sender went away without cancelling: keep working.
-        Either::Right((Err(_), work)) => work.await,
-    }
-}
-
 /// The status ReadyForQuery reports for the session's transaction block.
 pub(crate) fn wire_status(status: quiver_sql::TransactionStatus) -> TransactionStatus {
     match status {
@@ -138,20 +103,5 @@ mod tests {
         assert_eq!(wire_status(S::Idle), TransactionStatus::Idle);
         assert_eq!(wire_status(S::InBlock), TransactionStatus::Transaction);
         assert_eq!(wire_status(S::Failed), TransactionStatus::Error);
-    }
-
-    #[tokio::test]
-    async fn cancel_wins_over_slow_work() {
-        let (tx, rx) = oneshot::channel();
-        tx.send(()).ok();
-        let result: PgWireResult<()> =
-            cancellable(Some(rx), futures::future::pending::<PgWireResult<()>>()).await;
-        let info = pgwire::error::ErrorInfo::from(result.unwrap_err());
-        assert_eq!(info.code, "57014");
-
-        let (tx, rx) = oneshot::channel::<()>();
-        drop(tx);
-        assert_eq!(cancellable(Some(rx), async { Ok(7) }).await.unwrap(), 7);
-        assert_eq!(cancellable(None, async { Ok(8) }).await.unwrap(), 8);
     }
 }

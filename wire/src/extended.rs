@@ -38,6 +38,7 @@ use pgwire::messages::extendedquery::{
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use quiver_sql::{Described, Output, ParamValue, StatusCode};
 
+use crate::cancel::cancellable;
 use crate::connection::{Connection, wire_status};
 use crate::copy::send_copy_out;
 use crate::deferred::Deferred;
@@ -237,8 +238,9 @@ impl ExtendedQueryHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self._on_execute(&mut Deferred(&mut *client), message)
-            .await?;
+        let interrupt = self.session.interrupt();
+        let mut deferred = Deferred(&mut *client);
+        cancellable(&interrupt, self._on_execute(&mut deferred, message)).await?;
         if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
             client.flush().await?;
         }

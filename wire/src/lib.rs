@@ -18,7 +18,8 @@
 //!
 //! - `server` — accept loop, one task per connection, shutdown.
 //! - `startup` — trust auth, ParameterStatus, cancel registration.
-//! - `connection` — per-connection state; cancellation; transaction status.
+//! - `cancel` — CancelRequest: the connections it can name, cancellable work.
+//! - `connection` — per-connection state; transaction status.
 //! - `simple` — the simple query protocol (multi-statement Query).
 //! - `extended` — Parse / Bind / Describe / Execute.
 //! - `prepared` — prepared statements: one statement, declared types,
@@ -38,6 +39,7 @@
 // needs more than the default query depth.
 #![recursion_limit = "256"]
 
+mod cancel;
 mod connection;
 mod copy;
 mod deferred;

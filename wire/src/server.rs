@@ -13,13 +13,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::{ConnectionManager, PgWireServerHandlers, RandomPidSecretKeyGenerator};
+use pgwire::api::{PgWireServerHandlers, RandomPidSecretKeyGenerator};
 use pgwire::tokio::process_socket;
 use quiver_sql::Database;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinError, JoinSet};
 
+use crate::cancel::{CancelRequests, Cancels};
 use crate::connection::Connection;
 use crate::errors::ErrorRewriter;
 use crate::startup::Startup;
@@ -30,7 +30,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// State shared by all connections of one server.
 struct Shared {
     db: Arc<Database>,
-    cancels: Arc<ConnectionManager>,
+    cancels: Arc<Cancels>,
     pids: Arc<RandomPidSecretKeyGenerator>,
 }
 
@@ -38,7 +38,7 @@ struct Shared {
 struct Handlers {
     connection: Arc<Connection>,
     startup: Arc<Startup>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<CancelRequests>,
     errors: Arc<ErrorRewriter>,
 }
 
@@ -80,7 +80,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let shared = Arc::new(Shared {
         db,
-        cancels: Arc::new(ConnectionManager::new()),
+        cancels: Arc::new(Cancels::default()),
         pids: Arc::new(RandomPidSecretKeyGenerator::default()),
     });
     if let Ok(addr) = listener.local_addr() {
@@ -123,13 +123,15 @@ fn log_task_end(ended: Result<(), JoinError>) {
 
 async fn run_connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, "connection accepted");
+    let session = shared.db.new_session();
     let handlers = Handlers {
-        connection: Arc::new(Connection::new(shared.db.new_session())),
         startup: Arc::new(Startup {
             cancels: Arc::clone(&shared.cancels),
+            interrupt: session.interrupt(),
             pids: Arc::clone(&shared.pids),
         }),
-        cancel: Arc::new(DefaultCancelHandler::new(Arc::clone(&shared.cancels))),
+        connection: Arc::new(Connection::new(session)),
+        cancel: Arc::new(CancelRequests(Arc::clone(&shared.cancels))),
         errors: Arc::new(ErrorRewriter),
     };
     match process_socket(socket, None, handlers).await {

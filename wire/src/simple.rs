@@ -26,7 +26,8 @@ use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQu
 use pgwire::messages::simplequery::Query;
 use quiver_sql::{CopyIn, Output, Statement, StatusCode};
 
-use crate::connection::{Connection, cancel_receiver, cancellable, wire_status};
+use crate::cancel::cancellable;
+use crate::connection::{Connection, wire_status};
 use crate::copy::{send_copy_in_response, send_copy_out};
 use crate::encode::{field_infos, row_description, row_stream};
 use crate::errors;
@@ -126,8 +127,11 @@ impl Connection {
     {
         let mut statements = statements.into_iter();
         while let Some(statement) = statements.next() {
-            let cancel = cancel_receiver(client).await;
-            let flow = cancellable(cancel, self.run_simple(client, &statement)).await?;
+            let flow = cancellable(
+                &self.session.interrupt(),
+                self.run_simple(client, &statement),
+            )
+            .await?;
             if let Flow::CopyIn(copy) = flow {
                 return Ok(Some(CopyStart {
                     copy,

@@ -16,11 +16,14 @@ use pgwire::api::auth::{
     save_startup_parameters_to_metadata,
 };
 use pgwire::api::{
-    ClientInfo, ConnectionGuard, ConnectionHandle, ConnectionManager, METADATA_APPLICATION_NAME,
-    METADATA_USER, PidSecretKeyGenerator, RandomPidSecretKeyGenerator,
+    ClientInfo, METADATA_APPLICATION_NAME, METADATA_USER, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
 };
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use quiver_sql::interrupt::Interrupt;
+
+use crate::cancel::{CancelGuard, Cancels};
 
 /// The server version Quiver reports; clients pick SQL features by it.
 pub(crate) const SERVER_VERSION: &str = "16.0";
@@ -68,7 +71,9 @@ impl ServerParameterProvider for QuiverParameters {
 
 /// Trust authentication plus cancel-key registration.
 pub(crate) struct Startup {
-    pub(crate) cancels: Arc<ConnectionManager>,
+    pub(crate) cancels: Arc<Cancels>,
+    /// The connection's session interrupt, which a CancelRequest sets.
+    pub(crate) interrupt: Arc<Interrupt>,
     pub(crate) pids: Arc<RandomPidSecretKeyGenerator>,
 }
 
@@ -91,12 +96,11 @@ impl StartupHandler for Startup {
         save_startup_parameters_to_metadata(client, &startup);
         let (pid, secret_key) = self.pids.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
-        let (handle, guard) = self.cancels.register(pid, secret_key);
-        // Both live as long as the connection; the guard unregisters on drop.
-        client
-            .session_extensions()
-            .insert::<Arc<ConnectionHandle>>(handle);
-        client.session_extensions().insert::<ConnectionGuard>(guard);
+        let guard = self
+            .cancels
+            .register(pid, &secret_key, self.interrupt.clone());
+        // Lives as long as the connection; unregisters on drop.
+        client.session_extensions().insert::<CancelGuard>(guard);
         tracing::debug!(
             peer = %client.socket_addr(),
             user = client.metadata().get(METADATA_USER).map(String::as_str).unwrap_or(""),
