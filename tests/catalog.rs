@@ -26,7 +26,7 @@ async fn psql_meta_commands_describe_this_database() {
     client
         .batch_execute(&format!(
             "CREATE EXTENSION IF NOT EXISTS vector;
-             CREATE TABLE {table} (id BIGINT NOT NULL, body TEXT, embedding VECTOR(3));
+             CREATE TABLE {table} (id BIGINT NOT NULL, body TEXT CHECK (char_length(body) < 100), embedding VECTOR(3));
              INSERT INTO {table} VALUES (1, 'a', '[1,0,0]'), (2, 'b', '[0,1,0]');
              CREATE INDEX {table}_emb ON {table} USING hnsw (embedding vector_cosine_ops);
              CREATE INDEX {table}_id ON {table} (id);"
@@ -66,6 +66,13 @@ async fn psql_meta_commands_describe_this_database() {
         "{ctx}"
     );
     assert!(out.contains(&format!("\"{table}_id\" btree (id)")), "{ctx}");
+    assert!(out.contains("Check constraints:"), "{ctx}");
+    assert!(
+        out.contains(&format!(
+            "\"{table}_body_check\" CHECK (char_length(body) < 100)"
+        )),
+        "{ctx}"
+    );
     // \d index: its column.
     assert!(out.contains("embedding|vector(3)|yes|embedding\n"), "{ctx}");
     // \dn, \l, \dx, \dT

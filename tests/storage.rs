@@ -717,6 +717,7 @@ async fn index_deltas_are_merged_and_keep_exact_answers() {
 /// record in a later piece commits nothing of the earlier ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_copy_is_loaded_in_pieces_and_stays_atomic() {
+    use tokio_postgres::error::SqlState;
     let dir = TempDir::new("copy-pieces");
     let server = start_server(dir.path()).await;
     let c = connect(&server).await;
@@ -739,21 +740,23 @@ async fn a_large_copy_is_loaded_in_pieces_and_stays_atomic() {
         before + 1,
         "the COPY is one commit"
     );
+    // A COPY that fails with `code` (after sending all its data).
+    let copy_fails = async |sql: &str, payload: String, code: SqlState| {
+        use futures::SinkExt;
+        let sink = c.copy_in(sql).await.expect("copy in");
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(payload)).await.expect("send");
+        let err = sink.finish().await.expect_err("the COPY fails");
+        assert_eq!(err.code(), Some(&code), "{err}");
+    };
     // The last record is bad: the pieces before it were written, none is committed.
     let bad = format!("{payload}oops\t1\t[1]\n");
-    let sink = c.copy_in("COPY big FROM STDIN").await.expect("copy in");
-    futures::pin_mut!(sink);
-    use futures::SinkExt;
-    sink.send(bytes::Bytes::from(bad)).await.expect("send");
-    let err = sink
-        .finish()
-        .await
-        .expect_err("a bad record fails the COPY");
-    assert_eq!(
-        err.code(),
-        Some(&tokio_postgres::error::SqlState::INVALID_TEXT_REPRESENTATION),
-        "{err}"
-    );
+    copy_fails(
+        "COPY big FROM STDIN",
+        bad,
+        SqlState::INVALID_TEXT_REPRESENTATION,
+    )
+    .await;
     assert_eq!(count(&c, "big").await, 50_000);
     let hit: i64 = c
         .query_one("SELECT id FROM big WHERE id = 49999", &[])
@@ -761,6 +764,35 @@ async fn a_large_copy_is_loaded_in_pieces_and_stays_atomic() {
         .expect("read")
         .get(0);
     assert_eq!(hit, 49_999);
+
+    // A CHECK constraint: added over the 50,000 rows (all read, in batches),
+    // then enforced on every piece, whether the COPY streams its rows to
+    // the data files or writes them at the end as an INSERT (a left-out
+    // column with a default).
+    let refused = c
+        .batch_execute("ALTER TABLE big ADD CONSTRAINT big_id_check CHECK (id < 49999)")
+        .await
+        .expect_err("a row breaks it");
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION)
+    );
+    c.batch_execute("ALTER TABLE big ADD CONSTRAINT big_id_check CHECK (id < 60000)")
+        .await
+        .expect("the rows pass");
+    let late = format!("{payload}70000\t1\t{}\n", vector_text(&[0.5; 64]));
+    copy_fails(
+        "COPY big FROM STDIN",
+        late.clone(),
+        SqlState::CHECK_VIOLATION,
+    )
+    .await;
+    c.batch_execute("ALTER TABLE big ADD COLUMN tag INT DEFAULT 7 CHECK (tag > 0)")
+        .await
+        .expect("add column");
+    let partial = "COPY big (id, bucket, embedding) FROM STDIN";
+    copy_fails(partial, late, SqlState::CHECK_VIOLATION).await;
+    assert_eq!(count(&c, "big").await, 50_000);
 }
 
 /// A filter on a column with a scalar index is evaluated by Lance with the

@@ -21,7 +21,7 @@ use lance::index::DatasetIndexExt;
 use crate::catalog::Catalog;
 use crate::engine_err;
 use crate::error::Result;
-use crate::schema::{ColumnDef, ForeignKeyDef, TableDef, UniqueDef};
+use crate::schema::{CheckDef, ColumnDef, ForeignKeyDef, TableDef, UniqueDef};
 
 /// One change `ALTER TABLE` makes to a table.
 #[derive(Debug, Clone)]
@@ -62,6 +62,8 @@ pub enum Alteration {
     AddKey(UniqueDef),
     /// `ADD FOREIGN KEY` (checked on the rows, against the referenced table's).
     AddForeignKey(ForeignKeyDef),
+    /// `ADD CHECK`: recorded (the SQL layer checks the rows already there).
+    AddCheck(CheckDef),
     /// `DROP CONSTRAINT`: a key or a foreign key; with `cascade`, the
     /// foreign keys that reference a dropped key go with it.
     DropConstraint {
@@ -94,6 +96,7 @@ fn column_index(def: &TableDef, column: &str) -> Result<usize> {
 fn check_new_constraint(def: &TableDef, constraint: &str) -> Result<()> {
     if def.unique.iter().any(|u| u.name == constraint)
         || def.foreign_keys.iter().any(|f| f.name == constraint)
+        || def.checks.iter().any(|c| c.name == constraint)
     {
         return engine_err!(
             IndexExists,
@@ -102,6 +105,31 @@ fn check_new_constraint(def: &TableDef, constraint: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// SQL text with the identifier `from` (unquoted or quoted) renamed `to`.
+fn rename_identifier(sql: &str, from: &str, to: &str) -> Result<String> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .tokenize()
+        .map_err(|e| {
+            crate::error::EngineError::new(
+                crate::error::ErrorKind::InvalidDefinition,
+                format!("a check constraint did not parse: {e}"),
+            )
+        })?;
+    Ok(tokens
+        .into_iter()
+        .map(|t| match t {
+            Token::Word(mut w) if w.value == from && w.quote_style.is_none_or(|q| q == '"') => {
+                w.value = to.to_string();
+                w.quote_style = Some('"');
+                Token::Word(w).to_string()
+            }
+            other => other.to_string(),
+        })
+        .collect())
 }
 
 fn check_new_column(def: &TableDef, column: &str) -> Result<()> {
@@ -190,6 +218,7 @@ pub fn altered(catalog: &Catalog, name: &str, change: &Alteration) -> Result<Cat
             }
             def.columns.remove(i);
             def.unique.retain(|u| !u.columns.contains(column));
+            def.checks.retain(|c| !c.columns.contains(column));
             def.foreign_keys
                 .retain(|fk| !fk.columns.contains(column) && !fk.ref_columns.contains(column));
             next.indexes
@@ -204,6 +233,10 @@ pub fn altered(catalog: &Catalog, name: &str, change: &Alteration) -> Result<Cat
             }
             for fk in &mut def.foreign_keys {
                 rename_in(&mut fk.columns, from, to);
+            }
+            for c in def.checks.iter_mut().filter(|c| c.columns.contains(from)) {
+                rename_in(&mut c.columns, from, to);
+                c.expr = rename_identifier(&c.expr, from, to)?;
             }
             for other in next.tables.values_mut().chain(std::iter::once(&mut def)) {
                 for fk in other.foreign_keys.iter_mut().filter(|fk| fk.table == name) {
@@ -254,12 +287,18 @@ pub fn altered(catalog: &Catalog, name: &str, change: &Alteration) -> Result<Cat
             check_new_constraint(&def, &fk.name)?;
             def.foreign_keys.push(fk.clone());
         }
+        Alteration::AddCheck(check) => {
+            check_new_constraint(&def, &check.name)?;
+            def.checks.push(check.clone());
+        }
         Alteration::DropConstraint {
             name: constraint,
             cascade,
         } => {
             if let Some(i) = def.foreign_keys.iter().position(|f| &f.name == constraint) {
                 def.foreign_keys.remove(i);
+            } else if let Some(i) = def.checks.iter().position(|c| &c.name == constraint) {
+                def.checks.remove(i);
             } else if let Some(i) = def.unique.iter().position(|u| &u.name == constraint) {
                 let key = def.unique.remove(i);
                 let mut columns = key.columns.clone();
@@ -559,6 +598,11 @@ mod tests {
                 primary: true,
             }],
             foreign_keys: vec![],
+            checks: vec![CheckDef {
+                name: "docs_id_check".into(),
+                expr: "id > 0 AND \"id\" < 1000 AND body <> 'id'".into(),
+                columns: vec!["id".into(), "body".into()],
+            }],
         };
         docs.columns[0].serial = true;
         let notes = TableDef {
@@ -574,6 +618,7 @@ mod tests {
                 ref_columns: vec!["id".into()],
                 on_delete: Default::default(),
             }],
+            checks: vec![],
         };
         c.tables.insert("docs".into(), docs);
         c.tables.insert("notes".into(), notes);
@@ -614,6 +659,42 @@ mod tests {
         assert_eq!(next.tables["notes"].foreign_keys[0].ref_columns, ["key"]);
         assert_eq!(next.sequences.get("docs.key"), Some(&1025));
         assert!(!next.sequences.contains_key("docs.id"));
+        // A check's text names the column anew (quoted or not; a string
+        // that spells it is no column).
+        let check = &next.tables["docs"].checks[0];
+        assert_eq!(check.columns, ["key", "body"]);
+        assert_eq!(
+            check.expr,
+            "\"key\" > 0 AND \"key\" < 1000 AND body <> 'id'"
+        );
+    }
+
+    #[test]
+    fn checks_are_added_once_and_dropped_by_name_or_with_their_column() {
+        let c = catalog();
+        let check = |name: &str| {
+            Alteration::AddCheck(CheckDef {
+                name: name.into(),
+                expr: "body <> ''".into(),
+                columns: vec!["body".into()],
+            })
+        };
+        assert!(altered(&c, "docs", &check("docs_id_check")).is_err());
+        assert!(altered(&c, "docs", &check("docs_pkey")).is_err());
+        let next = altered(&c, "docs", &check("docs_body_check")).expect("altered");
+        assert_eq!(next.tables["docs"].checks.len(), 2);
+        let drop = Alteration::DropConstraint {
+            name: "docs_id_check".into(),
+            cascade: false,
+        };
+        let next = altered(&next, "docs", &drop).expect("altered");
+        assert_eq!(next.tables["docs"].checks[0].name, "docs_body_check");
+        let drop_body = Alteration::DropColumn {
+            column: "body".into(),
+            cascade: false,
+        };
+        let next = altered(&next, "docs", &drop_body).expect("altered");
+        assert!(next.tables["docs"].checks.is_empty());
     }
 
     #[test]

@@ -371,6 +371,7 @@ impl Engine {
         columns: Vec<ColumnDef>,
         unique: Vec<crate::schema::UniqueDef>,
         foreign_keys: Vec<crate::schema::ForeignKeyDef>,
+        checks: Vec<crate::schema::CheckDef>,
         if_not_exists: bool,
     ) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
@@ -400,6 +401,7 @@ impl Engine {
             columns,
             unique,
             foreign_keys,
+            checks,
         };
         let table = Table::create(
             self.storage.dataset_uri(&def.dir),
@@ -641,6 +643,7 @@ impl Engine {
             }
             Alteration::RenameTable { .. }
             | Alteration::SetDefault { .. }
+            | Alteration::AddCheck(_)
             | Alteration::DropConstraint { .. } => self.update_catalog(|c| *c = next),
         }
     }

@@ -206,6 +206,18 @@ pub struct ForeignKeyDef {
     pub on_delete: RefAction,
 }
 
+/// `CHECK (expr)`: a row for which `expr` is false is refused (23514;
+/// true or NULL pass, as in PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckDef {
+    /// The constraint's name (`items_price_check`, as PostgreSQL names it).
+    pub name: String,
+    /// The condition as SQL text over the table's columns.
+    pub expr: String,
+    /// The columns `expr` reads: dropping one drops the check.
+    pub columns: Vec<String>,
+}
+
 /// A table's definition as kept in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
@@ -225,6 +237,9 @@ pub struct TableDef {
     /// from the tables they reference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKeyDef>,
+    /// CHECK constraints, evaluated on every row written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDef>,
 }
 
 impl TableDef {

@@ -56,13 +56,87 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
         return Ok("ALTER TABLE".into());
     }
     for op in &at.operations {
+        if let AlterTableOperation::AddConstraint {
+            constraint: ast::TableConstraint::Check(c),
+            ..
+        } = op
+        {
+            add_check(s, &name, c.name.as_ref().map(ident_name), &c.expr).await?;
+            continue;
+        }
         let Some(change) = alteration(s, &name, op).await? else {
             continue;
         };
         engine.alter_table(&name, change.clone()).await?;
         name = change.new_name(&name).to_string();
+        // The CHECK options of an added column; a check its rows break
+        // takes the column away again.
+        if let (
+            AlterTableOperation::AddColumn { column_def, .. },
+            Alteration::AddColumn { column: added, .. },
+        ) = (op, &change)
+        {
+            for (check, expr) in column(column_def)?.checks {
+                if let Err(e) = add_check(s, &name, check, &expr).await {
+                    let undo = Alteration::DropColumn {
+                        column: added.name.clone(),
+                        cascade: false,
+                    };
+                    if let Err(u) = engine.alter_table(&name, undo).await {
+                        tracing::warn!(table = name, column = added.name, error = %u, "could not drop a column its check refused");
+                    }
+                    return Err(e);
+                }
+            }
+        }
     }
     Ok("ALTER TABLE".into())
+}
+
+/// `ADD CHECK`: recorded first, so that every write from then on is
+/// checked, then checked on the rows already there (23514; the check is
+/// dropped again).
+async fn add_check(s: &Session, table: &str, name: Option<String>, expr: &Expr) -> Result<()> {
+    use futures::TryStreamExt;
+    let engine = s.engine();
+    let def = engine.table(table)?.def.clone();
+    let taken: Vec<String> = def
+        .unique
+        .iter()
+        .map(|u| u.name.clone())
+        .chain(def.foreign_keys.iter().map(|f| f.name.clone()))
+        .chain(def.checks.iter().map(|c| c.name.clone()))
+        .collect();
+    let check = crate::checks::define(s, table, &def.columns, name, expr, &taken)?;
+    engine
+        .alter_table(table, Alteration::AddCheck(check.clone()))
+        .await?;
+    let existing = async {
+        let sql = format!("SELECT * FROM {}", crate::constraints::quoted(table));
+        let stmt = datafusion::sql::sqlparser::parser::Parser::new(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        )
+        .try_with_sql(&sql)?
+        .parse_statement()?;
+        let crate::session::Output::Rows { mut stream, .. } = s.query(stmt).await? else {
+            return sql_err!(Internal, "a table scan returned no rows");
+        };
+        while let Some(batch) = stream.try_next().await? {
+            crate::checks::check_existing(s, &def, &check, &[batch])?;
+        }
+        Ok(())
+    };
+    if let Err(e) = existing.await {
+        let undo = Alteration::DropConstraint {
+            name: check.name.clone(),
+            cascade: false,
+        };
+        if let Err(u) = engine.alter_table(table, undo).await {
+            tracing::warn!(table, check = check.name, error = %u, "could not drop a check the rows violate");
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The change one operation makes; `None` when there is nothing to do
@@ -233,8 +307,6 @@ async fn alteration(
                 &def.unique,
                 fk,
             )?),
-            // Accepted, not enforced, as in CREATE TABLE (README).
-            ast::TableConstraint::Check(_) => return Ok(None),
             other => {
                 return sql_err!(FeatureNotSupported, "constraint {other} is not supported");
             }
@@ -246,7 +318,8 @@ async fn alteration(
         } => {
             let name = ident_name(name);
             let known = def.unique.iter().any(|u| u.name == name)
-                || def.foreign_keys.iter().any(|fk| fk.name == name);
+                || def.foreign_keys.iter().any(|fk| fk.name == name)
+                || def.checks.iter().any(|c| c.name == name);
             if !known && *if_exists {
                 s.info(format!(
                     "constraint \"{name}\" of relation \"{table}\" does not exist, skipping"

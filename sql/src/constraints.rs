@@ -533,7 +533,7 @@ async fn holds(
 }
 
 /// A name as a quoted SQL identifier.
-fn quoted(name: &str) -> String {
+pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

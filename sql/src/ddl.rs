@@ -192,6 +192,8 @@ pub(crate) struct ParsedColumn {
     pub keys: Vec<(Option<String>, bool)>,
     /// Its `REFERENCES` options.
     pub foreign: Vec<ast::ForeignKeyConstraint>,
+    /// Its `CHECK` options: (constraint name, condition).
+    pub checks: Vec<(Option<String>, ast::Expr)>,
 }
 
 pub(crate) fn column(c: &ast::ColumnDef) -> Result<ParsedColumn> {
@@ -203,6 +205,7 @@ pub(crate) fn column(c: &ast::ColumnDef) -> Result<ParsedColumn> {
     let mut def = ColumnDef::new(col.clone(), ty, true);
     let mut keys = Vec::new();
     let mut foreign = Vec::new();
+    let mut checks = Vec::new();
     for o in &c.options {
         match &o.option {
             ColumnOption::NotNull => def.nullable = false,
@@ -229,8 +232,11 @@ pub(crate) fn column(c: &ast::ColumnDef) -> Result<ParsedColumn> {
                 }
                 foreign.push(fk);
             }
-            // Accepted, not enforced (README).
-            ColumnOption::Check(_) | ColumnOption::Comment(_) | ColumnOption::Collation(_) => {}
+            ColumnOption::Check(check) => {
+                let name = o.name.as_ref().or(check.name.as_ref()).map(ident_name);
+                checks.push((name, check.expr.as_ref().clone()));
+            }
+            ColumnOption::Comment(_) | ColumnOption::Collation(_) => {}
             other => {
                 return sql_err!(
                     FeatureNotSupported,
@@ -252,10 +258,16 @@ pub(crate) fn column(c: &ast::ColumnDef) -> Result<ParsedColumn> {
         def.serial = true;
         def.nullable = false;
     }
-    Ok(ParsedColumn { def, keys, foreign })
+    Ok(ParsedColumn {
+        def,
+        keys,
+        foreign,
+        checks,
+    })
 }
 
-pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
+pub async fn create_table(s: &crate::session::Session, ct: &CreateTable) -> Result<String> {
+    let engine = s.engine();
     let name = object_name(&ct.name)?;
     if ct.query.is_some() {
         return sql_err!(
@@ -270,12 +282,14 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
     // (constraint name, columns, primary)
     let mut unique: Vec<(Option<String>, Vec<String>, bool)> = Vec::new();
     let mut foreign: Vec<ast::ForeignKeyConstraint> = Vec::new();
+    let mut checks: Vec<(Option<String>, ast::Expr)> = Vec::new();
     for c in &ct.columns {
         let parsed = column(c)?;
         for (constraint, primary) in parsed.keys {
             unique.push((constraint, vec![parsed.def.name.clone()], primary));
         }
         foreign.extend(parsed.foreign);
+        checks.extend(parsed.checks);
         columns.push(parsed.def);
     }
     for constraint in &ct.constraints {
@@ -297,8 +311,9 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
                 ));
             }
             ast::TableConstraint::ForeignKey(fk) => foreign.push(fk.clone()),
-            // Accepted, not enforced (README).
-            ast::TableConstraint::Check(_) => {}
+            ast::TableConstraint::Check(c) => {
+                checks.push((c.name.as_ref().map(ident_name), c.expr.as_ref().clone()));
+            }
             other => {
                 return sql_err!(FeatureNotSupported, "constraint {other} is not supported");
             }
@@ -333,8 +348,14 @@ pub async fn create_table(engine: &Engine, ct: &CreateTable) -> Result<String> {
         .iter()
         .map(|fk| foreign_key(engine, &name, &columns, &defs, fk))
         .collect::<Result<Vec<_>>>()?;
+    let taken: Vec<String> = defs
+        .iter()
+        .map(|d| d.name.clone())
+        .chain(foreign_keys.iter().map(|f| f.name.clone()))
+        .collect();
+    let checks = crate::checks::for_new_table(s, &name, &columns, &checks, &taken)?;
     engine
-        .create_table(&name, columns, defs, foreign_keys, ct.if_not_exists)
+        .create_table(&name, columns, defs, foreign_keys, checks, ct.if_not_exists)
         .await?;
     Ok("CREATE TABLE".into())
 }

@@ -512,6 +512,7 @@ pub async fn insert(s: &Session, ins: &Insert) -> Result<Output> {
     for b in batches {
         filled.push(crate::constraints::fill_defaults(s, &table.def, &omitted, b).await?);
     }
+    crate::checks::check_rows(s, &table.def, &filled)?;
     crate::references::check_inserted(s, &table.def, &filled).await?;
     let (n, written) = s.insert_rows(&table, filled, &conflict).await?;
     match &ins.returning {

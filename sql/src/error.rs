@@ -69,6 +69,8 @@ pub enum StatusCode {
     NotNullViolation,
     /// A key with no referenced row, or a referenced row still referenced (23503).
     ForeignKeyViolation,
+    /// A row for which a CHECK constraint is false (23514).
+    CheckViolation,
     /// A foreign key whose referenced columns are no key (42830).
     InvalidForeignKey,
     /// A value too long for its type, e.g. `varchar(3)` given `'abcd'` (22001).

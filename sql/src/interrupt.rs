@@ -117,7 +117,12 @@ mod tests {
         i.begin(None);
         assert!(i.check().is_ok());
         i.begin(Some(Instant::now() - Duration::from_millis(1)));
-        assert!(i.check().expect_err("past").message.contains("statement timeout"));
+        assert!(
+            i.check()
+                .expect_err("past")
+                .message
+                .contains("statement timeout")
+        );
         assert!(i.wait().await.message.contains("statement timeout"));
         i.begin(Some(Instant::now() + Duration::from_secs(60)));
         assert!(i.check().is_ok());
@@ -128,8 +133,19 @@ mod tests {
         });
         tokio::task::yield_now().await;
         i.cancel();
-        assert!(waiter.await.expect("waiter").message.contains("user request"));
-        assert!(i.check().expect_err("cancelled").message.contains("user request"));
+        assert!(
+            waiter
+                .await
+                .expect("waiter")
+                .message
+                .contains("user request")
+        );
+        assert!(
+            i.check()
+                .expect_err("cancelled")
+                .message
+                .contains("user request")
+        );
         // The next statement starts afresh.
         i.arm();
         i.begin(None);

@@ -12,6 +12,7 @@
 //! - [`vector_search`] — the table function and `VectorSearchExec`;
 //! - [`vector`] — vector text form and vector functions;
 //! - [`ddl`], [`alter`], [`dml`], [`copy`] — DDL, ALTER TABLE, writes, COPY formats;
+//! - [`constraints`], [`references`], [`checks`] — keys, foreign keys, CHECK constraints;
 //! - [`settings`] — SET/SHOW and the search knobs;
 //! - [`functions`] — user functions in WebAssembly (CREATE/DROP FUNCTION, registry);
 //! - [`pg_catalog`] — PostgreSQL's system catalogs over Quiver's catalog, and their helper functions;
@@ -24,6 +25,7 @@
 pub mod advisory;
 pub mod alter;
 pub mod apply;
+pub mod checks;
 pub mod compat;
 pub mod constraints;
 pub mod copy;

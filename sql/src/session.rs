@@ -568,6 +568,9 @@ impl Session {
             Some(table.constraint_guard().await)
         };
         let checked = crate::constraints::check(self, table, batches, on_conflict).await?;
+        if let Some((_, rows)) = &checked.replace {
+            crate::checks::check_rows(self, &table.def, std::slice::from_ref(rows))?;
+        }
         let plain = checked.replace.is_none();
         let mut written = checked.append.clone();
         let n: u64 = written.iter().map(|b| b.num_rows() as u64).sum::<u64>()
@@ -659,6 +662,7 @@ impl Session {
                 return Ok(old);
             }
             let new = crate::constraints::project_rows(&table.def, old.clone(), None, sets).await?;
+            crate::checks::check_rows(self, &table.def, std::slice::from_ref(&new))?;
             crate::constraints::check_replacement(self, table, &old, &new).await?;
             crate::references::check_inserted(self, &table.def, std::slice::from_ref(&new)).await?;
             crate::references::check_updated(self, &table.def, &old, &new).await?;
@@ -1087,7 +1091,7 @@ impl Session {
             } => {
                 return dml::copy(self, source, *to, target, options, legacy_options).await;
             }
-            S::CreateTable(ct) => ddl::create_table(self.engine(), ct).await?,
+            S::CreateTable(ct) => ddl::create_table(self, ct).await?,
             S::CreateView(cv) => crate::views::create_view(self, cv).await?,
             S::AlterTable(at) => crate::alter::alter_table(self, at).await?,
             S::CreateIndex(ci) => match ddl::unbuilt_index(self.engine(), ci)? {
@@ -1454,7 +1458,6 @@ impl Session {
             });
         let sink = if needs_insert {
             CopySink::Insert {
-                session: self.clone(),
                 omitted,
                 rows: Vec::new(),
             }
@@ -1462,6 +1465,7 @@ impl Session {
             CopySink::Stream(table.append_stream().await)
         };
         Ok(CopyLoad {
+            session: self.clone(),
             def: table.def.clone(),
             sink,
             table,
@@ -1478,6 +1482,7 @@ impl Session {
 /// piece, not the statement); [`CopyLoad::finish`] commits all of it as one
 /// table version, so the COPY is atomic. Dropped unfinished, nothing is committed.
 pub struct CopyLoad {
+    session: Arc<Session>,
     copy: CopyIn,
     def: quiver_engine::schema::TableDef,
     sink: CopySink,
@@ -1497,7 +1502,6 @@ enum CopySink {
     /// Kept, then written as an INSERT's rows are (defaults and serial
     /// values for the `omitted` columns, unique constraints checked).
     Insert {
-        session: Arc<Session>,
         omitted: Vec<usize>,
         rows: Vec<RecordBatch>,
     },
@@ -1539,6 +1543,7 @@ impl CopyLoad {
         match &mut self.sink {
             CopySink::Stream(stream) => {
                 let batch = crate::constraints::with_table_schema(&self.def, batch)?;
+                crate::checks::check_rows(&self.session, &self.def, std::slice::from_ref(&batch))?;
                 Ok(stream.write(batch).await?)
             }
             CopySink::Insert { rows, .. } => {
@@ -1557,20 +1562,15 @@ impl CopyLoad {
                     .await
             }
             (CopySink::Stream(stream), None) => Ok(stream.finish().await?),
-            (
-                CopySink::Insert {
-                    session,
-                    omitted,
-                    rows,
-                },
-                _,
-            ) => {
+            (CopySink::Insert { omitted, rows }, _) => {
+                let session = self.session;
                 let mut filled = Vec::with_capacity(rows.len());
                 for b in rows {
                     filled.push(
                         crate::constraints::fill_defaults(&session, &self.def, &omitted, b).await?,
                     );
                 }
+                crate::checks::check_rows(&session, &self.def, &filled)?;
                 crate::references::check_inserted(&session, &self.def, &filled).await?;
                 let fail = crate::constraints::OnConflict::Fail;
                 Ok(session.insert_rows(&self.table, filled, &fail).await?.0)

@@ -218,18 +218,20 @@ pub struct Relation {
     /// (PostgreSQL enforces them with triggers; psql's `\d` lists foreign
     /// keys only for such tables).
     pub has_triggers: bool,
+    /// `relchecks`: the table's CHECK constraints (psql lists them if any).
+    pub checks: i16,
     /// For an index: its definition.
     pub index: Option<IndexDef>,
 }
 
-/// A row of `pg_constraint`: a table's primary key, unique constraint or
-/// foreign key.
+/// A row of `pg_constraint`: a table's primary key, unique constraint,
+/// foreign key or check constraint.
 pub struct Constraint {
     /// Stable for the constraint's life: derived from its table's oid and
     /// its position among the table's constraints.
     pub oid: u32,
     pub name: String,
-    /// `p`, `u` or `f`.
+    /// `p`, `u`, `f` or `c`.
     pub kind: char,
     pub table_oid: u32,
     /// Attribute numbers of its columns.
@@ -336,6 +338,21 @@ impl Snapshot {
                     primary: false,
                 });
             }
+            let before = def.unique.len() + def.foreign_keys.len();
+            for (k, c) in def.checks.iter().enumerate() {
+                out.push(Constraint {
+                    oid: constraint_oid(def.oid, before + k),
+                    name: c.name.clone(),
+                    kind: 'c',
+                    table_oid: def.oid,
+                    columns: attnums(def, &c.columns),
+                    foreign: None,
+                    definition: format!("CHECK ({})", c.expr),
+                    index_oid: 0,
+                    index_definition: None,
+                    primary: false,
+                });
+            }
         }
         out
     }
@@ -363,6 +380,7 @@ impl Snapshot {
                         .tables
                         .values()
                         .any(|o| o.foreign_keys.iter().any(|f| f.table == t.name)),
+                checks: t.checks.len() as i16,
                 index: None,
             });
         }
@@ -386,6 +404,7 @@ impl Snapshot {
                     .collect(),
                 has_index: false,
                 has_triggers: false,
+                checks: 0,
                 index: None,
             });
         }
@@ -411,6 +430,7 @@ impl Snapshot {
                 }],
                 has_index: false,
                 has_triggers: false,
+                checks: 0,
                 index: Some(i.clone()),
             });
         }
@@ -432,6 +452,7 @@ impl Snapshot {
                     .collect(),
                 has_index: false,
                 has_triggers: false,
+                checks: 0,
                 index: None,
             });
         }
@@ -454,6 +475,7 @@ impl Snapshot {
                     .collect(),
                 has_index: false,
                 has_triggers: false,
+                checks: 0,
                 index: None,
             });
         }
@@ -766,7 +788,7 @@ const DEFS: &[Def] = &[
                         c('p'),
                         c(r.kind),
                         i2(r.columns.len() as i16),
-                        i2(0),
+                        i2(r.checks),
                         b(false),
                         b(r.has_triggers),
                         b(false),
@@ -1613,6 +1635,7 @@ const INFORMATION_SCHEMA_DEFS: &[Def] = &[
                     let kind = match k.kind {
                         'p' => "PRIMARY KEY",
                         'u' => "UNIQUE",
+                        'c' => "CHECK",
                         _ => "FOREIGN KEY",
                     };
                     Some(vec![
@@ -1725,7 +1748,8 @@ const INFORMATION_SCHEMA_DEFS: &[Def] = &[
         rows: |s| {
             let db = s.identity.database.clone();
             let mut rows = Vec::new();
-            for k in s.constraints() {
+            // Keys and foreign keys: a check constraint uses no key.
+            for k in s.constraints().into_iter().filter(|k| k.kind != 'c') {
                 let Some(table) = s.table_by_oid(k.table_oid) else {
                     continue;
                 };
@@ -1769,7 +1793,9 @@ const INFORMATION_SCHEMA_DEFS: &[Def] = &[
                     let f = k.foreign.as_ref()?;
                     // The referenced key: the unique constraint on those columns.
                     let key = all.iter().find(|u| {
-                        u.foreign.is_none() && u.table_oid == f.table_oid && u.columns == f.columns
+                        matches!(u.kind, 'p' | 'u')
+                            && u.table_oid == f.table_oid
+                            && u.columns == f.columns
                     });
                     let rule = match f.on_delete {
                         'r' => "RESTRICT",
