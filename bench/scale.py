@@ -5,12 +5,20 @@
     scale.py load  --dsn DSN --data DIR --system S --pid P --out F   # COPY, index build, RSS
     scale.py query --dsn DSN --data DIR --system S --pid P --out F   # recall/QPS per setting, INSERT+search
     scale.py first --dsn DSN --data DIR --since T --out F            # time to the first answer
+    scale.py evict [--pgserver] [FILE...]   # drop executables from the page cache
 
 The rows are the wordnet-minilm vectors tiled with small noise (N(0, 0.01) per
 component, re-normalised, rounded to 5 decimals; ground truth is exact over the
 rounded values). `--pid` is the server's process: Quiver's one process, or
 PostgreSQL's postmaster, whose children are counted too (PSS, so shared buffers
 count once). Memory is sampled every 0.25 s during each step.
+
+Each server starts with its executable files read cold (`evict` before every
+start: Quiver's binary; PostgreSQL's install with pgvector): what the kernel
+maps of them depends on how they got into the page cache (the same Quiver
+binary, just written by the linker or a copy, had 66 MiB of code resident
+after its first statements; read cold, 51 MiB), so both are measured from the
+same state.
 """
 import argparse
 import json
@@ -242,10 +250,28 @@ def first(args):
     Path(args.out).write_text(json.dumps({"first_answer_s": s}))
 
 
+def evict(args):
+    """Drops the files' clean pages from the page cache (files mapped by a
+    running process keep theirs)."""
+    files = [Path(f) for f in args.files]
+    if args.pgserver:
+        import pgserver
+        root = Path(pgserver.__file__).resolve().parent / "pginstall"
+        files += [p for p in root.rglob("*") if p.is_file()]
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["make", "load", "query", "first"])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("step", choices=["make", "load", "query", "first", "evict"])
+    ap.add_argument("files", nargs="*")
+    ap.add_argument("--pgserver", action="store_true")
+    ap.add_argument("--out")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--data", type=Path)
     ap.add_argument("--dsn")
@@ -256,7 +282,11 @@ def main():
     ap.add_argument("--inserts", type=int, default=0)
     ap.add_argument("--since", type=float)
     args = ap.parse_args()
-    if args.step == "make":
+    if args.step == "evict":
+        evict(args)
+    elif args.out is None:
+        ap.error("--out is required")
+    elif args.step == "make":
         make(Path(args.out), args.rows)
     else:
         {"load": load, "query": query, "first": first}[args.step](args)

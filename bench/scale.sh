@@ -32,6 +32,8 @@ tmp=$(mktemp -d /tmp/quiver-scale-tmp.XXXXXX)
 log() { echo "[scale $(date +%H:%M:%S)] $*" >&2; }
 . "$here/lib.sh"
 step() { "$PYTHON" "$here/scale.py" "$@" --data "$SCALE_DATA"; }
+# Executables read cold before every start (scale.py's docstring says why).
+evict() { "$PYTHON" "$here/scale.py" evict "$@"; }
 
 if [ ! -f "$SCALE_DATA/MANIFEST.json" ]; then
   log "making $ROWS rows in $SCALE_DATA"
@@ -42,11 +44,13 @@ fi
 if [[ " $SYSTEMS " == *" pgvector "* ]]; then
 pg_dir=$tmp/pgdata
 log "pgvector: start (pgserver), COPY, HNSW"
+evict --pgserver
 dsn=$("$PYTHON" "$here/pgserver_ctl.py" tune "$pg_dir")
 pg_pid() { head -1 "$pg_dir/postmaster.pid"; }
 step load --system pgvector --dsn "$dsn" --pid "$(pg_pid)" --out "$OUT_DIR/pgvector-load.json"
 step query --system pgvector --dsn "$dsn" --pid "$(pg_pid)" --label loaded --inserts 20 --out "$OUT_DIR/pgvector-query.json"
 "$PYTHON" "$here/pgserver_ctl.py" stop "$pg_dir"
+evict --pgserver
 since=$(date +%s.%N)
 dsn=$("$PYTHON" "$here/pgserver_ctl.py" start "$pg_dir")
 step first --system pgvector --dsn "$dsn" --since "$since" --out "$OUT_DIR/pgvector-first.json"
@@ -59,6 +63,7 @@ fi
 if [[ " $SYSTEMS " == *" quiver "* ]]; then
 quiver_bin
 serve() {   # serve BUDGET: starts Quiver on the one data directory, noting when
+  evict "$bin"
   since=$(date +%s.%N)
   serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" --cache-memory "$1"
 }

@@ -818,6 +818,9 @@ impl Session {
             .collect();
         let mut pg_types: Vec<Option<&'static str>> = vec![None; n];
         let mut schema = None;
+        // Describing may run a query (to learn its columns): under this
+        // message's own deadline, not the last statement's.
+        self.start_deadline();
         self.sync_functions();
         if let StatementKind::Sql(s) = &stmt.kind {
             let original = s.as_ref();
@@ -951,6 +954,15 @@ impl Session {
         })
     }
 
+    /// `statement_timeout` starts for the work about to run: its deadline
+    /// is set in the session's interrupt; the timeout, if any.
+    fn start_deadline(&self) -> Option<std::time::Duration> {
+        let timeout = self.conf.statement_timeout();
+        self.interrupt
+            .begin(timeout.map(|limit| std::time::Instant::now() + limit));
+        timeout
+    }
+
     /// Executes a statement with its bound parameters.
     pub async fn execute(&self, stmt: &Statement, params: &[ParamValue]) -> Result<Output> {
         if !stmt.ends_transaction() {
@@ -961,9 +973,7 @@ impl Session {
             // its statement (released here, before the next one runs).
             self.advisory.end_transaction();
         }
-        let timeout = self.conf.statement_timeout();
-        self.interrupt
-            .begin(timeout.map(|limit| std::time::Instant::now() + limit));
+        let timeout = self.start_deadline();
         let out = match timeout {
             None => self.execute_retrying(stmt, params).await,
             Some(limit) => {
@@ -1435,7 +1445,7 @@ impl Session {
     }
 
     /// Loads the data of a finished COPY FROM STDIN; one atomic commit. Returns rows written.
-    pub async fn copy_in(self: &Arc<Self>, copy: &CopyIn, data: &[u8]) -> Result<u64> {
+    pub async fn copy_in(self: &Arc<Self>, copy: &CopyIn, data: Vec<u8>) -> Result<u64> {
         let mut load = self.copy_start(copy).await?;
         load.write(data).await?;
         load.finish().await
@@ -1509,8 +1519,9 @@ enum CopySink {
 
 impl CopyLoad {
     /// Loads `data`, which must end at a record boundary
-    /// ([`crate::copy::RecordScan`]).
-    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+    /// ([`crate::copy::RecordScan`]). The text is freed once decoded, before
+    /// its rows are written.
+    pub async fn write(&mut self, data: Vec<u8>) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -1537,8 +1548,9 @@ impl CopyLoad {
         self.started = true;
         // Decoding is CPU-bound (and parallel inside): keep it off the async workers' queue.
         let (batch, ended) = tokio::task::block_in_place(|| {
-            crate::copy::decode(&self.def, &self.copy.columns, data, &format)
+            crate::copy::decode(&self.def, &self.copy.columns, &data, &format)
         })?;
+        drop(data);
         self.ended = ended;
         match &mut self.sink {
             CopySink::Stream(stream) => {

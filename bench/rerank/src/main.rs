@@ -21,6 +21,9 @@
 //! the WASM cost into a per-call and a per-row part.
 
 #![allow(clippy::print_stdout)]
+// Session::copy_in's future (a whole statement's execution) is deeper than
+// the default limit lets the compiler lay out.
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,7 +191,7 @@ async fn main() -> Result<(), BoxError> {
         columns: vec!["id".into(), "text".into(), "embedding".into()],
         format: CopyFormat::Text,
     };
-    let n = session.copy_in(&copy, &docs).await?;
+    let n = session.copy_in(&copy, docs).await?;
     eprintln!(
         "loaded {n} rows in {:.1} s",
         started.elapsed().as_secs_f64()
