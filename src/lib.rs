@@ -3,6 +3,10 @@
 //! - [`config`] — the configuration file (TOML, every key documented in the README);
 //! - [`server`] — opening the database and serving the Postgres wire protocol.
 
+// The server's futures hold whole statements' executions, whose layouts
+// take more than the default query depth to compute.
+#![recursion_limit = "256"]
+
 pub mod config;
 pub mod server;
 

@@ -1,5 +1,9 @@
 //! The `quiver` command.
 
+// `main` awaits the server, whose futures hold whole statements' executions
+// (see lib.rs).
+#![recursion_limit = "256"]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
