@@ -210,7 +210,7 @@ def query(args):
             first = list(sql["settings"].values())[0]
             for st in first:
                 conn.execute(st)
-            ins, after = [], []
+            ins, after, missed = [], [], 0
             # ids above the table's, so an earlier step's inserted rows are not repeated
             base = conn.execute("SELECT max(id) FROM docs").fetchone()[0] + 1
             for i in range(args.inserts):
@@ -221,14 +221,19 @@ def query(args):
                 got = [r[0] for r in conn.execute(sql["query"], (qtext[i],), prepare=True).fetchall()]
                 after.append(time.perf_counter() - t1)
                 ins.append(t1 - t0)
-                assert base + i in got, f"row {base + i} not found right after its INSERT"
+                # The row is the query's own vector: an exact search finds it
+                # first; an approximate one may miss it (pgvector's HNSW at
+                # ef_search 40 did once), which is counted, not fatal.
+                missed += base + i not in got
             out["insert_then_search"] = {
+                "missed": missed,
                 "insert_p50_ms": float(np.percentile(ins, 50) * 1000),
                 "search_after_p50_ms": float(np.percentile(after, 50) * 1000),
                 "search_after_max_ms": float(np.max(after) * 1000)}
             print(f"[{args.system} {args.label}] search right after a one-row INSERT: "
                   f"p50 {out['insert_then_search']['search_after_p50_ms']:.2f} ms, "
-                  f"max {out['insert_then_search']['search_after_max_ms']:.2f} ms", file=sys.stderr)
+                  f"max {out['insert_then_search']['search_after_max_ms']:.2f} ms, "
+                  f"{missed} of {args.inserts} rows missed", file=sys.stderr)
     out["peak_mib"] = s.peak
     print(f"[{args.system} {args.label}] memory during queries: peak {s.peak:,.0f} MiB", file=sys.stderr)
     Path(args.out).write_text(json.dumps(out, indent=2))
