@@ -107,11 +107,23 @@ fn check_new_constraint(def: &TableDef, constraint: &str) -> Result<()> {
     Ok(())
 }
 
-/// SQL text with the identifier `from` (unquoted or quoted) renamed `to`.
-fn rename_identifier(sql: &str, from: &str, to: &str) -> Result<String> {
+/// Which names [`rename_identifier`] renames.
+#[derive(Clone, Copy, PartialEq)]
+enum NameKind {
+    /// A column: a name not followed by `.` or `(`.
+    Column,
+    /// A table qualifying a column: a name followed by `.`.
+    Qualifier,
+}
+
+/// SQL text with the name `from` renamed `to` where it is a `kind` name: an
+/// unquoted word as PostgreSQL folds it (to lower case), a quoted one as
+/// written; literals and everything else are kept as written.
+fn rename_identifier(sql: &str, from: &str, to: &str, kind: NameKind) -> Result<String> {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+        .with_unescape(false)
         .tokenize()
         .map_err(|e| {
             crate::error::EngineError::new(
@@ -119,17 +131,33 @@ fn rename_identifier(sql: &str, from: &str, to: &str) -> Result<String> {
                 format!("a check constraint did not parse: {e}"),
             )
         })?;
-    Ok(tokens
-        .into_iter()
-        .map(|t| match t {
-            Token::Word(mut w) if w.value == from && w.quote_style.is_none_or(|q| q == '"') => {
-                w.value = to.to_string();
-                w.quote_style = Some('"');
-                Token::Word(w).to_string()
-            }
-            other => other.to_string(),
-        })
-        .collect())
+    let mut out = String::with_capacity(sql.len());
+    for (i, t) in tokens.iter().enumerate() {
+        let name_matches = match t {
+            Token::Word(w) => match w.quote_style {
+                None => w.value.to_lowercase() == from,
+                Some('"') => w.value == from,
+                Some(_) => false,
+            },
+            _ => false,
+        };
+        let next = tokens[i + 1..]
+            .iter()
+            .find(|t| !matches!(t, Token::Whitespace(_)));
+        let position_matches = match next {
+            Some(Token::Period) => kind == NameKind::Qualifier,
+            Some(Token::LParen) => false,
+            _ => kind == NameKind::Column,
+        };
+        if name_matches && position_matches {
+            out.push('"');
+            out.push_str(&to.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(&t.to_string());
+        }
+    }
+    Ok(out)
 }
 
 fn check_new_column(def: &TableDef, column: &str) -> Result<()> {
@@ -236,7 +264,7 @@ pub fn altered(catalog: &Catalog, name: &str, change: &Alteration) -> Result<Cat
             }
             for c in def.checks.iter_mut().filter(|c| c.columns.contains(from)) {
                 rename_in(&mut c.columns, from, to);
-                c.expr = rename_identifier(&c.expr, from, to)?;
+                c.expr = rename_identifier(&c.expr, from, to, NameKind::Column)?;
             }
             for other in next.tables.values_mut().chain(std::iter::once(&mut def)) {
                 for fk in other.foreign_keys.iter_mut().filter(|fk| fk.table == name) {
@@ -254,6 +282,10 @@ pub fn altered(catalog: &Catalog, name: &str, change: &Alteration) -> Result<Cat
                 return engine_err!(TableExists, "relation \"{to}\" already exists");
             }
             def.name = to.clone();
+            // `t.col` in a check names the table anew.
+            for c in &mut def.checks {
+                c.expr = rename_identifier(&c.expr, name, to, NameKind::Qualifier)?;
+            }
             for other in next.tables.values_mut().chain(std::iter::once(&mut def)) {
                 for fk in other.foreign_keys.iter_mut().filter(|fk| fk.table == name) {
                     fk.table = to.clone();
@@ -666,6 +698,19 @@ mod tests {
         assert_eq!(
             check.expr,
             "\"key\" > 0 AND \"key\" < 1000 AND body <> 'id'"
+        );
+        // Escapes kept, case folded as PostgreSQL folds it, a function or a
+        // qualifier of the same name left alone; a qualifier follows a
+        // table's new name.
+        let sql = "ID > 0 AND id(x) AND docs.id <> 'it''s' AND \"ID\" = 1";
+        assert_eq!(
+            rename_identifier(sql, "id", "key", NameKind::Column).expect("renamed"),
+            "\"key\" > 0 AND id(x) AND docs.\"key\" <> 'it''s' AND \"ID\" = 1"
+        );
+        assert_eq!(
+            rename_identifier("docs.id > 0", "docs", "papers", NameKind::Qualifier)
+                .expect("renamed"),
+            "\"papers\".id > 0"
         );
     }
 

@@ -61,7 +61,7 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
             ..
         } = op
         {
-            add_check(s, &name, c.name.as_ref().map(ident_name), &c.expr).await?;
+            add_check(s, &name, c.name.as_ref().map(ident_name), &c.expr, None).await?;
             continue;
         }
         let Some(change) = alteration(s, &name, op).await? else {
@@ -77,16 +77,7 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
         ) = (op, &change)
         {
             for (check, expr) in column(column_def)?.checks {
-                if let Err(e) = add_check(s, &name, check, &expr).await {
-                    let undo = Alteration::DropColumn {
-                        column: added.name.clone(),
-                        cascade: false,
-                    };
-                    if let Err(u) = engine.alter_table(&name, undo).await {
-                        tracing::warn!(table = name, column = added.name, error = %u, "could not drop a column its check refused");
-                    }
-                    return Err(e);
-                }
+                add_check(s, &name, check, &expr, Some(&added.name)).await?;
             }
         }
     }
@@ -94,9 +85,16 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
 }
 
 /// `ADD CHECK`: recorded first, so that every write from then on is
-/// checked, then checked on the rows already there (23514; the check is
-/// dropped again).
-async fn add_check(s: &Session, table: &str, name: Option<String>, expr: &Expr) -> Result<()> {
+/// checked, then checked on the rows already there (23514: the check is
+/// dropped again, and `column`, the column added with it, if any). Also
+/// undone when the statement is dropped mid-scan (a cancel, a timeout).
+async fn add_check(
+    s: &Session,
+    table: &str,
+    name: Option<String>,
+    expr: &Expr,
+    column: Option<&str>,
+) -> Result<()> {
     use futures::TryStreamExt;
     let engine = s.engine();
     let def = engine.table(table)?.def.clone();
@@ -108,9 +106,20 @@ async fn add_check(s: &Session, table: &str, name: Option<String>, expr: &Expr) 
         .chain(def.checks.iter().map(|c| c.name.clone()))
         .collect();
     let check = crate::checks::define(s, table, &def.columns, name, expr, &taken)?;
-    engine
+    let mut undo = UndoCheck {
+        engine: Some(s.db.engine.clone()),
+        table: table.to_string(),
+        check: check.name.clone(),
+        column: column.map(str::to_string),
+    };
+    if let Err(e) = engine
         .alter_table(table, Alteration::AddCheck(check.clone()))
-        .await?;
+        .await
+    {
+        undo.check.clear();
+        undo.run().await;
+        return Err(e.into());
+    }
     let existing = async {
         let sql = format!("SELECT * FROM {}", crate::constraints::quoted(table));
         let stmt = datafusion::sql::sqlparser::parser::Parser::new(
@@ -126,17 +135,77 @@ async fn add_check(s: &Session, table: &str, name: Option<String>, expr: &Expr) 
         }
         Ok(())
     };
-    if let Err(e) = existing.await {
-        let undo = Alteration::DropConstraint {
-            name: check.name.clone(),
-            cascade: false,
-        };
-        if let Err(u) = engine.alter_table(table, undo).await {
-            tracing::warn!(table, check = check.name, error = %u, "could not drop a check the rows violate");
+    match existing.await {
+        Ok(()) => {
+            undo.engine = None;
+            Ok(())
         }
-        return Err(e);
+        Err(e) => {
+            undo.run().await;
+            Err(e)
+        }
     }
-    Ok(())
+}
+
+/// What an `ADD CHECK` whose rows were not all checked takes back: the
+/// check (unless empty) and the column added with it. Dropped while still
+/// holding the engine (the statement's future dropped mid-scan), it does
+/// so in a task of its own.
+struct UndoCheck {
+    engine: Option<std::sync::Arc<quiver_engine::Engine>>,
+    table: String,
+    check: String,
+    column: Option<String>,
+}
+
+impl UndoCheck {
+    async fn run(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            undo_check(&engine, &self.table, &self.check, self.column.as_deref()).await;
+        }
+    }
+}
+
+impl Drop for UndoCheck {
+    fn drop(&mut self) {
+        let Some(engine) = self.engine.take() else {
+            return;
+        };
+        let (table, check, column) = (
+            std::mem::take(&mut self.table),
+            std::mem::take(&mut self.check),
+            self.column.take(),
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { undo_check(&engine, &table, &check, column.as_deref()).await });
+        }
+    }
+}
+
+async fn undo_check(
+    engine: &quiver_engine::Engine,
+    table: &str,
+    check: &str,
+    column: Option<&str>,
+) {
+    let mut undo = Vec::new();
+    if !check.is_empty() {
+        undo.push(Alteration::DropConstraint {
+            name: check.to_string(),
+            cascade: false,
+        });
+    }
+    if let Some(c) = column {
+        undo.push(Alteration::DropColumn {
+            column: c.to_string(),
+            cascade: false,
+        });
+    }
+    for change in undo {
+        if let Err(e) = engine.alter_table(table, change).await {
+            tracing::warn!(table, check, error = %e, "could not undo an ADD CHECK its rows refused");
+        }
+    }
 }
 
 /// The change one operation makes; `None` when there is nothing to do
