@@ -10,7 +10,7 @@
 //! CancelRequest handler sets the interrupt of the connection it names.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::sync::Notify;
@@ -23,8 +23,20 @@ use crate::error::{SqlError, StatusCode};
 pub struct Interrupt {
     deadline: Mutex<Option<Instant>>,
     cancelled: AtomicBool,
-    /// Wakes [`Interrupt::cancelled`] waiters.
+    /// Counts the statements the wire layer started ([`Interrupt::arm`]):
+    /// work of an earlier one (a subplan still running after its statement
+    /// was cancelled and dropped) sees it moved on and stops.
+    generation: AtomicU64,
+    /// Wakes waiters on a cancel or a new statement.
     notify: Notify,
+}
+
+/// What work holds of the statement it runs for: which one, and its
+/// deadline ([`Interrupt::token`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Token {
+    generation: u64,
+    deadline: Option<Instant>,
 }
 
 impl Interrupt {
@@ -34,9 +46,12 @@ impl Interrupt {
     }
 
     /// A statement the client may cancel starts: an earlier request (one
-    /// that came as the last statement ended) does not apply to it.
+    /// that came as the last statement ended) does not apply to it, and
+    /// work left from the last one stops.
     pub fn arm(&self) {
         self.cancelled.store(false, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
     }
 
     /// A CancelRequest for the session's running statement.
@@ -45,47 +60,63 @@ impl Interrupt {
         self.notify.notify_waiters();
     }
 
-    /// Resolves once the statement is cancelled.
+    /// The running statement, for work that must stop with it.
+    pub fn token(&self) -> Token {
+        Token {
+            generation: self.generation.load(Ordering::Acquire),
+            deadline: *self.deadline.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Whether `token`'s statement was cancelled or is over.
+    fn stopped(&self, token: &Token) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+            || self.generation.load(Ordering::Acquire) != token.generation
+    }
+
+    /// Resolves once the running statement is cancelled.
     pub async fn cancelled(&self) {
+        self.until(|| self.cancelled.load(Ordering::Acquire)).await
+    }
+
+    async fn until(&self, done: impl Fn() -> bool) {
         loop {
             let notified = self.notify.notified();
             let mut notified = std::pin::pin!(notified);
-            // Registered before the flag is read: a cancel in between wakes it.
+            // Registered before the state is read: a change in between wakes it.
             notified.as_mut().enable();
-            if self.cancelled.load(Ordering::Acquire) {
+            if done() {
                 return;
             }
             notified.await;
         }
     }
 
-    /// 57014 once the statement was cancelled or ran past its deadline.
-    pub fn check(&self) -> Result<(), SqlError> {
-        if self.cancelled.load(Ordering::Acquire) {
+    /// 57014 once `token`'s statement was cancelled (or is over) or ran
+    /// past its deadline.
+    pub fn check(&self, token: &Token) -> Result<(), SqlError> {
+        if self.stopped(token) {
             return Err(user_cancel());
         }
-        match self.deadline() {
+        match token.deadline {
             Some(d) if Instant::now() >= d => Err(statement_timeout()),
             _ => Ok(()),
         }
     }
 
     /// Resolves with the error once [`Interrupt::check`] would fail.
-    pub async fn wait(&self) -> SqlError {
-        match self.deadline() {
+    pub async fn wait(&self, token: &Token) -> SqlError {
+        let stopped = self.until(|| self.stopped(token));
+        match token.deadline {
             None => {
-                self.cancelled().await;
+                stopped.await;
                 user_cancel()
             }
             Some(d) => tokio::select! {
-                _ = self.cancelled() => user_cancel(),
+                _ = stopped => user_cancel(),
                 _ = tokio::time::sleep_until(d.into()) => statement_timeout(),
             },
         }
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -115,40 +146,41 @@ mod tests {
     async fn a_statement_stops_at_its_deadline_or_when_cancelled() {
         let i = std::sync::Arc::new(Interrupt::default());
         i.begin(None);
-        assert!(i.check().is_ok());
+        assert!(i.check(&i.token()).is_ok());
         i.begin(Some(Instant::now() - Duration::from_millis(1)));
+        let past = i.token();
         assert!(
-            i.check()
+            i.check(&past)
                 .expect_err("past")
                 .message
                 .contains("statement timeout")
         );
-        assert!(i.wait().await.message.contains("statement timeout"));
+        assert!(i.wait(&past).await.message.contains("statement timeout"));
         i.begin(Some(Instant::now() + Duration::from_secs(60)));
-        assert!(i.check().is_ok());
-        // A waiter wakes when the cancel comes.
-        let waiter = tokio::spawn({
+        let t = i.token();
+        assert!(i.check(&t).is_ok());
+        let waiter = |t: Token| {
             let i = i.clone();
-            async move { i.wait().await }
-        });
+            tokio::spawn(async move { i.wait(&t).await.message })
+        };
+        // A waiter wakes when the cancel comes.
+        let w = waiter(t);
         tokio::task::yield_now().await;
         i.cancel();
-        assert!(
-            waiter
-                .await
-                .expect("waiter")
-                .message
-                .contains("user request")
-        );
-        assert!(
-            i.check()
-                .expect_err("cancelled")
-                .message
-                .contains("user request")
-        );
-        // The next statement starts afresh.
+        assert!(w.await.expect("waiter").contains("user request"));
+        let err = i.check(&t).expect_err("cancelled");
+        assert!(err.message.contains("user request"));
+        // The next statement starts afresh; work of the one before it stops
+        // (a waiter of it wakes) when the one after starts.
         i.arm();
         i.begin(None);
-        assert!(i.check().is_ok());
+        let second = i.token();
+        assert!(i.check(&second).is_ok());
+        let w = waiter(second);
+        tokio::task::yield_now().await;
+        i.arm();
+        assert!(i.check(&i.token()).is_ok());
+        assert!(i.check(&second).is_err());
+        assert!(w.await.expect("waiter").contains("user request"));
     }
 }

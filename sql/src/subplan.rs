@@ -153,7 +153,7 @@ struct SubPlan {
     budget: Arc<AtomicUsize>,
     /// The session's statement timeout and cancel: the runs hold the
     /// statement's task, so they look at it themselves.
-    interrupt: Option<Arc<Interrupt>>,
+    interrupt: Option<(Arc<Interrupt>, crate::interrupt::Token)>,
     /// Results by outer values, kept across the batches of the statement.
     done: Mutex<HashMap<Vec<ScalarValue>, ScalarValue>>,
 }
@@ -194,7 +194,10 @@ impl SubPlan {
             ),
             state: Arc::new(state.clone()),
             budget: budget.clone(),
-            interrupt: state.config().get_extension::<Interrupt>(),
+            interrupt: state.config().get_extension::<Interrupt>().map(|i| {
+                let token = i.token();
+                (i, token)
+            }),
             done: Mutex::new(HashMap::new()),
         };
         Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
@@ -236,8 +239,8 @@ impl SubPlan {
 
     /// Runs the subquery bound to `values`.
     async fn run(&self, values: &[ScalarValue]) -> Result<ScalarValue> {
-        if let Some(i) = &self.interrupt {
-            i.check().map_err(external)?;
+        if let Some((i, token)) = &self.interrupt {
+            i.check(token).map_err(external)?;
         }
         if self.budget.fetch_add(1, Ordering::Relaxed) >= MAX_RUNS {
             return Err(external(SqlError::new(
@@ -356,9 +359,9 @@ impl ScalarUDFImpl for SubPlan {
                             // timeout or a cancel stops it where it is.
                             match &self.interrupt {
                                 None => runs.await,
-                                Some(i) => tokio::select! {
+                                Some((i, token)) => tokio::select! {
                                     out = runs => out,
-                                    e = i.wait() => Err(external(e)),
+                                    e = i.wait(token) => Err(external(e)),
                                 },
                             }
                         })

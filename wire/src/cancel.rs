@@ -112,7 +112,7 @@ mod tests {
         let gb = cancels.register(2, &key(b"b"), b.clone());
         // A wrong secret key cancels nothing.
         cancels.cancel(1, &key(b"b"));
-        assert!(a.check().is_ok());
+        assert!(a.check(&a.token()).is_ok());
         let handler = CancelRequests(cancels.clone());
         let slow = futures::future::pending::<PgWireResult<()>>();
         let (result, ()) = futures::join!(cancellable(&a, slow), async {
@@ -123,7 +123,7 @@ mod tests {
         });
         let info = pgwire::error::ErrorInfo::from(result.unwrap_err());
         assert_eq!(info.code, "57014");
-        assert!(b.check().is_ok());
+        assert!(b.check(&b.token()).is_ok());
         // The next statement is not cancelled by the last one's request.
         assert_eq!(cancellable(&a, async { Ok(7) }).await.unwrap(), 7);
         // An ended connection is gone from the registry.
