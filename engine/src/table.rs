@@ -700,9 +700,15 @@ impl Table {
             ),
         );
         let dest = self.dataset();
-        let params = self
+        let mut params = self
             .shared
             .write_params(WriteMode::Append, self.def.columns.len());
+        // The batches are the stream's own (a COPY piece's, each decoded into
+        // new arrays): Lance may keep them until encoded instead of copying
+        // them into its buffers (2 MiB less at a 1M-row COPY's peak).
+        if let Some(options) = params.file_writer_options.as_mut() {
+            options.keep_original_array = Some(true);
+        }
         let writer = tokio::spawn(async move {
             InsertBuilder::new(dest)
                 .with_params(&params)

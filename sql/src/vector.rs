@@ -22,6 +22,14 @@ use crate::sql_err;
 
 /// Parses pgvector's text form `[1, 2.5, -3e-2]`.
 pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(text.len() / 8 + 1);
+    parse_vector_into(text, &mut out)?;
+    Ok(out)
+}
+
+/// Parses pgvector's text form onto the end of `out` (COPY parses every
+/// component of every row here, into one buffer for many rows).
+pub fn parse_vector_into(text: &str, out: &mut Vec<f32>) -> Result<()> {
     let bad = || {
         SqlError::new(
             StatusCode::InvalidTextRepresentation,
@@ -39,16 +47,19 @@ pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
     if inner.trim().is_empty() {
         return sql_err!(DataException, "vector must have at least 1 dimension");
     }
-    let mut out = Vec::with_capacity(inner.len() / 8 + 1);
-    // Split at commas with memchr's vectorised search (COPY parses every
-    // component of every vector here).
+    // Split at commas with memchr's vectorised search.
     let bytes = inner.as_bytes();
     let mut start = 0;
     let ends = memchr::memchr_iter(b',', bytes).chain(std::iter::once(bytes.len()));
     for end in ends {
-        let p = inner[start..end].trim();
+        let p = &inner[start..end];
         start = end + 1;
-        let v: f32 = p.parse().map_err(|_| bad())?;
+        // Components rarely have spaces around them: trim only when the
+        // plain parse fails.
+        let v: f32 = match p.parse() {
+            Ok(v) => v,
+            Err(_) => p.trim().parse().map_err(|_| bad())?,
+        };
         if v.is_nan() {
             return sql_err!(DataException, "NaN not allowed in vector");
         }
@@ -57,7 +68,7 @@ pub fn parse_vector(text: &str) -> Result<Vec<f32>> {
         }
         out.push(v);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decodes pgvector's binary form (`int16 dim, int16 0, dim × float4`,

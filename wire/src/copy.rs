@@ -65,13 +65,13 @@ struct PendingCopy {
 
 /// Data buffered before its complete records are loaded as one piece (with
 /// the piece being decoded, its rows queued for and being written, what a
-/// COPY holds at a time is a few times this). Measured on wordnet (384-d,
-/// 4.8 KB a row as text): 16 MiB pieces held 30 MB more at the peak than
-/// 8 MiB ones for the same rows/s. A 1M-row COPY (release build, 256 MiB
-/// budget, 4 runs each): 8 MiB pieces 12.6–13.6 s and a 94–99 MiB peak
-/// (PSS), 6 MiB 14.9–16.6 s and 90–93 MiB, 4 MiB 17.4–19.9 s and 89–93
-/// MiB; pgvector holds 91–94 MiB for the same COPY (44 s).
-pub(crate) const COPY_PIECE_BYTES: usize = 6 * 1024 * 1024;
+/// COPY holds at a time is a few times this). A 1M-row COPY of 384-d vectors
+/// (3.6 KB a row as text; release build, 256 MiB budget, executable read
+/// cold, peak PSS of the server), since vector text is parsed by all cores
+/// whatever the piece's size: 6 MiB pieces 15.3–16.8 s and 91–94 MiB, 2 MiB
+/// pieces 17.8–20.2 s and 88.5–90 MiB; pgvector holds 91–94 MiB for the
+/// same COPY (44 s).
+pub(crate) const COPY_PIECE_BYTES: usize = 2 * 1024 * 1024;
 
 impl CopyState {
     fn lock(&self) -> MutexGuard<'_, Option<PendingCopy>> {

@@ -342,8 +342,7 @@ pub(super) fn column(ty: ColumnType, name: &str, values: &[Option<&[u8]>]) -> Re
             crate::vector::to_vector_list(&crate::vector::vectors_to_list(&rows)?)?
         }
         ColumnType::Vector(dim) => {
-            let (flat, valid) = super::flat_vectors(values, dim, name, parse_vector_binary)?;
-            super::vector_array(dim, flat, valid)?
+            super::parse_vector_column(values, dim, name, parse_vector_binary)?
         }
     })
 }

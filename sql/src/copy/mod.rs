@@ -18,7 +18,7 @@ use quiver_engine::schema::{ColumnType, TableDef};
 use crate::error::{Result, SqlError, StatusCode};
 use crate::session::CopyFormat;
 use crate::sql_err;
-use crate::vector::{array_to_vectors, dimension_mismatch, format_vector, parse_vector};
+use crate::vector::{array_to_vectors, dimension_mismatch, format_vector, parse_vector_into};
 
 /// Splits COPY data into records of raw fields (`None` = NULL); text-format
 /// fields without escapes borrow from the input.
@@ -471,71 +471,79 @@ pub fn column_from_text(ty: ColumnType, name: &str, values: &[Option<&str>]) -> 
             crate::vector::to_vector_list(&strings)?
         }
         ColumnType::Vector(dim) => {
-            // Parsing the text of large vectors is the bulk of a COPY: split it over the cores.
+            // Parsing the text of large vectors is the bulk of a COPY: split
+            // the rows evenly over the cores, each thread parsing straight into
+            // its part of the column's one buffer.
             let threads = std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(8);
-            let chunk = values.len().div_ceil(threads).max(1024);
-            let parts: Vec<Result<(Vec<f32>, Vec<bool>)>> = std::thread::scope(|scope| {
+            let per = values.len().div_ceil(threads).max(MIN_PARSE_ROWS);
+            let width = (dim as usize).max(1);
+            let mut flat = vec![0.0f32; values.len() * width];
+            let mut valid = vec![false; values.len()];
+            std::thread::scope(|scope| {
                 let handles: Vec<_> = values
-                    .chunks(chunk)
-                    .map(|c| scope.spawn(move || parse_vectors(c, dim, name)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| sql_err!(Internal, "vector parser thread failed"))
+                    .chunks(per)
+                    .zip(flat.chunks_mut(per * width))
+                    .zip(valid.chunks_mut(per))
+                    .map(|((v, f), ok)| {
+                        scope.spawn(move || fill_vectors(v, dim, name, f, ok, parse_vector_into))
                     })
-                    .collect()
-            });
-            let mut flat = Vec::with_capacity(values.len() * dim as usize);
-            let mut valid = Vec::with_capacity(values.len());
-            for p in parts {
-                let (f, v) = p?;
-                flat.extend_from_slice(&f);
-                valid.extend_from_slice(&v);
-            }
+                    .collect();
+                // The first failing row's error, in row order.
+                handles.into_iter().try_for_each(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| sql_err!(Internal, "vector parser thread failed"))
+                })
+            })?;
             vector_array(dim, flat, valid)?
         }
     })
 }
 
-/// Parses vector texts into one flat buffer and a validity list.
-fn parse_vectors(values: &[Option<&str>], dim: u32, name: &str) -> Result<(Vec<f32>, Vec<bool>)> {
-    flat_vectors(values, dim, name, |s, out| {
-        out.extend_from_slice(&parse_vector(s)?);
-        Ok(())
-    })
-}
+/// Rows of vector text below which a parser thread is not worth starting.
+const MIN_PARSE_ROWS: usize = 64;
 
-/// Vectors, each parsed by `parse` onto the end of one flat buffer (zeros for
-/// NULL), and a validity list; every vector must have `dim` components.
-pub(super) fn flat_vectors<T: ?Sized>(
+/// A `vector(dim)` column of `values`, each parsed by `parse` (which adds a
+/// vector's components to the end of its buffer).
+pub(super) fn parse_vector_column<T: ?Sized>(
     values: &[Option<&T>],
     dim: u32,
     name: &str,
     parse: impl Fn(&T, &mut Vec<f32>) -> Result<()>,
-) -> Result<(Vec<f32>, Vec<bool>)> {
-    let mut flat = Vec::with_capacity(values.len() * dim as usize);
-    let mut valid = Vec::with_capacity(values.len());
-    for v in values {
-        match v {
-            None => {
-                flat.extend(std::iter::repeat_n(0.0f32, dim as usize));
-                valid.push(false);
+) -> Result<ArrayRef> {
+    let mut flat = vec![0.0f32; values.len() * dim as usize];
+    let mut valid = vec![false; values.len()];
+    fill_vectors(values, dim, name, &mut flat, &mut valid, parse)?;
+    vector_array(dim, flat, valid)
+}
+
+/// Parses `values` into `flat` (`dim` components a row, left as zeros for
+/// NULL) and marks the non-NULL rows in `valid`; every vector must have `dim`
+/// components.
+fn fill_vectors<T: ?Sized>(
+    values: &[Option<&T>],
+    dim: u32,
+    name: &str,
+    flat: &mut [f32],
+    valid: &mut [bool],
+    parse: impl Fn(&T, &mut Vec<f32>) -> Result<()>,
+) -> Result<()> {
+    let width = dim as usize;
+    let mut one = Vec::with_capacity(width);
+    let rows = flat.chunks_exact_mut(width.max(1)).zip(valid.iter_mut());
+    for (v, (out, ok)) in values.iter().zip(rows) {
+        if let Some(v) = v {
+            one.clear();
+            parse(v, &mut one)?;
+            if one.len() != width {
+                return Err(dimension_mismatch(dim, one.len(), name));
             }
-            Some(v) => {
-                let before = flat.len();
-                parse(v, &mut flat)?;
-                if flat.len() - before != dim as usize {
-                    return Err(dimension_mismatch(dim, flat.len() - before, name));
-                }
-                valid.push(true);
-            }
+            out.copy_from_slice(&one);
+            *ok = true;
         }
     }
-    Ok((flat, valid))
+    Ok(())
 }
 
 /// A `vector(dim)` column from a flat buffer and a validity list.
@@ -760,9 +768,37 @@ fn csv_quote(s: &str, delim: char) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
 
     fn complete_records(data: &[u8], format: &CopyFormat) -> usize {
         RecordScan::default().advance(data, format)
+    }
+
+    #[test]
+    fn vector_text_parsed_over_threads_keeps_row_order() {
+        // Enough rows for every core to take a part; NULLs and a row per part.
+        let texts: Vec<Option<String>> = (0..1000)
+            .map(|i| (i % 7 != 3).then(|| format!("[{i}, {}.5,-{i}e-1]", i + 1)))
+            .collect();
+        let values: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+        let col = column_from_text(ColumnType::Vector(3), "v", &values).expect("parsed");
+        let col = col.as_fixed_size_list();
+        assert_eq!(col.len(), 1000);
+        for i in 0..1000 {
+            assert_eq!(col.is_null(i), i % 7 == 3, "row {i}");
+            if !col.is_null(i) {
+                let v = col.value(i);
+                let v = v.as_primitive::<datafusion::arrow::datatypes::Float32Type>();
+                let want = [i as f32, i as f32 + 1.5, -(i as f32) / 10.0];
+                assert_eq!(v.values().as_ref(), &want, "row {i}");
+            }
+        }
+        // The error is the first bad row's, whichever thread parsed it.
+        let mut bad = values.clone();
+        bad[900] = Some("[1,2]");
+        bad[700] = Some("[1,2,3,4]");
+        let e = column_from_text(ColumnType::Vector(3), "v", &bad).expect_err("bad");
+        assert!(e.message.contains("not 4"), "{}", e.message);
     }
 
     #[test]
