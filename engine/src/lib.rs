@@ -38,6 +38,8 @@
 //! - [`fresh`] — the rows an index does not cover yet, prepared for a coded scan;
 //! - [`search`] — one vector search: exact over memory, or ANN through Lance;
 //! - [`alter`] — ALTER TABLE: catalog changes, Lance schema changes, their crash recovery;
+//! - [`ring`] — the consistent-hash ring placing rows on a hash-sharded table's
+//!   shards (not yet used by tables: sharding is being built);
 //! - [`engine`] — the entry point tying the above together.
 
 pub mod alter;
@@ -54,6 +56,7 @@ pub mod housekeeping;
 pub mod index;
 pub mod memory;
 pub mod quantized;
+pub mod ring;
 pub mod schema;
 pub mod search;
 pub mod table;
