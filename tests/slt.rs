@@ -297,6 +297,9 @@ async fn slt_in_process() {
         if let Err(e) = runner.run_file_async(&file).await {
             panic!("{} (in-process): {e}", file.display());
         }
+        // Flushes and stops the tables' background work before the folder
+        // goes (it recreated folders in the removed directory otherwise).
+        db.engine.close().await;
     }
 }
 
