@@ -109,14 +109,14 @@ async fn add_check(
     let mut undo = UndoCheck {
         engine: Some(s.db.engine.clone()),
         table: table.to_string(),
-        check: check.name.clone(),
+        check: Some(check.name.clone()),
         column: column.map(str::to_string),
     };
     if let Err(e) = engine
         .alter_table(table, Alteration::AddCheck(check.clone()))
         .await
     {
-        undo.check.clear();
+        undo.check = None;
         undo.run().await;
         return Err(e.into());
     }
@@ -148,20 +148,26 @@ async fn add_check(
 }
 
 /// What an `ADD CHECK` whose rows were not all checked takes back: the
-/// check (unless empty) and the column added with it. Dropped while still
+/// check (once recorded) and the column added with it. Dropped while still
 /// holding the engine (the statement's future dropped mid-scan), it does
 /// so in a task of its own.
 struct UndoCheck {
     engine: Option<std::sync::Arc<quiver_engine::Engine>>,
     table: String,
-    check: String,
+    check: Option<String>,
     column: Option<String>,
 }
 
 impl UndoCheck {
     async fn run(&mut self) {
         if let Some(engine) = self.engine.take() {
-            undo_check(&engine, &self.table, &self.check, self.column.as_deref()).await;
+            undo_check(
+                &engine,
+                &self.table,
+                self.check.as_deref(),
+                self.column.as_deref(),
+            )
+            .await;
         }
     }
 }
@@ -173,11 +179,13 @@ impl Drop for UndoCheck {
         };
         let (table, check, column) = (
             std::mem::take(&mut self.table),
-            std::mem::take(&mut self.check),
+            self.check.take(),
             self.column.take(),
         );
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { undo_check(&engine, &table, &check, column.as_deref()).await });
+            rt.spawn(async move {
+                undo_check(&engine, &table, check.as_deref(), column.as_deref()).await
+            });
         }
     }
 }
@@ -185,11 +193,11 @@ impl Drop for UndoCheck {
 async fn undo_check(
     engine: &quiver_engine::Engine,
     table: &str,
-    check: &str,
+    check: Option<&str>,
     column: Option<&str>,
 ) {
     let mut undo = Vec::new();
-    if !check.is_empty() {
+    if let Some(check) = check {
         undo.push(Alteration::DropConstraint {
             name: check.to_string(),
             cascade: false,

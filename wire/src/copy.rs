@@ -73,6 +73,23 @@ struct PendingCopy {
 /// same COPY (44 s).
 pub(crate) const COPY_PIECE_BYTES: usize = 2 * 1024 * 1024;
 
+impl PendingCopy {
+    /// Takes the complete records (the first `end` bytes) out as a piece;
+    /// what follows them, then `more`, starts the next piece's buffer, sized
+    /// for a piece (grown by doubling, a buffer would end up twice as large).
+    fn cut(&mut self, end: usize, more: &[u8], piece: usize) -> Vec<u8> {
+        let mut rest = Vec::with_capacity(piece.max(self.data.len() - end + more.len()));
+        rest.extend_from_slice(&self.data[end..]);
+        rest.extend_from_slice(more);
+        self.data.truncate(end);
+        self.scan.consumed(end);
+        let full = std::mem::replace(&mut self.data, rest);
+        // `more` is scanned here, once.
+        self.scan.advance(&self.data, &self.copy.format);
+        full
+    }
+}
+
 impl CopyState {
     fn lock(&self) -> MutexGuard<'_, Option<PendingCopy>> {
         // The state is plain data: a panic elsewhere cannot leave it torn.
@@ -113,14 +130,7 @@ impl CopyState {
             && pending.data.len() >= piece / 2
             && pending.data.len() + chunk.len() > pending.data.capacity()
         {
-            let mut rest = Vec::with_capacity(piece.max(pending.data.len() - end + chunk.len()));
-            rest.extend_from_slice(&pending.data[end..]);
-            rest.extend_from_slice(chunk);
-            pending.data.truncate(end);
-            pending.scan.consumed(end);
-            let full = std::mem::replace(&mut pending.data, rest);
-            pending.scan.advance(&pending.data, &pending.copy.format);
-            return Ok(Some(full));
+            return Ok(Some(pending.cut(end, chunk, piece)));
         }
         pending.data.extend_from_slice(chunk);
         // Each byte is scanned once, as it arrives.
@@ -137,13 +147,7 @@ impl CopyState {
             }
             return Ok(None);
         }
-        // The next piece's buffer, sized for it (grown by doubling, a buffer
-        // of a piece's size would end up twice as large).
-        let mut rest = Vec::with_capacity(piece.max(pending.data.len() - end));
-        rest.extend_from_slice(&pending.data[end..]);
-        pending.data.truncate(end);
-        pending.scan.consumed(end);
-        Ok(Some(std::mem::replace(&mut pending.data, rest)))
+        Ok(Some(pending.cut(end, &[], piece)))
     }
 
     /// Takes the load out (to write a piece without holding the lock), or
