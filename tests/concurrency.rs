@@ -169,11 +169,7 @@ async fn concurrent_inserts_share_commits_and_each_is_visible_when_acknowledged(
     c.batch_execute("CREATE TABLE g (id BIGINT, writer INT, embedding VECTOR(4))")
         .await
         .expect("create");
-    let version_before = server
-        .db
-        .engine
-        .table("g")
-        .expect("table")
+    let version_before = server.db.engine.table("g").expect("table").shards()[0]
         .dataset()
         .version()
         .version;
@@ -212,6 +208,7 @@ async fn concurrent_inserts_share_commits_and_each_is_visible_when_acknowledged(
         .get(0);
     assert_eq!(distinct, writers * per_writer);
     let table = server.db.engine.table("g").expect("table");
+    let table = table.shards()[0].clone();
     let commits = table.dataset().version().version - version_before;
     // One-row INSERTs go through the write-ahead log: Lance versions come
     // from flushes (each of up to 64 statements, or a second's worth).

@@ -15,6 +15,7 @@ mod crash;
 mod examples;
 mod recall;
 mod restart;
+mod sharding;
 mod slt;
 mod storage;
 mod transactions;

@@ -57,6 +57,7 @@ async fn a_write_costs_the_next_search_what_it_wrote() {
     .await
     .expect("insert");
     let table = engine.table("w").expect("table");
+    let table = table.shards()[0].clone();
     let before = loaded();
     let in_tail = table.tail_rows();
     assert_eq!(ids(&other, &unfiltered).await[0], 7);
@@ -535,6 +536,7 @@ async fn compaction_keeps_answers_and_cleanup_spares_pinned_versions() {
     .await
     .expect("index");
     let table = engine.table("t").expect("table");
+    let table = table.shards()[0].clone();
     // A reader holding the version before the trickle writes.
     let held = table.view().await.expect("view");
     let held_version = held.version;
@@ -658,6 +660,7 @@ async fn index_deltas_are_merged_and_keep_exact_answers() {
     .await
     .expect("index");
     let table = engine.table("t").expect("table");
+    let table = table.shards()[0].clone();
     let segments = || async {
         let all = table.index_segments().await.expect("segments");
         all.iter()
@@ -731,6 +734,7 @@ async fn a_large_copy_is_loaded_in_pieces_and_stays_atomic() {
         payload.len()
     );
     let table = server.db.engine.table("big").expect("table");
+    let table = table.shards()[0].clone();
     let before = table.dataset().version().version;
     let copied = copy_text(&c, "COPY big FROM STDIN", payload.clone()).await;
     assert_eq!(copied, 50_000);
@@ -923,6 +927,7 @@ async fn rows_in_the_log_tail_are_found_by_every_read() {
     }
     copy_text(&c, "COPY twin FROM STDIN", copy).await;
     let table = server.db.engine.table("t").expect("table");
+    let table = table.shards()[0].clone();
     assert_eq!(table.tail_rows(), 40);
 
     let reads = [
@@ -1028,6 +1033,7 @@ async fn fresh_rows_scenario(metric: &str) {
         .expect("insert");
     }
     let table = engine.table("t").expect("table");
+    let table = table.shards()[0].clone();
     table.flush().await.expect("flush");
     let lance_metric = quiver_engine::distance::Metric::parse(metric)
         .and_then(|m| m.lance())

@@ -635,6 +635,7 @@ mod tests {
                 expr: "id > 0 AND \"id\" < 1000 AND body <> 'id'".into(),
                 columns: vec!["id".into(), "body".into()],
             }],
+            sharding: None,
         };
         docs.columns[0].serial = true;
         let notes = TableDef {
@@ -651,6 +652,7 @@ mod tests {
                 on_delete: Default::default(),
             }],
             checks: vec![],
+            sharding: None,
         };
         c.tables.insert("docs".into(), docs);
         c.tables.insert("notes".into(), notes);

@@ -157,8 +157,7 @@ impl Engine {
         let shared = Shared::new(&options);
         let mut tables = HashMap::new();
         for def in catalog.tables.values() {
-            let log_dir = data_dir.join(WAL_DIR).join(&def.dir);
-            let table = Table::open(storage.dataset_uri(&def.dir), def.clone(), &shared, log_dir)
+            let table = Table::open(&storage, def.clone(), &shared, &data_dir.join(WAL_DIR))
                 .await
                 .map_err(|e| {
                     EngineError::new(
@@ -201,15 +200,19 @@ impl Engine {
     ) -> Result<bool> {
         let mut changed = false;
         for (name, table) in tables {
-            let in_lance: std::collections::BTreeSet<String> = table
-                .dataset()
-                .load_indices()
-                .await?
-                .iter()
-                .map(|i| i.name.clone())
-                // Lance's own system indexes (fragment reuse, MemWAL) are not user indexes.
-                .filter(|n| !n.starts_with("__"))
-                .collect();
+            let mut in_lance = std::collections::BTreeSet::new();
+            for shard in table.shards() {
+                in_lance.extend(
+                    shard
+                        .dataset()
+                        .load_indices()
+                        .await?
+                        .iter()
+                        .map(|i| i.name.clone())
+                        // Lance's own system indexes (fragment reuse, MemWAL) are not user indexes.
+                        .filter(|n| !n.starts_with("__")),
+                );
+            }
             for index in &in_lance {
                 if catalog.indexes.get(index).is_none_or(|d| &d.table != name) {
                     tracing::warn!(
@@ -235,8 +238,12 @@ impl Engine {
                 changed = true;
             }
         }
-        let named: std::collections::HashSet<&str> =
-            catalog.tables.values().map(|d| d.dir.as_str()).collect();
+        let dirs: Vec<String> = catalog
+            .tables
+            .values()
+            .flat_map(TableDef::shard_dirs)
+            .collect();
+        let named: std::collections::HashSet<&str> = dirs.iter().map(String::as_str).collect();
         for dir in storage.dataset_dirs()? {
             if !named.contains(dir.as_str()) {
                 tracing::warn!(
@@ -365,6 +372,7 @@ impl Engine {
     }
 
     /// Creates a table; `Ok(false)` when it exists and `if_not_exists` is set.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_table(
         &self,
         name: &str,
@@ -372,6 +380,7 @@ impl Engine {
         unique: Vec<crate::schema::UniqueDef>,
         foreign_keys: Vec<crate::schema::ForeignKeyDef>,
         checks: Vec<crate::schema::CheckDef>,
+        sharding: Option<crate::schema::ShardingDef>,
         if_not_exists: bool,
     ) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
@@ -393,6 +402,23 @@ impl Engine {
                 );
             }
         }
+        if let Some(s) = &sharding {
+            let Some(key) = columns.iter().find(|c| c.name == s.key) else {
+                return engine_err!(
+                    ColumnNotFound,
+                    "shard key column \"{}\" does not exist",
+                    s.key
+                );
+            };
+            if !crate::ring::can_place(&key.ty.arrow_type()) {
+                return engine_err!(
+                    InvalidDefinition,
+                    "column \"{}\" cannot be a shard key: use an integer, text, date, timestamp, float or boolean column",
+                    s.key
+                );
+            }
+            crate::ring::Ring::new(s.shards, s.vnodes)?;
+        }
         let def = TableDef {
             // Taken under the DDL lock; the counter is stored with the table.
             oid: with_read(&self.catalog, Catalog::next_free_oid),
@@ -402,12 +428,13 @@ impl Engine {
             unique,
             foreign_keys,
             checks,
+            sharding,
         };
         let table = Table::create(
-            self.storage.dataset_uri(&def.dir),
+            &self.storage,
             def.clone(),
             &self.shared,
-            self.data_dir.join(WAL_DIR).join(&def.dir),
+            &self.data_dir.join(WAL_DIR),
         )
         .await?;
         crash_point("create_table:dataset_written");
@@ -452,12 +479,22 @@ impl Engine {
         self.bump_generation();
         if let Some(t) = dropped {
             t.close().await;
-            if let Err(e) = std::fs::remove_dir_all(t.log_dir()) {
-                tracing::warn!(table = name, error = %e, "dropped table's log was not removed");
+            for path in t.log_paths() {
+                let removed = match path.is_dir() {
+                    true => std::fs::remove_dir_all(&path),
+                    false => std::fs::remove_file(&path),
+                };
+                if let Err(e) = removed
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(table = name, error = %e, "dropped table's log was not removed");
+                }
             }
         }
-        if let Err(e) = self.storage.remove_dataset(&def.dir) {
-            tracing::warn!(table = name, error = %e, "dropped table's files were not removed");
+        for dir in def.shard_dirs() {
+            if let Err(e) = self.storage.remove_dataset(&dir) {
+                tracing::warn!(table = name, error = %e, "dropped table's files were not removed");
+            }
         }
         Ok(true)
     }
@@ -488,6 +525,17 @@ impl Engine {
             others.push(fk.table.clone());
         }
         let table = self.table(name)?;
+        if table.is_sharded()
+            && !matches!(
+                change,
+                Alteration::RenameTable { .. }
+                    | Alteration::SetDefault { .. }
+                    | Alteration::AddCheck(_)
+                    | Alteration::DropConstraint { .. }
+            )
+        {
+            table.refuse_sharded("this ALTER TABLE")?;
+        }
         let mut retired = vec![(name.to_string(), new_name.clone(), table.retire().await?)];
         let mut result = Ok(());
         for other in &others {
@@ -536,10 +584,10 @@ impl Engine {
             return engine_err!(Internal, "table {old} left the catalog during ALTER TABLE");
         };
         let reopened = Table::open(
-            self.storage.dataset_uri(&def.dir),
+            &self.storage,
             def.clone(),
             &self.shared,
-            self.data_dir.join(WAL_DIR).join(&def.dir),
+            &self.data_dir.join(WAL_DIR),
         )
         .await
         .map(Arc::new);
@@ -560,7 +608,8 @@ impl Engine {
     /// The steps of [`Engine::alter_table`] once the table is retired, in
     /// the order [`crate::alter`] explains.
     async fn alter_retired(&self, table: &Table, change: &Alteration, next: Catalog) -> Result<()> {
-        let mut ds = (*table.dataset()).clone();
+        // A sharded table gets only the changes of its definition (see alter_table).
+        let mut ds = (*table.shards()[0].dataset()).clone();
         let name = &table.def.name;
         match change {
             Alteration::AddColumn { column, fill, .. } => {
@@ -626,7 +675,11 @@ impl Engine {
             Alteration::AddForeignKey(fk) => {
                 let parent = match fk.table == *name {
                     true => ds.clone(),
-                    false => (*self.table(&fk.table)?.dataset()).clone(),
+                    false => {
+                        let parent = self.table(&fk.table)?;
+                        parent.refuse_sharded("a foreign key referencing a sharded table")?;
+                        (*parent.shards()[0].dataset()).clone()
+                    }
                 };
                 let missing =
                     crate::alter::missing_reference(&ds, &fk.columns, &parent, &fk.ref_columns)
@@ -946,13 +999,10 @@ impl Engine {
         SearchPlan::new(&t.def, &self.indexes_of(table), column, metric)
     }
 
-    /// Runs a planned search against the latest version of the table, or
-    /// version `at` (a transaction's own head).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn search(
+    /// Runs a planned search against one shard's view ([`Table::views`]).
+    pub async fn search_view(
         &self,
-        table: &str,
-        at: Option<Arc<lance::Dataset>>,
+        view: Arc<crate::view::TableView>,
         plan: &SearchPlan,
         query: &[f32],
         k: usize,
@@ -960,7 +1010,6 @@ impl Engine {
         knobs: &SearchKnobs,
     ) -> Result<SearchHits> {
         self.check_k(k)?;
-        let view = self.table(table)?.view_at(at).await?;
         search::run(view, plan, query, k, filter, knobs).await
     }
 

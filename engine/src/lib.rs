@@ -8,7 +8,8 @@
 //! On disk (`<data_dir>/`):
 //! - `catalog.json` — table, column, index and function definitions, replaced atomically
 //!   (write a temporary file, fsync, rename) on every DDL statement;
-//! - `tables/<name>-<id>.lance` — one Lance dataset per table. Every
+//! - `tables/<name>-<id>.lance` — one Lance dataset per table (a table
+//!   created `WITH (shards = N)`: `<name>-<id>-s<i>.lance`, one a shard). Every
 //!   acknowledged write is whole in one committed Lance version (concurrent
 //!   appends may share one: group commit), on stable storage before it is
 //!   acknowledged ([`durable`]), so after a crash a reader sees a statement
@@ -26,7 +27,8 @@
 //! - [`chunks`] — the byte-bounded cache of column chunks of immutable fragments;
 //! - [`durable`] — group-committed syncs that make each commit durable before it returns;
 //! - [`wal`] — the write-ahead log: records, segments, recovery;
-//! - [`table`] — one table: its dataset, its tail of logged rows, views and writes;
+//! - [`shard`] — one shard of a table: its dataset, its tail of logged rows, views and writes;
+//! - [`table`] — a table: its shards, rows placed on them, commits over several;
 //! - [`view`] — a table version as the search path reads it (fragments,
 //!   deletion vectors, rows fetched through the chunk cache);
 //! - [`function`] — user function definitions (module bytes in `functions/`);
@@ -38,8 +40,7 @@
 //! - [`fresh`] — the rows an index does not cover yet, prepared for a coded scan;
 //! - [`search`] — one vector search: exact over memory, or ANN through Lance;
 //! - [`alter`] — ALTER TABLE: catalog changes, Lance schema changes, their crash recovery;
-//! - [`ring`] — the consistent-hash ring placing rows on a hash-sharded table's
-//!   shards (not yet used by tables: sharding is being built);
+//! - [`ring`] — the consistent-hash ring placing rows on a hash-sharded table's shards;
 //! - [`engine`] — the entry point tying the above together.
 
 pub mod alter;
@@ -59,6 +60,7 @@ pub mod quantized;
 pub mod ring;
 pub mod schema;
 pub mod search;
+pub mod shard;
 pub mod table;
 pub mod txn;
 pub mod view;

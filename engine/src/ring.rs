@@ -117,6 +117,32 @@ pub fn int_key_hash(v: i64) -> u64 {
     key_hash(&v.to_le_bytes())
 }
 
+/// Whether a column of this type can be a shard key ([`key_hashes`] hashes it).
+pub fn can_place(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Date32
+            | DataType::Date64
+            | DataType::Timestamp(_, _)
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Boolean
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Binary
+            | DataType::FixedSizeBinary(_)
+    )
+}
+
 /// The hash of each row's key ([`NULL_KEY_HASH`] for NULL).
 pub fn key_hashes(keys: &dyn Array) -> Result<Vec<u64>> {
     macro_rules! ints {

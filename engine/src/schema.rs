@@ -240,6 +240,22 @@ pub struct TableDef {
     /// CHECK constraints, evaluated on every row written.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDef>,
+    /// How rows are split over shards (`CREATE TABLE … WITH (shards = N)`);
+    /// `None`: one shard, the dataset in `dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharding: Option<ShardingDef>,
+}
+
+/// `WITH (shards = N, sharding = 'hash', shard_key = col, vnodes = V)`: the
+/// table is `shards` Lance datasets, a row stored in the one its key's hash
+/// falls to on the ring ([`crate::ring`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardingDef {
+    pub shards: u32,
+    /// The column whose value places a row.
+    pub key: String,
+    /// Virtual nodes per shard on the ring.
+    pub vnodes: u32,
 }
 
 impl TableDef {
@@ -265,5 +281,24 @@ impl TableDef {
 
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// How many shards (Lance datasets) the table has.
+    pub fn shard_count(&self) -> usize {
+        self.sharding.as_ref().map_or(1, |s| s.shards as usize)
+    }
+
+    /// The dataset folder of each shard, in shard order: `dir` for a table
+    /// of one shard, `<stem>-s<i>.lance` beside it for a sharded one.
+    pub fn shard_dirs(&self) -> Vec<String> {
+        match &self.sharding {
+            None => vec![self.dir.clone()],
+            Some(s) => {
+                let stem = self.dir.strip_suffix(".lance").unwrap_or(&self.dir);
+                (0..s.shards)
+                    .map(|i| format!("{stem}-s{i}.lance"))
+                    .collect()
+            }
+        }
     }
 }

@@ -147,6 +147,9 @@ pub enum Strategy {
 }
 
 /// The rows found, nearest first, as row addresses in the view's version.
+/// Rows at the same distance as the k-th follow it (at most [`MAX_TIES`]
+/// of them), so the caller can break the tie by a key rather than by row
+/// position: `rows` may hold more than k rows.
 pub struct SearchHits {
     pub view: Arc<TableView>,
     pub rows: Vec<u64>,
@@ -154,8 +157,11 @@ pub struct SearchHits {
     pub strategy: Strategy,
 }
 
+/// How many rows tied with the k-th nearest a search keeps beyond k.
+pub const MAX_TIES: usize = 4096;
+
 /// A candidate: distance, then row address as the tie-break.
-#[derive(PartialEq)]
+#[derive(Debug, PartialEq)]
 struct Cand(f32, u64);
 impl Eq for Cand {}
 impl PartialOrd for Cand {
@@ -169,10 +175,12 @@ impl Ord for Cand {
     }
 }
 
-/// The k nearest seen so far (a bounded max-heap).
+/// The k nearest seen so far (a bounded max-heap), and the candidates at
+/// exactly the k-th's distance that did not fit.
 struct TopK {
     k: usize,
     heap: BinaryHeap<Cand>,
+    ties: Vec<Cand>,
 }
 
 impl TopK {
@@ -180,22 +188,50 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1 << 16)),
+            ties: Vec::new(),
         }
     }
 
     fn push(&mut self, d: f32, addr: u64) {
         if self.heap.len() < self.k {
             self.heap.push(Cand(d, addr));
-        } else if let Some(top) = self.heap.peek()
-            && Cand(d, addr) < *top
-        {
-            self.heap.pop();
-            self.heap.push(Cand(d, addr));
+            return;
+        }
+        let Some(worst) = self.heap.peek() else {
+            return;
+        };
+        match d.total_cmp(&worst.0) {
+            Ordering::Greater => {}
+            Ordering::Equal => {
+                if self.ties.len() < MAX_TIES {
+                    self.ties.push(Cand(d, addr));
+                }
+            }
+            Ordering::Less => {
+                let Some(out) = self.heap.pop() else {
+                    return;
+                };
+                self.heap.push(Cand(d, addr));
+                let still_tied = self
+                    .heap
+                    .peek()
+                    .is_some_and(|w| w.0.total_cmp(&out.0) == Ordering::Equal);
+                if still_tied {
+                    if self.ties.len() < MAX_TIES {
+                        self.ties.push(out);
+                    }
+                } else {
+                    self.ties.clear();
+                }
+            }
         }
     }
 
     fn finish(self, view: Arc<TableView>, strategy: Strategy) -> SearchHits {
-        let sorted = self.heap.into_sorted_vec();
+        let mut sorted = self.heap.into_sorted_vec();
+        let mut ties = self.ties;
+        ties.sort_unstable();
+        sorted.extend(ties);
         SearchHits {
             view,
             rows: sorted.iter().map(|c| c.1).collect(),
@@ -529,4 +565,42 @@ pub async fn run(
             index: index.name.clone(),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(k: usize, pushes: &[(f32, u64)]) -> (Vec<Cand>, Vec<Cand>) {
+        let mut top = TopK::new(k);
+        for &(d, a) in pushes {
+            top.push(d, a);
+        }
+        let mut ties = top.ties;
+        ties.sort_unstable();
+        (top.heap.into_sorted_vec(), ties)
+    }
+
+    /// Rows at the k-th distance that did not fit are kept beside the k
+    /// (so a key can break the tie), and dropped once nearer rows push the
+    /// k-th distance below theirs.
+    #[test]
+    fn rows_tied_with_the_kth_are_kept() {
+        let (top, ties) = kept(2, &[(1.0, 1), (2.0, 2), (2.0, 3), (2.0, 4), (3.0, 5)]);
+        assert_eq!(top, vec![Cand(1.0, 1), Cand(2.0, 2)]);
+        assert_eq!(ties, vec![Cand(2.0, 3), Cand(2.0, 4)]);
+        // A nearer row: the k-th is now the other 2.0, the ties stay.
+        let (top, ties) = kept(2, &[(2.0, 2), (2.0, 3), (2.0, 4), (1.0, 1)]);
+        assert_eq!(top, vec![Cand(1.0, 1), Cand(2.0, 2)]);
+        assert_eq!(ties, vec![Cand(2.0, 3), Cand(2.0, 4)]);
+        // Two nearer rows: 2.0 is out of the top k, and so are its ties.
+        let (top, ties) = kept(2, &[(2.0, 2), (2.0, 3), (1.0, 1), (0.5, 9)]);
+        assert_eq!(top, vec![Cand(0.5, 9), Cand(1.0, 1)]);
+        assert!(ties.is_empty());
+        // Bounded.
+        let many: Vec<(f32, u64)> = (0..MAX_TIES as u64 + 10).map(|a| (1.0, a)).collect();
+        let (top, ties) = kept(1, &many);
+        assert_eq!(top.len(), 1);
+        assert_eq!(ties.len(), MAX_TIES);
+    }
 }

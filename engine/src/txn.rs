@@ -1,7 +1,7 @@
 //! A transaction's writes to one table: private versions under the table's
 //! write lock, published at COMMIT, undone at ROLLBACK.
 //!
-//! The first write of a transaction block to a table ([`Table::begin_writes`])
+//! The first write of a transaction block to a table ([`Shard::begin_writes`])
 //! takes the table's write and compaction locks (other statements that write
 //! the table through Lance, and compaction, wait until the transaction ends;
 //! one-row INSERTs of other sessions still go to the log and are seen at
@@ -10,7 +10,7 @@
 //! transaction is then committed to Lance as a new version that is *not*
 //! published: other sessions keep reading the base (they never see
 //! uncommitted rows), while the transaction reads its own head
-//! ([`TxnWrites::snapshot`]). COMMIT publishes the head; ROLLBACK (or a
+//! ([`ShardWrites::snapshot`]). COMMIT publishes the head; ROLLBACK (or a
 //! savepoint rollback) restores an earlier version as a new one (Lance's
 //! `restore`: a version whose manifest is the earlier one's), so the base's
 //! rows are what the next version holds. A crash with a marker present is
@@ -30,20 +30,21 @@ use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode};
 
 use crate::engine_err;
 use crate::error::Result;
-use crate::table::{Snapshot, Table};
+use crate::shard::{Shard, Snapshot};
+use crate::table::Table;
 
 /// The marker a table's log folder holds while a transaction has private versions.
 const MARKER: &str = "txn-base";
 
 /// One transaction's hold on one table (see the module documentation).
-/// Dropped without [`TxnWrites::commit`] or [`TxnWrites::rollback`] (the
+/// Dropped without [`ShardWrites::commit`] or [`ShardWrites::rollback`] (the
 /// connection went away), it rolls back in the background.
-pub struct TxnWrites {
+pub struct ShardWrites {
     inner: Option<Held>,
 }
 
 struct Held {
-    table: Arc<Table>,
+    table: Arc<Shard>,
     /// The table's constraint lock, when it has unique constraints.
     _constraint: Option<tokio::sync::OwnedMutexGuard<()>>,
     _write: tokio::sync::OwnedMutexGuard<()>,
@@ -52,7 +53,7 @@ struct Held {
     base: u64,
     /// The transaction's latest version (private until COMMIT).
     head: Arc<Dataset>,
-    /// Appends not written yet ([`TxnWrites::append_later`]).
+    /// Appends not written yet ([`ShardWrites::append_later`]).
     pending: Vec<RecordBatch>,
     pending_rows: usize,
 }
@@ -60,7 +61,7 @@ struct Held {
 /// Buffered appends are written once they hold this many rows.
 const PENDING_ROWS: usize = 16_384;
 
-impl Table {
+impl Shard {
     /// Takes the table for a transaction's writes: waits for its write lock
     /// (at most `wait`, when given: a transaction that already holds another
     /// table could be waiting in a cycle, reported as a deadlock), and
@@ -70,11 +71,25 @@ impl Table {
         self: &Arc<Self>,
         wait: Option<Duration>,
         constraint: Option<tokio::sync::OwnedMutexGuard<()>>,
-    ) -> Result<TxnWrites> {
+    ) -> Result<ShardWrites> {
+        self.begin_writes_with(wait, constraint, true).await
+    }
+
+    /// [`Shard::begin_writes`]; without `lock_constraints`, a table with
+    /// unique constraints is taken without its constraint lock (the caller
+    /// holds the table's, or writes nothing the constraints check).
+    pub(crate) async fn begin_writes_with(
+        self: &Arc<Self>,
+        wait: Option<Duration>,
+        constraint: Option<tokio::sync::OwnedMutexGuard<()>>,
+        lock_constraints: bool,
+    ) -> Result<ShardWrites> {
         let locks = async {
             let k = match constraint {
                 Some(g) => Some(g),
-                None if !self.def.unique.is_empty() => Some(self.constraint_guard().await),
+                None if lock_constraints && !self.def.unique.is_empty() => {
+                    Some(self.constraint_guard().await)
+                }
                 None => None,
             };
             let w = self.write_lock_owned().await;
@@ -101,7 +116,7 @@ impl Table {
         let head = self.dataset();
         let base = head.version().version;
         write_marker(self.log_dir(), base, self.syncs())?;
-        Ok(TxnWrites {
+        Ok(ShardWrites {
             inner: Some(Held {
                 table: self.clone(),
                 _constraint: constraint,
@@ -116,7 +131,7 @@ impl Table {
     }
 }
 
-impl TxnWrites {
+impl ShardWrites {
     fn held(&self) -> &Held {
         self.inner
             .as_ref()
@@ -129,8 +144,28 @@ impl TxnWrites {
             .expect("a transaction's table is held until it ends")
     }
 
-    pub fn table(&self) -> &Arc<Table> {
+    pub fn table(&self) -> &Arc<Shard> {
         &self.held().table
+    }
+
+    /// The transaction's latest version of this shard.
+    pub fn head(&self) -> Arc<Dataset> {
+        self.held().head.clone()
+    }
+
+    /// Whether the transaction wrote this shard.
+    fn changed(&self) -> bool {
+        let h = self.held();
+        h.head.version().version != h.base
+    }
+
+    /// Ends the hold once the caller has published the head (a commit over
+    /// several shards, [`TxnWrites::commit`]).
+    fn release(mut self) -> Result<()> {
+        match self.inner.take() {
+            Some(h) => remove_marker(h.table.log_dir(), h.table.syncs()),
+            None => Ok(()),
+        }
     }
 
     /// The version the transaction's next statement reads and writes.
@@ -149,7 +184,7 @@ impl TxnWrites {
     }
 
     /// The rows of the head matching `filter` (all rows without one), all
-    /// columns: what an UPDATE rewrites (after [`TxnWrites::flush_pending`]).
+    /// columns: what an UPDATE rewrites (after [`ShardWrites::flush_pending`]).
     pub async fn scan(&self, filter: Option<Expr>) -> Result<RecordBatch> {
         let h = self.held();
         let mut scanner = h.head.scan();
@@ -165,7 +200,7 @@ impl TxnWrites {
     }
 
     /// Appends rows to be written with the next write, read or commit
-    /// ([`TxnWrites::flush_pending`]): a block's one-row INSERTs become one
+    /// ([`ShardWrites::flush_pending`]): a block's one-row INSERTs become one
     /// version, not one each. The caller flushes before anything reads the
     /// table.
     pub async fn append_later(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
@@ -285,7 +320,7 @@ impl TxnWrites {
     }
 }
 
-impl Drop for TxnWrites {
+impl Drop for ShardWrites {
     fn drop(&mut self) {
         if let Some(h) = self.inner.take() {
             let name = h.table.def.name.clone();
@@ -325,31 +360,52 @@ async fn restored(ds: &Dataset, version: u64) -> Result<Dataset> {
     Ok(old)
 }
 
+/// Writes `bytes` to `path` and, with `sync`, makes the file and its
+/// folder durable.
+pub(crate) fn write_file_synced(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, bytes)?;
+    if sync {
+        std::fs::File::open(path)?.sync_all()?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `path` (gone already is fine) and, with `sync`, syncs its folder.
+pub(crate) fn remove_file_synced(path: &Path, sync: bool) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if sync && let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// At start-up, for a commit over several shards that was recorded: the
+/// shard's private versions are committed, so its marker goes without a
+/// rollback.
+pub(crate) fn settle_marker(dir: &Path, sync: bool) -> Result<()> {
+    remove_file_synced(&marker_path(dir), sync)
+}
+
 fn marker_path(dir: &Path) -> PathBuf {
     dir.join(MARKER)
 }
 
 fn write_marker(dir: &Path, base: u64, sync: bool) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let path = marker_path(dir);
-    std::fs::write(&path, base.to_string())?;
-    if sync {
-        std::fs::File::open(&path)?.sync_all()?;
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    write_file_synced(&marker_path(dir), base.to_string().as_bytes(), sync)
 }
 
 fn remove_marker(dir: &Path, sync: bool) -> Result<()> {
-    match std::fs::remove_file(marker_path(dir)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    }
-    if sync {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    remove_file_synced(&marker_path(dir), sync)
 }
 
 /// At start-up: a marker left by a transaction that did not end (the
@@ -381,4 +437,139 @@ pub(crate) async fn recover(dir: &Path, ds: Dataset, sync: bool) -> Result<Datas
     };
     remove_marker(dir, sync)?;
     Ok(ds)
+}
+
+/// A transaction's writes to one table: one [`ShardWrites`] per shard, rows
+/// routed by the table's placement ([`Table::split`]).
+pub struct TxnWrites {
+    table: Arc<Table>,
+    parts: Vec<ShardWrites>,
+}
+
+impl TxnWrites {
+    pub(crate) fn new(table: Arc<Table>, parts: Vec<ShardWrites>) -> TxnWrites {
+        TxnWrites { table, parts }
+    }
+
+    pub fn table(&self) -> &Arc<Table> {
+        &self.table
+    }
+
+    /// Shard `i`'s writes.
+    pub fn part_mut(&mut self, i: usize) -> &mut ShardWrites {
+        &mut self.parts[i]
+    }
+
+    /// What the transaction reads: each shard's head, in shard order.
+    pub fn heads(&self) -> Vec<Arc<Dataset>> {
+        self.parts.iter().map(ShardWrites::head).collect()
+    }
+
+    /// The versions the transaction's next statement reads, shard by shard.
+    pub fn head_versions(&self) -> Vec<u64> {
+        self.parts.iter().map(ShardWrites::head_version).collect()
+    }
+
+    /// The versions a rollback returns to, shard by shard.
+    pub fn base_versions(&self) -> Vec<u64> {
+        self.parts.iter().map(ShardWrites::base_version).collect()
+    }
+
+    /// The rows matching `filter` (all without one), from the shards that
+    /// can hold them (after [`TxnWrites::flush_pending`]).
+    pub async fn scan(&self, filter: Option<Expr>) -> Result<RecordBatch> {
+        let mut out = Vec::new();
+        for i in self.table.shards_for(filter.as_ref()) {
+            out.push(self.parts[i].scan(filter.clone()).await?);
+        }
+        Ok(arrow::compute::concat_batches(
+            &self.table.def.arrow_schema(),
+            &out,
+        )?)
+    }
+
+    /// [`ShardWrites::append_later`], shard by shard.
+    pub async fn append_later(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
+        let mut n = 0;
+        for (i, part) in self.table.split(batches)?.into_iter().enumerate() {
+            if !part.is_empty() {
+                n += self.parts[i].append_later(part).await?;
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.parts.iter().any(ShardWrites::has_pending)
+    }
+
+    pub async fn flush_pending(&mut self) -> Result<()> {
+        for p in &mut self.parts {
+            p.flush_pending().await?;
+        }
+        Ok(())
+    }
+
+    /// Appends rows as private versions of the shards they belong to.
+    pub async fn append(&mut self, batches: Vec<RecordBatch>) -> Result<u64> {
+        let mut n = 0;
+        for (i, part) in self.table.split(batches)?.into_iter().enumerate() {
+            if !part.is_empty() {
+                n += self.parts[i].append(part).await?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes the rows matching `filter` from the shards that can hold them.
+    pub async fn delete(&mut self, filter: Expr) -> Result<u64> {
+        let mut n = 0;
+        for i in self.table.shards_for(Some(&filter)) {
+            n += self.parts[i].delete(filter.clone()).await?;
+        }
+        Ok(n)
+    }
+
+    /// Makes each shard's head hold what `versions[i]` held.
+    pub async fn restore(&mut self, versions: &[u64]) -> Result<()> {
+        for (p, &v) in self.parts.iter_mut().zip(versions) {
+            p.restore(v).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the heads: every statement of the transaction on this
+    /// table becomes visible at once, on every shard ([`crate::table`]).
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush_pending().await?;
+        let changed = self.parts.iter().filter(|p| p.changed()).count();
+        if changed <= 1 {
+            for p in self.parts {
+                p.commit().await?;
+            }
+            return Ok(());
+        }
+        let heads: Vec<Option<Arc<Dataset>>> = self
+            .parts
+            .iter()
+            .map(|p| p.changed().then(|| p.head()))
+            .collect();
+        self.table.publish_together(&heads).await?;
+        for p in self.parts {
+            p.release()?;
+        }
+        self.table.commit_settled()
+    }
+
+    /// Undoes the transaction's writes to every shard.
+    pub async fn rollback(self) -> Result<()> {
+        let mut result = Ok(());
+        for p in self.parts {
+            let r = p.rollback().await;
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
 }

@@ -265,8 +265,7 @@ async fn alteration(
             let fill = match &parsed.def.default {
                 Some(expr) if !parsed.def.serial => {
                     let t = engine.table(table)?;
-                    let has_rows =
-                        t.tail_rows() > 0 || t.dataset().count_rows(None).await.unwrap_or(1) > 0;
+                    let has_rows = !t.is_empty().await.unwrap_or(false);
                     if has_rows && is_volatile(expr)? {
                         return sql_err!(
                             FeatureNotSupported,

@@ -10,7 +10,9 @@ use datafusion::sql::sqlparser::ast::{
 use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
 use quiver_engine::index::{IndexDef, IndexKind, allowed_params};
-use quiver_engine::schema::{ColumnDef, ColumnType, ForeignKeyDef, RefAction, UniqueDef};
+use quiver_engine::schema::{
+    ColumnDef, ColumnType, ForeignKeyDef, RefAction, ShardingDef, UniqueDef,
+};
 
 use crate::error::Result;
 use crate::sql_err;
@@ -354,10 +356,114 @@ pub async fn create_table(s: &crate::session::Session, ct: &CreateTable) -> Resu
         .chain(foreign_keys.iter().map(|f| f.name.clone()))
         .collect();
     let checks = crate::checks::for_new_table(s, &name, &columns, &checks, &taken)?;
+    let sharding = table_sharding(&ct.table_options, &columns)?;
     engine
-        .create_table(&name, columns, defs, foreign_keys, checks, ct.if_not_exists)
+        .create_table(
+            &name,
+            columns,
+            defs,
+            foreign_keys,
+            checks,
+            sharding,
+            ct.if_not_exists,
+        )
         .await?;
     Ok("CREATE TABLE".into())
+}
+
+/// `CREATE TABLE … WITH (shards = N, sharding = 'hash', shard_key = col,
+/// vnodes = V)`: how the table's rows are split over shards (`None`: one).
+fn table_sharding(
+    options: &ast::CreateTableOptions,
+    columns: &[ColumnDef],
+) -> Result<Option<ShardingDef>> {
+    let with = match options {
+        ast::CreateTableOptions::None => return Ok(None),
+        ast::CreateTableOptions::With(w) => w,
+        other => {
+            return sql_err!(
+                FeatureNotSupported,
+                "table options {other} are not supported"
+            );
+        }
+    };
+    let mut exprs = Vec::with_capacity(with.len());
+    for o in with {
+        match o {
+            ast::SqlOption::KeyValue { key, value } => exprs.push(Expr::BinaryOp {
+                left: Box::new(Expr::Identifier(key.clone())),
+                op: BinaryOperator::Eq,
+                right: Box::new(value.clone()),
+            }),
+            other => {
+                return sql_err!(
+                    SyntaxError,
+                    "table options are written key = value, got {other}"
+                );
+            }
+        }
+    }
+    let options = with_options(&exprs)?;
+    let number = |key: &str, default: u32| -> Result<u32> {
+        match options.get(key) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) => Ok(n),
+                Err(_) => sql_err!(
+                    InvalidParameterValue,
+                    "invalid value for table option \"{key}\": \"{v}\" (a positive integer)"
+                ),
+            },
+        }
+    };
+    for key in options.keys() {
+        if !["shards", "sharding", "shard_key", "vnodes"].contains(&key.as_str()) {
+            return sql_err!(
+                InvalidParameterValue,
+                "unrecognized parameter \"{key}\" (table options: shards, sharding, shard_key, vnodes)"
+            );
+        }
+    }
+    match options
+        .get("sharding")
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("hash") => {}
+        Some("ivf") => {
+            return sql_err!(
+                FeatureNotSupported,
+                "sharding = 'ivf' is not supported yet; use sharding = 'hash'"
+            );
+        }
+        Some(other) => {
+            return sql_err!(
+                InvalidParameterValue,
+                "invalid value for table option \"sharding\": \"{other}\" (hash or ivf)"
+            );
+        }
+    }
+    let shards = number("shards", 1)?;
+    let vnodes = number("vnodes", quiver_engine::ring::DEFAULT_VNODES)?;
+    if shards <= 1 && !options.contains_key("shard_key") && !options.contains_key("vnodes") {
+        if shards == 0 {
+            return sql_err!(InvalidParameterValue, "shards must be at least 1");
+        }
+        return Ok(None);
+    }
+    let key = match options.get("shard_key") {
+        // As written, else folded as an unquoted name is.
+        Some(k) => match columns.iter().any(|c| &c.name == k) {
+            true => k.clone(),
+            false => k.to_lowercase(),
+        },
+        None => columns[0].name.clone(),
+    };
+    Ok(Some(ShardingDef {
+        shards,
+        key,
+        vnodes,
+    }))
 }
 
 /// PostgreSQL's name for a key of table `table`: `docs_pkey`, `docs_email_key`.

@@ -45,14 +45,19 @@ impl SchemaProvider for EngineSchema {
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         match self.engine.table(name) {
             Ok(t) => {
-                let (snap, pin) = match crate::transaction::read_at(&self.reads, &t.def.name) {
-                    Some(head) => t.pinned_at(head),
-                    None => t.pinned_snapshot(),
-                };
+                let heads = crate::transaction::read_at(&self.reads, &t.def.name);
+                let mut parts = Vec::with_capacity(t.shards().len());
+                let mut pins = Vec::with_capacity(t.shards().len());
+                for (snap, pin) in t.pinned_snapshots(heads.as_deref()).await {
+                    parts.push(ShardPart {
+                        lance: LanceTableProvider::new(snap.dataset, false, false),
+                        tail: snap.tail.batches.iter().map(|(_, b)| b.clone()).collect(),
+                    });
+                    pins.push(pin);
+                }
                 Ok(Some(Arc::new(PinnedTable {
-                    inner: LanceTableProvider::new(snap.dataset, false, false),
-                    tail: snap.tail.batches.iter().map(|(_, b)| b.clone()).collect(),
-                    pin: Arc::new(pin),
+                    parts,
+                    pins: Arc::new(pins),
                 })))
             }
             Err(e) if e.kind == quiver_engine::ErrorKind::TableNotFound => {
@@ -71,32 +76,69 @@ impl SchemaProvider for EngineSchema {
     }
 }
 
-/// Lance's provider over one version, plus the tail beside it, holding
-/// that version's pin.
+/// One shard as a scan reads it: Lance's provider over one version, and
+/// the tail beside it.
 #[derive(Debug)]
-struct PinnedTable {
-    inner: LanceTableProvider,
+struct ShardPart {
+    lance: LanceTableProvider,
     /// The tail's rows (the table's schema).
     tail: Vec<RecordBatch>,
-    pin: Arc<Pin>,
+}
+
+impl ShardPart {
+    async fn scan(
+        &self,
+        state: &dyn DfSession,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let scan = self.lance.scan(state, projection, filters, limit).await?;
+        if self.tail.is_empty() {
+            return Ok(scan);
+        }
+        let schema = scan.schema();
+        let mut batches = Vec::with_capacity(self.tail.len());
+        for b in &self.tail {
+            let b = match projection {
+                Some(p) => b.project(p)?,
+                None => b.clone(),
+            };
+            batches.push(RecordBatch::try_new_with_options(
+                schema.clone(),
+                b.columns().to_vec(),
+                &RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+            )?);
+        }
+        let tail = MemorySourceConfig::try_new_exec(&[batches], schema, None)?;
+        UnionExec::try_new(vec![scan, tail])
+    }
+}
+
+/// A table's shards, each at the version of one consistent set of
+/// snapshots, holding those versions' pins.
+#[derive(Debug)]
+struct PinnedTable {
+    parts: Vec<ShardPart>,
+    pins: Arc<Vec<Pin>>,
 }
 
 #[async_trait]
 impl TableProvider for PinnedTable {
     fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        self.parts[0].lance.schema()
     }
 
     fn table_type(&self) -> TableType {
-        self.inner.table_type()
+        TableType::Base
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        let lance = self.inner.supports_filters_pushdown(filters)?;
-        if self.tail.is_empty() {
+        let lance = self.parts[0].lance.supports_filters_pushdown(filters)?;
+        if self.parts.iter().all(|p| p.tail.is_empty()) {
             return Ok(lance);
         }
         // Lance applies them to its rows; a filter above the scan applies
@@ -117,38 +159,26 @@ impl TableProvider for PinnedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let scan = self.inner.scan(state, projection, filters, limit).await?;
-        let inner = if self.tail.is_empty() {
-            scan
-        } else {
-            let schema = scan.schema();
-            let mut batches = Vec::with_capacity(self.tail.len());
-            for b in &self.tail {
-                let b = match projection {
-                    Some(p) => b.project(p)?,
-                    None => b.clone(),
-                };
-                batches.push(RecordBatch::try_new_with_options(
-                    schema.clone(),
-                    b.columns().to_vec(),
-                    &RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
-                )?);
-            }
-            let tail = MemorySourceConfig::try_new_exec(&[batches], schema, None)?;
-            UnionExec::try_new(vec![scan, tail])?
+        let mut scans = Vec::with_capacity(self.parts.len());
+        for p in &self.parts {
+            scans.push(p.scan(state, projection, filters, limit).await?);
+        }
+        let inner = match scans.len() {
+            1 => scans.remove(0),
+            _ => UnionExec::try_new(scans)?,
         };
         Ok(Arc::new(PinnedScanExec {
             inner,
-            pin: self.pin.clone(),
+            pins: self.pins.clone(),
         }))
     }
 }
 
-/// Passes its input through and holds a version pin until every stream ends.
+/// Passes its input through and holds version pins until every stream ends.
 #[derive(Debug)]
 struct PinnedScanExec {
     inner: Arc<dyn ExecutionPlan>,
-    pin: Arc<Pin>,
+    pins: Arc<Vec<Pin>>,
 }
 
 impl DisplayAs for PinnedScanExec {
@@ -177,7 +207,7 @@ impl ExecutionPlan for PinnedScanExec {
         match children.pop() {
             Some(inner) if children.is_empty() => Ok(Arc::new(PinnedScanExec {
                 inner,
-                pin: self.pin.clone(),
+                pins: self.pins.clone(),
             })),
             _ => datafusion::common::plan_err!("PinnedScanExec has one child"),
         }
@@ -190,11 +220,11 @@ impl ExecutionPlan for PinnedScanExec {
     ) -> DfResult<SendableRecordBatchStream> {
         let stream = self.inner.execute(partition, ctx)?;
         let schema = stream.schema();
-        let pin = self.pin.clone();
+        let pins = self.pins.clone();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
             stream.map(move |b| {
-                let _held = &pin;
+                let _held = &pins;
                 b
             }),
         )))

@@ -31,12 +31,12 @@ use crate::sql_err;
 /// How long a transaction that holds a table waits for another.
 pub const DEADLOCK_WAIT: Duration = Duration::from_secs(2);
 
-/// The private head of each table the session's open transaction wrote:
-/// what the session's own reads of that table see.
-pub type TxnReads = Arc<std::sync::RwLock<HashMap<String, Arc<Dataset>>>>;
+/// The private heads (one per shard) of each table the session's open
+/// transaction wrote: what the session's own reads of that table see.
+pub type TxnReads = Arc<std::sync::RwLock<HashMap<String, Vec<Arc<Dataset>>>>>;
 
-/// The head a session reads `table` at: its transaction's, if it wrote it.
-pub fn read_at(reads: &TxnReads, table: &str) -> Option<Arc<Dataset>> {
+/// The heads a session reads `table` at: its transaction's, if it wrote it.
+pub fn read_at(reads: &TxnReads, table: &str) -> Option<Vec<Arc<Dataset>>> {
     let g = match reads.read() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -49,8 +49,9 @@ struct Block {
     open: bool,
     failed: bool,
     tables: HashMap<String, TxnWrites>,
-    /// Each savepoint with the head versions of the tables held when it was made.
-    savepoints: Vec<(String, HashMap<String, u64>)>,
+    /// Each savepoint with the head versions (one per shard) of the tables
+    /// held when it was made.
+    savepoints: Vec<(String, HashMap<String, Vec<u64>>)>,
 }
 
 /// One session's transaction block.
@@ -82,7 +83,7 @@ impl Transactions {
         };
         g.clear();
         for (name, w) in &block.tables {
-            g.insert(name.clone(), w.snapshot().dataset);
+            g.insert(name.clone(), w.heads());
         }
     }
 
@@ -188,7 +189,7 @@ impl Transactions {
         let heads = b
             .tables
             .iter()
-            .map(|(t, w)| (t.clone(), w.head_version()))
+            .map(|(t, w)| (t.clone(), w.head_versions()))
             .collect();
         b.savepoints.push((name.to_string(), heads));
         Ok("SAVEPOINT".into())
@@ -222,8 +223,11 @@ impl Transactions {
         b.savepoints.truncate(i + 1);
         let heads = b.savepoints[i].1.clone();
         for (table, w) in b.tables.iter_mut() {
-            let version = heads.get(table).copied().unwrap_or(w.base_version());
-            w.restore(version).await?;
+            let versions = match heads.get(table) {
+                Some(v) => v.clone(),
+                None => w.base_versions(),
+            };
+            w.restore(&versions).await?;
         }
         b.failed = false;
         self.set_reads(&b);

@@ -11,20 +11,25 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{
     Session as DfSession, TableFunctionArgs, TableFunctionImpl, TableProvider,
 };
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, ScalarValue, plan_err};
+use datafusion::common::{ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_expr::expressions::{Column, col};
+use datafusion::physical_expr::{EquivalenceProperties, LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -163,6 +168,9 @@ impl TableFunctionImpl for VectorSearchFunction {
                 query,
                 k,
                 knobs,
+                table_shards: t.shards().len(),
+                shards: (0..t.shards().len()).collect(),
+                tie_column: t.tie_column(),
             },
             schema: Arc::new(Schema::new(fields)),
         }))
@@ -181,6 +189,12 @@ struct SearchRequest {
     query: Option<Vec<f32>>,
     k: usize,
     knobs: SearchKnobs,
+    /// The table's shard count, and the shards this search reads (those
+    /// the filter's shard-key values allow; all without such a filter).
+    table_shards: usize,
+    shards: Vec<usize>,
+    /// The column whose values break distance ties ([`Table::tie_column`]).
+    tie_column: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -197,7 +211,7 @@ fn references_distance(e: &Expr) -> bool {
 pub(crate) fn unqualify(e: Expr) -> DfResult<Expr> {
     e.transform(|e| match e {
         Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
-            Column::new_unqualified(c.name),
+            datafusion::common::Column::new_unqualified(c.name),
         ))),
         other => Ok(Transformed::no(other)),
     })
@@ -249,16 +263,39 @@ impl TableProvider for VectorSearchProvider {
         let projection = projection
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-        let schema = Arc::new(self.schema.project(&projection)?);
+        let projected = Arc::new(self.schema.project(&projection)?);
         let mut search = self.search.clone();
         search.k = limit.map_or(search.k, |l| l.min(search.k));
+        let table = search
+            .engine
+            .table(&search.table)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        search.shards = table.shards_for(filter.as_ref());
+        let merged = search.shards.len() > 1;
+        // Several shards: each partition also returns what the merge sorts by.
+        let mut fields: Vec<Field> = projected
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        if merged {
+            fields.push(Field::new(SORT_DISTANCE, DataType::Float64, true));
+            if let Some(c) = search.tie_column {
+                let f = self.schema.field(c);
+                fields.push(Field::new(SORT_TIE, f.data_type().clone(), true));
+            }
+            fields.push(Field::new(SORT_SHARD, DataType::UInt32, false));
+            fields.push(Field::new(SORT_ADDR, DataType::UInt64, false));
+        }
+        let schema = Arc::new(Schema::new(fields));
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(search.shards.len().max(1)),
             EmissionType::Final,
             Boundedness::Bounded,
         ));
-        Ok(Arc::new(VectorSearchExec {
+        let k = search.k;
+        let exec: Arc<dyn ExecutionPlan> = Arc::new(VectorSearchExec {
             search,
             filter,
             projection,
@@ -270,13 +307,73 @@ impl TableProvider for VectorSearchProvider {
                     .map(|f| f.name().clone())
                     .collect(),
             ),
-            schema,
+            merged,
+            schema: schema.clone(),
             properties,
-        }))
+            run: Default::default(),
+        });
+        if !merged {
+            return Ok(exec);
+        }
+        // The global top k: the shards' nearest (each its own top k) sorted
+        // by distance, ties by the tie column, then shard and row.
+        let mut order = vec![PhysicalSortExpr::new_default(col(SORT_DISTANCE, &schema)?)];
+        if schema.index_of(SORT_TIE).is_ok() {
+            order.push(PhysicalSortExpr::new(
+                col(SORT_TIE, &schema)?,
+                SortOptions::new(false, false),
+            ));
+        }
+        order.push(PhysicalSortExpr::new_default(col(SORT_SHARD, &schema)?));
+        order.push(PhysicalSortExpr::new_default(col(SORT_ADDR, &schema)?));
+        let Some(order) = LexOrdering::new(order) else {
+            return plan_err!("vector_search: no merge order");
+        };
+        let sorted = Arc::new(
+            SortExec::new(order, Arc::new(CoalescePartitionsExec::new(exec))).with_fetch(Some(k)),
+        );
+        let outputs: Vec<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, String)> = projected
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                (
+                    Arc::new(Column::new(f.name(), i))
+                        as Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+                    f.name().clone(),
+                )
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(outputs, sorted)?))
     }
 }
 
-/// Runs one vector search and emits its rows, nearest first.
+/// Columns a partition of a search over several shards adds for the merge.
+const SORT_DISTANCE: &str = "__quiver_distance";
+const SORT_TIE: &str = "__quiver_tie";
+const SORT_SHARD: &str = "__quiver_shard";
+const SORT_ADDR: &str = "__quiver_row";
+
+/// One shard's part of a search, for EXPLAIN ANALYZE.
+#[derive(Debug, Clone)]
+struct ShardRun {
+    shard: usize,
+    rows: usize,
+    elapsed: std::time::Duration,
+    strategy: quiver_engine::search::Strategy,
+}
+
+/// What one execution of a search shares between its partitions: the
+/// views of one consistent set of shard versions, and each shard's figures.
+#[derive(Debug, Default)]
+struct RunState {
+    views: tokio::sync::OnceCell<Vec<Arc<quiver_engine::view::TableView>>>,
+    shards: Mutex<Vec<ShardRun>>,
+}
+
+/// Runs one vector search and emits its rows, nearest first: one partition
+/// per shard read, each that shard's nearest (its top k; the merge above
+/// keeps the global top k).
 #[derive(Debug, Clone)]
 pub struct VectorSearchExec {
     search: SearchRequest,
@@ -286,8 +383,11 @@ pub struct VectorSearchExec {
     table_columns: usize,
     /// Names of the table's columns (+ `_distance`), by position.
     table_schema_names: Arc<Vec<String>>,
+    /// Several shards are read: the merge columns follow the projection.
+    merged: bool,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    run: Arc<RunState>,
 }
 
 impl VectorSearchExec {
@@ -300,6 +400,7 @@ impl VectorSearchExec {
     pub(crate) fn with_query(&self, query: Vec<f32>) -> VectorSearchExec {
         let mut bound = self.clone();
         bound.search.query = Some(query);
+        bound.run = Default::default();
         bound
     }
 }
@@ -321,6 +422,15 @@ impl DisplayAs for VectorSearchExec {
                 ", index=none (exact: {})",
                 self.search.plan.exact_reason.as_deref().unwrap_or("-")
             )?,
+        }
+        if self.search.table_shards > 1 {
+            let list: Vec<String> = self.search.shards.iter().map(|s| s.to_string()).collect();
+            write!(
+                f,
+                ", shards=[{}] of {}",
+                list.join(","),
+                self.search.table_shards
+            )?;
         }
         if let Some(flt) = &self.filter {
             write!(f, ", filter=[{flt}] (filter-first)")?;
@@ -344,6 +454,32 @@ impl DisplayAs for VectorSearchExec {
         }
         if let Some(r) = k.refine_factor {
             write!(f, ", refine_factor={r}")?;
+        }
+        let runs = match self.run.shards.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if !runs.is_empty() {
+            let mut runs = runs;
+            runs.sort_by_key(|r| r.shard);
+            let parts: Vec<String> = runs
+                .iter()
+                .map(|r| {
+                    let how = match &r.strategy {
+                        quiver_engine::search::Strategy::Exact { candidates } => {
+                            format!("exact over {candidates}")
+                        }
+                        quiver_engine::search::Strategy::Ann { index } => format!("ann {index}"),
+                    };
+                    format!(
+                        "shard {}: {} rows, {:.3} ms, {how}",
+                        r.shard,
+                        r.rows,
+                        r.elapsed.as_secs_f64() * 1e3
+                    )
+                })
+                .collect();
+            write!(f, ", runs=[{}]", parts.join("; "))?;
         }
         Ok(())
     }
@@ -378,60 +514,130 @@ impl ExecutionPlan for VectorSearchExec {
         partition: usize,
         _ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return plan_err!("VectorSearchExec has one partition, asked for {partition}");
+        let partitions = self.search.shards.len().max(1);
+        if partition >= partitions {
+            return plan_err!(
+                "VectorSearchExec has {partitions} partitions, asked for {partition}"
+            );
         }
-        let SearchRequest {
-            engine,
-            reads,
-            table,
-            plan,
-            query,
-            k,
-            knobs,
-        } = self.search.clone();
+        let search = self.search.clone();
         let filter = self.filter.clone();
         let projection = self.projection.clone();
         let table_columns = self.table_columns;
         let schema = self.schema.clone();
         let out_schema = schema.clone();
         let schema_names = self.table_schema_names.clone();
+        let merged = self.merged;
+        let run = self.run.clone();
         let fut = async move {
+            let SearchRequest {
+                engine,
+                reads,
+                table,
+                plan,
+                query,
+                k,
+                knobs,
+                shards,
+                tie_column,
+                ..
+            } = search;
             let Some(query) = query else {
                 return plan_err!("vector_search: the query vector is missing (unbound parameter)");
             };
             if k == 0 {
                 return plan_err!("vector_search: k must be a positive integer");
             }
-            let at = crate::transaction::read_at(&reads, &table);
-            let hits = engine
-                .search(&table, at, &plan, &query, k, filter.as_ref(), &knobs)
+            let ext = |e: quiver_engine::EngineError| DataFusionError::External(Box::new(e));
+            let Some(&shard) = shards.get(partition) else {
+                // No shard can hold a row the filter passes.
+                return Ok(RecordBatch::new_empty(schema));
+            };
+            let views = run
+                .views
+                .get_or_try_init(|| async {
+                    let t = engine.table(&table)?;
+                    let heads = crate::transaction::read_at(&reads, &table);
+                    t.views(heads.as_deref(), &shards).await
+                })
                 .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            tracing::debug!(table, k, strategy = ?hits.strategy, "vector search");
-            let names: Vec<&str> = projection
+                .map_err(ext)?;
+            let started = std::time::Instant::now();
+            let hits = engine
+                .search_view(
+                    views[partition].clone(),
+                    &plan,
+                    &query,
+                    k,
+                    filter.as_ref(),
+                    &knobs,
+                )
+                .await
+                .map_err(ext)?;
+            tracing::debug!(table, shard, k, strategy = ?hits.strategy, "vector search");
+            let mut names: Vec<&str> = projection
                 .iter()
                 .filter(|&&p| p != table_columns)
                 .map(|&p| schema_names[p].as_str())
                 .collect();
-            let mut fetched = hits
-                .view
-                .take(&hits.rows, &names)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?
-                .into_iter();
-            let mut cols: Vec<ArrayRef> = Vec::with_capacity(projection.len());
+            let wanted = names.len();
+            if let Some(c) = tie_column {
+                names.push(schema_names[c].as_str());
+            }
+            let mut fetched = hits.view.take(&hits.rows, &names).await.map_err(ext)?;
+            let tie = match tie_column {
+                Some(_) => fetched.pop(),
+                None => None,
+            };
+            debug_assert_eq!(fetched.len(), wanted);
+            let distances: ArrayRef = Arc::new(Float64Array::from(
+                hits.distances.iter().map(|d| *d as f64).collect::<Vec<_>>(),
+            ));
+            let addrs: ArrayRef = Arc::new(UInt64Array::from(hits.rows.clone()));
+            // This shard's nearest k: by distance, ties by the tie column, then row.
+            let mut keys = vec![SortColumn {
+                values: distances.clone(),
+                options: None,
+            }];
+            if let Some(t) = &tie {
+                keys.push(SortColumn {
+                    values: t.clone(),
+                    options: Some(SortOptions::new(false, false)),
+                });
+            }
+            keys.push(SortColumn {
+                values: addrs.clone(),
+                options: None,
+            });
+            let order = lexsort_to_indices(&keys, Some(k))?;
+            let pick = |a: &ArrayRef| take(a.as_ref(), &order, None);
+            let mut fetched = fetched.into_iter();
+            let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
             for &p in &projection {
                 if p == table_columns {
-                    cols.push(Arc::new(Float64Array::from(
-                        hits.distances.iter().map(|d| *d as f64).collect::<Vec<_>>(),
-                    )));
+                    cols.push(pick(&distances)?);
                 } else if let Some(c) = fetched.next() {
-                    cols.push(c);
+                    cols.push(pick(&c)?);
                 }
             }
+            if merged {
+                cols.push(pick(&distances)?);
+                if let Some(t) = &tie {
+                    cols.push(pick(t)?);
+                }
+                cols.push(Arc::new(UInt32Array::from(vec![shard as u32; order.len()])));
+                cols.push(pick(&addrs)?);
+            }
+            if let Ok(mut g) = run.shards.lock() {
+                g.push(ShardRun {
+                    shard,
+                    rows: order.len(),
+                    elapsed: started.elapsed(),
+                    strategy: hits.strategy.clone(),
+                });
+            }
             let opts = datafusion::arrow::array::RecordBatchOptions::new()
-                .with_row_count(Some(hits.rows.len()));
+                .with_row_count(Some(order.len()));
             Ok(RecordBatch::try_new_with_options(schema, cols, &opts)?)
         };
         Ok(Box::pin(RecordBatchStreamAdapter::new(

@@ -1,0 +1,355 @@
+//! Hash-sharded tables: a table of N Lance datasets answers exactly as a
+//! table of one does (ids and distances, ties broken by the shard key), a
+//! statement over several shards is seen whole or not at all, and survives a
+//! crash whole or not at all.
+
+use crate::common::{
+    TempDir, client, connect, copy_text, count, explain, free_port, random_vectors, spawn_command,
+    spawn_server, start_server, vector_text,
+};
+
+/// `(id, distance)` rows of a search, sorted (the order among equal
+/// distances is the client's to choose; the set is the engine's).
+async fn hits(c: &tokio_postgres::Client, sql: &str) -> Vec<(i64, f64)> {
+    let mut out: Vec<(i64, f64)> = c
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+/// COPY text rows `(id, cat, embedding)`; every 7th vector repeats the one
+/// 7 rows before, so many rows tie at equal distances.
+fn rows(n: usize, from: usize, seed: u64) -> (String, Vec<Vec<f32>>) {
+    let mut vectors = random_vectors(n, 8, seed);
+    for i in 7..n {
+        if i % 7 == 0 {
+            vectors[i] = vectors[i - 7].clone();
+        }
+    }
+    let mut s = String::new();
+    for (i, v) in vectors.iter().enumerate() {
+        s.push_str(&format!(
+            "{}\t{}\t{}\n",
+            from + i,
+            (from + i) % 10,
+            vector_text(v)
+        ));
+    }
+    (s, vectors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_table_answers_exactly_as_one_shard() {
+    let dir = TempDir::new("sharded-exact");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    c.batch_execute(
+        "CREATE TABLE one (id BIGINT, cat INT, emb VECTOR(8));
+         CREATE TABLE four (id BIGINT, cat INT, emb VECTOR(8)) WITH (shards = 4, shard_key = id)",
+    )
+    .await
+    .expect("create");
+    let (payload, vectors) = rows(3000, 0, 5);
+    for t in ["one", "four"] {
+        // A COPY over every shard, a multi-row INSERT over several, one-row INSERTs.
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), payload.clone()).await;
+        let (more, _) = rows(40, 10_000, 9);
+        let values: Vec<String> = more
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                format!("({}, {}, '{}')", f[0], f[1], f[2])
+            })
+            .collect();
+        c.batch_execute(&format!("INSERT INTO {t} VALUES {}", values.join(",")))
+            .await
+            .expect("insert");
+        for i in 0..5 {
+            c.batch_execute(&format!(
+                "INSERT INTO {t} VALUES ({}, 3, '{}')",
+                20_000 + i,
+                vector_text(&vectors[i * 7])
+            ))
+            .await
+            .expect("insert one");
+        }
+    }
+    assert_eq!(count(&c, "one").await, 3045);
+    assert_eq!(count(&c, "four").await, 3045);
+
+    // Really four Lance datasets, each holding a share of the rows.
+    let table = server.db.engine.table("four").expect("table");
+    assert_eq!(table.shards().len(), 4);
+    let datasets = std::fs::read_dir(dir.path().join("tables"))
+        .expect("tables dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("four-") && n.ends_with(".lance") && e.path().join("_versions").is_dir()
+        })
+        .count();
+    assert_eq!(datasets, 4, "four shard datasets on disk");
+    for s in table.shards() {
+        let rows = s.stats().rows;
+        assert!((400..1300).contains(&rows), "a shard holds {rows} rows");
+    }
+
+    let check = async |c: &tokio_postgres::Client, what: &str| {
+        for (qi, q) in [0usize, 7, 14, 100, 2999].into_iter().enumerate() {
+            let q = vector_text(&vectors[q]);
+            for (k, filter) in [(10, ""), (25, "WHERE cat = 3"), (7, "WHERE cat IN (0, 7)")] {
+                let pg = |t: &str| {
+                    format!(
+                        "SELECT id, emb <-> '{q}' AS d FROM {t} {filter} ORDER BY emb <-> '{q}' LIMIT {k}"
+                    )
+                };
+                let a = hits(c, &pg("one")).await;
+                let b = hits(c, &pg("four")).await;
+                assert_eq!(a.len(), k, "{what}: query {qi} {filter}");
+                assert_eq!(a, b, "{what}: query {qi} k={k} {filter}");
+                let vs = |t: &str| {
+                    format!(
+                        "SELECT id, _distance FROM vector_search('{t}', 'emb', '{q}', {k}) {filter}"
+                    )
+                };
+                assert_eq!(hits(c, &vs("one")).await, hits(c, &vs("four")).await);
+            }
+        }
+    };
+    check(&c, "loaded").await;
+
+    // Ties are really there: a repeated vector has 3045 / 7 twins.
+    let q = vector_text(&vectors[0]);
+    let tied = hits(
+        &c,
+        &format!("SELECT id, emb <-> '{q}' FROM four ORDER BY emb <-> '{q}' LIMIT 5"),
+    )
+    .await;
+    assert!(tied.iter().all(|(_, d)| *d == 0.0), "{tied:?}");
+    // Broken by the shard key: the smallest ids of the twins.
+    assert_eq!(
+        tied.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [0, 7, 14, 21, 28]
+    );
+
+    // EXPLAIN shows the shards read; a fixed key reads one.
+    let plan = explain(
+        &c,
+        &format!("EXPLAIN SELECT id FROM four ORDER BY emb <-> '{q}' LIMIT 3"),
+    )
+    .await;
+    assert!(plan.contains("shards=[0,1,2,3] of 4"), "{plan}");
+    let plan = explain(
+        &c,
+        &format!("EXPLAIN SELECT id FROM four WHERE id = 42 ORDER BY emb <-> '{q}' LIMIT 3"),
+    )
+    .await;
+    assert!(
+        plan.contains("] of 4") && !plan.contains("shards=[0,1"),
+        "{plan}"
+    );
+    let analyzed = explain(
+        &c,
+        &format!("EXPLAIN ANALYZE SELECT id FROM four ORDER BY emb <-> '{q}' LIMIT 3"),
+    )
+    .await;
+    for s in 0..4 {
+        assert!(analyzed.contains(&format!("shard {s}: ")), "{analyzed}");
+    }
+
+    // DELETE and UPDATE, by key (one shard) and over all; an UPDATE of the
+    // key moves rows to their new shards.
+    for t in ["one", "four"] {
+        c.batch_execute(&format!(
+            "DELETE FROM {t} WHERE id = 7;
+             DELETE FROM {t} WHERE cat = 9 AND id < 500;
+             UPDATE {t} SET id = id + 100000 WHERE id < 300 AND cat = 2;
+             UPDATE {t} SET cat = 5 WHERE id = 14"
+        ))
+        .await
+        .expect("delete / update");
+    }
+    assert_eq!(count(&c, "one").await, count(&c, "four").await);
+    let moved = c
+        .query_one("SELECT count(*) FROM four WHERE id >= 100000", &[])
+        .await
+        .expect("moved")
+        .get::<_, i64>(0);
+    assert_eq!(moved, 30);
+    let per_shard: u64 = table.shards().iter().map(|s| s.stats().rows).sum();
+    assert_eq!(per_shard as i64, count(&c, "four").await);
+    check(&c, "after deletes and updates").await;
+
+    // An index on every shard; exact search with it (nprobes over all lists).
+    c.batch_execute(
+        "CREATE INDEX four_emb ON four USING ivf_flat (emb) WITH (metric = 'l2', num_partitions = 4)",
+    )
+    .await
+    .expect("index");
+    for s in table.shards() {
+        let names: Vec<String> = s
+            .index_segments()
+            .await
+            .expect("indices")
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert!(names.contains(&"four_emb".to_string()), "{names:?}");
+    }
+    c.batch_execute("OPTIMIZE TABLE four; REINDEX INDEX four_emb")
+        .await
+        .expect("optimize, reindex");
+    let q = vector_text(&vectors[100]);
+    let plan = explain(
+        &c,
+        &format!("EXPLAIN SELECT id FROM four ORDER BY emb <-> '{q}' LIMIT 3"),
+    )
+    .await;
+    assert!(plan.contains("index=four_emb"), "{plan}");
+    assert_eq!(
+        hits(
+            &c,
+            &format!("SELECT id, emb <-> '{q}' FROM four ORDER BY emb <-> '{q}' LIMIT 1")
+        )
+        .await[0]
+            .1,
+        0.0
+    );
+
+    // Sharding options are checked.
+    for (sql, state) in [
+        ("CREATE TABLE bad1 (id INT) WITH (shards = 0)", "22023"),
+        (
+            "CREATE TABLE bad2 (id INT) WITH (shards = 2, shard_key = nope)",
+            "42703",
+        ),
+        (
+            "CREATE TABLE bad3 (id INT) WITH (shards = 2, sharding = 'ivf')",
+            "0A000",
+        ),
+        ("CREATE TABLE bad4 (id INT) WITH (colour = 2)", "22023"),
+        ("CREATE TABLE bad5 (v VECTOR(2)) WITH (shards = 2)", "42P16"),
+        ("ALTER TABLE four ADD COLUMN extra INT", "0A000"),
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(e.code().map(|c| c.code()), Some(state), "{sql}: {e}");
+    }
+}
+
+/// A reader never sees part of a statement that wrote several shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_a_statement_over_several_shards_whole() {
+    let dir = TempDir::new("sharded-atomic");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE t (id BIGINT, emb VECTOR(2)) WITH (shards = 3)")
+        .await
+        .expect("create");
+    let reader = connect(&server).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let reads = tokio::spawn(async move {
+        let mut seen = 0;
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            let n = count(&reader, "t").await;
+            assert_eq!(n % 50, 0, "a reader saw {n} rows: part of a statement");
+            let s: i64 = reader
+                .query_one(
+                    "SELECT count(*) FROM vector_search('t', 'emb', '[0,0]', 5000)",
+                    &[],
+                )
+                .await
+                .expect("search")
+                .get(0);
+            assert_eq!(s % 50, 0, "a search saw {s} rows: part of a statement");
+            seen += 1;
+        }
+        seen
+    });
+    for batch in 0..20 {
+        let values: Vec<String> = (0..50)
+            .map(|i| format!("({}, '[{i},{batch}]')", batch * 50 + i))
+            .collect();
+        c.batch_execute(&format!("INSERT INTO t VALUES {}", values.join(",")))
+            .await
+            .expect("insert");
+    }
+    c.batch_execute("DELETE FROM t WHERE id % 50 < 25 AND id < 500")
+        .await
+        .expect("delete");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reads.await.expect("reader");
+    assert!(seen > 0);
+    assert_eq!(count(&c, "t").await, 1000 - 250);
+}
+
+/// A crash inside a commit over several shards: before its record, no row
+/// of the statement is there after the restart; after it, every row is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_a_commit_over_several_shards_keeps_it_whole_or_not_at_all() {
+    for (step, expect) in [
+        ("sharded_commit:written", 0),
+        ("sharded_commit:recorded", 60),
+    ] {
+        let dir = TempDir::new("sharded-crash");
+        let port = free_port();
+        let mut server = spawn_server(dir.path(), port).await;
+        let c = client(port).await;
+        c.batch_execute(
+            "CREATE TABLE t (id BIGINT, emb VECTOR(2)) WITH (shards = 4);
+             INSERT INTO t VALUES (1000, '[1,1]')",
+        )
+        .await
+        .expect("create");
+        server.start_kill().expect("stop");
+        let _ = server.wait().await;
+
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver"));
+        command.env("QUIVER_CRASH_AT", step);
+        let mut server = spawn_command(command, dir.path(), port, &[]).await;
+        let c = client(port).await;
+        let values: Vec<String> = (0..60).map(|i| format!("({i}, '[{i},0]')")).collect();
+        let res = c
+            .batch_execute(&format!("INSERT INTO t VALUES {}", values.join(",")))
+            .await;
+        assert!(
+            res.is_err(),
+            "acknowledged although the server died at {step}"
+        );
+        let status = server.wait().await.expect("wait");
+        assert!(!status.success(), "the server did not die at {step}");
+
+        let mut server = spawn_server(dir.path(), port).await;
+        let c = client(port).await;
+        assert_eq!(count(&c, "t").await, 1 + expect, "after a crash at {step}");
+        let found: i64 = c
+            .query_one(
+                "SELECT count(*) FROM vector_search('t', 'emb', '[0,0]', 1000)",
+                &[],
+            )
+            .await
+            .expect("search")
+            .get(0);
+        assert_eq!(found, 1 + expect);
+        // Writable again, over every shard.
+        c.batch_execute(&format!("INSERT INTO t VALUES {}", values.join(",")))
+            .await
+            .expect("insert again");
+        assert_eq!(count(&c, "t").await, 61 + expect);
+        server.start_kill().expect("stop");
+        let _ = server.wait().await;
+        assert!(
+            !dir.path()
+                .join("wal")
+                .read_dir()
+                .expect("wal")
+                .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".commit"))),
+            "a commit record was left"
+        );
+    }
+}
