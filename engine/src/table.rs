@@ -134,8 +134,8 @@ impl Table {
                 versions = ?r.versions,
                 "keeping a commit over several shards that was recorded before the process stopped"
             );
-            for dir in def.shard_dirs() {
-                crate::txn::settle_marker(&log_root.join(&dir), shared.fsync)?;
+            for (dir, &version) in def.shard_dirs().iter().zip(&r.versions) {
+                crate::txn::settle_marker(&log_root.join(dir), version, shared.fsync)?;
             }
         }
         let mut shards = Vec::with_capacity(def.shard_count());
@@ -231,7 +231,7 @@ impl Table {
         let ty = column.ty.arrow_type();
         let mut best: Option<Vec<usize>> = None;
         for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
-            let Some(values) = fixed_key_values(conjunct, &column.name) else {
+            let Some(values) = fixed_key_values(conjunct, &column.name, ty.is_integer()) else {
                 continue;
             };
             let mut shards = Vec::new();
@@ -441,8 +441,18 @@ impl Table {
 
     /// Builds (or rebuilds) an index on every shard.
     pub async fn create_index(&self, def: &IndexDef, replace: bool) -> Result<()> {
-        for s in &self.shards {
-            s.create_index(def, replace).await?;
+        for (i, s) in self.shards.iter().enumerate() {
+            if let Err(e) = s.create_index(def, replace).await {
+                // A new index is taken back off the shards built so far
+                // (a rebuilt one stays: it was there before).
+                if !replace
+                    && i > 0
+                    && let Err(undo) = self.drop_index(&def.name).await
+                {
+                    tracing::warn!(index = def.name, error = %undo, "index left on some shards until restart");
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -515,8 +525,9 @@ impl Table {
 }
 
 /// The key values a conjunct fixes the column `key` to, when it is
-/// `key = v`, `v = key` or `key IN (v, …)` with constants.
-fn fixed_key_values(e: &Expr, key: &str) -> Option<Vec<ScalarValue>> {
+/// `key = v`, `v = key` or `key IN (v, …)` with constants (an integer key
+/// also when widened to another integer type to meet the constant).
+fn fixed_key_values(e: &Expr, key: &str, integer_key: bool) -> Option<Vec<ScalarValue>> {
     fn constant(e: &Expr) -> Option<ScalarValue> {
         match e {
             Expr::Literal(v, _) if !v.is_null() => Some(v.clone()),
@@ -525,25 +536,26 @@ fn fixed_key_values(e: &Expr, key: &str) -> Option<Vec<ScalarValue>> {
             _ => None,
         }
     }
-    fn is_key(e: &Expr, key: &str) -> bool {
-        match e {
-            Expr::Column(c) => c.name == key,
-            _ => false,
+    let is_key = |e: &Expr| match e {
+        Expr::Column(c) => c.name == key,
+        // An integer key widened to compare with a wider literal: equal
+        // values are equal integers, which hash alike at any width.
+        Expr::Cast(c) if integer_key && c.field.data_type().is_integer() => {
+            matches!(c.expr.as_ref(), Expr::Column(col) if col.name == key)
         }
-    }
+        _ => false,
+    };
     match e {
         Expr::BinaryExpr(b) if b.op == Operator::Eq => {
-            if is_key(&b.left, key) {
+            if is_key(&b.left) {
                 constant(&b.right).map(|v| vec![v])
-            } else if is_key(&b.right, key) {
+            } else if is_key(&b.right) {
                 constant(&b.left).map(|v| vec![v])
             } else {
                 None
             }
         }
-        Expr::InList(l) if !l.negated && is_key(&l.expr, key) => {
-            l.list.iter().map(constant).collect()
-        }
+        Expr::InList(l) if !l.negated && is_key(&l.expr) => l.list.iter().map(constant).collect(),
         _ => None,
     }
 }
@@ -610,21 +622,25 @@ impl AppendStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::logical_expr::{col, lit};
+    use datafusion::logical_expr::{cast, col, lit};
 
     /// The conjuncts that fix the shard key, and those that do not.
     #[test]
     fn fixed_key_values_are_found() {
         assert_eq!(
-            fixed_key_values(&col("id").eq(lit(5i64)), "id"),
+            fixed_key_values(&col("id").eq(lit(5i64)), "id", true),
             Some(vec![ScalarValue::Int64(Some(5))])
         );
         assert_eq!(
-            fixed_key_values(&lit("a").eq(col("id")), "id"),
+            fixed_key_values(&lit("a").eq(col("id")), "id", false),
             Some(vec![ScalarValue::from("a")])
         );
         assert_eq!(
-            fixed_key_values(&col("id").in_list(vec![lit(1i32), lit(2i32)], false), "id"),
+            fixed_key_values(
+                &col("id").in_list(vec![lit(1i32), lit(2i32)], false),
+                "id",
+                true
+            ),
             Some(vec![
                 ScalarValue::Int32(Some(1)),
                 ScalarValue::Int32(Some(2))
@@ -636,8 +652,13 @@ mod tests {
             col("id").in_list(vec![lit(1i32)], true),
             col("id").eq(col("other")),
             col("id").eq(lit(ScalarValue::Int64(None))),
+            cast(col("id"), arrow::datatypes::DataType::Float64).eq(lit(5.0)),
         ] {
-            assert_eq!(fixed_key_values(&not_fixed, "id"), None, "{not_fixed}");
+            assert_eq!(
+                fixed_key_values(&not_fixed, "id", true),
+                None,
+                "{not_fixed}"
+            );
         }
     }
 }

@@ -160,11 +160,16 @@ impl ShardWrites {
     }
 
     /// Ends the hold once the caller has published the head (a commit over
-    /// several shards, [`TxnWrites::commit`]).
-    fn release(mut self) -> Result<()> {
+    /// several shards, [`TxnWrites::commit`]): removes the marker; the locks
+    /// are in the returned hold, released when the caller drops it. Never
+    /// rolls back, even when the marker could not be removed.
+    fn release(mut self) -> (Option<Held>, Result<()>) {
         match self.inner.take() {
-            Some(h) => remove_marker(h.table.log_dir(), h.table.syncs()),
-            None => Ok(()),
+            Some(h) => {
+                let removed = remove_marker(h.table.log_dir(), h.table.syncs());
+                (Some(h), removed)
+            }
+            None => (None, Ok(())),
         }
     }
 
@@ -362,16 +367,22 @@ async fn restored(ds: &Dataset, version: u64) -> Result<Dataset> {
 
 /// Writes `bytes` to `path` and, with `sync`, makes the file and its
 /// folder durable.
+/// A crash leaves the old file or the new one, never part of it
+/// (a temporary file renamed into place).
 pub(crate) fn write_file_synced(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, bytes)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
     if sync {
-        std::fs::File::open(path)?.sync_all()?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if sync && let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
 }
@@ -389,11 +400,22 @@ pub(crate) fn remove_file_synced(path: &Path, sync: bool) -> Result<()> {
     Ok(())
 }
 
-/// At start-up, for a commit over several shards that was recorded: the
-/// shard's private versions are committed, so its marker goes without a
-/// rollback.
-pub(crate) fn settle_marker(dir: &Path, sync: bool) -> Result<()> {
-    remove_file_synced(&marker_path(dir), sync)
+/// At start-up, for a commit over several shards that was recorded with
+/// version `recorded` of this shard: when the shard's transaction marker
+/// names an older base, that transaction is the recorded commit, whose
+/// versions are kept (the marker goes without a rollback). A marker at or
+/// past the recorded version is a later transaction's (the record was
+/// left over): it is rolled back as usual when the shard opens.
+pub(crate) fn settle_marker(dir: &Path, recorded: u64, sync: bool) -> Result<()> {
+    let base = match std::fs::read_to_string(marker_path(dir)) {
+        Ok(t) => t.trim().parse::<u64>().ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    match base {
+        Some(base) if base < recorded => remove_file_synced(&marker_path(dir), sync),
+        _ => Ok(()),
+    }
 }
 
 fn marker_path(dir: &Path) -> PathBuf {
@@ -555,10 +577,22 @@ impl TxnWrites {
             .map(|p| p.changed().then(|| p.head()))
             .collect();
         self.table.publish_together(&heads).await?;
+        // Published: from here on nothing rolls back. The shards stay held
+        // until the record is gone, so no other commit starts meanwhile.
+        let mut result = Ok(());
+        let mut held = Vec::with_capacity(self.parts.len());
         for p in self.parts {
-            p.release()?;
+            let (h, removed) = p.release();
+            held.push(h);
+            if result.is_ok() {
+                result = removed;
+            }
         }
-        self.table.commit_settled()
+        if result.is_ok() {
+            result = self.table.commit_settled();
+        }
+        drop(held);
+        result
     }
 
     /// Undoes the transaction's writes to every shard.
@@ -571,5 +605,33 @@ impl TxnWrites {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit record keeps the versions of the transaction it recorded
+    /// (marker base below the recorded version) and leaves a later
+    /// transaction's marker (at or past it) to be rolled back.
+    #[test]
+    fn a_record_settles_only_its_own_transaction() {
+        let dir = std::env::temp_dir().join(format!("quiver-settle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        write_marker(&dir, 5, false).expect("marker");
+        settle_marker(&dir, 7, false).expect("settle");
+        assert!(
+            !marker_path(&dir).exists(),
+            "the recorded commit keeps its versions"
+        );
+        write_marker(&dir, 7, false).expect("marker");
+        settle_marker(&dir, 7, false).expect("settle");
+        settle_marker(&dir, 3, false).expect("settle");
+        assert!(
+            marker_path(&dir).exists(),
+            "a later transaction is rolled back"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

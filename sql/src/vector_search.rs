@@ -509,6 +509,13 @@ impl ExecutionPlan for VectorSearchExec {
         }
     }
 
+    /// A fresh run: new views (the versions then latest) and no figures.
+    fn reset_state(self: Arc<Self>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut fresh = self.as_ref().clone();
+        fresh.run = Default::default();
+        Ok(Arc::new(fresh))
+    }
+
     fn execute(
         &self,
         partition: usize,
