@@ -45,6 +45,8 @@ pub struct Table {
     shards: Vec<Arc<Shard>>,
     /// The ring and the shard key's position, for a sharded table.
     placement: Option<(Ring, usize)>,
+    /// [`Table::tie_column`], found once.
+    tie: Option<usize>,
     /// Held exclusively while a commit publishes several shards, shared
     /// while a reader takes its shard snapshots.
     publish: tokio::sync::RwLock<()>,
@@ -80,8 +82,16 @@ impl Table {
                 Some((Ring::new(s.shards, s.vnodes)?, key))
             }
         };
+        let tie = match &placement {
+            Some((_, key)) => Some(*key),
+            None => def
+                .columns
+                .iter()
+                .position(|c| crate::ring::can_place(&c.ty.arrow_type())),
+        };
         Ok(Table {
             record: Self::record_path(&def, log_root),
+            tie,
             def,
             shards: shards.into_iter().map(Arc::new).collect(),
             placement,
@@ -168,14 +178,7 @@ impl Table {
     /// could place rows by (the same column, when a sharded copy keys on
     /// it, so both order ties alike). `None` when no column can.
     pub fn tie_column(&self) -> Option<usize> {
-        match &self.placement {
-            Some((_, key)) => Some(*key),
-            None => self
-                .def
-                .columns
-                .iter()
-                .position(|c| crate::ring::can_place(&c.ty.arrow_type())),
-        }
+        self.tie
     }
 
     /// Refuses what sharded tables do not support yet.
