@@ -37,6 +37,9 @@ pub struct StorageConfig {
     /// in memory before they are flushed to Lance as one version (`"1s"`;
     /// fewer rows wait when many come: see the README).
     pub log_flush_interval: String,
+    /// Rows one step of `ALTER TABLE … SET (shards = M)` moves, about: a
+    /// writer to the table waits for at most one step.
+    pub reshard_step_rows: u64,
 }
 
 impl Default for StorageConfig {
@@ -45,6 +48,7 @@ impl Default for StorageConfig {
             version_retention: "1h".into(),
             fsync: true,
             log_flush_interval: "1s".into(),
+            reshard_step_rows: quiver_engine::reshard::STEP_ROWS,
         }
     }
 }
@@ -144,7 +148,14 @@ impl Config {
             &self.storage.log_flush_interval,
             "1s, 500ms, 0",
         )?;
+        if self.storage.reshard_step_rows == 0 {
+            return Err(ConfigError::Invalid {
+                key: "storage.reshard_step_rows",
+                message: "must be at least 1".into(),
+            });
+        }
         Ok(EngineOptions {
+            reshard_step_rows: self.storage.reshard_step_rows,
             budget,
             max_k: self.search.max_k,
             version_retention,

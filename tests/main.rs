@@ -14,6 +14,7 @@ mod concurrency;
 mod crash;
 mod examples;
 mod recall;
+mod resharding;
 mod restart;
 mod sharding;
 mod slt;

@@ -38,6 +38,9 @@ pub struct EngineOptions {
     pub fsync: bool,
     /// How long logged rows may wait in memory before a flush (`[storage] log_flush_interval`).
     pub log_flush_interval: std::time::Duration,
+    /// Rows one step of a move between shard counts rewrites, about
+    /// (`[storage] reshard_step_rows`).
+    pub reshard_step_rows: u64,
 }
 
 impl Default for EngineOptions {
@@ -48,6 +51,7 @@ impl Default for EngineOptions {
             version_retention: crate::housekeeping::DEFAULT_RETENTION,
             fsync: true,
             log_flush_interval: crate::table::FLUSH_AGE,
+            reshard_step_rows: crate::reshard::STEP_ROWS,
         }
     }
 }
@@ -68,7 +72,7 @@ pub(crate) fn crash_point(step: &str) {
 /// Folder of function modules inside the data directory.
 const FUNCTIONS_DIR: &str = "functions";
 /// Folder of the tables' write-ahead logs inside the data directory.
-const WAL_DIR: &str = "wal";
+pub(crate) const WAL_DIR: &str = "wal";
 
 /// Writes a file so that it survives a crash once this returns (temporary
 /// file, fsync, rename, fsync of the folder).
@@ -89,14 +93,14 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 pub struct Engine {
-    data_dir: PathBuf,
-    storage: StorageRoot,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) storage: StorageRoot,
     options: EngineOptions,
-    shared: Shared,
+    pub(crate) shared: Shared,
     catalog: RwLock<Catalog>,
     tables: RwLock<HashMap<String, Arc<Table>>>,
     /// Serialises catalog changes (DDL); data writes take per-table locks.
-    ddl: tokio::sync::Mutex<()>,
+    pub(crate) ddl: tokio::sync::Mutex<()>,
     /// Counts catalog changes (and table objects replaced): a plan made under
     /// one generation is valid while it lasts.
     generation: std::sync::atomic::AtomicU64,
@@ -170,7 +174,7 @@ impl Engine {
         if Self::reconcile(data_dir, &storage, &mut catalog, &tables).await? {
             catalog.store(data_dir)?;
         }
-        Ok(Arc::new(Engine {
+        let engine = Arc::new(Engine {
             data_dir: data_dir.to_path_buf(),
             storage,
             options,
@@ -180,7 +184,20 @@ impl Engine {
             ddl: tokio::sync::Mutex::new(()),
             sequences: Default::default(),
             generation: std::sync::atomic::AtomicU64::new(1),
-        }))
+        });
+        engine.resume_moves();
+        Ok(engine)
+    }
+
+    /// Refuses DDL on a table whose rows are moving between shard counts.
+    fn refuse_moving(&self, name: &str) -> Result<()> {
+        match self.table(name) {
+            Ok(t) if t.moving.try_lock().is_err() => engine_err!(
+                InUse,
+                "table \"{name}\" is being resharded; try again when ALTER TABLE … SET (shards = …) has finished"
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Brings the catalog and Lance back into agreement after a crash inside
@@ -323,7 +340,7 @@ impl Engine {
         self.update_catalog(|c| c.sequences.retain(|k, _| !k.starts_with(&prefix)))
     }
 
-    fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
+    pub(crate) fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
         let mut next = read(&self.catalog);
         change(&mut next);
         next.store(&self.data_dir)?;
@@ -335,7 +352,7 @@ impl Engine {
         Ok(())
     }
 
-    fn bump_generation(&self) {
+    pub(crate) fn bump_generation(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
@@ -464,6 +481,7 @@ impl Engine {
             return engine_err!(TableNotFound, "table \"{name}\" does not exist");
         };
         Self::with_dependent_views(&self.catalog(), vec![name.to_string()], false)?;
+        self.refuse_moving(name)?;
         self.update_catalog(|c| {
             c.tables.remove(name);
             let prefix = format!("{name}.");
@@ -524,6 +542,7 @@ impl Engine {
         {
             others.push(fk.table.clone());
         }
+        self.refuse_moving(name)?;
         let table = self.table(name)?;
         if table.is_sharded()
             && !matches!(
@@ -877,6 +896,7 @@ impl Engine {
             }
             return engine_err!(IndexExists, "relation \"{}\" already exists", def.name);
         }
+        self.refuse_moving(&def.table)?;
         let table = self.table(&def.table)?;
         let Some(col) = table.def.column(&def.column) else {
             return engine_err!(ColumnNotFound, "column \"{}\" does not exist", def.column);

@@ -36,6 +36,11 @@ pub enum ErrorKind {
     /// The table was altered or dropped while the statement ran (40001):
     /// nothing of the statement was written, it can be retried.
     Conflict,
+    /// The object is busy with another statement's long work, e.g. a
+    /// table being resharded (55006).
+    InUse,
+    /// A lock could not be taken in the time allowed (55P03).
+    LockTimeout,
     Io,
     Internal,
 }

@@ -57,6 +57,7 @@ pub mod housekeeping;
 pub mod index;
 pub mod memory;
 pub mod quantized;
+pub mod reshard;
 pub mod ring;
 pub mod schema;
 pub mod search;

@@ -256,6 +256,21 @@ pub struct ShardingDef {
     pub key: String,
     /// Virtual nodes per shard on the ring.
     pub vnodes: u32,
+    /// While rows move to `shards` shards (`ALTER TABLE … SET (shards =
+    /// M)`): the shard count they move from ([`crate::reshard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_from: Option<u32>,
+    /// Shard 0 is the table's own `dir` (a table sharded after it was
+    /// created keeps its first dataset where it was).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub base_first: bool,
+}
+
+impl ShardingDef {
+    /// The shards a table has: during a move, those of both counts.
+    pub fn count(&self) -> u32 {
+        self.shards.max(self.moving_from.unwrap_or(0))
+    }
 }
 
 impl TableDef {
@@ -285,7 +300,7 @@ impl TableDef {
 
     /// How many shards (Lance datasets) the table has.
     pub fn shard_count(&self) -> usize {
-        self.sharding.as_ref().map_or(1, |s| s.shards as usize)
+        self.sharding.as_ref().map_or(1, |s| s.count() as usize)
     }
 
     /// The dataset folder of each shard, in shard order: `dir` for a table
@@ -295,8 +310,11 @@ impl TableDef {
             None => vec![self.dir.clone()],
             Some(s) => {
                 let stem = self.dir.strip_suffix(".lance").unwrap_or(&self.dir);
-                (0..s.shards)
-                    .map(|i| format!("{stem}-s{i}.lance"))
+                (0..s.count())
+                    .map(|i| match i == 0 && s.base_first {
+                        true => self.dir.clone(),
+                        false => format!("{stem}-s{i}.lance"),
+                    })
                     .collect()
             }
         }

@@ -268,6 +268,10 @@ pub struct Shard {
     uncommitted: Arc<tokio::sync::RwLock<()>>,
     /// The rows the vector indexes do not cover, prepared for searches.
     fresh: Arc<FreshRows>,
+    /// Searches served since the table was opened, and their time
+    /// ([`Shard::note_search`]).
+    searches: AtomicU64,
+    search_nanos: AtomicU64,
 }
 
 /// The locks of a table taken out of service ([`Shard::retire`]).
@@ -450,7 +454,24 @@ impl Shard {
                 shared.fresh_used.clone(),
                 shared.fresh_bytes,
             )),
+            searches: AtomicU64::new(0),
+            search_nanos: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one search of this shard that took `elapsed`.
+    pub fn note_search(&self, elapsed: std::time::Duration) {
+        self.searches.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.search_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The searches this shard served since it was opened, and their total time.
+    pub fn searches(&self) -> (u64, std::time::Duration) {
+        (
+            self.searches.load(Ordering::Relaxed),
+            std::time::Duration::from_nanos(self.search_nanos.load(Ordering::Relaxed)),
+        )
     }
 
     /// The latest committed version.

@@ -41,18 +41,93 @@ pub use crate::shard::{
 pub use crate::txn::TxnWrites;
 
 pub struct Table {
+    /// The definition the table was opened with (its `sharding` as then:
+    /// a move between shard counts changes the layout, not this).
     pub def: TableDef,
-    shards: Vec<Arc<Shard>>,
-    /// The ring and the shard key's position, for a sharded table.
-    placement: Option<(Ring, usize)>,
-    /// [`Table::tie_column`], found once.
-    tie: Option<usize>,
-    /// Held exclusively while a commit publishes several shards, shared
-    /// while a reader takes its shard snapshots.
+    layout: std::sync::RwLock<Arc<Layout>>,
+    /// Held shared by every write from placing its rows until its commit
+    /// (a transaction's, until it ends); exclusively while the layout
+    /// changes, so no row is written by a placement that is gone.
+    routing: Arc<tokio::sync::RwLock<()>>,
+    /// Held exclusively while a commit publishes several shards (or the
+    /// layout changes), shared while a reader takes its shard snapshots.
     publish: tokio::sync::RwLock<()>,
     /// Where a commit over several shards records their versions.
     record: PathBuf,
     fsync: bool,
+    /// Held by the move between shard counts under way ([`crate::reshard`]).
+    pub(crate) moving: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The shards a table reads and writes and how its rows are placed on
+/// them; replaced whole when a move between shard counts starts or ends.
+pub(crate) struct Layout {
+    pub(crate) shards: Vec<Arc<Shard>>,
+    pub(crate) placement: Option<Placement>,
+    /// [`Table::tie_column`].
+    tie: Option<usize>,
+}
+
+/// How a sharded table places its rows.
+#[derive(Clone)]
+pub(crate) struct Placement {
+    pub(crate) ring: Ring,
+    /// The shard key's position among the columns.
+    pub(crate) key: usize,
+    /// While rows move to `ring`'s shards: the ring they were placed by
+    /// (a row is on its owner under one ring or the other).
+    pub(crate) from: Option<Ring>,
+}
+
+impl Layout {
+    /// The layout `def` describes, over `shards` (its shards, in order).
+    pub(crate) fn of(def: &TableDef, shards: Vec<Arc<Shard>>) -> Result<Layout> {
+        let placement = match &def.sharding {
+            None => None,
+            Some(s) => {
+                let Some(key) = def.columns.iter().position(|c| c.name == s.key) else {
+                    return engine_err!(
+                        InvalidDefinition,
+                        "shard key \"{}\" is not a column of \"{}\"",
+                        s.key,
+                        def.name
+                    );
+                };
+                let from = match s.moving_from {
+                    Some(n) => Some(Ring::new(n, s.vnodes)?),
+                    None => None,
+                };
+                Some(Placement {
+                    ring: Ring::new(s.shards, s.vnodes)?,
+                    key,
+                    from,
+                })
+            }
+        };
+        let tie = match &placement {
+            Some(p) => Some(p.key),
+            None => def
+                .columns
+                .iter()
+                .position(|c| crate::ring::can_place(&c.ty.arrow_type())),
+        };
+        Ok(Layout {
+            shards,
+            placement,
+            tie,
+        })
+    }
+}
+
+/// A write's hold on a table's placement ([`Table::route`]).
+pub(crate) type Routing = tokio::sync::OwnedRwLockReadGuard<()>;
+
+/// One shard's search view, as [`Table::views`] returns it.
+pub struct ShardView {
+    /// The shard's position in the table.
+    pub index: usize,
+    pub shard: Arc<Shard>,
+    pub view: Arc<TableView>,
 }
 
 /// The record of a commit over several shards (see the module documentation).
@@ -68,35 +143,15 @@ impl Table {
     }
 
     fn assemble(def: TableDef, shards: Vec<Shard>, log_root: &Path, fsync: bool) -> Result<Table> {
-        let placement = match &def.sharding {
-            None => None,
-            Some(s) => {
-                let Some(key) = def.columns.iter().position(|c| c.name == s.key) else {
-                    return engine_err!(
-                        InvalidDefinition,
-                        "shard key \"{}\" is not a column of \"{}\"",
-                        s.key,
-                        def.name
-                    );
-                };
-                Some((Ring::new(s.shards, s.vnodes)?, key))
-            }
-        };
-        let tie = match &placement {
-            Some((_, key)) => Some(*key),
-            None => def
-                .columns
-                .iter()
-                .position(|c| crate::ring::can_place(&c.ty.arrow_type())),
-        };
+        let layout = Layout::of(&def, shards.into_iter().map(Arc::new).collect())?;
         Ok(Table {
             record: Self::record_path(&def, log_root),
-            tie,
             def,
-            shards: shards.into_iter().map(Arc::new).collect(),
-            placement,
+            layout: std::sync::RwLock::new(Arc::new(layout)),
+            routing: Default::default(),
             publish: Default::default(),
             fsync,
+            moving: Default::default(),
         })
     }
 
@@ -159,18 +214,59 @@ impl Table {
         Self::assemble(def, shards, log_root, shared.fsync)
     }
 
+    /// The current layout.
+    pub(crate) fn layout(&self) -> Arc<Layout> {
+        match self.layout.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the layout; the caller holds the routing lock exclusively
+    /// (no write is placing rows) and the publish lock (no reader is
+    /// taking snapshots).
+    pub(crate) fn set_layout(&self, layout: Layout) {
+        match self.layout.write() {
+            Ok(mut g) => *g = Arc::new(layout),
+            Err(p) => *p.into_inner() = Arc::new(layout),
+        }
+    }
+
+    /// The routing lock ([`Table::route`]) exclusively, if every write
+    /// placing rows ends within `limit` (else the waiting ones go on).
+    pub(crate) async fn routing_exclusive_within(
+        &self,
+        limit: std::time::Duration,
+    ) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        tokio::time::timeout(limit, self.routing.write()).await.ok()
+    }
+
+    /// The publish lock, exclusively.
+    pub(crate) async fn publish_exclusive(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.publish.write().await
+    }
+
+    /// A write's hold on the placement: rows are placed by the layout of
+    /// the time, which stays until the hold is dropped.
+    pub(crate) async fn route(&self) -> Routing {
+        self.routing.clone().read_owned().await
+    }
+
     /// The shards, in shard order.
-    pub fn shards(&self) -> &[Arc<Shard>] {
-        &self.shards
+    pub fn shards(&self) -> Vec<Arc<Shard>> {
+        self.layout().shards.clone()
     }
 
     pub fn is_sharded(&self) -> bool {
-        self.placement.is_some()
+        self.layout().placement.is_some()
     }
 
-    /// The ring of a sharded table.
-    pub fn ring(&self) -> Option<&Ring> {
-        self.placement.as_ref().map(|(r, _)| r)
+    /// Whether rows are moving between shard counts.
+    pub fn is_moving(&self) -> bool {
+        self.layout()
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.from.is_some())
     }
 
     /// The column that breaks ties between rows at equal distance: the
@@ -178,7 +274,7 @@ impl Table {
     /// could place rows by (the same column, when a sharded copy keys on
     /// it, so both order ties alike). `None` when no column can.
     pub fn tie_column(&self) -> Option<usize> {
-        self.tie
+        self.layout().tie
     }
 
     /// Refuses what sharded tables do not support yet.
@@ -193,71 +289,18 @@ impl Table {
         Ok(())
     }
 
-    /// The shard file each row of `batches` belongs to: one list of batches
-    /// per shard (all of them for shard 0 when the table has one).
+    /// The shard each row of `batches` belongs to: one list of batches per
+    /// shard (all of them for shard 0 when the table has one). The caller
+    /// holds the placement ([`Table::route`]).
     pub fn split(&self, batches: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
-        let Some((ring, key)) = &self.placement else {
-            return Ok(vec![batches]);
-        };
-        let mut out: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.shards.len()];
-        for b in batches {
-            if b.num_rows() == 0 {
-                continue;
-            }
-            let owners = ring.owners(b.column(*key).as_ref())?;
-            if owners.iter().all(|&o| o == owners[0]) {
-                out[owners[0] as usize].push(b);
-                continue;
-            }
-            let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.shards.len()];
-            for (i, &o) in owners.iter().enumerate() {
-                rows[o as usize].push(i as u32);
-            }
-            for (shard, rows) in rows.into_iter().enumerate() {
-                if !rows.is_empty() {
-                    let idx = UInt32Array::from(rows);
-                    out[shard].push(arrow::compute::take_record_batch(&b, &idx)?);
-                }
-            }
-        }
-        Ok(out)
+        split_by(&self.layout(), batches)
     }
 
     /// The shards that can hold rows matching `filter`: those of the key
-    /// values it fixes (`key = v`, `key IN (…)` as a conjunct), else all.
+    /// values it fixes (`key = v`, `key IN (…)` as a conjunct; while rows
+    /// move, a value's owners under both rings), else all.
     pub fn shards_for(&self, filter: Option<&Expr>) -> Vec<usize> {
-        let all = || (0..self.shards.len()).collect();
-        let (Some((ring, key)), Some(filter)) = (&self.placement, filter) else {
-            return all();
-        };
-        let column = &self.def.columns[*key];
-        let ty = column.ty.arrow_type();
-        let mut best: Option<Vec<usize>> = None;
-        for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
-            let Some(values) = fixed_key_values(conjunct, &column.name, ty.is_integer()) else {
-                continue;
-            };
-            let mut shards = Vec::new();
-            for v in values {
-                // The value as the column's type, as it is stored and hashed.
-                let Ok(v) = v.cast_to(&ty) else {
-                    return all();
-                };
-                let Ok(arr) = v.to_array_of_size(1) else {
-                    return all();
-                };
-                let Ok(owner) = ring.owners(arr.as_ref()) else {
-                    return all();
-                };
-                shards.push(owner[0] as usize);
-            }
-            shards.sort_unstable();
-            shards.dedup();
-            if best.as_ref().is_none_or(|b| shards.len() < b.len()) {
-                best = Some(shards);
-            }
-        }
-        best.unwrap_or_else(all)
+        shards_for(&self.def, &self.layout(), filter)
     }
 
     /// Every shard's latest snapshot (or, for shard i, version `heads[i]`:
@@ -265,33 +308,39 @@ impl Table {
     /// is in all of them or none. Each version is pinned against cleanup.
     pub async fn pinned_snapshots(&self, heads: Option<&[Arc<Dataset>]>) -> Vec<(Snapshot, Pin)> {
         let _g = self.publish.read().await;
-        (0..self.shards.len())
-            .map(|i| self.pinned_shard(i, heads))
+        let layout = self.layout();
+        layout
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| pinned_shard(s, i, heads))
             .collect()
     }
 
-    /// Shard `i`'s latest snapshot, or version `heads[i]`, pinned.
-    fn pinned_shard(&self, i: usize, heads: Option<&[Arc<Dataset>]>) -> (Snapshot, Pin) {
-        match heads.and_then(|h| h.get(i)) {
-            Some(head) => self.shards[i].pinned_at(head.clone()),
-            None => self.shards[i].pinned_snapshot(),
-        }
-    }
-
-    /// The search views of shards `which`, of one consistent set of versions
+    /// The search views of the shards that can hold rows matching `filter`
+    /// ([`Table::shards_for`]), of one consistent set of versions
     /// ([`Table::pinned_snapshots`]).
     pub async fn views(
         &self,
         heads: Option<&[Arc<Dataset>]>,
-        which: &[usize],
-    ) -> Result<Vec<Arc<TableView>>> {
-        let snaps: Vec<(Snapshot, Pin)> = {
+        filter: Option<&Expr>,
+    ) -> Result<Vec<ShardView>> {
+        let snaps: Vec<(usize, Arc<Shard>, Snapshot, Pin)> = {
             let _g = self.publish.read().await;
-            which.iter().map(|&i| self.pinned_shard(i, heads)).collect()
+            let layout = self.layout();
+            shards_for(&self.def, &layout, filter)
+                .into_iter()
+                .map(|i| {
+                    let s = layout.shards[i].clone();
+                    let (snap, pin) = pinned_shard(&s, i, heads);
+                    (i, s, snap, pin)
+                })
+                .collect()
         };
         let mut views = Vec::with_capacity(snaps.len());
-        for (&i, (snap, pin)) in which.iter().zip(snaps) {
-            views.push(self.shards[i].view_of(snap, pin).await?);
+        for (index, shard, snap, pin) in snaps {
+            let view = shard.view_of(snap, pin).await?;
+            views.push(ShardView { index, shard, view });
         }
         Ok(views)
     }
@@ -299,7 +348,7 @@ impl Table {
     /// The table's size: its shards' summed.
     pub fn stats(&self) -> TableStats {
         let mut total = TableStats::default();
-        for s in &self.shards {
+        for s in &self.layout().shards {
             let t = s.stats();
             total.rows += t.rows;
             total.data_bytes += t.data_bytes;
@@ -311,7 +360,7 @@ impl Table {
 
     /// Whether the table holds no row.
     pub async fn is_empty(&self) -> Result<bool> {
-        for s in &self.shards {
+        for s in &self.layout().shards {
             if s.tail_rows() > 0 || s.dataset().count_rows(None).await? > 0 {
                 return Ok(false);
             }
@@ -322,17 +371,19 @@ impl Table {
     /// Appends rows (the table's schema): one shard's rows as that shard's
     /// append, several shards' in one commit over them.
     pub async fn append(self: &Arc<Self>, batches: Vec<RecordBatch>) -> Result<u64> {
-        let mut parts = self.split(batches)?;
+        let routing = self.route().await;
+        let layout = self.layout();
+        let mut parts = split_by(&layout, batches)?;
         let touched: Vec<usize> = (0..parts.len()).filter(|&i| !parts[i].is_empty()).collect();
         match touched.as_slice() {
             [] => Ok(0),
             [one] => {
-                self.shards[*one]
+                layout.shards[*one]
                     .append(std::mem::take(&mut parts[*one]))
                     .await
             }
             _ => {
-                let mut w = self.begin_statement().await?;
+                let mut w = self.begin_statement(routing).await?;
                 let mut n = 0;
                 for (i, part) in parts.into_iter().enumerate() {
                     n += w.part_mut(i).append(part).await?;
@@ -346,20 +397,38 @@ impl Table {
     /// An append fed batch by batch (COPY FROM STDIN), committed by
     /// [`AppendStream::finish`] as one version of every shard it wrote.
     pub async fn append_stream(self: &Arc<Self>) -> AppendStream {
+        let routing = self.route().await;
+        self.stream_with(Some(routing))
+    }
+
+    /// [`Table::append_stream`] for a transaction that holds the table
+    /// already ([`Table::begin_writes`]), finished by
+    /// [`AppendStream::finish_in`] that transaction: its hold on the
+    /// placement covers the stream.
+    pub fn append_stream_in(self: &Arc<Self>, _txn: &TxnWrites) -> AppendStream {
+        self.stream_with(None)
+    }
+
+    fn stream_with(self: &Arc<Self>, routing: Option<Routing>) -> AppendStream {
+        let layout = self.layout();
         AppendStream {
             table: self.clone(),
-            parts: (0..self.shards.len()).map(|_| None).collect(),
+            parts: (0..layout.shards.len()).map(|_| None).collect(),
+            layout,
+            routing,
         }
     }
 
     /// Deletes the rows matching `filter` from the shards that can hold
     /// them ([`Table::shards_for`]), in one commit.
     pub async fn delete(self: &Arc<Self>, filter: Expr) -> Result<u64> {
-        let which = self.shards_for(Some(&filter));
+        let routing = self.route().await;
+        let layout = self.layout();
+        let which = shards_for(&self.def, &layout, Some(&filter));
         if let [one] = which.as_slice() {
-            return self.shards[*one].delete(filter).await;
+            return layout.shards[*one].delete(filter).await;
         }
-        let mut w = self.begin_statement().await?;
+        let mut w = self.begin_statement(routing).await?;
         let n = w.delete(filter).await?;
         w.commit().await?;
         Ok(n)
@@ -372,43 +441,63 @@ impl Table {
         wait: Option<std::time::Duration>,
         constraint: Option<tokio::sync::OwnedMutexGuard<()>>,
     ) -> Result<TxnWrites> {
-        self.begin_writes_with(wait, constraint, true).await
+        let routing = match wait {
+            None => self.route().await,
+            Some(d) => match tokio::time::timeout(d, self.route()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return engine_err!(
+                        Deadlock,
+                        "deadlock detected: table \"{}\" is being resharded while this transaction holds other tables (waited {} ms)",
+                        self.def.name,
+                        d.as_millis()
+                    );
+                }
+            },
+        };
+        self.begin_writes_with(routing, wait, constraint, true)
+            .await
     }
 
     /// [`Table::begin_writes`] for a statement's own commit over several
-    /// shards: no constraint lock is taken (a writer that checks constraints
-    /// holds the table's, shard 0's, already).
-    async fn begin_statement(self: &Arc<Self>) -> Result<TxnWrites> {
-        self.begin_writes_with(None, None, false).await
+    /// shards, placing rows under `routing`: no constraint lock is taken
+    /// (a writer that checks constraints holds the table's, shard 0's,
+    /// already).
+    pub(crate) async fn begin_statement(self: &Arc<Self>, routing: Routing) -> Result<TxnWrites> {
+        self.begin_writes_with(routing, None, None, false).await
     }
 
     async fn begin_writes_with(
         self: &Arc<Self>,
+        routing: Routing,
         wait: Option<std::time::Duration>,
         constraint: Option<tokio::sync::OwnedMutexGuard<()>>,
         lock_constraints: bool,
     ) -> Result<TxnWrites> {
-        let mut parts = Vec::with_capacity(self.shards.len());
+        let layout = self.layout();
+        let mut parts = Vec::with_capacity(layout.shards.len());
         let mut constraint = constraint;
-        for s in &self.shards {
+        for s in &layout.shards {
             parts.push(
                 s.begin_writes_with(wait, constraint.take(), lock_constraints)
                     .await?,
             );
         }
-        Ok(TxnWrites::new(self.clone(), parts))
+        Ok(TxnWrites::new(self.clone(), parts, routing))
     }
 
     /// The table's constraint lock (shard 0's; every writer that checks
     /// constraints takes it first).
     pub async fn constraint_guard(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.shards[0].constraint_guard().await
+        let first = self.layout().shards[0].clone();
+        first.constraint_guard().await
     }
 
     /// Publishes the heads of a commit over several shards (see the module
     /// documentation); `heads[i]` is `None` for a shard it did not change.
     pub(crate) async fn publish_together(&self, heads: &[Option<Arc<Dataset>>]) -> Result<()> {
-        let versions = self
+        let layout = self.layout();
+        let versions = layout
             .shards
             .iter()
             .zip(heads)
@@ -423,13 +512,13 @@ impl Table {
         crate::engine::crash_point("sharded_commit:written");
         crate::txn::write_file_synced(&self.record, &bytes, self.fsync)?;
         crate::engine::crash_point("sharded_commit:recorded");
-        for (s, h) in self.shards.iter().zip(heads) {
+        for (s, h) in layout.shards.iter().zip(heads) {
             if let Some(h) = h {
                 s.warm_committed(h).await;
             }
         }
         let _g = self.publish.write().await;
-        for (s, h) in self.shards.iter().zip(heads) {
+        for (s, h) in layout.shards.iter().zip(heads) {
             if let Some(h) = h {
                 s.publish_warmed(h.clone());
             }
@@ -444,7 +533,7 @@ impl Table {
 
     /// Builds (or rebuilds) an index on every shard.
     pub async fn create_index(&self, def: &IndexDef, replace: bool) -> Result<()> {
-        for (i, s) in self.shards.iter().enumerate() {
+        for (i, s) in self.layout().shards.iter().enumerate() {
             if let Err(e) = s.create_index(def, replace).await {
                 // A new index is taken back off the shards built so far
                 // (a rebuilt one stays: it was there before).
@@ -462,7 +551,7 @@ impl Table {
 
     /// Drops an index from every shard (a shard without it is fine).
     pub async fn drop_index(&self, name: &str) -> Result<()> {
-        for s in &self.shards {
+        for s in &self.layout().shards {
             let has = s
                 .dataset()
                 .load_indices()
@@ -479,7 +568,7 @@ impl Table {
     /// `OPTIMIZE TABLE` on every shard; the reports summed.
     pub async fn optimize(&self) -> Result<HousekeepingReport> {
         let mut total = HousekeepingReport::default();
-        for s in &self.shards {
+        for s in &self.layout().shards {
             let r = s.optimize().await?;
             total.fragments_removed += r.fragments_removed;
             total.fragments_added += r.fragments_added;
@@ -493,7 +582,7 @@ impl Table {
     /// Writes every shard's logged rows to Lance; how many.
     pub async fn flush(&self) -> Result<usize> {
         let mut n = 0;
-        for s in &self.shards {
+        for s in &self.layout().shards {
             n += s.flush().await?;
         }
         Ok(n)
@@ -501,8 +590,9 @@ impl Table {
 
     /// Takes every shard out of service ([`Shard::retire`]).
     pub async fn retire(&self) -> Result<Vec<Retired>> {
-        let mut out = Vec::with_capacity(self.shards.len());
-        for s in &self.shards {
+        let layout = self.layout();
+        let mut out = Vec::with_capacity(layout.shards.len());
+        for s in &layout.shards {
             out.push(s.retire().await?);
         }
         Ok(out)
@@ -510,7 +600,7 @@ impl Table {
 
     /// The table is being dropped.
     pub async fn close(&self) {
-        for s in &self.shards {
+        for s in &self.layout().shards {
             s.close().await;
         }
     }
@@ -518,6 +608,7 @@ impl Table {
     /// The shards' log folders, and the commit record's path.
     pub fn log_paths(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self
+            .layout()
             .shards
             .iter()
             .map(|s| s.log_dir().to_path_buf())
@@ -525,6 +616,83 @@ impl Table {
         out.push(self.record.clone());
         out
     }
+}
+
+/// Shard `s` (number `i`)'s latest snapshot, or version `heads[i]`, pinned.
+fn pinned_shard(s: &Shard, i: usize, heads: Option<&[Arc<Dataset>]>) -> (Snapshot, Pin) {
+    match heads.and_then(|h| h.get(i)) {
+        Some(head) => s.pinned_at(head.clone()),
+        None => s.pinned_snapshot(),
+    }
+}
+
+/// [`Table::split`] by `layout`.
+fn split_by(layout: &Layout, batches: Vec<RecordBatch>) -> Result<Vec<Vec<RecordBatch>>> {
+    let Some(p) = &layout.placement else {
+        return Ok(vec![batches]);
+    };
+    let n = layout.shards.len();
+    let mut out: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+    for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let owners = p.ring.owners(b.column(p.key).as_ref())?;
+        if owners.iter().all(|&o| o == owners[0]) {
+            out[owners[0] as usize].push(b);
+            continue;
+        }
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (i, &o) in owners.iter().enumerate() {
+            rows[o as usize].push(i as u32);
+        }
+        for (shard, rows) in rows.into_iter().enumerate() {
+            if !rows.is_empty() {
+                let idx = UInt32Array::from(rows);
+                out[shard].push(arrow::compute::take_record_batch(&b, &idx)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`Table::shards_for`] in `layout`.
+fn shards_for(def: &TableDef, layout: &Layout, filter: Option<&Expr>) -> Vec<usize> {
+    let all = || (0..layout.shards.len()).collect();
+    let (Some(p), Some(filter)) = (&layout.placement, filter) else {
+        return all();
+    };
+    let column = &def.columns[p.key];
+    let ty = column.ty.arrow_type();
+    let rings: Vec<&Ring> = std::iter::once(&p.ring).chain(p.from.as_ref()).collect();
+    let mut best: Option<Vec<usize>> = None;
+    for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
+        let Some(values) = fixed_key_values(conjunct, &column.name, ty.is_integer()) else {
+            continue;
+        };
+        let mut shards = Vec::new();
+        for v in values {
+            // The value as the column's type, as it is stored and hashed.
+            let Ok(v) = v.cast_to(&ty) else {
+                return all();
+            };
+            let Ok(arr) = v.to_array_of_size(1) else {
+                return all();
+            };
+            for ring in &rings {
+                let Ok(owner) = ring.owners(arr.as_ref()) else {
+                    return all();
+                };
+                shards.push(owner[0] as usize);
+            }
+        }
+        shards.sort_unstable();
+        shards.dedup();
+        if best.as_ref().is_none_or(|b| shards.len() < b.len()) {
+            best = Some(shards);
+        }
+    }
+    best.unwrap_or_else(all)
 }
 
 /// The key values a conjunct fixes the column `key` to, when it is
@@ -567,6 +735,10 @@ fn fixed_key_values(e: &Expr, key: &str, integer_key: bool) -> Option<Vec<Scalar
 /// to ([`Table::append_stream`]).
 pub struct AppendStream {
     table: Arc<Table>,
+    /// The layout its rows are placed by, held by `routing` (or by the
+    /// transaction it is finished in).
+    layout: Arc<Layout>,
+    routing: Option<Routing>,
     /// Each shard's stream, opened by its first row.
     parts: Vec<Option<ShardAppend>>,
 }
@@ -574,10 +746,10 @@ pub struct AppendStream {
 impl AppendStream {
     /// Writes one batch (the table's schema).
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        for (i, part) in self.table.split(vec![batch])?.into_iter().enumerate() {
+        for (i, part) in split_by(&self.layout, vec![batch])?.into_iter().enumerate() {
             for b in part {
                 if self.parts[i].is_none() {
-                    self.parts[i] = Some(self.table.shards[i].append_stream().await);
+                    self.parts[i] = Some(self.layout.shards[i].append_stream().await);
                 }
                 if let Some(p) = self.parts[i].as_mut() {
                     p.write(b).await?;
@@ -601,7 +773,11 @@ impl AppendStream {
             },
             _ => {
                 let table = self.table.clone();
-                let mut w = table.begin_statement().await?;
+                let routing = match self.routing.take() {
+                    Some(r) => r,
+                    None => table.route().await,
+                };
+                let mut w = table.begin_statement(routing).await?;
                 let n = self.finish_in(&mut w).await?;
                 w.commit().await?;
                 Ok(n)

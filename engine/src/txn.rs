@@ -466,11 +466,21 @@ pub(crate) async fn recover(dir: &Path, ds: Dataset, sync: bool) -> Result<Datas
 pub struct TxnWrites {
     table: Arc<Table>,
     parts: Vec<ShardWrites>,
+    /// The placement rows are routed by, held until the transaction ends.
+    _routing: crate::table::Routing,
 }
 
 impl TxnWrites {
-    pub(crate) fn new(table: Arc<Table>, parts: Vec<ShardWrites>) -> TxnWrites {
-        TxnWrites { table, parts }
+    pub(crate) fn new(
+        table: Arc<Table>,
+        parts: Vec<ShardWrites>,
+        routing: crate::table::Routing,
+    ) -> TxnWrites {
+        TxnWrites {
+            table,
+            parts,
+            _routing: routing,
+        }
     }
 
     pub fn table(&self) -> &Arc<Table> {

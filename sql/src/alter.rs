@@ -56,6 +56,10 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
         return Ok("ALTER TABLE".into());
     }
     for op in &at.operations {
+        if let AlterTableOperation::SetOptionsParens { options } = op {
+            reshard(s, &name, options).await?;
+            continue;
+        }
         if let AlterTableOperation::AddConstraint {
             constraint: ast::TableConstraint::Check(c),
             ..
@@ -82,6 +86,39 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
         }
     }
     Ok("ALTER TABLE".into())
+}
+
+/// `SET (shards = M[, shard_key = col][, vnodes = V])`: moves the table's
+/// rows to M shards online (`quiver_engine::reshard`); a NOTICE reports
+/// how many rows moved.
+async fn reshard(s: &Session, table: &str, options: &[ast::SqlOption]) -> Result<()> {
+    let options = crate::ddl::ShardingOptions::parse(options)?;
+    let Some(shards) = options.number("shards")? else {
+        return sql_err!(
+            InvalidParameterValue,
+            "ALTER TABLE … SET (…) needs shards = N (with shard_key and vnodes for a table of one shard)"
+        );
+    };
+    let def = s.engine().table(table)?.def.clone();
+    let change = quiver_engine::reshard::Reshard {
+        shards,
+        key: options.key(&def.columns),
+        vnodes: options.number("vnodes")?,
+    };
+    let r = s.db.engine.reshard(table, change).await?;
+    if r.from != r.to {
+        s.info(format!(
+            "moved {} of {} rows ({:.1} %) from {} to {} shards in {} steps, {:.2} s",
+            r.moved,
+            r.rows,
+            r.moved_fraction() * 100.0,
+            r.from,
+            r.to,
+            r.steps,
+            r.elapsed.as_secs_f64()
+        ));
+    }
+    Ok(())
 }
 
 /// `ADD CHECK`: recorded first, so that every write from then on is

@@ -177,6 +177,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "range",
     "unnest",
     "vector_search",
+    "quiver_shards",
     "pg_get_keywords",
     "pg_partition_ancestors",
 ];

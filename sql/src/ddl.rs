@@ -387,83 +387,106 @@ fn table_sharding(
             );
         }
     };
-    let mut exprs = Vec::with_capacity(with.len());
-    for o in with {
-        match o {
-            ast::SqlOption::KeyValue { key, value } => exprs.push(Expr::BinaryOp {
-                left: Box::new(Expr::Identifier(key.clone())),
-                op: BinaryOperator::Eq,
-                right: Box::new(value.clone()),
-            }),
-            other => {
+    let options = ShardingOptions::parse(with)?;
+    let shards = options.number("shards")?.unwrap_or(1);
+    let vnodes = options
+        .number("vnodes")?
+        .unwrap_or(quiver_engine::ring::DEFAULT_VNODES);
+    if shards <= 1 && !options.0.contains_key("shard_key") && !options.0.contains_key("vnodes") {
+        if shards == 0 {
+            return sql_err!(InvalidParameterValue, "shards must be at least 1");
+        }
+        return Ok(None);
+    }
+    let key = options
+        .key(columns)
+        .unwrap_or_else(|| columns[0].name.clone());
+    Ok(Some(ShardingDef {
+        shards,
+        key,
+        vnodes,
+        moving_from: None,
+        base_first: false,
+    }))
+}
+
+/// The sharding options of `CREATE TABLE … WITH (…)` or `ALTER TABLE … SET
+/// (…)`: `shards`, `sharding`, `shard_key`, `vnodes`.
+pub(crate) struct ShardingOptions(BTreeMap<String, String>);
+
+impl ShardingOptions {
+    pub(crate) fn parse(with: &[ast::SqlOption]) -> Result<ShardingOptions> {
+        let mut exprs = Vec::with_capacity(with.len());
+        for o in with {
+            match o {
+                ast::SqlOption::KeyValue { key, value } => exprs.push(Expr::BinaryOp {
+                    left: Box::new(Expr::Identifier(key.clone())),
+                    op: BinaryOperator::Eq,
+                    right: Box::new(value.clone()),
+                }),
+                other => {
+                    return sql_err!(
+                        SyntaxError,
+                        "table options are written key = value, got {other}"
+                    );
+                }
+            }
+        }
+        let options = with_options(&exprs)?;
+        for key in options.keys() {
+            if !["shards", "sharding", "shard_key", "vnodes"].contains(&key.as_str()) {
                 return sql_err!(
-                    SyntaxError,
-                    "table options are written key = value, got {other}"
+                    InvalidParameterValue,
+                    "unrecognized parameter \"{key}\" (table options: shards, sharding, shard_key, vnodes)"
                 );
             }
         }
+        match options
+            .get("sharding")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("hash") => {}
+            Some("ivf") => {
+                return sql_err!(
+                    FeatureNotSupported,
+                    "sharding = 'ivf' is not supported yet; use sharding = 'hash'"
+                );
+            }
+            Some(other) => {
+                return sql_err!(
+                    InvalidParameterValue,
+                    "invalid value for table option \"sharding\": \"{other}\" (hash or ivf)"
+                );
+            }
+        }
+        Ok(ShardingOptions(options))
     }
-    let options = with_options(&exprs)?;
-    let number = |key: &str, default: u32| -> Result<u32> {
-        match options.get(key) {
-            None => Ok(default),
+
+    /// A whole-number option, when given.
+    pub(crate) fn number(&self, key: &str) -> Result<Option<u32>> {
+        match self.0.get(key) {
+            None => Ok(None),
             Some(v) => match v.parse::<u32>() {
-                Ok(n) => Ok(n),
+                Ok(n) => Ok(Some(n)),
                 Err(_) => sql_err!(
                     InvalidParameterValue,
                     "invalid value for table option \"{key}\": \"{v}\" (a positive integer)"
                 ),
             },
         }
-    };
-    for key in options.keys() {
-        if !["shards", "sharding", "shard_key", "vnodes"].contains(&key.as_str()) {
-            return sql_err!(
-                InvalidParameterValue,
-                "unrecognized parameter \"{key}\" (table options: shards, sharding, shard_key, vnodes)"
-            );
-        }
     }
-    match options
-        .get("sharding")
-        .map(|s| s.to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("hash") => {}
-        Some("ivf") => {
-            return sql_err!(
-                FeatureNotSupported,
-                "sharding = 'ivf' is not supported yet; use sharding = 'hash'"
-            );
-        }
-        Some(other) => {
-            return sql_err!(
-                InvalidParameterValue,
-                "invalid value for table option \"sharding\": \"{other}\" (hash or ivf)"
-            );
-        }
+
+    /// The `shard_key` given: as written when a column has that name, else
+    /// folded as an unquoted name is.
+    pub(crate) fn key(&self, columns: &[ColumnDef]) -> Option<String> {
+        self.0
+            .get("shard_key")
+            .map(|k| match columns.iter().any(|c| &c.name == k) {
+                true => k.clone(),
+                false => k.to_lowercase(),
+            })
     }
-    let shards = number("shards", 1)?;
-    let vnodes = number("vnodes", quiver_engine::ring::DEFAULT_VNODES)?;
-    if shards <= 1 && !options.contains_key("shard_key") && !options.contains_key("vnodes") {
-        if shards == 0 {
-            return sql_err!(InvalidParameterValue, "shards must be at least 1");
-        }
-        return Ok(None);
-    }
-    let key = match options.get("shard_key") {
-        // As written, else folded as an unquoted name is.
-        Some(k) => match columns.iter().any(|c| &c.name == k) {
-            true => k.clone(),
-            false => k.to_lowercase(),
-        },
-        None => columns[0].name.clone(),
-    };
-    Ok(Some(ShardingDef {
-        shards,
-        key,
-        vnodes,
-    }))
 }
 
 /// PostgreSQL's name for a key of table `table`: `docs_pkey`, `docs_email_key`.

@@ -99,6 +99,10 @@ pub enum StatusCode {
     ExternalRoutineException,
     /// A user function broke the calling convention, e.g. a bad result (39000).
     ExternalRoutineInvocationException,
+    /// An object busy with other work, e.g. a table being resharded (55006).
+    ObjectInUse,
+    /// A lock not taken in the time allowed (55P03).
+    LockNotAvailable,
     /// Storage failure (58030).
     IoError,
     /// Anything else (XX000).
@@ -152,6 +156,8 @@ impl From<quiver_engine::EngineError> for SqlError {
             K::InvalidDefinition => StatusCode::InvalidTableDefinition,
             K::DependentObjects => StatusCode::DependentObjectsStillExist,
             K::Conflict => StatusCode::SerializationFailure,
+            K::InUse => StatusCode::ObjectInUse,
+            K::LockTimeout => StatusCode::LockNotAvailable,
             K::Io => StatusCode::IoError,
             K::Internal => StatusCode::Internal,
         };

@@ -47,6 +47,7 @@ pub mod references;
 pub mod rewrite;
 pub mod session;
 pub mod settings;
+pub mod shard_stats;
 pub mod single_value;
 pub mod statement;
 pub mod subplan;

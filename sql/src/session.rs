@@ -489,6 +489,12 @@ impl Session {
             }),
         );
         ctx.register_udtf(
+            "quiver_shards",
+            Arc::new(crate::shard_stats::QuiverShards {
+                engine: db.engine.clone(),
+            }),
+        );
+        ctx.register_udtf(
             "vector_search",
             Arc::new(VectorSearchFunction {
                 engine: db.engine.clone(),
@@ -789,6 +795,7 @@ impl Session {
             || state.aggregate_functions().contains_key(name)
             || state.window_functions().contains_key(name)
             || name == "vector_search"
+            || name == "quiver_shards"
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -1472,7 +1479,17 @@ impl Session {
                 rows: Vec::new(),
             }
         } else {
-            CopySink::Stream(table.append_stream().await)
+            match &txns {
+                // The block holds the table's placement for the stream.
+                Some(txns) => {
+                    let t = table.clone();
+                    CopySink::Stream(
+                        txns.write(&table, async move |w| Ok(t.append_stream_in(w)))
+                            .await?,
+                    )
+                }
+                None => CopySink::Stream(table.append_stream().await),
+            }
         };
         Ok(CopyLoad {
             session: self.clone(),

@@ -11,7 +11,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, RecordBatch, UInt32Array, UInt64Array,
+};
 use datafusion::arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{
@@ -365,10 +367,16 @@ struct ShardRun {
 
 /// What one execution of a search shares between its partitions: the
 /// views of one consistent set of shard versions, and each shard's figures.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct RunState {
-    views: tokio::sync::OnceCell<Vec<Arc<quiver_engine::view::TableView>>>,
+    views: tokio::sync::OnceCell<Vec<quiver_engine::table::ShardView>>,
     shards: Mutex<Vec<ShardRun>>,
+}
+
+impl fmt::Debug for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunState").finish_non_exhaustive()
+    }
 }
 
 /// Runs one vector search and emits its rows, nearest first: one partition
@@ -545,7 +553,6 @@ impl ExecutionPlan for VectorSearchExec {
                 query,
                 k,
                 knobs,
-                shards,
                 tie_column,
                 ..
             } = search;
@@ -556,32 +563,24 @@ impl ExecutionPlan for VectorSearchExec {
                 return plan_err!("vector_search: k must be a positive integer");
             }
             let ext = |e: quiver_engine::EngineError| DataFusionError::External(Box::new(e));
-            let Some(&shard) = shards.get(partition) else {
-                // No shard can hold a row the filter passes.
-                return Ok(RecordBatch::new_empty(schema));
-            };
+            // The shards read are those of the table's layout when the
+            // search runs (a move between shard counts may have changed
+            // it since planning): partition p searches every p-th of them.
             let views = run
                 .views
                 .get_or_try_init(|| async {
                     let t = engine.table(&table)?;
                     let heads = crate::transaction::read_at(&reads, &table);
-                    t.views(heads.as_deref(), &shards).await
+                    t.views(heads.as_deref(), filter.as_ref()).await
                 })
                 .await
                 .map_err(ext)?;
-            let started = std::time::Instant::now();
-            let hits = engine
-                .search_view(
-                    views[partition].clone(),
-                    &plan,
-                    &query,
-                    k,
-                    filter.as_ref(),
-                    &knobs,
-                )
-                .await
-                .map_err(ext)?;
-            tracing::debug!(table, shard, k, strategy = ?hits.strategy, "vector search");
+            let mine: Vec<&quiver_engine::table::ShardView> =
+                views.iter().skip(partition).step_by(partitions).collect();
+            if mine.is_empty() {
+                // No shard can hold a row the filter passes.
+                return Ok(RecordBatch::new_empty(schema));
+            }
             let mut names: Vec<&str> = projection
                 .iter()
                 .filter(|&&p| p != table_columns)
@@ -591,17 +590,55 @@ impl ExecutionPlan for VectorSearchExec {
             if let Some(c) = tie_column {
                 names.push(schema_names[c].as_str());
             }
-            let mut fetched = hits.view.take(&hits.rows, &names).await.map_err(ext)?;
-            let tie = match tie_column {
-                Some(_) => fetched.pop(),
-                None => None,
+            // Each shard's nearest, with what the cut to k sorts by.
+            let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); wanted];
+            let mut ties: Vec<ArrayRef> = Vec::new();
+            let mut distances: Vec<f64> = Vec::new();
+            let mut addrs: Vec<u64> = Vec::new();
+            let mut shard_ids: Vec<u32> = Vec::new();
+            for sv in mine {
+                let started = std::time::Instant::now();
+                let hits = engine
+                    .search_view(sv.view.clone(), &plan, &query, k, filter.as_ref(), &knobs)
+                    .await
+                    .map_err(ext)?;
+                tracing::debug!(table, shard = sv.index, k, strategy = ?hits.strategy, "vector search");
+                let mut fetched = hits.view.take(&hits.rows, &names).await.map_err(ext)?;
+                if tie_column.is_some()
+                    && let Some(t) = fetched.pop()
+                {
+                    ties.push(t);
+                }
+                debug_assert_eq!(fetched.len(), wanted);
+                for (c, a) in fetched.into_iter().enumerate() {
+                    columns[c].push(a);
+                }
+                distances.extend(hits.distances.iter().map(|d| *d as f64));
+                addrs.extend_from_slice(&hits.rows);
+                shard_ids.extend(std::iter::repeat_n(sv.index as u32, hits.rows.len()));
+                let elapsed = started.elapsed();
+                sv.shard.note_search(elapsed);
+                if let Ok(mut g) = run.shards.lock() {
+                    g.push(ShardRun {
+                        shard: sv.index,
+                        rows: hits.rows.len().min(k),
+                        elapsed,
+                        strategy: hits.strategy.clone(),
+                    });
+                }
+            }
+            let concat = |parts: &[ArrayRef]| -> DfResult<ArrayRef> {
+                let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                Ok(datafusion::arrow::compute::concat(&refs)?)
             };
-            debug_assert_eq!(fetched.len(), wanted);
-            let distances: ArrayRef = Arc::new(Float64Array::from(
-                hits.distances.iter().map(|d| *d as f64).collect::<Vec<_>>(),
-            ));
-            let addrs: ArrayRef = Arc::new(UInt64Array::from(hits.rows.clone()));
-            // This shard's nearest k: by distance, ties by the tie column, then row.
+            let distances: ArrayRef = Arc::new(Float64Array::from(distances));
+            let addrs: ArrayRef = Arc::new(UInt64Array::from(addrs));
+            let shard_ids: ArrayRef = Arc::new(UInt32Array::from(shard_ids));
+            let tie = match ties.is_empty() {
+                true => None,
+                false => Some(concat(&ties)?),
+            };
+            // The nearest k: by distance, ties by the tie column, then shard and row.
             let mut keys = vec![SortColumn {
                 values: distances.clone(),
                 options: None,
@@ -613,18 +650,22 @@ impl ExecutionPlan for VectorSearchExec {
                 });
             }
             keys.push(SortColumn {
+                values: shard_ids.clone(),
+                options: None,
+            });
+            keys.push(SortColumn {
                 values: addrs.clone(),
                 options: None,
             });
             let order = lexsort_to_indices(&keys, Some(k))?;
             let pick = |a: &ArrayRef| take(a.as_ref(), &order, None);
-            let mut fetched = fetched.into_iter();
+            let mut fetched = columns.into_iter();
             let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
             for &p in &projection {
                 if p == table_columns {
                     cols.push(pick(&distances)?);
                 } else if let Some(c) = fetched.next() {
-                    cols.push(pick(&c)?);
+                    cols.push(pick(&concat(&c)?)?);
                 }
             }
             if merged {
@@ -632,16 +673,8 @@ impl ExecutionPlan for VectorSearchExec {
                 if let Some(t) = &tie {
                     cols.push(pick(t)?);
                 }
-                cols.push(Arc::new(UInt32Array::from(vec![shard as u32; order.len()])));
+                cols.push(pick(&shard_ids)?);
                 cols.push(pick(&addrs)?);
-            }
-            if let Ok(mut g) = run.shards.lock() {
-                g.push(ShardRun {
-                    shard,
-                    rows: order.len(),
-                    elapsed: started.elapsed(),
-                    strategy: hits.strategy.clone(),
-                });
             }
             let opts = datafusion::arrow::array::RecordBatchOptions::new()
                 .with_row_count(Some(order.len()));

@@ -34,6 +34,8 @@ pub fn sqlstate(code: StatusCode) -> &'static str {
         StatusCode::InvalidTextRepresentation => "22P02",
         StatusCode::InvalidBinaryRepresentation => "22P03",
         StatusCode::DeadlockDetected => "40P01",
+        StatusCode::ObjectInUse => "55006",
+        StatusCode::LockNotAvailable => "55P03",
         StatusCode::InFailedTransaction => "25P02",
         StatusCode::ActiveTransaction => "25001",
         StatusCode::NoActiveTransaction => "25P01",

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Sharded tables over the wire (bench/shards.sh runs it against a fresh Quiver).
+
+    python3 bench/shards.py --dsn DSN --out FILE.json [--shards 1,4,8] [--seconds 20]
+
+1. For each shard count N: a table `docs_N` (`WITH (shards = N, shard_key = id)`; N = 1 is
+   a plain table), COPY of wordnet-minilm, CREATE INDEX ivf_hnsw_sq (one partition per
+   shard), then the 1,000 queries (k = 10, prepared, nprobes 1, ef 64): recall@10 against
+   the exact ground truth, QPS, p50 / p99, and the shards each query read (from EXPLAIN).
+   The 1-shard table is the baseline the others are a ratio of.
+2. Rebalancing: `docs_4` is moved to 8 shards (ALTER TABLE … SET (shards = 8)) while one
+   reader process runs the same queries: rows moved (the ALTER's NOTICE) and wall time,
+   the reader's QPS before, during and after the move (the ratios are the figures), every
+   answer checked to have 10 rows; then the row count and an order-independent checksum
+   (count, sum of ids, sum of bucket) against those before, and the recall after.
+"""
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("SHARED_BENCH", HERE / "../../shared/bench")).resolve()
+sys.path.insert(0, str(SHARED))
+import harness  # noqa: E402
+
+SET = ["SET quiver.nprobes = 1", "SET quiver.ef = 64"]
+QUERY = "SELECT id FROM vector_search('{t}', 'embedding', %s::vector, 10)"
+K = 10
+
+
+def pct(a, q):
+    return float(np.percentile(np.asarray(a), q)) * 1000.0 if len(a) else None
+
+
+def load(conn, table, shards, ds):
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    with_ = f" WITH (shards = {shards}, shard_key = id)" if shards > 1 else ""
+    conn.execute(f"CREATE TABLE {table} (id BIGINT, text TEXT, category TEXT, bucket INT, "
+                 f"embedding VECTOR({ds.dim})){with_}")
+    chunks = harness.copy_text_chunks(ds)
+    t0 = time.perf_counter()
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY {table} FROM STDIN") as cp:
+            for c in chunks:
+                cp.write(c)
+    copy_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    conn.execute(f"CREATE INDEX {table}_idx ON {table} USING ivf_hnsw_sq (embedding) "
+                 "WITH (metric='cosine', num_partitions=1)")
+    return {"copy_rows_per_s": ds.n / copy_s, "index_s": time.perf_counter() - t0}
+
+
+def shards_read(conn, table, qvec):
+    plan = "\n".join(r[-1] for r in conn.execute(
+        "EXPLAIN " + QUERY.format(t=table).replace("%s", f"'{qvec}'")).fetchall())
+    m = re.search(r"shards=\[([^\]]*)\] of (\d+)", plan)
+    return len(m.group(1).split(",")) if m else 1
+
+
+def search(conn, table, qvecs, gt):
+    sql = QUERY.format(t=table)
+    for v in qvecs[:100]:
+        conn.execute(sql, (v,), prepare=True).fetchall()
+    lat, hits = [], 0
+    t0 = time.perf_counter()
+    for i, v in enumerate(qvecs):
+        q0 = time.perf_counter()
+        ids = [r[0] for r in conn.execute(sql, (v,), prepare=True).fetchall()]
+        lat.append(time.perf_counter() - q0)
+        hits += len(set(ids) & set(gt[i, :K].tolist()))
+    wall = time.perf_counter() - t0
+    return {"recall": hits / (K * len(qvecs)), "qps": len(qvecs) / wall,
+            "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
+
+
+def reader(dsn, table, qvecs, stop, out):
+    """Runs the queries until `stop` is set: (start, latency) of each; fails on a short answer."""
+    conn = harness.connect(dsn)
+    for s in SET:
+        conn.execute(s)
+    sql = QUERY.format(t=table)
+    for v in qvecs[:50]:
+        conn.execute(sql, (v,), prepare=True).fetchall()
+    out.put("ready")
+    marks, i = [], 0
+    while not stop.is_set():
+        t0 = time.time()
+        rows = conn.execute(sql, (qvecs[i % len(qvecs)],), prepare=True).fetchall()
+        marks.append((t0, time.time() - t0))
+        if len(rows) != K:
+            out.put({"error": f"query {i} returned {len(rows)} rows"})
+            return
+        i += 1
+    out.put({"marks": marks})
+
+
+def checksum(conn, table):
+    return list(conn.execute(f"SELECT count(*), sum(id), sum(bucket) FROM {table}").fetchone())
+
+
+def rate(marks, lo, hi):
+    n = [lat for (s, lat) in marks if s >= lo and s + lat <= hi]
+    return {"queries": len(n), "qps": len(n) / (hi - lo) if hi > lo else None,
+            "p50_ms": pct(n, 50), "p99_ms": pct(n, 99)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsn", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--shards", default="1,4,8")
+    ap.add_argument("--seconds", type=float, default=20, help="reader time before and after the move")
+    args = ap.parse_args()
+    ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
+    fmt = harness.vector_formatter(ds.base.dtype)
+    qvecs = [fmt(q) for q in ds.queries]
+    gt, _ = ds.ground_truth(None, K)
+    conn = harness.connect(args.dsn)
+    for s in SET:
+        conn.execute(s)
+    result = {"machine": harness.machine_info(), "rows": ds.n, "tables": {}}
+    for n in [int(x) for x in args.shards.split(",")]:
+        table = f"docs_{n}"
+        r = load(conn, table, n, ds)
+        r["shards_read"] = shards_read(conn, table, qvecs[0])
+        r.update(search(conn, table, qvecs, gt))
+        harness.log(f"{n} shards: {r}")
+        result["tables"][n] = r
+
+    # Rebalancing 4 -> 8 under a reader.
+    table = "docs_4"
+    before = checksum(conn, table)
+    ctx = mp.get_context("spawn")
+    stop, out = ctx.Event(), ctx.Queue()
+    p = ctx.Process(target=reader, args=(args.dsn, table, qvecs, stop, out))
+    p.start()
+    assert out.get() == "ready"
+    t_start = time.time()
+    time.sleep(args.seconds)
+    notices = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+    t_alter = time.time()
+    conn.execute(f"ALTER TABLE {table} SET (shards = 8)")
+    t_done = time.time()
+    time.sleep(args.seconds)
+    stop.set()
+    got = out.get()
+    p.join()
+    if "error" in got:
+        sys.exit(f"reader: {got['error']}")
+    marks = got["marks"]
+    moved = next((m for m in notices if m.startswith("moved ")), None)
+    m = re.match(r"moved (\d+) of (\d+) rows", moved or "")
+    after = checksum(conn, table)
+    reb = {
+        "notice": moved,
+        "rows_moved": int(m.group(1)) if m else None,
+        "rows": int(m.group(2)) if m else None,
+        "wall_s": t_done - t_alter,
+        "reader_before": rate(marks, t_start, t_alter),
+        "reader_during": rate(marks, t_alter, t_done),
+        "reader_after": rate(marks, t_done, t_done + args.seconds),
+        "checksum_before": before,
+        "checksum_after": after,
+        "shards_after": shards_read(conn, table, qvecs[0]),
+        "after": search(conn, table, qvecs, gt),
+    }
+    reb["moved_fraction"] = reb["rows_moved"] / reb["rows"] if m else None
+    harness.log(f"rebalancing: {reb}")
+    result["rebalance"] = reb
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    if before != after:
+        sys.exit(f"checksum changed: {before} -> {after}")
+
+
+if __name__ == "__main__":
+    main()

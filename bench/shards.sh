@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Sharded tables (issue 10), wordnet-minilm over the wire, one Quiver release build:
+# 1 vs 4 vs 8 hash shards (recall@10, QPS, p50/p99, shards read per query; the 1-shard
+# table is the baseline of the ratios), then ALTER TABLE … SET (shards = 8) on the
+# 4-shard table under a reader (rows moved, wall time, reader QPS during / before).
+#
+#   QUIVER_BIN=... bench/shards.sh       # about 10 minutes on 2 cores
+set -euo pipefail
+{
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+export SHARED_BENCH=$(cd "${SHARED_BENCH:-$here/../../shared/bench}" && pwd)
+PYTHON=${PYTHON:-python3}
+QUIVER_PORT=${QUIVER_PORT:-5433}
+SECONDS_EACH=${SECONDS_EACH:-20}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}
+OUT_DIR=${OUT_DIR:-/tmp/quiver-shards-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT_DIR"
+tmp=$(mktemp -d /tmp/quiver-shards-tmp.XXXXXX)
+log() { echo "[shards $(date +%H:%M:%S)] $*" >&2; }
+. "$here/lib.sh"
+
+quiver_bin
+log "quiver: start ($bin)"
+serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log"
+wait_ready "$qdsn"
+"$PYTHON" "$here/shards.py" --dsn "$qdsn" --seconds "$SECONDS_EACH" --out "$OUT_DIR/shards.json"
+stop_quiver
+
+"$PYTHON" - "$OUT_DIR/shards.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+t = r["tables"]
+base = t["1"]
+print(f"Sharded tables: wordnet-minilm, {r['rows']:,} rows x 384-d, 1,000 queries, k = 10, "
+      "ivf_hnsw_sq per shard (nprobes 1, ef 64), prepared, one client\n")
+print("| shards | recall@10 | QPS | QPS vs 1 shard | p50 ms | p99 ms | shards read per query | COPY rows/s | index build s |")
+print("|---|---|---|---|---|---|---|---|---|")
+for n, s in t.items():
+    print(f"| {n} (hash) | {s['recall']:.3f} | {s['qps']:,.0f} | {s['qps'] / base['qps']:.2f}x | "
+          f"{s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['shards_read']} | {s['copy_rows_per_s']:,.0f} | {s['index_s']:.1f} |")
+b = r["rebalance"]
+rb, rd, ra = b["reader_before"], b["reader_during"], b["reader_after"]
+print(f"\nRebalancing 4 -> 8 shards under one reader: moved {b['rows_moved']:,} of {b['rows']:,} rows "
+      f"({b['moved_fraction'] * 100:.1f} %; the ring's expectation 50 %) in {b['wall_s']:.1f} s; "
+      f"checksum (count, sum id, sum bucket) before {b['checksum_before']} after {b['checksum_after']}.\n")
+print("| reader | queries | QPS | vs before | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
+for name, x in [("before the move", rb), ("during the move", rd), ("after (8 shards)", ra)]:
+    print(f"| {name} | {x['queries']:,} | {x['qps']:,.0f} | {x['qps'] / rb['qps']:.2f}x | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} |")
+a = b["after"]
+print(f"\nAfter the move: {b['shards_after']} shards read per query, recall@10 {a['recall']:.3f}, {a['qps']:,.0f} QPS.")
+PY
+log "results in $OUT_DIR"
+exit 0
+}
