@@ -191,6 +191,19 @@ async fn resharding_moves_only_changed_owners_while_readers_and_writers_go_on() 
                     .expect("search")
                     .get(0);
                 assert_eq!(found, x as i64);
+                // Unfiltered, through the index where a shard has it (the
+                // new shards get it at the move's end: searched exactly).
+                let nearest = c
+                    .query(
+                        &format!(
+                            "SELECT id FROM t ORDER BY emb <-> '{}' LIMIT 3",
+                            vector_text(&vectors[x])
+                        ),
+                        &[],
+                    )
+                    .await
+                    .expect("unfiltered search mid-move");
+                assert_eq!(nearest.len(), 3);
                 checks.fetch_add(1, Ordering::SeqCst);
             }
         }));
@@ -321,9 +334,19 @@ async fn resharding_moves_only_changed_owners_while_readers_and_writers_go_on() 
     assert_eq!(checksum(&c, 4000).await, before);
 
     // What cannot change.
+    c.batch_execute("CREATE TABLE u (id INT, emb VECTOR(2))")
+        .await
+        .expect("create u");
     for (sql, code) in [
+        (
+            "ALTER TABLE u SET (shards = 1, shard_key = nosuch)",
+            "42703",
+        ),
+        ("ALTER TABLE u SET (shards = 2, shard_key = emb)", "42P16"),
+        ("ALTER TABLE nosuch SET (shards = 2)", "42P01"),
         ("ALTER TABLE t SET (shards = 4, shard_key = cat)", "0A000"),
-        ("ALTER TABLE t SET (shards = 0)", "42P16"),
+        ("ALTER TABLE t SET (shards = 0)", "22023"),
+        ("ALTER TABLE t SET (shards = 2000)", "22023"),
         ("ALTER TABLE t SET (tier = 'cold')", "22023"),
         ("ALTER TABLE t SET (vnodes = 5)", "22023"),
     ] {

@@ -169,7 +169,8 @@ async fn a_sharded_table_answers_exactly_as_one_shard() {
             "DELETE FROM {t} WHERE id = 7;
              DELETE FROM {t} WHERE cat = 9 AND id < 500;
              UPDATE {t} SET id = id + 100000 WHERE id < 300 AND cat = 2;
-             UPDATE {t} SET cat = 5 WHERE id = 14"
+             UPDATE {t} SET cat = 5 WHERE id = 14;
+             DELETE FROM {t} WHERE id = 21 RETURNING id"
         ))
         .await
         .expect("delete / update");
@@ -184,6 +185,35 @@ async fn a_sharded_table_answers_exactly_as_one_shard() {
     let per_shard: u64 = table.shards().iter().map(|s| s.stats().rows).sum();
     assert_eq!(per_shard as i64, count(&c, "four").await);
     check(&c, "after deletes and updates").await;
+
+    // A statement whose filter fixes the key takes that key's shard only
+    // (the other shards stay free for other writers); one that sets the
+    // key takes every shard.
+    {
+        use datafusion::prelude::{col, lit};
+        let filter = col("id").eq(lit(14i64));
+        let key_shard = table.shards_for(Some(&filter));
+        assert_eq!(key_shard.len(), 1);
+        let wait = Some(std::time::Duration::from_millis(300));
+        for (moves_rows, taken) in [(false, key_shard.clone()), (true, vec![0, 1, 2, 3])] {
+            let w = table
+                .begin_writes_for(Some(&filter), moves_rows)
+                .await
+                .expect("take");
+            for (i, s) in table.shards().iter().enumerate() {
+                let other = s.begin_writes(wait, None).await;
+                assert_eq!(
+                    other.is_err(),
+                    taken.contains(&i),
+                    "shard {i}, moves {moves_rows}"
+                );
+                if let Ok(o) = other {
+                    o.rollback().await.expect("rollback");
+                }
+            }
+            w.rollback().await.expect("rollback");
+        }
+    }
 
     // An index on every shard; exact search with it (nprobes over all lists).
     c.batch_execute(

@@ -189,10 +189,11 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Refuses DDL on a table whose rows are moving between shard counts.
+    /// Refuses DDL on a table whose rows are moving between shard counts
+    /// (or whose interrupted move waits to be resumed).
     fn refuse_moving(&self, name: &str) -> Result<()> {
         match self.table(name) {
-            Ok(t) if t.moving.try_lock().is_err() => engine_err!(
+            Ok(t) if t.moving.try_lock().is_err() || t.is_moving() => engine_err!(
                 InUse,
                 "table \"{name}\" is being resharded; try again when ALTER TABLE … SET (shards = …) has finished"
             ),
@@ -543,6 +544,9 @@ impl Engine {
             others.push(fk.table.clone());
         }
         self.refuse_moving(name)?;
+        for other in &others {
+            self.refuse_moving(other)?;
+        }
         let table = self.table(name)?;
         if table.is_sharded()
             && !matches!(
@@ -955,6 +959,7 @@ impl Engine {
             }
             return engine_err!(IndexNotFound, "index \"{name}\" does not exist");
         };
+        self.refuse_moving(&def.table)?;
         let table = self.table(&def.table)?;
         // The catalog first: it must never name an index Lance no longer has
         // (a crash between the steps leaves a Lance index that start-up removes).

@@ -93,7 +93,10 @@ impl Engine {
     /// Moves table `name` to `change.shards` shards (see the module
     /// documentation); returns once every row is on its owner.
     pub async fn reshard(self: &Arc<Self>, name: &str, change: Reshard) -> Result<ReshardReport> {
-        let (table, moving, from, to) = {
+        // Locks are taken in the order writes take them: the routing lock
+        // before the DDL lock (a write in a transaction block may reserve
+        // serial values, under the DDL lock, while it holds the routing lock).
+        let (table, moving, def, sharding) = {
             let _ddl = self.ddl.lock().await;
             let table = self.table(name)?;
             let Ok(moving) = table.moving.clone().try_lock_owned() else {
@@ -130,16 +133,17 @@ impl Engine {
                     }
                 },
             };
-            let from = sharding.moving_from.unwrap_or(1);
-            if def
-                .sharding
-                .as_ref()
-                .is_none_or(|s| s.moving_from.is_none())
-            {
-                self.start_move(&table, &def, sharding.clone()).await?;
-            }
-            (table, moving, from, sharding.shards)
+            (table, moving, def, sharding)
         };
+        // Other DDL on the table is refused from here on (its move lock is held).
+        let (from, to) = (sharding.moving_from.unwrap_or(1), sharding.shards);
+        if def
+            .sharding
+            .as_ref()
+            .is_none_or(|s| s.moving_from.is_none())
+        {
+            self.start_move(&table, &def, sharding).await?;
+        }
         // Its own task: a client going away does not stop a move half way
         // (it would be safe; it would only wait for the next start-up).
         let engine = self.clone();
@@ -168,12 +172,7 @@ impl Engine {
         let log_root = self.data_dir.join(WAL_DIR);
         let mut shards = table.shards();
         let mut created = Vec::new();
-        let on_disk = self.storage.dataset_dirs()?;
         for dir in next_def.shard_dirs().into_iter().skip(old_dirs.len()) {
-            if on_disk.contains(&dir) {
-                // A shard an earlier shrink removed, its files not deleted yet.
-                self.remove_shard_files(std::slice::from_ref(&dir));
-            }
             let uri = self.storage.dataset_uri(&dir);
             let made =
                 Shard::create(uri, next_def.clone(), &self.shared, log_root.join(&dir)).await;
@@ -206,6 +205,15 @@ impl Engine {
             }
             tokio::time::sleep(SWITCH_PAUSE).await;
         };
+        let _ddl = self.ddl.lock().await;
+        if self.catalog().tables.get(&def.name) != Some(def) {
+            self.remove_shard_files(&created);
+            return engine_err!(
+                Conflict,
+                "table \"{}\" was altered while its move started; try again",
+                def.name
+            );
+        }
         if let Err(e) = self.update_catalog(|c| {
             c.tables.insert(next_def.name.clone(), next_def.clone());
         }) {
@@ -270,6 +278,12 @@ impl Engine {
             }
         }
         crash_point("reshard:moved");
+        let _routing = loop {
+            if let Some(g) = table.routing_exclusive_within(SWITCH_TRY).await {
+                break g;
+            }
+            tokio::time::sleep(SWITCH_PAUSE).await;
+        };
         let _ddl = self.ddl.lock().await;
         let Some(mut def) = self.catalog().tables.get(name).cloned() else {
             return engine_err!(
@@ -286,15 +300,10 @@ impl Engine {
         };
         let keep = sharding.shards as usize;
         sharding.moving_from = None;
+        sharding.dirs.truncate(keep);
         let mut shards = table.shards();
         let removed = shards.split_off(keep.min(shards.len()));
         let layout = Layout::of(&def, shards)?;
-        let _routing = loop {
-            if let Some(g) = table.routing_exclusive_within(SWITCH_TRY).await {
-                break g;
-            }
-            tokio::time::sleep(SWITCH_PAUSE).await;
-        };
         let removed_dirs: Vec<String> = all_dirs.into_iter().skip(keep).collect();
         self.update_catalog(|c| {
             c.tables.insert(def.name.clone(), def.clone());
@@ -310,8 +319,8 @@ impl Engine {
         }
         if !removed.is_empty() {
             // Readers may still hold versions of the removed shards: their
-            // files go once old versions may (unless a later move took the
-            // folders up again; start-up removes them in any case).
+            // files go once old versions may (start-up removes them in any
+            // case; a folder is never named twice).
             let engine = self.clone();
             let retention = self.options().version_retention;
             tokio::spawn(async move {
@@ -384,9 +393,6 @@ fn next_sharding(
 ) -> Result<Option<ShardingDef>> {
     let next = match current {
         None => {
-            if change.shards == 1 {
-                return Ok(None);
-            }
             let key = change
                 .key
                 .clone()
@@ -400,12 +406,17 @@ fn next_sharding(
                     "column \"{key}\" cannot be a shard key: use an integer, text, date, timestamp, float or boolean column"
                 );
             }
+            if change.shards == 1 {
+                return Ok(None);
+            }
             ShardingDef {
                 shards: change.shards,
                 key,
                 vnodes: change.vnodes.unwrap_or(DEFAULT_VNODES),
                 moving_from: Some(1),
-                base_first: true,
+                dirs: std::iter::once(def.dir.clone())
+                    .chain((1..change.shards).map(|i| def.new_shard_dir(i)))
+                    .collect(),
             }
         }
         Some(s) => {
@@ -426,9 +437,12 @@ fn next_sharding(
             if change.shards == s.shards {
                 return Ok(None);
             }
+            let mut dirs = def.shard_dirs();
+            dirs.extend((s.shards..change.shards).map(|i| def.new_shard_dir(i)));
             ShardingDef {
                 shards: change.shards,
                 moving_from: Some(s.shards),
+                dirs,
                 ..s.clone()
             }
         }
@@ -481,13 +495,13 @@ async fn move_step(table: &Arc<Table>, i: usize, buckets: u64, bucket: u64) -> R
     };
     let key = Expr::Column(Column::new_unqualified(&table.def.columns[p.key].name));
     let filter = ScalarUDF::new_from_impl(misplaced).call(vec![key]);
-    let rows = w.part_mut(i).scan(Some(filter.clone())).await?;
+    let rows = w.part_mut(i)?.scan(Some(filter.clone())).await?;
     if rows.num_rows() == 0 {
         w.rollback().await?;
         return Ok(0);
     }
     let n = rows.num_rows() as u64;
-    let deleted = w.part_mut(i).delete(filter).await?;
+    let deleted = w.part_mut(i)?.delete(filter).await?;
     if deleted != n {
         w.rollback().await?;
         return engine_err!(

@@ -260,10 +260,12 @@ pub struct ShardingDef {
     /// M)`): the shard count they move from ([`crate::reshard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving_from: Option<u32>,
-    /// Shard 0 is the table's own `dir` (a table sharded after it was
-    /// created keeps its first dataset where it was).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub base_first: bool,
+    /// The shards' dataset folders, in shard order, once a move between
+    /// shard counts has named them (a table sharded after it was created
+    /// keeps its dataset as shard 0; a move names new shards uniquely, so
+    /// a folder is never reused); empty: `<stem>-s<i>.lance`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<String>,
 }
 
 impl ShardingDef {
@@ -298,25 +300,32 @@ impl TableDef {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// The folder of shard `i` of a table sharded at creation.
+    pub fn shard_dir(&self, i: u32) -> String {
+        let stem = self.dir.strip_suffix(".lance").unwrap_or(&self.dir);
+        format!("{stem}-s{i}.lance")
+    }
+
+    /// A new shard `i`'s folder, named by a move: never one used before.
+    pub fn new_shard_dir(&self, i: u32) -> String {
+        let stem = self.dir.strip_suffix(".lance").unwrap_or(&self.dir);
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        format!("{stem}-s{i}-{}.lance", &unique[..12])
+    }
+
     /// How many shards (Lance datasets) the table has.
     pub fn shard_count(&self) -> usize {
         self.sharding.as_ref().map_or(1, |s| s.count() as usize)
     }
 
     /// The dataset folder of each shard, in shard order: `dir` for a table
-    /// of one shard, `<stem>-s<i>.lance` beside it for a sharded one.
+    /// of one shard, `<stem>-s<i>.lance` beside it for a sharded one (or
+    /// the folders a move named, [`ShardingDef::dirs`]).
     pub fn shard_dirs(&self) -> Vec<String> {
         match &self.sharding {
             None => vec![self.dir.clone()],
-            Some(s) => {
-                let stem = self.dir.strip_suffix(".lance").unwrap_or(&self.dir);
-                (0..s.count())
-                    .map(|i| match i == 0 && s.base_first {
-                        true => self.dir.clone(),
-                        false => format!("{stem}-s{i}.lance"),
-                    })
-                    .collect()
-            }
+            Some(s) if !s.dirs.is_empty() => s.dirs.clone(),
+            Some(s) => (0..s.count()).map(|i| self.shard_dir(i)).collect(),
         }
     }
 }

@@ -479,14 +479,20 @@ pub async fn run(
     if k == 0 || view.live_rows() == 0 {
         return Ok(top.finish(view, Strategy::Exact { candidates: 0 }));
     }
+    // The plan's index, when this version has it (a shard a move between
+    // shard counts created has none until the move's end: searched exactly).
+    let index = match &plan.index {
+        Some(i) if view.has_index(&i.name).await? => Some(i),
+        _ => None,
+    };
     let passing = match filter {
         Some(f) => {
-            let stop_after = plan.index.as_ref().map(|_| EXACT_FILTER_MAX_ROWS);
+            let stop_after = index.map(|_| EXACT_FILTER_MAX_ROWS);
             Some(filter_rows(&view, f, &plan.scalar_indexed, stop_after).await?)
         }
         None => None,
     };
-    let index = match (&plan.index, &passing) {
+    let index = match (index, &passing) {
         (Some(i), None) => i,
         (Some(i), Some(p)) if !p.complete => i,
         _ => {

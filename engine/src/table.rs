@@ -386,7 +386,7 @@ impl Table {
                 let mut w = self.begin_statement(routing).await?;
                 let mut n = 0;
                 for (i, part) in parts.into_iter().enumerate() {
-                    n += w.part_mut(i).append(part).await?;
+                    n += w.part_mut(i)?.append(part).await?;
                 }
                 w.commit().await?;
                 Ok(n)
@@ -478,12 +478,45 @@ impl Table {
         let mut parts = Vec::with_capacity(layout.shards.len());
         let mut constraint = constraint;
         for s in &layout.shards {
-            parts.push(
+            parts.push(Some(
                 s.begin_writes_with(wait, constraint.take(), lock_constraints)
                     .await?,
-            );
+            ));
         }
         Ok(TxnWrites::new(self.clone(), parts, routing))
+    }
+
+    /// [`Table::begin_writes`] for one statement (outside a transaction
+    /// block) that reads the rows matching `filter` and rewrites them in
+    /// place (UPDATE, DELETE … RETURNING): only the shards that can hold
+    /// them are taken when the filter fixes the shard key — unless
+    /// `moves_rows` (the statement sets the key: its rows may belong
+    /// elsewhere) or the table has unique constraints (their checks hold
+    /// the table's constraint lock, shard 0's): then every shard.
+    pub async fn begin_writes_for(
+        self: &Arc<Self>,
+        filter: Option<&Expr>,
+        moves_rows: bool,
+    ) -> Result<TxnWrites> {
+        let routing = self.route().await;
+        let layout = self.layout();
+        if moves_rows || !self.def.unique.is_empty() {
+            return self.begin_writes_with(routing, None, None, true).await;
+        }
+        let which = shards_for(&self.def, &layout, filter);
+        let mut parts = Vec::with_capacity(layout.shards.len());
+        for (i, s) in layout.shards.iter().enumerate() {
+            parts.push(match which.contains(&i) {
+                true => Some(s.begin_writes_with(None, None, true).await?),
+                false => None,
+            });
+        }
+        Ok(TxnWrites::new(self.clone(), parts, routing))
+    }
+
+    /// The shard key's position among the columns, for a sharded table.
+    pub fn shard_key(&self) -> Option<usize> {
+        self.layout().placement.as_ref().map(|p| p.key)
     }
 
     /// The table's constraint lock (shard 0's; every writer that checks
@@ -773,9 +806,11 @@ impl AppendStream {
             },
             _ => {
                 let table = self.table.clone();
-                let routing = match self.routing.take() {
-                    Some(r) => r,
-                    None => table.route().await,
+                let Some(routing) = self.routing.take() else {
+                    return engine_err!(
+                        Internal,
+                        "an append stream made for a transaction was finished outside it"
+                    );
                 };
                 let mut w = table.begin_statement(routing).await?;
                 let n = self.finish_in(&mut w).await?;
@@ -791,7 +826,7 @@ impl AppendStream {
         let mut n = 0;
         for (i, part) in self.parts.iter_mut().enumerate() {
             if let Some(p) = part.take() {
-                n += p.finish_in(txn.part_mut(i)).await?;
+                n += p.finish_in(txn.part_mut(i)?).await?;
             }
         }
         Ok(n)

@@ -461,11 +461,13 @@ pub(crate) async fn recover(dir: &Path, ds: Dataset, sync: bool) -> Result<Datas
     Ok(ds)
 }
 
-/// A transaction's writes to one table: one [`ShardWrites`] per shard, rows
-/// routed by the table's placement ([`Table::split`]).
+/// A transaction's writes to one table: one [`ShardWrites`] per shard it
+/// took (every shard, but for a statement that rewrites the rows of a
+/// fixed shard key in place: [`Table::begin_writes_for`]), rows routed by
+/// the table's placement ([`Table::split`]).
 pub struct TxnWrites {
     table: Arc<Table>,
-    parts: Vec<ShardWrites>,
+    parts: Vec<Option<ShardWrites>>,
     /// The placement rows are routed by, held until the transaction ends.
     _routing: crate::table::Routing,
 }
@@ -473,7 +475,7 @@ pub struct TxnWrites {
 impl TxnWrites {
     pub(crate) fn new(
         table: Arc<Table>,
-        parts: Vec<ShardWrites>,
+        parts: Vec<Option<ShardWrites>>,
         routing: crate::table::Routing,
     ) -> TxnWrites {
         TxnWrites {
@@ -487,24 +489,50 @@ impl TxnWrites {
         &self.table
     }
 
-    /// Shard `i`'s writes.
-    pub fn part_mut(&mut self, i: usize) -> &mut ShardWrites {
-        &mut self.parts[i]
+    /// Shard `i`'s writes (an error when the transaction did not take it).
+    pub fn part_mut(&mut self, i: usize) -> Result<&mut ShardWrites> {
+        match self.parts.get_mut(i).and_then(Option::as_mut) {
+            Some(p) => Ok(p),
+            None => engine_err!(
+                Internal,
+                "table \"{}\": shard {i} was not taken by this statement",
+                self.table.def.name
+            ),
+        }
     }
 
-    /// What the transaction reads: each shard's head, in shard order.
+    fn held(&self) -> impl Iterator<Item = &ShardWrites> {
+        self.parts.iter().flatten()
+    }
+
+    /// What the transaction reads: each shard's head (the latest version
+    /// of a shard it did not take), in shard order.
     pub fn heads(&self) -> Vec<Arc<Dataset>> {
-        self.parts.iter().map(ShardWrites::head).collect()
+        let shards = self.table.shards();
+        self.parts
+            .iter()
+            .zip(&shards)
+            .map(|(p, s)| p.as_ref().map_or_else(|| s.dataset(), ShardWrites::head))
+            .collect()
     }
 
     /// The versions the transaction's next statement reads, shard by shard.
     pub fn head_versions(&self) -> Vec<u64> {
-        self.parts.iter().map(ShardWrites::head_version).collect()
+        self.heads().iter().map(|h| h.version().version).collect()
     }
 
-    /// The versions a rollback returns to, shard by shard.
+    /// The versions a rollback returns to, shard by shard (a shard not
+    /// taken: its latest).
     pub fn base_versions(&self) -> Vec<u64> {
-        self.parts.iter().map(ShardWrites::base_version).collect()
+        let shards = self.table.shards();
+        self.parts
+            .iter()
+            .zip(&shards)
+            .map(|(p, s)| {
+                p.as_ref()
+                    .map_or_else(|| s.dataset().version().version, ShardWrites::base_version)
+            })
+            .collect()
     }
 
     /// The rows matching `filter` (all without one), from the shards that
@@ -512,7 +540,14 @@ impl TxnWrites {
     pub async fn scan(&self, filter: Option<Expr>) -> Result<RecordBatch> {
         let mut out = Vec::new();
         for i in self.table.shards_for(filter.as_ref()) {
-            out.push(self.parts[i].scan(filter.clone()).await?);
+            let Some(p) = self.parts.get(i).and_then(Option::as_ref) else {
+                return engine_err!(
+                    Internal,
+                    "table \"{}\": shard {i} was not taken by this statement",
+                    self.table.def.name
+                );
+            };
+            out.push(p.scan(filter.clone()).await?);
         }
         Ok(arrow::compute::concat_batches(
             &self.table.def.arrow_schema(),
@@ -525,18 +560,18 @@ impl TxnWrites {
         let mut n = 0;
         for (i, part) in self.table.split(batches)?.into_iter().enumerate() {
             if !part.is_empty() {
-                n += self.parts[i].append_later(part).await?;
+                n += self.part_mut(i)?.append_later(part).await?;
             }
         }
         Ok(n)
     }
 
     pub fn has_pending(&self) -> bool {
-        self.parts.iter().any(ShardWrites::has_pending)
+        self.held().any(ShardWrites::has_pending)
     }
 
     pub async fn flush_pending(&mut self) -> Result<()> {
-        for p in &mut self.parts {
+        for p in self.parts.iter_mut().flatten() {
             p.flush_pending().await?;
         }
         Ok(())
@@ -547,7 +582,7 @@ impl TxnWrites {
         let mut n = 0;
         for (i, part) in self.table.split(batches)?.into_iter().enumerate() {
             if !part.is_empty() {
-                n += self.parts[i].append(part).await?;
+                n += self.part_mut(i)?.append(part).await?;
             }
         }
         Ok(n)
@@ -557,7 +592,7 @@ impl TxnWrites {
     pub async fn delete(&mut self, filter: Expr) -> Result<u64> {
         let mut n = 0;
         for i in self.table.shards_for(Some(&filter)) {
-            n += self.parts[i].delete(filter.clone()).await?;
+            n += self.part_mut(i)?.delete(filter.clone()).await?;
         }
         Ok(n)
     }
@@ -565,7 +600,9 @@ impl TxnWrites {
     /// Makes each shard's head hold what `versions[i]` held.
     pub async fn restore(&mut self, versions: &[u64]) -> Result<()> {
         for (p, &v) in self.parts.iter_mut().zip(versions) {
-            p.restore(v).await?;
+            if let Some(p) = p {
+                p.restore(v).await?;
+            }
         }
         Ok(())
     }
@@ -574,9 +611,9 @@ impl TxnWrites {
     /// table becomes visible at once, on every shard ([`crate::table`]).
     pub async fn commit(mut self) -> Result<()> {
         self.flush_pending().await?;
-        let changed = self.parts.iter().filter(|p| p.changed()).count();
+        let changed = self.held().filter(|p| p.changed()).count();
         if changed <= 1 {
-            for p in self.parts {
+            for p in self.parts.into_iter().flatten() {
                 p.commit().await?;
             }
             return Ok(());
@@ -584,14 +621,14 @@ impl TxnWrites {
         let heads: Vec<Option<Arc<Dataset>>> = self
             .parts
             .iter()
-            .map(|p| p.changed().then(|| p.head()))
+            .map(|p| p.as_ref().filter(|p| p.changed()).map(ShardWrites::head))
             .collect();
         self.table.publish_together(&heads).await?;
         // Published: from here on nothing rolls back. The shards stay held
         // until the record is gone, so no other commit starts meanwhile.
         let mut result = Ok(());
         let mut held = Vec::with_capacity(self.parts.len());
-        for p in self.parts {
+        for p in self.parts.into_iter().flatten() {
             let (h, removed) = p.release();
             held.push(h);
             if result.is_ok() {
@@ -608,7 +645,7 @@ impl TxnWrites {
     /// Undoes the transaction's writes to every shard.
     pub async fn rollback(self) -> Result<()> {
         let mut result = Ok(());
-        for p in self.parts {
+        for p in self.parts.into_iter().flatten() {
             let r = p.rollback().await;
             if result.is_ok() {
                 result = r;

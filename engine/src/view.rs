@@ -268,6 +268,15 @@ impl TableView {
         )?)
     }
 
+    /// Whether this version has the named index.
+    pub async fn has_index(&self, index: &str) -> Result<bool> {
+        use lance::index::DatasetIndexExt;
+        if self.ann.lock().await.contains_key(index) {
+            return Ok(true);
+        }
+        Ok(!self.dataset.load_indices_by_name(index).await?.is_empty())
+    }
+
     /// The named vector index, opened on this version on first use.
     pub async fn ann(
         &self,

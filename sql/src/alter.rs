@@ -93,7 +93,7 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
 /// how many rows moved.
 async fn reshard(s: &Session, table: &str, options: &[ast::SqlOption]) -> Result<()> {
     let options = crate::ddl::ShardingOptions::parse(options)?;
-    let Some(shards) = options.number("shards")? else {
+    let Some(shards) = options.shards()? else {
         return sql_err!(
             InvalidParameterValue,
             "ALTER TABLE … SET (…) needs shards = N (with shard_key and vnodes for a table of one shard)"
@@ -103,7 +103,7 @@ async fn reshard(s: &Session, table: &str, options: &[ast::SqlOption]) -> Result
     let change = quiver_engine::reshard::Reshard {
         shards,
         key: options.key(&def.columns),
-        vnodes: options.number("vnodes")?,
+        vnodes: options.vnodes()?,
     };
     let r = s.db.engine.reshard(table, change).await?;
     if r.from != r.to {

@@ -388,14 +388,11 @@ fn table_sharding(
         }
     };
     let options = ShardingOptions::parse(with)?;
-    let shards = options.number("shards")?.unwrap_or(1);
+    let shards = options.shards()?.unwrap_or(1);
     let vnodes = options
-        .number("vnodes")?
+        .vnodes()?
         .unwrap_or(quiver_engine::ring::DEFAULT_VNODES);
-    if shards <= 1 && !options.0.contains_key("shard_key") && !options.0.contains_key("vnodes") {
-        if shards == 0 {
-            return sql_err!(InvalidParameterValue, "shards must be at least 1");
-        }
+    if shards == 1 && !options.0.contains_key("shard_key") && !options.0.contains_key("vnodes") {
         return Ok(None);
     }
     let key = options
@@ -406,7 +403,7 @@ fn table_sharding(
         key,
         vnodes,
         moving_from: None,
-        base_first: false,
+        dirs: Vec::new(),
     }))
 }
 
@@ -463,15 +460,25 @@ impl ShardingOptions {
         Ok(ShardingOptions(options))
     }
 
-    /// A whole-number option, when given.
-    pub(crate) fn number(&self, key: &str) -> Result<Option<u32>> {
+    /// `shards`, when given (1 to 1,024).
+    pub(crate) fn shards(&self) -> Result<Option<u32>> {
+        self.number("shards", quiver_engine::ring::MAX_SHARDS)
+    }
+
+    /// `vnodes`, when given (1 to 1,000).
+    pub(crate) fn vnodes(&self) -> Result<Option<u32>> {
+        self.number("vnodes", quiver_engine::ring::MAX_VNODES)
+    }
+
+    /// A whole-number option from 1 to `max`, when given.
+    fn number(&self, key: &str, max: u32) -> Result<Option<u32>> {
         match self.0.get(key) {
             None => Ok(None),
             Some(v) => match v.parse::<u32>() {
-                Ok(n) => Ok(Some(n)),
-                Err(_) => sql_err!(
+                Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                _ => sql_err!(
                     InvalidParameterValue,
-                    "invalid value for table option \"{key}\": \"{v}\" (a positive integer)"
+                    "invalid value for table option \"{key}\": \"{v}\" (an integer from 1 to {max})"
                 ),
             },
         }

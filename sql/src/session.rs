@@ -645,7 +645,8 @@ impl Session {
         if self.txns.is_open().await {
             return self.txns.write_sql(table, delete).await;
         }
-        let mut w = table.begin_writes(None, None).await?;
+        // A filter fixing the shard key takes that key's shard only.
+        let mut w = table.begin_writes_for(Some(&filter), false).await?;
         let rows = delete(&mut w).await?;
         w.commit().await?;
         Ok(rows)
@@ -684,7 +685,10 @@ impl Session {
         if self.txns.is_open().await {
             return self.txns.write_sql(table, update).await;
         }
-        let mut w = table.begin_writes(None, None).await?;
+        // A filter fixing the shard key takes that key's shard only, unless
+        // the key itself is set (its rows may move to other shards).
+        let moves_rows = table.shard_key().is_some_and(|k| sets.contains_key(&k));
+        let mut w = table.begin_writes_for(filter.as_ref(), moves_rows).await?;
         let updated = update(&mut w).await?;
         w.commit().await?;
         Ok(updated)
