@@ -48,10 +48,6 @@ use crate::table::{Layout, Table};
 /// Rows one step of a move rewrites, about (rows of one key move
 /// together), unless `[storage] reshard_step_rows` says otherwise.
 pub const STEP_ROWS: u64 = 8192;
-/// How long a layout switch waits for the writes placing rows before it
-/// lets them go on and tries again, and how long it then waits.
-const SWITCH_TRY: Duration = Duration::from_millis(250);
-const SWITCH_PAUSE: Duration = Duration::from_millis(250);
 /// How long the switch at the start of a move keeps trying (an open
 /// transaction block holding the table can delay it): then 55P03.
 const START_WAIT: Duration = Duration::from_secs(60);
@@ -189,21 +185,14 @@ impl Engine {
         }
         crash_point("reshard:created");
         let layout = Layout::of(&next_def, shards)?;
-        let started = Instant::now();
-        let _routing = loop {
-            if let Some(g) = table.routing_exclusive_within(SWITCH_TRY).await {
-                break g;
-            }
-            if started.elapsed() >= START_WAIT {
-                self.remove_shard_files(&created);
-                return engine_err!(
-                    LockTimeout,
-                    "could not reshard table \"{}\": its writes did not pause within {} s (an open transaction block or a COPY holds it)",
-                    def.name,
-                    START_WAIT.as_secs()
-                );
-            }
-            tokio::time::sleep(SWITCH_PAUSE).await;
+        let Some(_routing) = table.pause_writes(Some(START_WAIT)).await else {
+            self.remove_shard_files(&created);
+            return engine_err!(
+                LockTimeout,
+                "could not reshard table \"{}\": its writes did not pause within {} s (an open transaction block or a COPY holds it)",
+                def.name,
+                START_WAIT.as_secs()
+            );
         };
         let _ddl = self.ddl.lock().await;
         if self.catalog().tables.get(&def.name) != Some(def) {
@@ -278,12 +267,8 @@ impl Engine {
             }
         }
         crash_point("reshard:moved");
-        let _routing = loop {
-            if let Some(g) = table.routing_exclusive_within(SWITCH_TRY).await {
-                break g;
-            }
-            tokio::time::sleep(SWITCH_PAUSE).await;
-        };
+        // Without a limit: the steps above waited for the same writes.
+        let _routing = table.pause_writes(None).await;
         let _ddl = self.ddl.lock().await;
         let Some(mut def) = self.catalog().tables.get(name).cloned() else {
             return engine_err!(

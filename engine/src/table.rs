@@ -119,6 +119,11 @@ impl Layout {
     }
 }
 
+/// How long one try of [`Table::pause_writes`] waits for the writes under
+/// way, and how long the waiting writes then go on before the next try.
+const PAUSE_TRY: std::time::Duration = std::time::Duration::from_millis(250);
+const PAUSE_GAP: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A write's hold on a table's placement ([`Table::route`]).
 pub(crate) type Routing = tokio::sync::OwnedRwLockReadGuard<()>;
 
@@ -232,13 +237,25 @@ impl Table {
         }
     }
 
-    /// The routing lock ([`Table::route`]) exclusively, if every write
-    /// placing rows ends within `limit` (else the waiting ones go on).
-    pub(crate) async fn routing_exclusive_within(
+    /// The routing lock ([`Table::route`]) exclusively: no write is placing
+    /// rows while it is held. Each try waits [`PAUSE_TRY`] for the writes
+    /// under way to end, then lets the waiting writes go on for
+    /// [`PAUSE_GAP`] (a writer is delayed by one try at most); `None` once
+    /// `limit` has passed.
+    pub(crate) async fn pause_writes(
         &self,
-        limit: std::time::Duration,
+        limit: Option<std::time::Duration>,
     ) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
-        tokio::time::timeout(limit, self.routing.write()).await.ok()
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(g) = tokio::time::timeout(PAUSE_TRY, self.routing.write()).await {
+                return Some(g);
+            }
+            if limit.is_some_and(|l| started.elapsed() >= l) {
+                return None;
+            }
+            tokio::time::sleep(PAUSE_GAP).await;
+        }
     }
 
     /// The publish lock, exclusively.

@@ -491,14 +491,18 @@ impl TxnWrites {
 
     /// Shard `i`'s writes (an error when the transaction did not take it).
     pub fn part_mut(&mut self, i: usize) -> Result<&mut ShardWrites> {
-        match self.parts.get_mut(i).and_then(Option::as_mut) {
-            Some(p) => Ok(p),
-            None => engine_err!(
-                Internal,
-                "table \"{}\": shard {i} was not taken by this statement",
-                self.table.def.name
-            ),
-        }
+        let name = &self.table.def.name;
+        self.parts
+            .get_mut(i)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| not_taken(name, i))
+    }
+
+    fn part(&self, i: usize) -> Result<&ShardWrites> {
+        self.parts
+            .get(i)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| not_taken(&self.table.def.name, i))
     }
 
     fn held(&self) -> impl Iterator<Item = &ShardWrites> {
@@ -540,14 +544,7 @@ impl TxnWrites {
     pub async fn scan(&self, filter: Option<Expr>) -> Result<RecordBatch> {
         let mut out = Vec::new();
         for i in self.table.shards_for(filter.as_ref()) {
-            let Some(p) = self.parts.get(i).and_then(Option::as_ref) else {
-                return engine_err!(
-                    Internal,
-                    "table \"{}\": shard {i} was not taken by this statement",
-                    self.table.def.name
-                );
-            };
-            out.push(p.scan(filter.clone()).await?);
+            out.push(self.part(i)?.scan(filter.clone()).await?);
         }
         Ok(arrow::compute::concat_batches(
             &self.table.def.arrow_schema(),
@@ -653,6 +650,14 @@ impl TxnWrites {
         }
         result
     }
+}
+
+/// A statement reached shard `i`, which it did not take.
+fn not_taken(table: &str, i: usize) -> crate::error::EngineError {
+    crate::error::EngineError::new(
+        crate::error::ErrorKind::Internal,
+        format!("table \"{table}\": shard {i} was not taken by this statement"),
+    )
 }
 
 #[cfg(test)]

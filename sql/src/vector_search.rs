@@ -587,9 +587,15 @@ impl ExecutionPlan for VectorSearchExec {
                 .map(|&p| schema_names[p].as_str())
                 .collect();
             let wanted = names.len();
-            if let Some(c) = tie_column {
-                names.push(schema_names[c].as_str());
-            }
+            // The tie column: one of the projected columns (usually the
+            // key), or fetched after them.
+            let tie_at = tie_column.map(|c| {
+                let name = schema_names[c].as_str();
+                names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                    names.push(name);
+                    wanted
+                })
+            });
             // Each shard's nearest, with what the cut to k sorts by.
             let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); wanted];
             let mut ties: Vec<ArrayRef> = Vec::new();
@@ -604,12 +610,10 @@ impl ExecutionPlan for VectorSearchExec {
                     .map_err(ext)?;
                 tracing::debug!(table, shard = sv.index, k, strategy = ?hits.strategy, "vector search");
                 let mut fetched = hits.view.take(&hits.rows, &names).await.map_err(ext)?;
-                if tie_column.is_some()
-                    && let Some(t) = fetched.pop()
-                {
-                    ties.push(t);
+                if let Some(t) = tie_at.and_then(|i| fetched.get(i)) {
+                    ties.push(t.clone());
                 }
-                debug_assert_eq!(fetched.len(), wanted);
+                fetched.truncate(wanted);
                 for (c, a) in fetched.into_iter().enumerate() {
                     columns[c].push(a);
                 }
