@@ -44,7 +44,7 @@ SYSTEMS = {
         "query": "SELECT id FROM docs ORDER BY embedding <=> %s::vector LIMIT 10",
     },
     "quiver": {
-        "set": ["SET quiver.nprobes = 1", "SET quiver.ef = 64"],
+        "set": ["SET quiver.nprobes = 1", "SET quiver.ef = 64", "SET quiver.result_cache = off"],
         "query": "SELECT id FROM vector_search('docs', 'embedding', %s::vector, 10)",
     },
 }

@@ -139,7 +139,8 @@ SQL = {
         "index": ["CREATE INDEX docs_idx ON docs USING ivf_hnsw_sq (embedding) "
                   "WITH (metric = 'cosine', num_partitions = {partitions})"],
         "query": "SELECT id FROM vector_search('docs', 'embedding', %s::vector, 10)",
-        "settings": {f"nprobes{p}-ef{e}": [f"SET quiver.nprobes = {p}", f"SET quiver.ef = {e}"]
+        "settings": {f"nprobes{p}-ef{e}": [f"SET quiver.nprobes = {p}", f"SET quiver.ef = {e}",
+                                                    "SET quiver.result_cache = off"]
                      for p in (1, 2, 4) for e in (40, 100)},
     },
     "pgvector": {

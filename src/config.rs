@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use quiver_engine::EngineOptions;
-use quiver_engine::memory::MemoryBudget;
+use quiver_engine::memory::{MemoryBudget, Shares};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,15 +57,39 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// One budget for column chunks and Lance's index and metadata caches,
-    /// e.g. `"2GiB"`, `"256MiB"`.
+    /// One budget for everything cached, e.g. `"2GiB"`, `"256MiB"`, split
+    /// by the shares below (percent; Lance's metadata cache gets the rest,
+    /// at least 5 %).
     pub memory: String,
+    /// Column chunks: hot vectors and the columns searches read.
+    pub chunk_share: u8,
+    /// Query results; 0 turns the result cache off.
+    pub result_share: u8,
+    /// Lance's index cache (opened index partitions).
+    pub index_share: u8,
+    /// Rows the vector indexes do not cover yet, prepared for searches.
+    pub fresh_share: u8,
+    /// Rows acknowledged through the write-ahead log, not yet flushed.
+    pub tail_share: u8,
+    /// A cached chunk no search read for this long is dropped (`"5m"`; `"0"`: kept).
+    pub vector_ttl: String,
+    /// How long a cached query result lives (`"30s"`); a write to a table
+    /// it read makes it unreachable at once.
+    pub result_ttl: String,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
+        let shares = quiver_engine::memory::Shares::default();
         CacheConfig {
             memory: "2GiB".into(),
+            chunk_share: shares.chunks,
+            result_share: shares.results,
+            index_share: shares.index,
+            fresh_share: shares.fresh,
+            tail_share: shares.tail,
+            vector_ttl: "5m".into(),
+            result_ttl: "30s".into(),
         }
     }
 }
@@ -128,10 +152,26 @@ impl Config {
                 message: format!("'{}' is not a size (e.g. 256MiB, 2GiB)", self.cache.memory),
             });
         };
-        let budget = MemoryBudget::new(bytes).map_err(|e| ConfigError::Invalid {
-            key: "cache.memory",
-            message: e.message,
-        })?;
+        let shares = Shares {
+            chunks: self.cache.chunk_share,
+            results: self.cache.result_share,
+            index: self.cache.index_share,
+            fresh: self.cache.fresh_share,
+            tail: self.cache.tail_share,
+        };
+        let budget =
+            MemoryBudget::with_shares(bytes, shares).map_err(|e| ConfigError::Invalid {
+                key: "cache",
+                message: e.message,
+            })?;
+        let vector_ttl = duration("cache.vector_ttl", &self.cache.vector_ttl, "5m, 90s, 0")?;
+        let result_ttl = duration("cache.result_ttl", &self.cache.result_ttl, "30s, 1m")?;
+        if result_ttl.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "cache.result_ttl",
+                message: "must be above 0 (result_share = 0 turns the result cache off)".into(),
+            });
+        }
         if self.search.max_k == 0 {
             return Err(ConfigError::Invalid {
                 key: "search.max_k",
@@ -161,6 +201,8 @@ impl Config {
             version_retention,
             fsync: self.storage.fsync,
             log_flush_interval,
+            vector_ttl: (!vector_ttl.is_zero()).then_some(vector_ttl),
+            result_ttl,
         })
     }
 
@@ -225,5 +267,22 @@ mod tests {
         assert!(bad.engine_options().is_err());
         let small = Config::from_toml("[cache]\nmemory = \"1MiB\"", "t").expect("parse");
         assert!(small.engine_options().is_err());
+        assert_eq!(d.budget.result_bytes(), (2u64 << 30) / 100 * 5);
+        assert_eq!(d.result_ttl, std::time::Duration::from_secs(30));
+        assert_eq!(d.vector_ttl, Some(std::time::Duration::from_secs(300)));
+        let c = Config::from_toml(
+            "[cache]\nresult_share = 0\nchunk_share = 50\nvector_ttl = \"0\"\nresult_ttl = \"2m\"",
+            "t",
+        )
+        .expect("parse");
+        let o = c.engine_options().expect("shares");
+        assert_eq!(o.budget.result_bytes(), 0);
+        assert_eq!(o.budget.chunk_bytes(), (2u64 << 30) / 100 * 50);
+        assert_eq!(o.vector_ttl, None);
+        assert_eq!(o.result_ttl, std::time::Duration::from_secs(120));
+        let over = Config::from_toml("[cache]\nchunk_share = 70", "t").expect("parse");
+        assert!(over.engine_options().is_err());
+        let never = Config::from_toml("[cache]\nresult_ttl = \"0\"", "t").expect("parse");
+        assert!(never.engine_options().is_err());
     }
 }

@@ -7,6 +7,7 @@
 #![recursion_limit = "256"]
 
 mod bi;
+mod caches;
 mod catalog;
 mod clients;
 mod common;

@@ -85,6 +85,8 @@ pub struct ChunkStats {
     pub bytes_loaded: u64,
     /// Bytes held now.
     pub bytes_cached: u64,
+    /// Chunks held now.
+    pub entries: u64,
     pub capacity: u64,
 }
 
@@ -112,12 +114,18 @@ fn weigh(a: &ArrayRef) -> u32 {
 }
 
 impl ChunkCache {
-    pub fn new(capacity: u64) -> ChunkCache {
+    /// A cache of `capacity` bytes; with `idle`, a chunk no search has read
+    /// for that long is dropped (`[cache] vector_ttl`).
+    pub fn new(capacity: u64, idle: Option<std::time::Duration>) -> ChunkCache {
+        let builder = moka::future::Cache::builder()
+            .max_capacity(capacity)
+            .weigher(|_k: &ChunkKey, v: &ArrayRef| weigh(v));
+        let builder = match idle {
+            Some(idle) => builder.time_to_idle(idle),
+            None => builder,
+        };
         ChunkCache {
-            cache: moka::future::Cache::builder()
-                .max_capacity(capacity)
-                .weigher(|_k: &ChunkKey, v: &ArrayRef| weigh(v))
-                .build(),
+            cache: builder.build(),
             capacity,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -135,6 +143,7 @@ impl ChunkCache {
             rows_loaded: self.rows_loaded.load(Ordering::Relaxed),
             bytes_loaded: self.bytes_loaded.load(Ordering::Relaxed),
             bytes_cached: self.cache.weighted_size(),
+            entries: self.cache.entry_count(),
             capacity: self.capacity,
         }
     }

@@ -41,7 +41,18 @@ pub struct EngineOptions {
     /// Rows one step of a move between shard counts rewrites, about
     /// (`[storage] reshard_step_rows`).
     pub reshard_step_rows: u64,
+    /// A cached chunk no search read for this long is dropped (`[cache]
+    /// vector_ttl`; `None`: kept until the budget needs its room).
+    pub vector_ttl: Option<std::time::Duration>,
+    /// How long a cached query result lives (`[cache] result_ttl`); the
+    /// SQL layer keeps the results, sized by the budget's result share.
+    pub result_ttl: std::time::Duration,
 }
+
+/// [`EngineOptions::vector_ttl`] by default.
+pub const VECTOR_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// [`EngineOptions::result_ttl`] by default.
+pub const RESULT_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -52,6 +63,8 @@ impl Default for EngineOptions {
             fsync: true,
             log_flush_interval: crate::table::FLUSH_AGE,
             reshard_step_rows: crate::reshard::STEP_ROWS,
+            vector_ttl: Some(VECTOR_TTL),
+            result_ttl: RESULT_TTL,
         }
     }
 }
@@ -1058,4 +1071,64 @@ impl Engine {
     pub fn chunk_stats(&self) -> ChunkStats {
         self.shared.chunks.stats()
     }
+
+    /// The engine's caches as `quiver_caches()` shows them: the chunk cache
+    /// (hot vectors and columns), the prepared fresh rows, and Lance's index
+    /// and metadata caches.
+    pub async fn cache_figures(&self) -> Vec<CacheFigures> {
+        let chunks = self.shared.chunks.stats();
+        let budget = &self.options.budget;
+        let lance =
+            |name: &'static str, s: lance_core::cache::CacheStats, capacity: u64| CacheFigures {
+                name,
+                hits: Some(s.hits),
+                misses: Some(s.misses),
+                entries: Some(s.num_entries as u64),
+                bytes: s.size_bytes as u64,
+                capacity,
+            };
+        vec![
+            CacheFigures {
+                name: "chunks",
+                hits: Some(chunks.hits),
+                misses: Some(chunks.misses),
+                entries: Some(chunks.entries),
+                bytes: chunks.bytes_cached,
+                capacity: chunks.capacity,
+            },
+            CacheFigures {
+                name: "fresh",
+                hits: None,
+                misses: None,
+                entries: None,
+                bytes: self
+                    .shared
+                    .fresh_used
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                capacity: self.shared.fresh_bytes,
+            },
+            lance(
+                "lance_index",
+                self.shared.session.index_cache_stats().await,
+                budget.index_bytes(),
+            ),
+            lance(
+                "lance_metadata",
+                self.shared.session.metadata_cache_stats().await,
+                budget.metadata_bytes(),
+            ),
+        ]
+    }
+}
+
+/// One cache's counters ([`Engine::cache_figures`]); `None` where the
+/// cache does not count it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheFigures {
+    pub name: &'static str,
+    pub hits: Option<u64>,
+    pub misses: Option<u64>,
+    pub entries: Option<u64>,
+    pub bytes: u64,
+    pub capacity: u64,
 }

@@ -12,7 +12,13 @@
 //!   their share is searched exactly);
 //! - Lance's index cache (opened index partitions) and metadata cache
 //!   (manifests, file metadata, deletion vectors), both in the one shared
-//!   `lance::session::Session` that every dataset is opened with.
+//!   `lance::session::Session` that every dataset is opened with;
+//! - query results, kept by the SQL layer until a write to a table they
+//!   read makes them unreachable.
+//!
+//! The split is explicit ([`Shares`], config keys). A vector is held once:
+//! in its fragment's chunk; an index holds its own codes, not the vectors,
+//! and a cached result holds the rows it returned.
 //!
 //! Not covered by the budget, and bounded separately: Lance scanner I/O
 //! buffers (per scan, [`SCAN_IO_BUFFER_BYTES`]) and index builds (their peak is
@@ -35,22 +41,66 @@ pub const MIN_CACHE_BYTES: u64 = 16 << 20;
 /// I/O buffer of one Lance scan (Lance's own default is 2 GiB per scan).
 pub const SCAN_IO_BUFFER_BYTES: u64 = 32 << 20;
 
+/// The budget's shares, in percent of the total; Lance's metadata cache
+/// gets what they leave (at least [`MIN_METADATA_PERCENT`]). Config keys
+/// `[cache] chunk_share`, `result_share`, `index_share`, `fresh_share`,
+/// `tail_share`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shares {
+    /// Column chunks ([`crate::chunks`]): the hot vectors and the columns
+    /// searches read. 45 %.
+    pub chunks: u8,
+    /// Query results (the SQL layer's result cache). 5 %.
+    pub results: u8,
+    /// Lance's index cache (opened index partitions). 30 %.
+    pub index: u8,
+    /// The prepared fresh rows of all tables ([`crate::fresh`]). 5 %.
+    pub fresh: u8,
+    /// The tables' tails, all together. 5 %.
+    pub tail: u8,
+}
+
+impl Default for Shares {
+    fn default() -> Self {
+        Shares {
+            chunks: 45,
+            results: 5,
+            index: 30,
+            fresh: 5,
+            tail: 5,
+        }
+    }
+}
+
+/// The least share left to Lance's metadata cache (manifests, file
+/// metadata, deletion vectors): below it every query would re-read them.
+pub const MIN_METADATA_PERCENT: u8 = 5;
+
 /// How the budget is divided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBudget {
     pub total: u64,
+    pub shares: Shares,
 }
 
 impl Default for MemoryBudget {
     fn default() -> Self {
         MemoryBudget {
             total: DEFAULT_CACHE_BYTES,
+            shares: Shares::default(),
         }
     }
 }
 
 impl MemoryBudget {
     pub fn new(total: u64) -> Result<MemoryBudget> {
+        Self::with_shares(total, Shares::default())
+    }
+
+    /// A budget of `total` bytes split by `shares`. Every share but the
+    /// result cache's must be at least 1 %; they may sum to at most
+    /// 100 − [`MIN_METADATA_PERCENT`].
+    pub fn with_shares(total: u64, shares: Shares) -> Result<MemoryBudget> {
         if total < MIN_CACHE_BYTES {
             return engine_err!(
                 InvalidRequest,
@@ -59,33 +109,67 @@ impl MemoryBudget {
                 format_bytes(MIN_CACHE_BYTES)
             );
         }
-        Ok(MemoryBudget { total })
+        let Shares {
+            chunks,
+            results,
+            index,
+            fresh,
+            tail,
+        } = shares;
+        if [chunks, index, fresh, tail].contains(&0) {
+            return engine_err!(
+                InvalidRequest,
+                "the chunk, index, fresh and tail shares of the cache memory must be at least 1 %"
+            );
+        }
+        let sum: u32 = [chunks, results, index, fresh, tail]
+            .iter()
+            .map(|&p| u32::from(p))
+            .sum();
+        if sum > u32::from(100 - MIN_METADATA_PERCENT) {
+            return engine_err!(
+                InvalidRequest,
+                "the cache memory shares add up to {sum} %; at most {} % (the rest is Lance's metadata cache)",
+                100 - MIN_METADATA_PERCENT
+            );
+        }
+        Ok(MemoryBudget { total, shares })
     }
 
-    /// Column chunks: 50 %.
+    fn percent(&self, p: u8) -> u64 {
+        self.total / 100 * u64::from(p)
+    }
+
+    /// Column chunks.
     pub fn chunk_bytes(&self) -> u64 {
-        self.total / 2
+        self.percent(self.shares.chunks)
     }
 
-    /// The prepared fresh rows of all tables ([`crate::fresh`]): 5 %.
+    /// Query results (0: the result cache is off).
+    pub fn result_bytes(&self) -> u64 {
+        self.percent(self.shares.results)
+    }
+
+    /// The prepared fresh rows of all tables ([`crate::fresh`]).
     pub fn fresh_bytes(&self) -> u64 {
-        self.total / 20
+        self.percent(self.shares.fresh)
     }
 
-    /// The tables' tails, all together: 5 %.
+    /// The tables' tails, all together.
     pub fn tail_bytes(&self) -> u64 {
-        self.total / 20
+        self.percent(self.shares.tail)
     }
 
-    /// Lance's index cache: 30 %.
+    /// Lance's index cache.
     pub fn index_bytes(&self) -> u64 {
-        self.total / 10 * 3
+        self.percent(self.shares.index)
     }
 
-    /// Lance's metadata cache: the rest (10 %).
+    /// Lance's metadata cache: the rest.
     pub fn metadata_bytes(&self) -> u64 {
         self.total
             - self.chunk_bytes()
+            - self.result_bytes()
             - self.fresh_bytes()
             - self.tail_bytes()
             - self.index_bytes()
@@ -164,6 +248,7 @@ mod tests {
         let b = MemoryBudget::new(256 << 20).expect("budget");
         assert_eq!(
             b.chunk_bytes()
+                + b.result_bytes()
                 + b.fresh_bytes()
                 + b.tail_bytes()
                 + b.index_bytes()
@@ -171,6 +256,23 @@ mod tests {
             b.total
         );
         assert!(MemoryBudget::new(1 << 20).is_err());
+        assert_eq!(b.metadata_bytes(), b.total - b.total / 100 * 90);
+        let no_results = Shares {
+            results: 0,
+            ..Shares::default()
+        };
+        let b = MemoryBudget::with_shares(256 << 20, no_results).expect("no result cache");
+        assert_eq!(b.result_bytes(), 0);
+        let greedy = Shares {
+            chunks: 80,
+            ..Shares::default()
+        };
+        assert!(MemoryBudget::with_shares(256 << 20, greedy).is_err());
+        let none = Shares {
+            index: 0,
+            ..Shares::default()
+        };
+        assert!(MemoryBudget::with_shares(256 << 20, none).is_err());
         assert_eq!(format_bytes(256 << 20), "256.0MiB");
     }
 }

@@ -90,7 +90,7 @@ impl Shared {
         let budget = &options.budget;
         Shared {
             session: budget.lance_session(options.fsync),
-            chunks: Arc::new(ChunkCache::new(budget.chunk_bytes())),
+            chunks: Arc::new(ChunkCache::new(budget.chunk_bytes(), options.vector_ttl)),
             retention: options.version_retention,
             fsync: options.fsync,
             tail_bytes: budget.tail_bytes() as usize,

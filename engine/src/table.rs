@@ -45,6 +45,8 @@ pub struct Table {
     /// a move between shard counts changes the layout, not this).
     pub def: TableDef,
     layout: std::sync::RwLock<Arc<Layout>>,
+    /// Counts layout changes ([`Table::data_version`]).
+    layouts: std::sync::atomic::AtomicU64,
     /// Held shared by every write from placing its rows until its commit
     /// (a transaction's, until it ends); exclusively while the layout
     /// changes, so no row is written by a placement that is gone.
@@ -61,6 +63,10 @@ pub struct Table {
 
 /// The shards a table reads and writes and how its rows are placed on
 /// them; replaced whole when a move between shard counts starts or ends.
+/// [`Table::data_version`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DataVersion(Vec<u64>);
+
 pub(crate) struct Layout {
     pub(crate) shards: Vec<Arc<Shard>>,
     pub(crate) placement: Option<Placement>,
@@ -153,6 +159,7 @@ impl Table {
             record: Self::record_path(&def, log_root),
             def,
             layout: std::sync::RwLock::new(Arc::new(layout)),
+            layouts: std::sync::atomic::AtomicU64::new(0),
             routing: Default::default(),
             publish: Default::default(),
             fsync,
@@ -231,10 +238,13 @@ impl Table {
     /// (no write is placing rows) and the publish lock (no reader is
     /// taking snapshots).
     pub(crate) fn set_layout(&self, layout: Layout) {
-        match self.layout.write() {
-            Ok(mut g) => *g = Arc::new(layout),
-            Err(p) => *p.into_inner() = Arc::new(layout),
-        }
+        let mut g = match self.layout.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g = Arc::new(layout);
+        self.layouts
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The routing lock ([`Table::route`]) exclusively: no write is placing
@@ -267,6 +277,31 @@ impl Table {
     /// the time, which stays until the hold is dropped.
     pub(crate) async fn route(&self) -> Routing {
         self.routing.clone().read_owned().await
+    }
+
+    /// The exact version of the table's data: every shard's Lance version
+    /// and the last log record made visible beside it, under the layout of
+    /// the time. Any committed write changes it (rows still in the log
+    /// included); two equal versions hold the same rows. Taken shard by
+    /// shard without a lock: a caller that needs what one read saw compares
+    /// a version taken before the read with one taken after.
+    pub fn data_version(&self) -> DataVersion {
+        let (layout, epoch) = {
+            let g = match self.layout.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let epoch = self.layouts.load(std::sync::atomic::Ordering::Acquire);
+            (g.clone(), epoch)
+        };
+        let mut v = Vec::with_capacity(layout.shards.len() * 2 + 1);
+        v.push(epoch);
+        for s in &layout.shards {
+            let snap = s.snapshot();
+            v.push(snap.dataset.version().version);
+            v.push(snap.tail.stamp);
+        }
+        DataVersion(v)
     }
 
     /// The shards, in shard order.

@@ -178,6 +178,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "unnest",
     "vector_search",
     "quiver_shards",
+    "quiver_caches",
     "pg_get_keywords",
     "pg_partition_ancestors",
 ];
@@ -1162,6 +1163,21 @@ fn pg_literal(
             ScalarValue::Int32(Some(v)),
             meta.clone(),
         )));
+    }
+    // `v::text` of a vector: its pgvector text form (Arrow casts no list to text).
+    if let L::Cast(datafusion::logical_expr::expr::Cast { expr, field }) = &e
+        && matches!(field.data_type(), A::Utf8 | A::Utf8View | A::LargeUtf8)
+        && matches!(expr.get_type(schema), Ok(A::FixedSizeList(item, _) | A::List(item))
+            if item.data_type().is_floating())
+    {
+        let text = crate::vector::text_function().call(vec![expr.as_ref().clone()]);
+        return Ok(Transformed::yes(match field.data_type() {
+            A::Utf8 => text,
+            other => L::Cast(datafusion::logical_expr::expr::Cast::new(
+                Box::new(text),
+                other.clone(),
+            )),
+        }));
     }
     let is_span = |x: &L| matches!(x.get_type(schema), Ok(A::Interval(_) | A::Duration(_)));
     match &e {

@@ -83,6 +83,9 @@ impl GenericSlot {
 pub(crate) struct GenericPlan {
     /// The query vector's position among the parameters (`$1` is 0).
     pub param: usize,
+    /// The tables it reads, `None` when its rows may not be cached
+    /// ([`crate::result_cache::plan_reads`]).
+    pub reads: Option<std::collections::BTreeSet<String>>,
     pub plan: Arc<dyn ExecutionPlan>,
     pub schema: SchemaRef,
     pub task: Arc<TaskContext>,

@@ -18,6 +18,7 @@
 //! - [`pg_catalog`] — PostgreSQL's system catalogs over Quiver's catalog, and their helper functions;
 //! - [`compat`] — PostgreSQL syntax rewritten into what DataFusion plans;
 //! - [`tables`] — the engine's tables as DataFusion tables;
+//! - [`result_cache`] — rows of read-only queries, kept until a table they read changes;
 //! - [`views`] — CREATE / DROP VIEW and views expanded where queries name them;
 //! - [`interrupt`] — statement timeout and cancel for work that holds its task;
 //! - [`error`] — the crate's error and status codes.
@@ -30,6 +31,7 @@
 pub mod advisory;
 pub mod alter;
 pub mod apply;
+pub mod cache_stats;
 pub mod checks;
 pub mod compat;
 pub mod constraints;
@@ -44,6 +46,7 @@ pub mod json;
 pub mod names;
 pub mod pg_catalog;
 pub mod references;
+pub mod result_cache;
 pub mod rewrite;
 pub mod session;
 pub mod settings;

@@ -55,6 +55,8 @@ pub struct Database {
     native: Mutex<Vec<ScalarUDF>>,
     /// Every session's advisory locks.
     advisory: Arc<crate::advisory::AdvisoryLocks>,
+    /// Rows of read-only queries ([`crate::result_cache`]).
+    pub results: Arc<crate::result_cache::ResultCache>,
 }
 
 impl Database {
@@ -66,7 +68,12 @@ impl Database {
     /// Opens (or creates) the data directory.
     pub async fn open_with(data_dir: &Path, options: EngineOptions) -> Result<Arc<Database>> {
         let engine = Engine::open_with(data_dir, options).await?;
+        let results = Arc::new(crate::result_cache::ResultCache::new(
+            engine.options().budget.result_bytes(),
+            engine.options().result_ttl,
+        ));
         Ok(Arc::new(Database {
+            results,
             functions: Arc::new(FunctionRegistry::new(engine.clone())),
             engine,
             native: Mutex::new(Vec::new()),
@@ -197,6 +204,12 @@ pub struct Session {
     /// The running statement's deadline and cancel flag, for work that
     /// cannot be cut off at an await point (subplans).
     interrupt: Arc<crate::interrupt::Interrupt>,
+    /// What the running statement's plans read, while its result may be
+    /// cached ([`crate::result_cache`]).
+    reads: Mutex<Option<crate::result_cache::StatementReads>>,
+    /// The settings part of the result cache's key, and the settings
+    /// generation it was made at.
+    settings_key: Mutex<(u64, Arc<str>)>,
 }
 
 use crate::interrupt::statement_timeout;
@@ -495,6 +508,13 @@ impl Session {
             }),
         );
         ctx.register_udtf(
+            "quiver_caches",
+            Arc::new(crate::cache_stats::QuiverCaches {
+                engine: db.engine.clone(),
+                results: db.results.clone(),
+            }),
+        );
+        ctx.register_udtf(
             "vector_search",
             Arc::new(VectorSearchFunction {
                 engine: db.engine.clone(),
@@ -513,6 +533,8 @@ impl Session {
             txns,
             notices: Mutex::new(Vec::new()),
             interrupt,
+            reads: Mutex::new(None),
+            settings_key: Mutex::new((u64::MAX, Arc::from(""))),
         }
     }
 
@@ -800,6 +822,7 @@ impl Session {
             || state.window_functions().contains_key(name)
             || name == "vector_search"
             || name == "quiver_shards"
+            || name == "quiver_caches"
     }
 
     pub(crate) fn engine(&self) -> &Engine {
@@ -1073,25 +1096,14 @@ impl Session {
             StatementKind::Sql(s) => s,
         };
         self.sync_functions();
-        if !params.is_empty()
-            && matches!(s.as_ref(), ast::Statement::Query(_))
-            && let Some(out) = self.execute_generic(stmt, s, params).await
-        {
-            return out;
+        if matches!(s.as_ref(), ast::Statement::Query(_)) {
+            return self.execute_read(stmt, s, params).await;
         }
-        let names = crate::names::output_names(s);
         let mut s = s.as_ref().clone();
         crate::views::expand_statement(&mut s, self.engine())?;
         rewrite_expressions(&mut s, Some(params))?;
         use ast::Statement as S;
         let tag = match &mut s {
-            S::Query(q) => {
-                rewrite_knn(q, self.engine())?;
-                Box::pin(crate::subquery::inline_subqueries(self, q)).await?;
-                Box::pin(crate::subquery::inline_select_list(self, q)).await;
-                let out = self.query(s).await?;
-                return Ok(crate::names::rename(out, names.as_deref()));
-            }
             S::Explain { statement, .. } => {
                 if let S::Query(q) = statement.as_mut() {
                     rewrite_knn(q, self.engine())?;
@@ -1279,6 +1291,134 @@ impl Session {
         Ok(Output::Command { tag })
     }
 
+    /// Runs a query (SELECT, VALUES, …): from the result cache when it
+    /// holds the rows, else as planned, keeping the rows when they may be
+    /// cached ([`crate::result_cache`]).
+    async fn execute_read(
+        &self,
+        stmt: &Statement,
+        s: &ast::Statement,
+        params: &[ParamValue],
+    ) -> Result<Output> {
+        let Some(key) = self.result_key(stmt, s, params).await else {
+            return self.run_query(stmt, s, params).await;
+        };
+        let results = &self.db.results;
+        if let Some(hit) = results.get(&key) {
+            return Ok(hit);
+        }
+        let before = crate::result_cache::Before::take(self.engine());
+        self.set_reads(Some(Default::default()));
+        let out = self.run_query(stmt, s, params).await;
+        let reads = self.take_reads();
+        Ok(results.keep(key, before, reads.unwrap_or_default(), out?))
+    }
+
+    /// The result cache's key for a query, `None` when its result is not
+    /// to be cached or looked up: the cache is off (`[cache] result_share
+    /// = 0`, `SET quiver.result_cache = off`), or the transaction block has
+    /// written (it reads rows no other session sees).
+    async fn result_key(
+        &self,
+        stmt: &Statement,
+        s: &ast::Statement,
+        params: &[ParamValue],
+    ) -> Option<crate::result_cache::ResultKey> {
+        if !self.db.results.enabled() || !self.conf.result_cache() || self.txns.holds_any().await {
+            return None;
+        }
+        let settings = {
+            let generation = self.conf.generation.load(Ordering::Acquire);
+            let mut g = match self.settings_key.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if g.0 != generation {
+                *g = (generation, self.conf.result_key().into());
+            }
+            g.1.clone()
+        };
+        let user: Arc<str> = match self.identity.read() {
+            Ok(id) => id.user.as_str().into(),
+            Err(p) => p.into_inner().user.as_str().into(),
+        };
+        Some(crate::result_cache::ResultKey {
+            statement: stmt.normalized(s),
+            params: if params.is_empty() {
+                String::new()
+            } else {
+                format!("{params:?}")
+            },
+            settings,
+            user,
+            catalog: self.engine().generation(),
+            functions: self.db.functions.generation(),
+        })
+    }
+
+    fn set_reads(&self, reads: Option<crate::result_cache::StatementReads>) {
+        match self.reads.lock() {
+            Ok(mut g) => *g = reads,
+            Err(p) => *p.into_inner() = reads,
+        }
+    }
+
+    fn take_reads(&self) -> Option<crate::result_cache::StatementReads> {
+        match self.reads.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
+    /// Notes what a plan of the running statement reads, when its result
+    /// may be cached ([`crate::result_cache::plan_reads`]).
+    pub(crate) fn note_plan(&self, plan: &LogicalPlan) {
+        self.with_reads(|r| match crate::result_cache::plan_reads(plan) {
+            Some(t) => r.tables.extend(t),
+            None => r.uncacheable = true,
+        });
+    }
+
+    /// Notes that the running statement's result is not to be cached.
+    pub(crate) fn note_uncacheable(&self) {
+        self.with_reads(|r| r.uncacheable = true);
+    }
+
+    fn with_reads(&self, f: impl FnOnce(&mut crate::result_cache::StatementReads)) {
+        let mut g = match self.reads.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(reads) = g.as_mut() {
+            f(reads);
+        }
+    }
+
+    /// Plans and runs a query: through its generic plan when it has one.
+    async fn run_query(
+        &self,
+        stmt: &Statement,
+        s: &ast::Statement,
+        params: &[ParamValue],
+    ) -> Result<Output> {
+        if !params.is_empty()
+            && let Some(out) = self.execute_generic(stmt, s, params).await
+        {
+            return out;
+        }
+        let names = crate::names::output_names(s);
+        let mut s = s.clone();
+        crate::views::expand_statement(&mut s, self.engine())?;
+        rewrite_expressions(&mut s, Some(params))?;
+        if let ast::Statement::Query(q) = &mut s {
+            rewrite_knn(q, self.engine())?;
+            Box::pin(crate::subquery::inline_subqueries(self, q)).await?;
+            Box::pin(crate::subquery::inline_select_list(self, q)).await;
+        }
+        let out = self.query(s).await?;
+        Ok(crate::names::rename(out, names.as_deref()))
+    }
+
     /// What a generic plan made now would be valid for.
     fn plan_key(&self) -> PlanKey {
         PlanKey {
@@ -1314,6 +1454,11 @@ impl Session {
         }?;
         let query = generic::query_vector(params.get(plan.param))?;
         self.generic_runs.fetch_add(1, Ordering::Relaxed);
+        let reads = plan.reads.clone();
+        self.with_reads(|r| match reads {
+            Some(t) => r.tables.extend(t),
+            None => r.uncacheable = true,
+        });
         let names = crate::names::output_names(s);
         Some(
             plan.execute(query)
@@ -1356,6 +1501,7 @@ impl Session {
         }
         Ok(Some(GenericPlan {
             param,
+            reads: crate::result_cache::plan_reads(&plan),
             plan: physical,
             schema,
             task: state.task_ctx(),
@@ -1387,13 +1533,17 @@ impl Session {
             // if that fails too, the planning error is the one to report.
             Err(e) => match &per_row {
                 Some(q) => match Box::pin(crate::apply::run(self, q)).await {
-                    Ok(out) => return Ok(out),
+                    Ok(out) => {
+                        self.note_uncacheable();
+                        return Ok(out);
+                    }
                     Err(_) => return Err(e.into()),
                 },
                 None => return Err(e.into()),
             },
         };
         crate::vector_search::check_post_filters(&plan)?;
+        self.note_plan(&plan);
         // A plain query runs on the state it was planned with: the context's
         // `execute_logical_plan` would copy the session state (every function
         // map) once more per statement.

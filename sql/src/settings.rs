@@ -27,6 +27,8 @@ const PG_SETTINGS: &[(&str, &str)] = &[
     ("lock_timeout", "0"),
     ("max_identifier_length", "63"),
     ("max_parallel_workers_per_gather", "2"),
+    // Quiver's: whether reads may be answered from the result cache.
+    ("quiver.result_cache", "on"),
     ("search_path", "\"$user\", public"),
     ("server_encoding", "UTF8"),
     ("server_version", "16.0"),
@@ -75,6 +77,19 @@ impl Settings {
             Some("quiver.nprobes") => self.knobs.nprobes = Some(positive(&name, value, 65_536)?),
             Some("quiver.ef") => self.knobs.ef = Some(positive(&name, value, 100_000)?),
             Some(_) => self.knobs.refine_factor = Some(positive(&name, value, 1_000)? as u32),
+            None if name == "quiver.result_cache" => {
+                let on = match value.trim().to_ascii_lowercase().as_str() {
+                    "on" | "true" | "yes" | "1" => "on",
+                    "off" | "false" | "no" | "0" => "off",
+                    _ => {
+                        return sql_err!(
+                            InvalidParameterValue,
+                            "parameter \"{name}\" requires a Boolean value"
+                        );
+                    }
+                };
+                self.values.insert(name, on.to_string());
+            }
             None => {
                 let known = PG_SETTINGS.iter().any(|(n, _)| *n == name);
                 let placeholder = name.contains('.') && !name.starts_with("quiver.");
@@ -174,6 +189,9 @@ mod tests {
         assert!(s.set("quiver.bogus", "1").is_err());
         assert!(s.set("no_such_setting", "1").is_err());
         s.set("myapp.flag", "on").expect("placeholder");
+        s.set("quiver.result_cache", "false").expect("bool");
+        assert_eq!(s.show("quiver.result_cache").expect("show"), "off");
+        assert!(s.set("quiver.result_cache", "sometimes").is_err());
         s.reset("hnsw.ef_search").expect("reset");
         assert_eq!(s.show("quiver.ef").expect("show"), "default");
     }
@@ -223,6 +241,37 @@ impl SessionSettings {
             Err(p) => p.into_inner(),
         };
         s.show(name)
+    }
+
+    /// `quiver.result_cache`: whether reads may be answered from the cache.
+    pub fn result_cache(&self) -> bool {
+        self.show("quiver.result_cache").is_ok_and(|v| v == "on")
+    }
+
+    /// The settings that can change what a query returns, as one text (a
+    /// part of the result cache's key): every setting but those that only
+    /// concern the client's connection or how values are sent.
+    pub fn result_key(&self) -> String {
+        const IRRELEVANT: &[&str] = &[
+            "application_name",
+            "client_encoding",
+            "client_min_messages",
+            "extra_float_digits",
+            "idle_in_transaction_session_timeout",
+            "lock_timeout",
+            "statement_timeout",
+            "quiver.result_cache",
+        ];
+        let mut out = String::new();
+        for (n, v) in self.all() {
+            if !IRRELEVANT.contains(&n.as_str()) {
+                out.push_str(&n);
+                out.push('=');
+                out.push_str(&v);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// `statement_timeout`: none when 0 or unreadable.

@@ -20,6 +20,9 @@ use crate::sql_err;
 pub struct Statement {
     pub(crate) kind: StatementKind,
     pub(crate) generic: std::sync::Arc<crate::generic::GenericSlot>,
+    /// The statement printed back from its parse: the result cache's key
+    /// ([`crate::result_cache`]); made once, clones share it.
+    text: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<str>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +34,12 @@ pub(crate) enum StatementKind {
 }
 
 impl Statement {
+    /// The statement as parsed and printed back: equal for texts that
+    /// differ only in spacing, comments or keyword case.
+    pub(crate) fn normalized(&self, s: &ast::Statement) -> std::sync::Arc<str> {
+        self.text.get_or_init(|| s.to_string().into()).clone()
+    }
+
     /// `DEALLOCATE [PREPARE] name`: `Some(Some(name))`; `DEALLOCATE ALL`: `Some(None)`.
     pub fn deallocates(&self) -> Option<Option<String>> {
         match &self.kind {
@@ -105,6 +114,7 @@ impl Statement {
         Statement {
             kind,
             generic: Default::default(),
+            text: Default::default(),
         }
     }
 

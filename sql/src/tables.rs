@@ -56,6 +56,7 @@ impl SchemaProvider for EngineSchema {
                     pins.push(pin);
                 }
                 Ok(Some(Arc::new(PinnedTable {
+                    name: t.def.name.clone(),
                     parts,
                     pins: Arc::new(pins),
                 })))
@@ -119,6 +120,7 @@ impl ShardPart {
 /// snapshots, holding those versions' pins.
 #[derive(Debug)]
 struct PinnedTable {
+    name: String,
     parts: Vec<ShardPart>,
     pins: Arc<Vec<Pin>>,
 }
@@ -172,6 +174,13 @@ impl TableProvider for PinnedTable {
             pins: self.pins.clone(),
         }))
     }
+}
+
+/// The engine table a provider reads, when it is one of Quiver's tables.
+pub(crate) fn table_name(provider: &dyn std::any::Any) -> Option<&str> {
+    provider
+        .downcast_ref::<PinnedTable>()
+        .map(|t| t.name.as_str())
 }
 
 /// Passes its input through and holds version pins until every stream ends.

@@ -361,6 +361,8 @@ enum VecFn {
     Distance(Metric),
     Dims,
     Norm,
+    /// pgvector's text form (`[1,2,3]`): what `v::text` gives.
+    Text,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -380,6 +382,7 @@ impl ScalarUDFImpl for VectorFunction {
     fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
         Ok(match self.f {
             VecFn::Dims => DataType::Int32,
+            VecFn::Text => DataType::Utf8,
             _ => DataType::Float64,
         })
     }
@@ -416,6 +419,11 @@ impl ScalarUDFImpl for VectorFunction {
                     })
                     .collect::<Float64Array>(),
             ),
+            VecFn::Text => Arc::new(
+                (0..n)
+                    .map(|i| vals[0].get(i).map(|v| format_vector(&v)))
+                    .collect::<datafusion::arrow::array::StringArray>(),
+            ),
             VecFn::Distance(metric) => {
                 let mut res = Vec::with_capacity(n);
                 for i in 0..n {
@@ -445,6 +453,16 @@ impl ScalarUDFImpl for VectorFunction {
             ColumnarValue::Array(out)
         })
     }
+}
+
+/// `vector_out(v)`: a vector's text form; `v::text` is planned as it
+/// ([`crate::compat::PgLiterals`]), Arrow having no cast from a list to text.
+pub fn text_function() -> ScalarUDF {
+    ScalarUDF::new_from_impl(VectorFunction {
+        name: "vector_out",
+        f: VecFn::Text,
+        signature: Signature::any(1, Volatility::Immutable),
+    })
 }
 
 /// The name of the distance function for a metric (the target of its operator).
@@ -491,6 +509,7 @@ pub fn functions() -> Vec<ScalarUDF> {
             f: VecFn::Norm,
             signature: one(),
         }),
+        text_function(),
     ];
     for m in [Metric::L2, Metric::Cosine, Metric::Dot, Metric::L1] {
         fns.push(ScalarUDF::new_from_impl(VectorFunction {

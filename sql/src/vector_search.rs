@@ -205,6 +205,13 @@ struct VectorSearchProvider {
     schema: SchemaRef,
 }
 
+/// The table a provider searches, when it is a vector search.
+pub(crate) fn table_name(provider: &dyn std::any::Any) -> Option<&str> {
+    provider
+        .downcast_ref::<VectorSearchProvider>()
+        .map(|p| p.search.table.as_str())
+}
+
 fn references_distance(e: &Expr) -> bool {
     e.column_refs().iter().any(|c| c.name == DISTANCE_COLUMN)
 }

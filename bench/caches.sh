@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The result cache (issue 10), wordnet-minilm over the wire, one Quiver release build:
+# hit vs miss latency of repeated queries, against the same queries with the cache off
+# (the baseline of the ratios), in the vector_search and pgvector ORDER BY forms.
+#
+#   QUIVER_BIN=... bench/caches.sh       # about 5 minutes on 2 cores
+set -euo pipefail
+{
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+export SHARED_BENCH=$(cd "${SHARED_BENCH:-$here/../../shared/bench}" && pwd)
+PYTHON=${PYTHON:-python3}
+QUIVER_PORT=${QUIVER_PORT:-5433}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}
+OUT_DIR=${OUT_DIR:-/tmp/quiver-caches-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT_DIR"
+tmp=$(mktemp -d /tmp/quiver-caches-tmp.XXXXXX)
+log() { echo "[caches $(date +%H:%M:%S)] $*" >&2; }
+. "$here/lib.sh"
+
+quiver_bin
+log "quiver: start ($bin)"
+serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log"
+wait_ready "$qdsn"
+"$PYTHON" "$here/caches.py" --dsn "$qdsn" --out "$OUT_DIR/caches.json"
+stop_quiver
+
+"$PYTHON" - "$OUT_DIR/caches.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"Result cache: wordnet-minilm, {r['rows']:,} rows x 384-d, 1,000 queries, k = 10, "
+      "ivf_hnsw_sq (nprobes 1, ef 64), prepared, one client; ratios against the cache off\n")
+print("| form | run | QPS | vs cache off | p50 ms | p99 ms | p50 speed-up vs cache off |")
+print("|---|---|---|---|---|---|---|")
+for form, f in r["forms"].items():
+    b = f["baseline"]
+    for name, x in [("cache off (baseline)", b), ("miss (first ask, kept)", f["miss"]),
+                    ("hit (1,000 queries again)", f["hit"]), ("hit (one query x 1,000)", f["one_query"])]:
+        print(f"| {form} | {name} | {x['qps']:,.0f} | {x['qps'] / b['qps']:.2f}x | {x['p50_ms']:.3f} | "
+              f"{x['p99_ms']:.3f} | {b['p50_ms'] / x['p50_ms']:.1f}x |")
+for form, f in r["forms"].items():
+    print(f"\n{form}: recall@10 {f['recall']:.3f}; hit p50 {f['hit']['p50_ms']:.3f} ms "
+          f"(target <= 0.3 ms), {f['miss']['p50_ms'] / f['hit']['p50_ms']:.1f}x faster than a miss "
+          f"(target >= 5x); after a one-row INSERT the next ask was a miss ({f['after_write_ms']:.2f} ms) "
+          f"and returned the new row; counters {f['counters']}")
+print("\n| cache | hits | misses | entries | bytes | capacity |\n|---|---|---|---|---|---|")
+for row in r["caches"]:
+    print("| " + " | ".join("" if v is None else f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |")
+PY
+log "results in $OUT_DIR"
+exit 0
+}
