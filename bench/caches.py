@@ -16,6 +16,8 @@ the 1,000 queries, k = 10, one client, prepared (the vector as a text parameter)
    against the one of the baseline run, and the cache's counters (quiver_caches())
    against the number of queries asked.
 
+6. the protocol's floor: `SHOW quiver.ef` prepared, 1,000 times (no planning, no table).
+
 The ratios are against the baseline of the same run; the target of the issue is
 hit p50 <= 0.3 ms and >= 5x faster than a miss.
 """
@@ -119,6 +121,14 @@ def main():
         out["forms"][form] = {"recall": recall, "baseline": base, "miss": miss, "hit": hit,
                               "one_query": one, "after_write_ms": after_ms, "counters": c5}
         harness.log(f"{form}: {out['forms'][form]}")
+    # The protocol's floor: a prepared statement answered without planning
+    # or reading a table (the client, the wire, parse/bind/execute).
+    lat = []
+    for _ in range(1000):
+        q0 = time.perf_counter()
+        conn.execute("SHOW quiver.ef", prepare=True).fetchall()
+        lat.append(time.perf_counter() - q0)
+    out["floor"] = {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
     out["caches"] = [list(r) for r in conn.execute(
         "SELECT cache, hits, misses, entries, bytes, capacity FROM quiver_caches()").fetchall()]
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -43,6 +43,8 @@ for form, f in r["forms"].items():
           f"(target <= 0.3 ms), {f['miss']['p50_ms'] / f['hit']['p50_ms']:.1f}x faster than a miss "
           f"(target >= 5x); after a one-row INSERT the next ask was a miss ({f['after_write_ms']:.2f} ms) "
           f"and returned the new row; counters {f['counters']}")
+f = r["floor"]
+print(f"\nThe protocol's floor (SHOW quiver.ef, prepared, same client): p50 {f['p50_ms']:.3f} ms, p99 {f['p99_ms']:.3f} ms.")
 print("\n| cache | hits | misses | entries | bytes | capacity |\n|---|---|---|---|---|---|")
 for row in r["caches"]:
     print("| " + " | ".join("" if v is None else f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |")
