@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use quiver_engine::EngineOptions;
 use quiver_engine::memory::{MemoryBudget, Shares};
+use quiver_engine::{ColdOptions, EngineOptions, SsdOptions};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -20,6 +20,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub search: SearchConfig,
     pub storage: StorageConfig,
+    pub object_store: ObjectStoreConfig,
 }
 
 /// `[storage]`: how table data is kept.
@@ -40,6 +41,16 @@ pub struct StorageConfig {
     /// Rows one step of `ALTER TABLE … SET (shards = M)` moves, about: a
     /// writer to the table waits for at most one step.
     pub reshard_step_rows: u64,
+    /// The cold tier's root, e.g. `"s3://bucket/prefix"` (reached as
+    /// `[object_store]` says); empty: no cold tier, every table on local disk.
+    pub cold_root: String,
+    /// The folder of the local-SSD cache of cold-tier data (emptied at
+    /// start); empty: `<data_dir>/ssd-cache`.
+    pub ssd_cache_dir: String,
+    /// Bytes the SSD cache may keep (`"10GiB"`; `"0"`: no cache).
+    pub ssd_cache_size: String,
+    /// The unit the SSD cache fetches and keeps (`"1MiB"`).
+    pub ssd_cache_block: String,
 }
 
 impl Default for StorageConfig {
@@ -49,6 +60,49 @@ impl Default for StorageConfig {
             fsync: true,
             log_flush_interval: "1s".into(),
             reshard_step_rows: quiver_engine::reshard::STEP_ROWS,
+            cold_root: String::new(),
+            ssd_cache_dir: String::new(),
+            ssd_cache_size: "10GiB".into(),
+            ssd_cache_block: "1MiB".into(),
+        }
+    }
+}
+
+/// `[object_store]`: how the cold tier's object store is reached (S3 or
+/// an S3-compatible server).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreConfig {
+    /// The S3 endpoint, e.g. `"http://127.0.0.1:9000"`; empty: AWS's own.
+    pub endpoint: String,
+    pub region: String,
+    /// Credentials; empty: taken from the environment (`AWS_ACCESS_KEY_ID`, …).
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Allow `http://` endpoints.
+    pub allow_http: bool,
+    /// How long one request may take (`"30s"`).
+    pub timeout: String,
+    /// How long connecting may take (`"5s"`).
+    pub connect_timeout: String,
+    /// How often a failed request is tried again.
+    pub retries: u32,
+    /// How long a request is tried again at most, all tries together (`"30s"`).
+    pub retry_timeout: String,
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        ObjectStoreConfig {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+            timeout: "30s".into(),
+            connect_timeout: "5s".into(),
+            retries: 3,
+            retry_timeout: "30s".into(),
         }
     }
 }
@@ -119,6 +173,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             search: SearchConfig::default(),
             storage: StorageConfig::default(),
+            object_store: ObjectStoreConfig::default(),
         }
     }
 }
@@ -194,7 +249,9 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        let cold = self.cold_options()?;
         Ok(EngineOptions {
+            cold,
             reshard_step_rows: self.storage.reshard_step_rows,
             budget,
             max_k: self.search.max_k,
@@ -204,6 +261,67 @@ impl Config {
             vector_ttl: (!vector_ttl.is_zero()).then_some(vector_ttl),
             result_ttl,
         })
+    }
+
+    /// The cold tier from `[storage] cold_root` and `[object_store]`.
+    fn cold_options(&self) -> Result<Option<ColdOptions>, ConfigError> {
+        let root = self.storage.cold_root.trim();
+        if root.is_empty() {
+            return Ok(None);
+        }
+        if !root.starts_with("s3://") {
+            return Err(ConfigError::Invalid {
+                key: "storage.cold_root",
+                message: format!("'{root}' is not an s3://bucket/prefix URL"),
+            });
+        }
+        let size = |key: &'static str, value: &str| {
+            quiver_engine::memory::parse_bytes(value).ok_or_else(|| ConfigError::Invalid {
+                key,
+                message: format!("'{value}' is not a size (e.g. 10GiB, 512MiB, 0)"),
+            })
+        };
+        let capacity = size("storage.ssd_cache_size", &self.storage.ssd_cache_size)?;
+        let block = size("storage.ssd_cache_block", &self.storage.ssd_cache_block)?;
+        if block == 0 || block > 256 << 20 {
+            return Err(ConfigError::Invalid {
+                key: "storage.ssd_cache_block",
+                message: "must be from 1 byte to 256MiB".into(),
+            });
+        }
+        let dir = match self.storage.ssd_cache_dir.trim() {
+            "" => self.data_dir.join("ssd-cache"),
+            d => PathBuf::from(d),
+        };
+        let o = &self.object_store;
+        let timeout = duration("object_store.timeout", &o.timeout, "30s, 2m")?;
+        let connect = duration("object_store.connect_timeout", &o.connect_timeout, "5s")?;
+        let retry = duration("object_store.retry_timeout", &o.retry_timeout, "30s")?;
+        let mut options = std::collections::HashMap::new();
+        let mut put = |k: &str, v: String| {
+            if !v.is_empty() {
+                options.insert(k.to_string(), v);
+            }
+        };
+        put("aws_endpoint", o.endpoint.clone());
+        put("aws_region", o.region.clone());
+        put("aws_access_key_id", o.access_key_id.clone());
+        put("aws_secret_access_key", o.secret_access_key.clone());
+        put("allow_http", o.allow_http.to_string());
+        put("timeout", format!("{}ms", timeout.as_millis()));
+        put("connect_timeout", format!("{}ms", connect.as_millis()));
+        put("client_max_retries", o.retries.to_string());
+        put("download_retry_count", o.retries.to_string());
+        put("client_retry_timeout", retry.as_secs().max(1).to_string());
+        Ok(Some(ColdOptions {
+            root: root.to_string(),
+            storage_options: options,
+            ssd: SsdOptions {
+                dir,
+                capacity,
+                block,
+            },
+        }))
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -239,6 +357,42 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("./quiver-data"));
         let e = Config::from_toml("listn = \"x\"", "t").expect_err("unknown key");
         assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn cold_tier_keys() {
+        let none = Config::default().engine_options().expect("defaults");
+        assert!(none.cold.is_none());
+        let c = Config::from_toml(
+            "data_dir = \"/d\"\n[storage]\ncold_root = \"s3://b/p\"\nssd_cache_size = \"1GiB\"\n\
+             [object_store]\nendpoint = \"http://127.0.0.1:9\"\nallow_http = true\nretries = 2\n\
+             retry_timeout = \"7s\"\ntimeout = \"2s\"",
+            "t",
+        )
+        .expect("parse");
+        let cold = c.engine_options().expect("options").cold.expect("cold");
+        assert_eq!(cold.root, "s3://b/p");
+        assert_eq!(cold.ssd.capacity, 1 << 30);
+        assert_eq!(cold.ssd.block, 1 << 20);
+        assert_eq!(cold.ssd.dir, PathBuf::from("/d/ssd-cache"));
+        let o = &cold.storage_options;
+        assert_eq!(o["aws_endpoint"], "http://127.0.0.1:9");
+        assert_eq!(o["allow_http"], "true");
+        assert_eq!(o["client_max_retries"], "2");
+        assert_eq!(o["client_retry_timeout"], "7");
+        assert_eq!(o["timeout"], "2000ms");
+        assert!(
+            !o.contains_key("aws_access_key_id"),
+            "empty: from the environment"
+        );
+        let bad = Config::from_toml("[storage]\ncold_root = \"/local\"", "t").expect("parse");
+        assert!(bad.engine_options().is_err());
+        let bad = Config::from_toml(
+            "[storage]\ncold_root = \"s3://b\"\nssd_cache_block = \"0\"",
+            "t",
+        )
+        .expect("parse");
+        assert!(bad.engine_options().is_err());
     }
 
     #[test]

@@ -436,3 +436,17 @@ pub async fn run_java_program(script: &str) {
     java.arg("-cp").arg(jar);
     run_script(java, script, &[]).await;
 }
+
+/// `(id, distance)` rows of a search, sorted (the order among equal
+/// distances is the client's to choose; the set is the engine's).
+pub async fn hits(c: &tokio_postgres::Client, sql: &str) -> Vec<(i64, f64)> {
+    let mut out: Vec<(i64, f64)> = c
+        .query(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    out
+}

@@ -20,5 +20,6 @@ mod restart;
 mod sharding;
 mod slt;
 mod storage;
+mod tiering;
 mod transactions;
 mod udf;

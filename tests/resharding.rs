@@ -347,7 +347,8 @@ async fn resharding_moves_only_changed_owners_while_readers_and_writers_go_on() 
         ("ALTER TABLE t SET (shards = 4, shard_key = cat)", "0A000"),
         ("ALTER TABLE t SET (shards = 0)", "22023"),
         ("ALTER TABLE t SET (shards = 2000)", "22023"),
-        ("ALTER TABLE t SET (tier = 'cold')", "22023"),
+        ("ALTER TABLE t SET (tier = 'cold')", "42P16"), // no cold tier here
+        ("ALTER TABLE t SET (tier = 'warm')", "22023"),
         ("ALTER TABLE t SET (vnodes = 5)", "22023"),
     ] {
         let e = c.batch_execute(sql).await.expect_err(sql);

@@ -4,23 +4,9 @@
 //! crash whole or not at all.
 
 use crate::common::{
-    TempDir, client, connect, copy_text, count, explain, free_port, random_vectors, spawn_command,
-    spawn_server, start_server, vector_text,
+    TempDir, client, connect, copy_text, count, explain, free_port, hits, random_vectors,
+    spawn_command, spawn_server, start_server, vector_text,
 };
-
-/// `(id, distance)` rows of a search, sorted (the order among equal
-/// distances is the client's to choose; the set is the engine's).
-async fn hits(c: &tokio_postgres::Client, sql: &str) -> Vec<(i64, f64)> {
-    let mut out: Vec<(i64, f64)> = c
-        .query(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    out
-}
 
 /// COPY text rows `(id, cat, embedding)`; every 7th vector repeats the one
 /// 7 rows before, so many rows tie at equal distances.

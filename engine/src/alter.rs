@@ -617,6 +617,7 @@ mod tests {
     fn catalog() -> Catalog {
         let mut c = Catalog::default();
         let mut docs = TableDef {
+            tier: Default::default(),
             name: "docs".into(),
             oid: 1,
             dir: "docs-1.lance".into(),
@@ -639,6 +640,7 @@ mod tests {
         };
         docs.columns[0].serial = true;
         let notes = TableDef {
+            tier: Default::default(),
             name: "notes".into(),
             oid: 2,
             dir: "notes-2.lance".into(),

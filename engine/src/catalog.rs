@@ -38,6 +38,11 @@ pub struct Catalog {
     /// Views, by name (tables and views share one namespace).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub views: BTreeMap<String, ViewDef>,
+    /// This data directory's id: the folder of its datasets on the cold
+    /// tier, so data directories sharing a bucket never meet (absent
+    /// before the cold tier existed; made at the next open).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub store_id: String,
 }
 
 /// `CREATE VIEW name [(columns)] AS query`: the query's text, expanded where

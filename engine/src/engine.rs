@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use datafusion::logical_expr::Expr;
-use quiver_tiering::StorageRoot;
+use quiver_tiering::{StorageRoot, Tier};
 
 use lance::index::DatasetIndexExt;
 
@@ -26,7 +26,7 @@ use crate::table::{HousekeepingReport, Shared, Table};
 pub const DEFAULT_MAX_K: usize = 10_000;
 
 /// How an engine is set up (from the server's config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineOptions {
     /// The memory budget for cached table data.
     pub budget: MemoryBudget,
@@ -47,6 +47,9 @@ pub struct EngineOptions {
     /// How long a cached query result lives (`[cache] result_ttl`); the
     /// SQL layer keeps the results, sized by the budget's result share.
     pub result_ttl: std::time::Duration,
+    /// The cold tier (`[storage] cold_root` and `[object_store]`); `None`:
+    /// every table is on local disk.
+    pub cold: Option<quiver_tiering::ColdOptions>,
 }
 
 /// [`EngineOptions::vector_ttl`] by default.
@@ -65,6 +68,7 @@ impl Default for EngineOptions {
             reshard_step_rows: crate::reshard::STEP_ROWS,
             vector_ttl: Some(VECTOR_TTL),
             result_ttl: RESULT_TTL,
+            cold: None,
         }
     }
 }
@@ -119,6 +123,9 @@ pub struct Engine {
     generation: std::sync::atomic::AtomicU64,
     /// Serial columns' next values and the end of their reserved block.
     sequences: std::sync::Mutex<HashMap<String, (i64, i64)>>,
+    /// Dataset folders a move between tiers is copying into
+    /// ([`crate::tier`]): not removed as a former copy meanwhile.
+    pub(crate) copying: std::sync::Mutex<std::collections::HashSet<(Tier, String)>>,
 }
 
 /// How many values of a sequence are reserved (stored in the catalog) at a time.
@@ -166,10 +173,17 @@ impl Engine {
                 std::fs::File::open(data_dir)?.sync_all()?;
             }
         }
-        let storage = StorageRoot::local(data_dir)?;
         let mut catalog = Catalog::load(data_dir)?;
-        if catalog.assign_missing_oids() {
+        let new_id = catalog.store_id.is_empty();
+        if new_id {
+            catalog.store_id = uuid::Uuid::new_v4().simple().to_string();
+        }
+        if catalog.assign_missing_oids() || new_id {
             catalog.store(data_dir)?;
+        }
+        let mut storage = StorageRoot::local(data_dir)?;
+        if let Some(cold) = options.cold.clone() {
+            storage = storage.with_cold(cold, &catalog.store_id)?;
         }
         let shared = Shared::new(&options);
         let mut tables = HashMap::new();
@@ -184,7 +198,7 @@ impl Engine {
                 })?;
             tables.insert(def.name.clone(), Arc::new(table));
         }
-        if Self::reconcile(data_dir, &storage, &mut catalog, &tables).await? {
+        if Self::reconcile(data_dir, &storage, &shared, &mut catalog, &tables).await? {
             catalog.store(data_dir)?;
         }
         let engine = Arc::new(Engine {
@@ -196,6 +210,7 @@ impl Engine {
             tables: RwLock::new(tables),
             ddl: tokio::sync::Mutex::new(()),
             sequences: Default::default(),
+            copying: Default::default(),
             generation: std::sync::atomic::AtomicU64::new(1),
         });
         engine.resume_moves();
@@ -226,6 +241,7 @@ impl Engine {
     async fn reconcile(
         data_dir: &Path,
         storage: &StorageRoot,
+        shared: &Shared,
         catalog: &mut Catalog,
         tables: &HashMap<String, Arc<Table>>,
     ) -> Result<bool> {
@@ -269,19 +285,21 @@ impl Engine {
                 changed = true;
             }
         }
-        let dirs: Vec<String> = catalog
+        let dirs: Vec<(Tier, String)> = catalog
             .tables
             .values()
-            .flat_map(TableDef::shard_dirs)
+            .flat_map(|t| t.shard_dirs().into_iter().map(|d| (t.tier, d)))
             .collect();
-        let named: std::collections::HashSet<&str> = dirs.iter().map(String::as_str).collect();
-        for dir in storage.dataset_dirs()? {
-            if !named.contains(dir.as_str()) {
+        let named: std::collections::HashSet<&str> = dirs.iter().map(|(_, d)| d.as_str()).collect();
+        let registry = shared.session.store_registry();
+        for (tier, dir) in storage.dataset_dirs(&registry).await? {
+            if !dirs.iter().any(|(t, d)| *t == tier && *d == dir) {
                 tracing::warn!(
                     dir,
+                    tier = tier.name(),
                     "removing a table folder an interrupted CREATE/DROP TABLE left"
                 );
-                storage.remove_dataset(&dir)?;
+                storage.remove_dataset(&registry, tier, &dir).await?;
             }
         }
         if let Ok(logs) = std::fs::read_dir(data_dir.join(WAL_DIR)) {
@@ -412,6 +430,7 @@ impl Engine {
         foreign_keys: Vec<crate::schema::ForeignKeyDef>,
         checks: Vec<crate::schema::CheckDef>,
         sharding: Option<crate::schema::ShardingDef>,
+        tier: Tier,
         if_not_exists: bool,
     ) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
@@ -450,7 +469,14 @@ impl Engine {
             }
             crate::ring::Ring::new(s.shards, s.vnodes)?;
         }
+        if tier == Tier::Cold && !self.storage.has_cold() {
+            return engine_err!(
+                InvalidDefinition,
+                "tier = 'cold' needs a cold tier: set [storage] cold_root (and [object_store]) in the config file"
+            );
+        }
         let def = TableDef {
+            tier,
             // Taken under the DDL lock; the counter is stored with the table.
             oid: with_read(&self.catalog, Catalog::next_free_oid),
             name: name.to_string(),
@@ -523,8 +549,9 @@ impl Engine {
                 }
             }
         }
+        let registry = self.shared.session.store_registry();
         for dir in def.shard_dirs() {
-            if let Err(e) = self.storage.remove_dataset(&dir) {
+            if let Err(e) = self.storage.remove_dataset(&registry, def.tier, &dir).await {
                 tracing::warn!(table = name, error = %e, "dropped table's files were not removed");
             }
         }
@@ -612,7 +639,7 @@ impl Engine {
     /// Replaces the table object of `old` by a new one on the same dataset,
     /// named `new` when the catalog has that name (else `old`), with the
     /// definition the catalog has now.
-    async fn reopen(&self, old: &str, new: &str) -> Result<()> {
+    pub(crate) async fn reopen(&self, old: &str, new: &str) -> Result<()> {
         let def = with_read(&self.catalog, |c| {
             c.tables.get(new).or_else(|| c.tables.get(old)).cloned()
         });
@@ -1086,8 +1113,9 @@ impl Engine {
                 entries: Some(s.num_entries as u64),
                 bytes: s.size_bytes as u64,
                 capacity,
+                ..Default::default()
             };
-        vec![
+        let mut figures = vec![
             CacheFigures {
                 name: "chunks",
                 hits: Some(chunks.hits),
@@ -1095,6 +1123,7 @@ impl Engine {
                 entries: Some(chunks.entries),
                 bytes: chunks.bytes_cached,
                 capacity: chunks.capacity,
+                ..Default::default()
             },
             CacheFigures {
                 name: "fresh",
@@ -1106,6 +1135,7 @@ impl Engine {
                     .fresh_used
                     .load(std::sync::atomic::Ordering::Relaxed),
                 capacity: self.shared.fresh_bytes,
+                ..Default::default()
             },
             lance(
                 "lance_index",
@@ -1117,13 +1147,26 @@ impl Engine {
                 self.shared.session.metadata_cache_stats().await,
                 budget.metadata_bytes(),
             ),
-        ]
+        ];
+        if let Some(s) = self.storage.ssd_stats().await {
+            figures.push(CacheFigures {
+                name: "ssd",
+                hits: Some(s.hits),
+                misses: Some(s.misses),
+                entries: Some(s.entries),
+                bytes: s.bytes,
+                capacity: s.capacity,
+                store_gets: Some(s.store_gets),
+                store_bytes: Some(s.store_get_bytes),
+            });
+        }
+        figures
     }
 }
 
 /// One cache's counters ([`Engine::cache_figures`]); `None` where the
 /// cache does not count it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheFigures {
     pub name: &'static str,
     pub hits: Option<u64>,
@@ -1131,4 +1174,8 @@ pub struct CacheFigures {
     pub entries: Option<u64>,
     pub bytes: u64,
     pub capacity: u64,
+    /// GET requests the cache sent to the store behind it (the SSD cache only).
+    pub store_gets: Option<u64>,
+    /// Bytes those requests returned.
+    pub store_bytes: Option<u64>,
 }

@@ -70,13 +70,37 @@ impl std::error::Error for EngineError {}
 
 impl From<lance::Error> for EngineError {
     fn from(e: lance::Error) -> Self {
+        if let Some(message) = io_failure(&e) {
+            return EngineError::new(ErrorKind::Io, message);
+        }
         let kind = match &e {
-            lance::Error::IO { .. } => ErrorKind::Io,
             lance::Error::InvalidInput { .. } => ErrorKind::InvalidRequest,
             _ => ErrorKind::Internal,
         };
         EngineError::new(kind, format!("storage: {e}"))
     }
+}
+
+/// The storage failure behind `e`, if one is (an object store that failed
+/// or could not be reached, or a local I/O error): its message, for SQLSTATE
+/// 58030. An object store's own error is named rather than Lance's wrapping
+/// of it (which carries source locations).
+pub fn io_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut found = None;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(os) = err.downcast_ref::<object_store::Error>() {
+            return Some(format!("object storage request failed: {os}"));
+        }
+        if let Some(l) = err.downcast_ref::<lance::Error>()
+            && matches!(l, lance::Error::IO { .. })
+            && found.is_none()
+        {
+            found = Some(format!("storage: {l}"));
+        }
+        cur = err.source();
+    }
+    found
 }
 
 impl From<datafusion::error::DataFusionError> for EngineError {

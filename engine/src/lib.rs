@@ -63,9 +63,11 @@ pub mod schema;
 pub mod search;
 pub mod shard;
 pub mod table;
+pub mod tier;
 pub mod txn;
 pub mod view;
 pub mod wal;
 
 pub use engine::{Engine, EngineOptions};
 pub use error::{EngineError, ErrorKind, Result};
+pub use quiver_tiering::{ColdOptions, SsdOptions, Tier};

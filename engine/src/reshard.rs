@@ -169,16 +169,19 @@ impl Engine {
         let mut shards = table.shards();
         let mut created = Vec::new();
         for dir in next_def.shard_dirs().into_iter().skip(old_dirs.len()) {
-            let uri = self.storage.dataset_uri(&dir);
-            let made =
-                Shard::create(uri, next_def.clone(), &self.shared, log_root.join(&dir)).await;
+            let made = match self.storage.location(def.tier, &dir) {
+                Ok(at) => {
+                    Shard::create(at, next_def.clone(), &self.shared, log_root.join(&dir)).await
+                }
+                Err(e) => Err(e.into()),
+            };
             match made {
                 Ok(s) => {
                     shards.push(Arc::new(s));
                     created.push(dir);
                 }
                 Err(e) => {
-                    self.remove_shard_files(&created);
+                    self.remove_shard_files(def.tier, &created).await;
                     return Err(e);
                 }
             }
@@ -186,7 +189,7 @@ impl Engine {
         crash_point("reshard:created");
         let layout = Layout::of(&next_def, shards)?;
         let Some(_routing) = table.pause_writes(Some(START_WAIT)).await else {
-            self.remove_shard_files(&created);
+            self.remove_shard_files(def.tier, &created).await;
             return engine_err!(
                 LockTimeout,
                 "could not reshard table \"{}\": its writes did not pause within {} s (an open transaction block or a COPY holds it)",
@@ -196,7 +199,7 @@ impl Engine {
         };
         let _ddl = self.ddl.lock().await;
         if self.catalog().tables.get(&def.name) != Some(def) {
-            self.remove_shard_files(&created);
+            self.remove_shard_files(def.tier, &created).await;
             return engine_err!(
                 Conflict,
                 "table \"{}\" was altered while its move started; try again",
@@ -206,7 +209,7 @@ impl Engine {
         if let Err(e) = self.update_catalog(|c| {
             c.tables.insert(next_def.name.clone(), next_def.clone());
         }) {
-            self.remove_shard_files(&created);
+            self.remove_shard_files(def.tier, &created).await;
             return Err(e);
         }
         crash_point("reshard:recorded");
@@ -290,6 +293,7 @@ impl Engine {
         let removed = shards.split_off(keep.min(shards.len()));
         let layout = Layout::of(&def, shards)?;
         let removed_dirs: Vec<String> = all_dirs.into_iter().skip(keep).collect();
+        let tier = table.def.tier;
         self.update_catalog(|c| {
             c.tables.insert(def.name.clone(), def.clone());
         })?;
@@ -320,7 +324,7 @@ impl Engine {
                     .into_iter()
                     .filter(|d| !in_use.contains(d))
                     .collect();
-                engine.remove_shard_files(&unused);
+                engine.remove_shard_files(tier, &unused).await;
             });
         }
         report.elapsed = started.elapsed();
@@ -359,10 +363,11 @@ impl Engine {
     }
 
     /// Removes the files of shards a move created and will not use.
-    fn remove_shard_files(&self, dirs: &[String]) {
+    async fn remove_shard_files(&self, tier: quiver_tiering::Tier, dirs: &[String]) {
+        let registry = self.shared.session.store_registry();
         for dir in dirs {
             let _ = std::fs::remove_dir_all(self.data_dir.join(WAL_DIR).join(dir));
-            if let Err(e) = self.storage.remove_dataset(dir) {
+            if let Err(e) = self.storage.remove_dataset(&registry, tier, dir).await {
                 tracing::warn!(dir, error = %e, "an unused shard's files were not deleted; start-up deletes them");
             }
         }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use quiver_tiering::Tier;
 use serde::{Deserialize, Serialize};
 
 /// A column type as declared in `CREATE TABLE`.
@@ -244,6 +245,9 @@ pub struct TableDef {
     /// `None`: one shard, the dataset in `dir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharding: Option<ShardingDef>,
+    /// Where the shards' datasets live (`WITH (tier = 'hot' | 'cold')`).
+    #[serde(default, skip_serializing_if = "Tier::is_hot")]
+    pub tier: Tier,
 }
 
 /// `WITH (shards = N, sharding = 'hash', shard_key = col, vnodes = V)`: the

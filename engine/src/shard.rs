@@ -35,6 +35,7 @@ use lance::dataset::{WriteMode, WriteParams};
 use lance::index::DatasetIndexExt;
 use lance::session::Session;
 use lance_index::optimize::OptimizeOptions;
+use quiver_tiering::Location;
 
 use crate::chunks::ChunkCache;
 use crate::engine_err;
@@ -376,15 +377,16 @@ pub struct HousekeepingReport {
 impl Shard {
     /// Creates the empty dataset for a new table (and its log in `log_dir`).
     pub async fn create(
-        uri: String,
+        at: Location,
         def: TableDef,
         shared: &Shared,
         log_dir: PathBuf,
     ) -> Result<Shard> {
         let schema = def.arrow_schema();
         let empty = RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), schema);
-        let params = shared.write_params(WriteMode::Create, def.columns.len());
-        let ds = Dataset::write(empty, uri.as_str(), Some(params)).await?;
+        let mut params = shared.write_params(WriteMode::Create, def.columns.len());
+        params.store_params = at.params;
+        let ds = Dataset::write(empty, at.uri.as_str(), Some(params)).await?;
         let table = Self::with_dataset(def, ds, shared, log_dir);
         table.recover_log().await?;
         Ok(table)
@@ -393,15 +395,16 @@ impl Shard {
     /// Opens a table: its latest version, then its log, whose records that
     /// Lance does not have yet are written to it as one version.
     pub async fn open(
-        uri: String,
+        at: Location,
         def: TableDef,
         shared: &Shared,
         log_dir: PathBuf,
     ) -> Result<Shard> {
-        let ds = DatasetBuilder::from_uri(&uri)
-            .with_session(shared.session.clone())
-            .load()
-            .await?;
+        let mut builder = DatasetBuilder::from_uri(&at.uri).with_session(shared.session.clone());
+        if let Some(params) = at.params {
+            builder = builder.with_store_params(params);
+        }
+        let ds = builder.load().await?;
         // A transaction the last process did not end is rolled back first.
         let mut ds = crate::txn::recover(&log_dir, ds, shared.fsync).await?;
         Box::pin(crate::alter::reconcile_columns(&mut ds, &def)).await?;

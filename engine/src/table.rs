@@ -176,8 +176,8 @@ impl Table {
     ) -> Result<Table> {
         let mut shards = Vec::with_capacity(def.shard_count());
         for dir in def.shard_dirs() {
-            let uri = storage.dataset_uri(&dir);
-            shards.push(Shard::create(uri, def.clone(), shared, log_root.join(&dir)).await?);
+            let at = storage.location(def.tier, &dir)?;
+            shards.push(Shard::create(at, def.clone(), shared, log_root.join(&dir)).await?);
         }
         Self::assemble(def, shards, log_root, shared.fsync)
     }
@@ -217,8 +217,8 @@ impl Table {
         }
         let mut shards = Vec::with_capacity(def.shard_count());
         for dir in def.shard_dirs() {
-            let uri = storage.dataset_uri(&dir);
-            shards.push(Shard::open(uri, def.clone(), shared, log_root.join(&dir)).await?);
+            let at = storage.location(def.tier, &dir)?;
+            shards.push(Shard::open(at, def.clone(), shared, log_root.join(&dir)).await?);
         }
         if committed.is_some() {
             crate::txn::remove_file_synced(&record, shared.fsync)?;

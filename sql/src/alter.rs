@@ -93,6 +93,25 @@ pub async fn alter_table(s: &Session, at: &ast::AlterTable) -> Result<String> {
 /// how many rows moved.
 async fn reshard(s: &Session, table: &str, options: &[ast::SqlOption]) -> Result<()> {
     let options = crate::ddl::ShardingOptions::parse(options)?;
+    if let Some(tier) = options.tier()? {
+        if options.0.len() > 1 {
+            return sql_err!(
+                FeatureNotSupported,
+                "ALTER TABLE … SET (tier = …) cannot be combined with other table options"
+            );
+        }
+        let r = s.db.engine.move_tier(table, tier).await?;
+        if r.moved {
+            s.info(format!(
+                "moved {} shards ({} bytes) to the {} tier in {:.2} s",
+                r.shards,
+                r.bytes,
+                tier.name(),
+                r.elapsed.as_secs_f64()
+            ));
+        }
+        return Ok(());
+    }
     let Some(shards) = options.shards()? else {
         return sql_err!(
             InvalidParameterValue,

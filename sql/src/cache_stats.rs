@@ -1,7 +1,8 @@
 //! `quiver_caches()`: one row per cache of the process — the result cache,
 //! the chunk cache (hot vectors and columns), the prepared fresh rows, and
-//! Lance's index and metadata caches — with hits, misses, entries, bytes
-//! and capacity, read when the query runs.
+//! Lance's index and metadata caches, and with a cold tier the SSD cache of
+//! object-store data — with hits, misses, entries, bytes and capacity (and
+//! for the SSD cache the GETs it sent to the store), read when the query runs.
 
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ impl TableFunctionImpl for QuiverCaches {
                 Field::new("entries", DataType::Int64, true),
                 Field::new("bytes", DataType::Int64, false),
                 Field::new("capacity", DataType::Int64, false),
+                Field::new("store_gets", DataType::Int64, true),
+                Field::new("store_bytes", DataType::Int64, true),
             ])),
         }))
     }
@@ -80,6 +83,7 @@ impl TableProvider for CachesTable {
             entries: Some(r.entries),
             bytes: r.bytes,
             capacity: r.capacity,
+            ..Default::default()
         }];
         rows.extend(self.engine.cache_figures().await);
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -95,6 +99,12 @@ impl TableProvider for CachesTable {
                 )),
                 Arc::new(Int64Array::from_iter_values(
                     rows.iter().map(|c| n(c.capacity)),
+                )),
+                Arc::new(Int64Array::from_iter(
+                    rows.iter().map(|c| c.store_gets.map(n)),
+                )),
+                Arc::new(Int64Array::from_iter(
+                    rows.iter().map(|c| c.store_bytes.map(n)),
                 )),
             ],
         )?;

@@ -7,12 +7,12 @@ use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, ColumnOption, CreateIndex, CreateTable, DataType, Expr, Ident,
     ObjectName, Value,
 };
-use quiver_engine::Engine;
 use quiver_engine::distance::Metric;
 use quiver_engine::index::{IndexDef, IndexKind, allowed_params};
 use quiver_engine::schema::{
     ColumnDef, ColumnType, ForeignKeyDef, RefAction, ShardingDef, UniqueDef,
 };
+use quiver_engine::{Engine, Tier};
 
 use crate::error::Result;
 use crate::sql_err;
@@ -356,7 +356,7 @@ pub async fn create_table(s: &crate::session::Session, ct: &CreateTable) -> Resu
         .chain(foreign_keys.iter().map(|f| f.name.clone()))
         .collect();
     let checks = crate::checks::for_new_table(s, &name, &columns, &checks, &taken)?;
-    let sharding = table_sharding(&ct.table_options, &columns)?;
+    let (sharding, tier) = table_options(&ct.table_options, &columns)?;
     engine
         .create_table(
             &name,
@@ -365,6 +365,7 @@ pub async fn create_table(s: &crate::session::Session, ct: &CreateTable) -> Resu
             foreign_keys,
             checks,
             sharding,
+            tier,
             ct.if_not_exists,
         )
         .await?;
@@ -372,13 +373,14 @@ pub async fn create_table(s: &crate::session::Session, ct: &CreateTable) -> Resu
 }
 
 /// `CREATE TABLE … WITH (shards = N, sharding = 'hash', shard_key = col,
-/// vnodes = V)`: how the table's rows are split over shards (`None`: one).
-fn table_sharding(
+/// vnodes = V, tier = 'hot' | 'cold')`: how the table's rows are split
+/// over shards (`None`: one), and the tier its shards live on.
+fn table_options(
     options: &ast::CreateTableOptions,
     columns: &[ColumnDef],
-) -> Result<Option<ShardingDef>> {
+) -> Result<(Option<ShardingDef>, Tier)> {
     let with = match options {
-        ast::CreateTableOptions::None => return Ok(None),
+        ast::CreateTableOptions::None => return Ok((None, Tier::Hot)),
         ast::CreateTableOptions::With(w) => w,
         other => {
             return sql_err!(
@@ -388,28 +390,30 @@ fn table_sharding(
         }
     };
     let options = ShardingOptions::parse(with)?;
+    let tier = options.tier()?.unwrap_or_default();
     let shards = options.shards()?.unwrap_or(1);
     let vnodes = options
         .vnodes()?
         .unwrap_or(quiver_engine::ring::DEFAULT_VNODES);
     if shards == 1 && !options.0.contains_key("shard_key") && !options.0.contains_key("vnodes") {
-        return Ok(None);
+        return Ok((None, tier));
     }
     let key = options
         .key(columns)
         .unwrap_or_else(|| columns[0].name.clone());
-    Ok(Some(ShardingDef {
+    let sharding = ShardingDef {
         shards,
         key,
         vnodes,
         moving_from: None,
         dirs: Vec::new(),
-    }))
+    };
+    Ok((Some(sharding), tier))
 }
 
-/// The sharding options of `CREATE TABLE … WITH (…)` or `ALTER TABLE … SET
-/// (…)`: `shards`, `sharding`, `shard_key`, `vnodes`.
-pub(crate) struct ShardingOptions(BTreeMap<String, String>);
+/// The options of `CREATE TABLE … WITH (…)` or `ALTER TABLE … SET (…)`:
+/// `shards`, `sharding`, `shard_key`, `vnodes`, `tier`.
+pub(crate) struct ShardingOptions(pub(crate) BTreeMap<String, String>);
 
 impl ShardingOptions {
     pub(crate) fn parse(with: &[ast::SqlOption]) -> Result<ShardingOptions> {
@@ -431,10 +435,10 @@ impl ShardingOptions {
         }
         let options = with_options(&exprs)?;
         for key in options.keys() {
-            if !["shards", "sharding", "shard_key", "vnodes"].contains(&key.as_str()) {
+            if !["shards", "sharding", "shard_key", "vnodes", "tier"].contains(&key.as_str()) {
                 return sql_err!(
                     InvalidParameterValue,
-                    "unrecognized parameter \"{key}\" (table options: shards, sharding, shard_key, vnodes)"
+                    "unrecognized parameter \"{key}\" (table options: shards, sharding, shard_key, vnodes, tier)"
                 );
             }
         }
@@ -458,6 +462,20 @@ impl ShardingOptions {
             }
         }
         Ok(ShardingOptions(options))
+    }
+
+    /// `tier`, when given: `hot` (local disk) or `cold` (object storage).
+    pub(crate) fn tier(&self) -> Result<Option<Tier>> {
+        match self.0.get("tier") {
+            None => Ok(None),
+            Some(v) => match Tier::parse(v) {
+                Some(t) => Ok(Some(t)),
+                None => sql_err!(
+                    InvalidParameterValue,
+                    "invalid value for table option \"tier\": \"{v}\" (hot or cold)"
+                ),
+            },
+        }
     }
 
     /// `shards`, when given (1 to 1,024).

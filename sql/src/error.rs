@@ -192,6 +192,12 @@ impl SqlError {
             }
             source = err.source();
         }
+        if let Some(message) = quiver_engine::error::io_failure(e) {
+            return SqlError::from(quiver_engine::EngineError::new(
+                quiver_engine::ErrorKind::Io,
+                message,
+            ));
+        }
         let root = e.find_root();
         let code = match root {
             D::SQL(..) => StatusCode::SyntaxError,

@@ -51,6 +51,7 @@ impl TableFunctionImpl for QuiverShards {
         let mut queries = Vec::new();
         let mut search_ms = Vec::new();
         let mut moving = Vec::new();
+        let mut tiers = Vec::new();
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for name in names {
             let table = self
@@ -69,10 +70,9 @@ impl TableFunctionImpl for QuiverShards {
                 queries.push(as_i64(n));
                 search_ms.push(time.as_secs_f64() * 1e3);
                 moving.push(is_moving);
+                tiers.push(table.def.tier.name());
             }
         }
-        // Every table is on local disk: the hot tier.
-        let tiers = vec!["hot"; shard.len()];
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![

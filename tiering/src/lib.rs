@@ -1,54 +1,261 @@
 //! quiver-tiering: where table data lives.
 //!
-//! Today every table is a Lance dataset in a local folder under the data
-//! directory; [`StorageRoot`] turns a table's folder name into the URI Lance
-//! opens. Object-store roots (S3, memory), the local-SSD cache of remote files
-//! and the hot/cold placement policy belong here as they arrive; the engine
-//! only ever asks this crate for URIs.
+//! A table's shards are Lance datasets on one of two tiers:
+//! - **hot**: a local folder under the data directory (`<data_dir>/tables/`);
+//! - **cold**: an object store (`s3://bucket/prefix`, in the config file),
+//!   under a folder named by the data directory's id, so two data
+//!   directories sharing a bucket never see each other's datasets. Cold
+//!   reads go through the local-SSD cache of [`ssd`].
+//!
+//! The engine only asks this crate for a dataset's [`Location`] (its URI
+//! and the store parameters Lance opens it with), and to list and remove
+//! dataset folders.
 
+pub mod ssd;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The root under which table datasets are stored.
+use lance_io::object_store::{
+    ObjectStore, ObjectStoreParams, ObjectStoreRegistry, StorageOptionsAccessor,
+};
+
+pub use ssd::{SsdCache, SsdOptions, SsdStats};
+
+/// Where a table's shards live.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Local disk.
+    #[default]
+    Hot,
+    /// Object storage, read through the local-SSD cache.
+    Cold,
+}
+
+impl Tier {
+    pub fn is_hot(&self) -> bool {
+        *self == Tier::Hot
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Tier::Hot => "hot",
+            Tier::Cold => "cold",
+        }
+    }
+
+    /// `hot` or `cold`, in any case.
+    pub fn parse(text: &str) -> Option<Tier> {
+        match text.to_ascii_lowercase().as_str() {
+            "hot" => Some(Tier::Hot),
+            "cold" => Some(Tier::Cold),
+            _ => None,
+        }
+    }
+}
+
+/// The cold tier as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdOptions {
+    /// The object-store root, e.g. `s3://bucket/prefix`.
+    pub root: String,
+    /// Lance's storage options for it (`aws_endpoint`, `aws_region`,
+    /// credentials, `allow_http`, `timeout`, `client_max_retries`, …).
+    pub storage_options: HashMap<String, String>,
+    pub ssd: SsdOptions,
+}
+
+/// Where one dataset is: what Lance opens or creates it with.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub uri: String,
+    /// Store parameters (`None`: Lance's defaults, the local disk).
+    pub params: Option<ObjectStoreParams>,
+}
+
+#[derive(Debug)]
+struct ColdRoot {
+    /// `<root>/<data directory id>`, the folder of this data directory's datasets.
+    uri: String,
+    params: ObjectStoreParams,
+    cache: Arc<SsdCache>,
+}
+
+/// The roots under which table datasets are stored.
 #[derive(Debug, Clone)]
 pub struct StorageRoot {
     tables_dir: PathBuf,
+    cold: Option<Arc<ColdRoot>>,
+}
+
+fn other(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 impl StorageRoot {
-    /// A root in a local folder: datasets go to `<data_dir>/tables/`.
+    /// A root in a local folder only: datasets go to `<data_dir>/tables/`.
     pub fn local(data_dir: &Path) -> std::io::Result<StorageRoot> {
         let tables_dir = data_dir.join("tables");
         std::fs::create_dir_all(&tables_dir)?;
         let tables_dir = tables_dir.canonicalize()?;
-        Ok(StorageRoot { tables_dir })
+        Ok(StorageRoot {
+            tables_dir,
+            cold: None,
+        })
     }
 
-    /// The URI of the dataset stored in folder `dir`.
+    /// Adds the cold tier: datasets of data directory `store_id` under
+    /// `cold.root`, read through a new SSD cache.
+    pub fn with_cold(mut self, cold: ColdOptions, store_id: &str) -> std::io::Result<StorageRoot> {
+        let root = cold.root.trim_end_matches('/');
+        if !root.contains("://") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the cold root must be an object-store URL (s3://bucket/prefix), not {root}"
+                ),
+            ));
+        }
+        let cache = SsdCache::new(cold.ssd)?;
+        let params = ObjectStoreParams {
+            object_store_wrapper: Some(Arc::new(ssd::SsdWrapper(cache.clone()))),
+            storage_options_accessor: Some(Arc::new(StorageOptionsAccessor::with_static_options(
+                cold.storage_options,
+            ))),
+            ..Default::default()
+        };
+        self.cold = Some(Arc::new(ColdRoot {
+            uri: format!("{root}/{store_id}"),
+            params,
+            cache,
+        }));
+        Ok(self)
+    }
+
+    /// Whether a cold tier is configured.
+    pub fn has_cold(&self) -> bool {
+        self.cold.is_some()
+    }
+
+    fn cold(&self) -> std::io::Result<&ColdRoot> {
+        self.cold.as_deref().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no cold tier is configured ([storage] cold_root in the config file)",
+            )
+        })
+    }
+
+    /// Where the dataset in folder `dir` of tier `tier` is.
+    pub fn location(&self, tier: Tier, dir: &str) -> std::io::Result<Location> {
+        match tier {
+            Tier::Hot => Ok(Location {
+                uri: self.tables_dir.join(dir).to_string_lossy().into_owned(),
+                params: None,
+            }),
+            Tier::Cold => {
+                let cold = self.cold()?;
+                Ok(Location {
+                    uri: format!("{}/{dir}", cold.uri),
+                    params: Some(cold.params.clone()),
+                })
+            }
+        }
+    }
+
+    /// Where the dataset in folder `dir` of tier `tier` is, for copying it
+    /// whole: as [`StorageRoot::location`], but not through the SSD cache
+    /// (a copy reads every file once).
+    pub fn copy_location(&self, tier: Tier, dir: &str) -> std::io::Result<Location> {
+        let mut at = self.location(tier, dir)?;
+        if let Some(p) = &mut at.params {
+            p.object_store_wrapper = None;
+        }
+        Ok(at)
+    }
+
+    /// The URI of the hot dataset in folder `dir`.
     pub fn dataset_uri(&self, dir: &str) -> String {
         self.tables_dir.join(dir).to_string_lossy().into_owned()
     }
 
-    /// The dataset folders under this root (`*.lance`), by folder name.
-    pub fn dataset_dirs(&self) -> std::io::Result<Vec<String>> {
+    async fn cold_store(
+        &self,
+        registry: &Arc<ObjectStoreRegistry>,
+    ) -> std::io::Result<(Arc<ObjectStore>, object_store::path::Path)> {
+        let cold = self.cold()?;
+        ObjectStore::from_uri_and_params(registry.clone(), &cold.uri, &cold.params)
+            .await
+            .map_err(other)
+    }
+
+    /// The dataset folders (`*.lance`) on every tier, by folder name.
+    pub async fn dataset_dirs(
+        &self,
+        registry: &Arc<ObjectStoreRegistry>,
+    ) -> std::io::Result<Vec<(Tier, String)>> {
         let mut dirs = Vec::new();
         for entry in std::fs::read_dir(&self.tables_dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".lance") && entry.file_type()?.is_dir() {
-                dirs.push(name);
+                dirs.push((Tier::Hot, name));
+            }
+        }
+        if self.has_cold() {
+            let (store, base) = self.cold_store(registry).await?;
+            for name in store.read_dir(base).await.map_err(other)? {
+                if name.ends_with(".lance") {
+                    dirs.push((Tier::Cold, name));
+                }
             }
         }
         dirs.sort();
         Ok(dirs)
     }
 
-    /// Removes a dropped table's files. A failure leaves unreachable files
+    /// Removes a dataset's files. A failure leaves unreachable files
     /// behind, never a broken table, so callers may log and go on.
-    pub fn remove_dataset(&self, dir: &str) -> std::io::Result<()> {
-        let path = self.tables_dir.join(dir);
-        match std::fs::remove_dir_all(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+    pub async fn remove_dataset(
+        &self,
+        registry: &Arc<ObjectStoreRegistry>,
+        tier: Tier,
+        dir: &str,
+    ) -> std::io::Result<()> {
+        match tier {
+            Tier::Hot => match std::fs::remove_dir_all(self.tables_dir.join(dir)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Tier::Cold => {
+                let (store, base) = self.cold_store(registry).await?;
+                store
+                    .remove_dir_all(base.clone().join(dir))
+                    .await
+                    .map_err(other)
+            }
+        }
+    }
+
+    /// The SSD cache's figures, when a cold tier is configured.
+    pub async fn ssd_stats(&self) -> Option<SsdStats> {
+        match &self.cold {
+            Some(c) => Some(c.cache.stats().await),
+            None => None,
         }
     }
 }
@@ -65,14 +272,22 @@ mod tests {
             root.dataset_uri("docs-1.lance")
                 .ends_with("tables/docs-1.lance")
         );
-        root.remove_dataset("missing.lance")
+        let registry = Arc::new(ObjectStoreRegistry::default());
+        futures::executor::block_on(root.remove_dataset(&registry, Tier::Hot, "missing.lance"))
             .expect("missing is fine");
         std::fs::create_dir_all(dir.join("tables/b-2.lance")).expect("mkdir");
         std::fs::create_dir_all(dir.join("tables/a-1.lance")).expect("mkdir");
         std::fs::write(dir.join("tables/notes.txt"), b"x").expect("write");
         assert_eq!(
-            root.dataset_dirs().expect("list"),
-            ["a-1.lance", "b-2.lance"]
+            futures::executor::block_on(root.dataset_dirs(&registry)).expect("list"),
+            [
+                (Tier::Hot, "a-1.lance".to_string()),
+                (Tier::Hot, "b-2.lance".to_string())
+            ]
+        );
+        assert!(
+            root.location(Tier::Cold, "a-1.lance").is_err(),
+            "no cold tier"
         );
         std::fs::remove_dir_all(dir).expect("cleanup");
     }

@@ -1,0 +1,652 @@
+//! Tables on the cold tier (an S3-compatible object store: moto, which
+//! `.ci/run` starts) and moves between tiers: a cold table lives only in
+//! the bucket, reads go through the local-SSD cache (its hit and GET
+//! counters), survives a restart, answers as a hot copy does (sharded too),
+//! moves hot ↔ cold while written, and a store that stops answering gives
+//! SQLSTATE 58030 in bounded time while hot tables keep serving.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use quiver::Config;
+use quiver::config::{ObjectStoreConfig, StorageConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{TempDir, connect, copy_text, count, hits, random_vectors, vector_text};
+
+/// The S3 endpoint of the moto server `.ci/run` started
+/// (`QUIVER_TEST_S3_ENDPOINT`, e.g. `http://127.0.0.1:5999`).
+fn s3_endpoint(test: &str) -> Option<String> {
+    match std::env::var("QUIVER_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: QUIVER_TEST_S3_ENDPOINT is not set on CI"
+            );
+            eprintln!("{test}: no QUIVER_TEST_S3_ENDPOINT; skipped (.ci/run starts moto)");
+            None
+        }
+    }
+}
+
+/// One plain HTTP/1.1 request to the S3 server (moto does not check
+/// signatures): its status and body.
+async fn http(endpoint: &str, method: &str, path: &str) -> (u16, String) {
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(host)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {host}: {e}"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A new bucket, named for the test.
+async fn bucket(endpoint: &str, tag: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!("quiver-{tag}-{}-{n}-{nanos}", std::process::id());
+    let name = &name[..name.len().min(60)];
+    let (status, body) = http(endpoint, "PUT", &format!("/{name}")).await;
+    assert_eq!(status, 200, "create bucket {name}: {body}");
+    name.to_string()
+}
+
+/// The keys in `bucket` (moto lists up to 1,000 a page; the tests stay under).
+async fn keys(endpoint: &str, bucket: &str) -> Vec<String> {
+    let (status, body) = http(endpoint, "GET", &format!("/{bucket}?list-type=2")).await;
+    assert_eq!(status, 200, "list {bucket}: {body}");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split("</Key>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+fn config(dir: &Path, endpoint: &str, bucket: &str) -> Config {
+    Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        storage: StorageConfig {
+            cold_root: format!("s3://{bucket}/quiver"),
+            // Old versions and a moved table's former files go at once.
+            version_retention: "0".into(),
+            ..StorageConfig::default()
+        },
+        object_store: ObjectStoreConfig {
+            endpoint: endpoint.to_string(),
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            allow_http: true,
+            timeout: "3s".into(),
+            connect_timeout: "1s".into(),
+            retries: 1,
+            retry_timeout: "3s".into(),
+            ..ObjectStoreConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// The local dataset folders of `table` (`tables/<table>-….lance`).
+fn local_datasets(dir: &Path, table: &str) -> usize {
+    std::fs::read_dir(dir.join("tables"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.starts_with(&format!("{table}-")) && n.ends_with(".lance")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// COPY payload `(id, cat, emb)` of `n` random 16-d vectors from `from`.
+fn rows(n: usize, from: usize, seed: u64) -> (String, Vec<Vec<f32>>) {
+    let vectors = random_vectors(n, 16, seed);
+    let mut s = String::new();
+    for (i, v) in vectors.iter().enumerate() {
+        s.push_str(&format!(
+            "{}\t{}\t{}\n",
+            from + i,
+            (from + i) % 10,
+            vector_text(v)
+        ));
+    }
+    (s, vectors)
+}
+
+/// Tables `cold` (on the cold tier) and `hot` with the same `n` rows
+/// (result cache off in this session); their vectors.
+async fn cold_and_hot(c: &tokio_postgres::Client, n: usize) -> Vec<Vec<f32>> {
+    c.batch_execute(
+        "SET quiver.result_cache = off;
+         CREATE TABLE cold (id BIGINT PRIMARY KEY, cat INT, emb VECTOR(16)) WITH (tier = 'cold');
+         CREATE TABLE hot (id BIGINT PRIMARY KEY, cat INT, emb VECTOR(16))",
+    )
+    .await
+    .expect("create");
+    let (payload, vectors) = rows(n, 0, 11);
+    for t in ["cold", "hot"] {
+        copy_text(c, &format!("COPY {t} FROM STDIN"), payload.clone()).await;
+    }
+    vectors
+}
+
+/// Asserts tables `a` and `b` answer the same searches (filtered and not).
+async fn same_answers(c: &tokio_postgres::Client, a: &str, b: &str, queries: &[Vec<f32>]) {
+    for q in queries {
+        let q = vector_text(q);
+        for (k, filter) in [(10, ""), (20, "WHERE cat = 3")] {
+            let sql = |t: &str| {
+                format!(
+                    "SELECT id, emb <-> '{q}' AS d FROM {t} {filter} ORDER BY emb <-> '{q}' LIMIT {k}"
+                )
+            };
+            let (x, y) = (hits(c, &sql(a)).await, hits(c, &sql(b)).await);
+            assert_eq!(x.len(), k, "{a} {filter}");
+            assert_eq!(x, y, "{a} vs {b}, k={k} {filter}");
+        }
+    }
+}
+
+/// `(count, sum of ids, sum of cats)` of a table: an order-independent checksum.
+async fn checksum(c: &tokio_postgres::Client, table: &str) -> (i64, i64, i64) {
+    let r = c
+        .query_one(
+            &format!("SELECT count(*), sum(id)::BIGINT, sum(cat)::BIGINT FROM {table}"),
+            &[],
+        )
+        .await
+        .expect("checksum");
+    (r.get(0), r.get(1), r.get(2))
+}
+
+/// The SSD cache's `(hits, misses, store_bytes)`.
+async fn ssd(c: &tokio_postgres::Client) -> (i64, i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT hits, misses, store_bytes FROM quiver_caches() WHERE cache = 'ssd'",
+            &[],
+        )
+        .await
+        .expect("ssd row");
+    (r.get(0), r.get(1), r.get(2))
+}
+
+async fn tier_of(c: &tokio_postgres::Client, table: &str) -> Vec<String> {
+    c.query(
+        &format!("SELECT tier FROM quiver_shards() WHERE table_name = '{table}' ORDER BY shard"),
+        &[],
+    )
+    .await
+    .expect("quiver_shards")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_table_lives_in_the_bucket_and_survives_a_restart() {
+    let Some(endpoint) = s3_endpoint("cold table") else {
+        return;
+    };
+    let bucket = bucket(&endpoint, "cold").await;
+    let dir = TempDir::new("tier-cold");
+    let cfg = config(dir.path(), &endpoint, &bucket);
+    let server = quiver::start(&cfg).await.expect("start");
+    let c = connect(&server).await;
+    let vectors = cold_and_hot(&c, 3000).await;
+    for t in ["cold", "hot"] {
+        c.batch_execute(&format!(
+            "INSERT INTO {t} VALUES (90001, 3, '{}')",
+            vector_text(&vectors[5])
+        ))
+        .await
+        .expect("insert");
+    }
+    assert_eq!(tier_of(&c, "cold").await, ["cold"]);
+    assert_eq!(tier_of(&c, "hot").await, ["hot"]);
+    // The cold table is in the bucket, under this data directory's id, and not on disk.
+    assert_eq!(local_datasets(dir.path(), "cold"), 0);
+    assert_eq!(local_datasets(dir.path(), "hot"), 1);
+    let stored = keys(&endpoint, &bucket).await;
+    assert!(
+        stored
+            .iter()
+            .any(|k| k.starts_with("quiver/") && k.contains("/cold-") && k.contains("/_versions/")),
+        "{stored:?}"
+    );
+    let queries: Vec<Vec<f32>> = [0, 5, 999, 2999]
+        .iter()
+        .map(|&i| vectors[i].clone())
+        .collect();
+    same_answers(&c, "cold", "hot", &queries).await;
+
+    // CREATE INDEX on a cold table; searches use it and still agree.
+    c.batch_execute(
+        "CREATE INDEX ON cold USING hnsw (emb vector_l2_ops); SET hnsw.ef_search = 400",
+    )
+    .await
+    .expect("index");
+    let with_index = hits(
+        &c,
+        &format!(
+            "SELECT id, emb <-> '{q}' FROM cold ORDER BY emb <-> '{q}' LIMIT 10",
+            q = vector_text(&vectors[5])
+        ),
+    )
+    .await;
+    assert!(
+        with_index.iter().any(|(id, _)| *id == 5) && with_index.iter().any(|(id, _)| *id == 90001)
+    );
+    let sums = checksum(&c, "cold").await;
+    let filled = ssd(&c).await;
+    assert!(filled.1 > 0, "reads went through the SSD cache: {filled:?}");
+    server.shutdown().await.expect("shutdown");
+
+    // A restart opens it from the bucket. The memory caches start empty;
+    // the SSD cache keeps its blocks, so the same reads send no data GET.
+    let server = quiver::start(&cfg).await.expect("restart");
+    let c = connect(&server).await;
+    c.batch_execute("SET quiver.result_cache = off; SET hnsw.ef_search = 400")
+        .await
+        .expect("set");
+    let opened = ssd(&c).await;
+    assert_eq!((opened.0, opened.1), (0, 0), "{opened:?}");
+    assert_eq!(checksum(&c, "cold").await, sums);
+    let again = hits(
+        &c,
+        &format!(
+            "SELECT id, emb <-> '{q}' FROM cold ORDER BY emb <-> '{q}' LIMIT 10",
+            q = vector_text(&vectors[5])
+        ),
+    )
+    .await;
+    assert_eq!(again, with_index);
+    let warm = ssd(&c).await;
+    assert!(warm.0 > 0, "blocks read from the SSD cache: {warm:?}");
+    assert_eq!(warm.1, 0, "no block fetched again: {warm:?}");
+    assert_eq!(count(&c, "cold").await, 3001);
+    same_answers(&c, "cold", "hot", &queries[..2]).await;
+    // Written after the restart, read back; dropped, gone from the bucket.
+    c.batch_execute("INSERT INTO cold VALUES (90002, 1, '[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]')")
+        .await
+        .expect("insert after restart");
+    assert_eq!(count(&c, "cold").await, 3002);
+    c.batch_execute("DROP TABLE cold").await.expect("drop");
+    let left: Vec<String> = keys(&endpoint, &bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.contains("/cold-"))
+        .collect();
+    assert!(left.is_empty(), "a dropped cold table's files go: {left:?}");
+    server.shutdown().await.expect("shutdown");
+}
+
+/// Found by hand, not fixed yet: with a chunk cache smaller than one
+/// chunk of vectors (16 MiB budget, `chunk_share = 1`) and 12,000 rows
+/// just copied, the first exact searches of the cold table miss a row
+/// (the 10th neighbour of vector 0) that the hot copy returns; after
+/// `OPTIMIZE TABLE cold` they agree, and with the SSD cache off
+/// (`ssd_cache_size = "0"`) they agree. Every byte the SSD cache returned
+/// was checked equal to the store's. Run with `--ignored`.
+#[ignore = "open bug: a cold table with a tiny chunk cache misses a neighbour"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_table_with_a_tiny_chunk_cache_is_exact() {
+    let Some(endpoint) = s3_endpoint("tiny chunk cache") else {
+        return;
+    };
+    let bucket = bucket(&endpoint, "tiny").await;
+    let dir = TempDir::new("tier-tiny");
+    let mut cfg = config(dir.path(), &endpoint, &bucket);
+    cfg.cache.memory = "16MiB".into();
+    cfg.cache.chunk_share = 1;
+    let server = quiver::start(&cfg).await.expect("start");
+    let c = connect(&server).await;
+    let vectors = cold_and_hot(&c, 12_000).await;
+    let queries: Vec<Vec<f32>> = [0, 5, 999].iter().map(|&i| vectors[i].clone()).collect();
+    same_answers(&c, "cold", "hot", &queries).await;
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_cold_table_answers_as_a_hot_one() {
+    let Some(endpoint) = s3_endpoint("sharded cold table") else {
+        return;
+    };
+    let bucket = bucket(&endpoint, "sharded").await;
+    let dir = TempDir::new("tier-sharded");
+    let server = quiver::start(&config(dir.path(), &endpoint, &bucket))
+        .await
+        .expect("start");
+    let c = connect(&server).await;
+    c.batch_execute(
+        "SET quiver.result_cache = off;
+         CREATE TABLE one (id BIGINT, cat INT, emb VECTOR(16));
+         CREATE TABLE three (id BIGINT, cat INT, emb VECTOR(16))
+           WITH (shards = 3, shard_key = id, tier = 'cold')",
+    )
+    .await
+    .expect("create");
+    let (payload, vectors) = rows(2000, 0, 21);
+    for t in ["one", "three"] {
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), payload.clone()).await;
+    }
+    assert_eq!(tier_of(&c, "three").await, ["cold", "cold", "cold"]);
+    let datasets: std::collections::BTreeSet<String> = keys(&endpoint, &bucket)
+        .await
+        .into_iter()
+        .filter(|k| k.contains("/_versions/"))
+        .filter_map(|k| k.split('/').nth(2).map(str::to_string))
+        .filter(|d| d.starts_with("three-"))
+        .collect();
+    assert_eq!(
+        datasets.len(),
+        3,
+        "three Lance datasets in the bucket: {datasets:?}"
+    );
+    assert_eq!(local_datasets(dir.path(), "three"), 0);
+    let queries: Vec<Vec<f32>> = [1, 50, 1999].iter().map(|&i| vectors[i].clone()).collect();
+    same_answers(&c, "one", "three", &queries).await;
+    // An UPDATE and a DELETE over every shard, seen whole.
+    for t in ["one", "three"] {
+        c.batch_execute(&format!(
+            "UPDATE {t} SET cat = 11 WHERE id % 5 = 0; DELETE FROM {t} WHERE id % 7 = 0"
+        ))
+        .await
+        .expect("update and delete");
+    }
+    assert_eq!(checksum(&c, "one").await, checksum(&c, "three").await);
+    same_answers(&c, "one", "three", &queries).await;
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_move_between_tiers_while_written() {
+    let Some(endpoint) = s3_endpoint("tier moves") else {
+        return;
+    };
+    let bucket = bucket(&endpoint, "moves").await;
+    let dir = TempDir::new("tier-moves");
+    let cfg = config(dir.path(), &endpoint, &bucket);
+    let server = quiver::start(&cfg).await.expect("start");
+    let c = connect(&server).await;
+    c.batch_execute(
+        "SET quiver.result_cache = off;
+         CREATE TABLE docs (id BIGINT PRIMARY KEY, cat INT, emb VECTOR(16));
+         CREATE TABLE twin (id BIGINT PRIMARY KEY, cat INT, emb VECTOR(16))",
+    )
+    .await
+    .expect("create");
+    let (payload, vectors) = rows(3000, 0, 31);
+    for t in ["docs", "twin"] {
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), payload.clone()).await;
+    }
+    c.batch_execute(
+        "CREATE INDEX docs_emb ON docs USING ivfflat (emb vector_l2_ops) WITH (lists = 8)",
+    )
+    .await
+    .expect("index");
+
+    // A writer inserts into both tables while docs moves to the cold tier
+    // and back; a write that meets the switch may fail with 40001 (as in
+    // any ALTER TABLE) and is then not applied to either table.
+    let port = server.addr.port();
+    let writer = tokio::spawn(async move {
+        let w = crate::common::client(port).await;
+        let mut written = 0;
+        for i in 0..150i64 {
+            let id = 100_000 + i;
+            let v = vector_text(&random_vectors(1, 16, 1000 + i as u64)[0]);
+            let r = w
+                .batch_execute(&format!(
+                    "BEGIN; INSERT INTO docs VALUES ({id}, 2, '{v}'); INSERT INTO twin VALUES ({id}, 2, '{v}'); COMMIT"
+                ))
+                .await;
+            match r {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    let code = e.code().map(|c| c.code().to_string());
+                    assert_eq!(code.as_deref(), Some("40001"), "{e}");
+                    let _ = w.batch_execute("ROLLBACK").await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        written
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let notice = c.simple_query("ALTER TABLE docs SET (tier = 'cold')").await;
+    notice.expect("move to cold");
+    assert_eq!(tier_of(&c, "docs").await, ["cold"]);
+    let written = writer.await.expect("writer");
+    assert!(written > 100, "most writes went through: {written}");
+    assert_eq!(checksum(&c, "docs").await, checksum(&c, "twin").await);
+    let queries: Vec<Vec<f32>> = [3, 300].iter().map(|&i| vectors[i].clone()).collect();
+    c.batch_execute("SET ivfflat.probes = 8")
+        .await
+        .expect("probes");
+    same_answers(&c, "docs", "twin", &queries).await;
+    // The index moved with it.
+    let plan: Vec<String> = c
+        .query(
+            &format!(
+                "EXPLAIN SELECT id FROM docs ORDER BY emb <-> '{}' LIMIT 5",
+                vector_text(&vectors[3])
+            ),
+            &[],
+        )
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<_, String>(1))
+        .collect();
+    assert!(plan.join("\n").contains("docs_emb"), "{plan:?}");
+    // Its local folder goes (retention 0), the bucket has it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while local_datasets(dir.path(), "docs") > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        local_datasets(dir.path(), "docs"),
+        0,
+        "the hot copy is removed"
+    );
+    assert!(
+        keys(&endpoint, &bucket)
+            .await
+            .iter()
+            .any(|k| k.contains("/docs-"))
+    );
+    server.shutdown().await.expect("shutdown");
+
+    // After a restart it is still cold; then back to hot.
+    let server = quiver::start(&cfg).await.expect("restart");
+    let c = connect(&server).await;
+    c.batch_execute("SET quiver.result_cache = off")
+        .await
+        .expect("set");
+    assert_eq!(tier_of(&c, "docs").await, ["cold"]);
+    assert_eq!(checksum(&c, "docs").await, checksum(&c, "twin").await);
+    c.batch_execute("ALTER TABLE docs SET (tier = 'hot')")
+        .await
+        .expect("move to hot");
+    assert_eq!(tier_of(&c, "docs").await, ["hot"]);
+    assert_eq!(local_datasets(dir.path(), "docs"), 1);
+    c.batch_execute("INSERT INTO docs SELECT id + 500000, cat, emb FROM twin WHERE id < 10")
+        .await
+        .expect("write after the move");
+    assert_eq!(count(&c, "docs").await, count(&c, "twin").await + 10);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cold_keys = async || {
+        keys(&endpoint, &bucket)
+            .await
+            .into_iter()
+            .filter(|k| k.contains("/docs-"))
+            .count()
+    };
+    while cold_keys().await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cold_keys().await, 0, "the cold copy is removed");
+    // Moving to the tier a table is on does nothing.
+    c.batch_execute("ALTER TABLE docs SET (tier = 'hot')")
+        .await
+        .expect("no-op move");
+    let e = c
+        .batch_execute("ALTER TABLE docs SET (tier = 'lukewarm')")
+        .await
+        .expect_err("bad tier");
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e}");
+    server.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cold_tier_cold_tables_are_refused() {
+    let dir = TempDir::new("tier-none");
+    let server = crate::common::start_server(dir.path()).await;
+    let c = connect(&server).await;
+    let e = c
+        .batch_execute("CREATE TABLE t (id INT) WITH (tier = 'cold')")
+        .await
+        .expect_err("no cold tier");
+    assert!(message(&e).contains("cold_root"), "{e:?}");
+    assert_eq!(e.code().map(|c| c.code()), Some("42P16"), "{e:?}");
+    c.batch_execute("CREATE TABLE t (id INT) WITH (tier = 'hot')")
+        .await
+        .expect("hot is fine");
+    let e = c
+        .batch_execute("ALTER TABLE t SET (tier = 'cold')")
+        .await
+        .expect_err("no cold tier");
+    assert!(message(&e).contains("cold_root"), "{e:?}");
+    assert_eq!(tier_of(&c, "t").await, ["hot"]);
+    server.shutdown().await.expect("shutdown");
+}
+
+/// A server error's message.
+fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// The `moto_server` program (`QUIVER_TEST_MOTO_SERVER`), for a test that
+/// stops its own S3 server.
+fn moto_server(test: &str) -> Option<String> {
+    match std::env::var("QUIVER_TEST_MOTO_SERVER") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: QUIVER_TEST_MOTO_SERVER is not set on CI"
+            );
+            eprintln!("{test}: no QUIVER_TEST_MOTO_SERVER; skipped (.ci/run installs moto)");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_object_store_fails_cleanly_and_hot_tables_serve_on() {
+    let Some(moto) = moto_server("stopped store") else {
+        return;
+    };
+    let port = crate::common::free_port();
+    let mut store = tokio::process::Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start moto_server");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bucket = bucket(&endpoint, "stopped").await;
+    let dir = TempDir::new("tier-stopped");
+    let server = quiver::start(&config(dir.path(), &endpoint, &bucket))
+        .await
+        .expect("start");
+    let c = connect(&server).await;
+    c.batch_execute(
+        "SET quiver.result_cache = off;
+         CREATE TABLE cold (id BIGINT, cat INT, emb VECTOR(16)) WITH (tier = 'cold');
+         CREATE TABLE hot (id BIGINT, cat INT, emb VECTOR(16))",
+    )
+    .await
+    .expect("create");
+    let (payload, vectors) = rows(2000, 0, 41);
+    for t in ["cold", "hot"] {
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), payload.clone()).await;
+    }
+    assert_eq!(count(&c, "cold").await, 2000);
+
+    store.kill().await.expect("stop moto");
+    let _ = store.wait().await;
+    let q = vector_text(&vectors[7]);
+    for sql in [
+        "SELECT count(*) FROM cold WHERE cat = 3 AND id % 2 = 0".to_string(),
+        format!("SELECT id FROM cold ORDER BY emb <-> '{q}' LIMIT 5"),
+    ] {
+        let started = Instant::now();
+        let e = c.query(&sql, &[]).await.expect_err("the store is down");
+        let took = started.elapsed();
+        assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{sql}: {e}");
+        assert!(message(&e).contains("object storage"), "{e:?}");
+        // Timeouts and retries are config keys: 3 s, one retry.
+        assert!(
+            took < Duration::from_secs(20),
+            "{sql} failed after {took:?}"
+        );
+    }
+    // A COPY into the cold table fails whole.
+    let (more, _) = rows(500, 10_000, 42);
+    {
+        use futures::SinkExt;
+        let sink = c
+            .copy_in::<_, bytes::Bytes>("COPY cold FROM STDIN")
+            .await
+            .expect("copy starts");
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(more)).await.expect("send");
+        let e = sink
+            .finish()
+            .await
+            .expect_err("COPY into the stopped store");
+        assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{e}");
+    }
+    // The connection, the server and the hot table serve on.
+    assert_eq!(count(&c, "hot").await, 2000);
+    c.batch_execute("INSERT INTO hot VALUES (5, 5, '[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]')")
+        .await
+        .expect("hot insert");
+    let near = hits(
+        &c,
+        &format!("SELECT id, emb <-> '{q}' FROM hot ORDER BY emb <-> '{q}' LIMIT 3"),
+    )
+    .await;
+    assert_eq!(near[0].0, 7);
+    server.shutdown().await.expect("shutdown");
+}
