@@ -292,14 +292,32 @@ impl Engine {
             .collect();
         let named: std::collections::HashSet<&str> = dirs.iter().map(|(_, d)| d.as_str()).collect();
         let registry = shared.session.store_registry();
-        for (tier, dir) in storage.dataset_dirs(&registry).await? {
-            if !dirs.iter().any(|(t, d)| *t == tier && *d == dir) {
-                tracing::warn!(
-                    dir,
-                    tier = tier.name(),
-                    "removing a table folder an interrupted CREATE/DROP TABLE left"
-                );
-                storage.remove_dataset(&registry, tier, &dir).await?;
+        let tiers: &[Tier] = match storage.has_cold() {
+            true => &[Tier::Hot, Tier::Cold],
+            false => &[Tier::Hot],
+        };
+        for &tier in tiers {
+            let found = match storage.dataset_dirs(&registry, tier).await {
+                Ok(found) => found,
+                // An object store that does not answer does not keep the
+                // local tables from opening; its leftovers wait.
+                Err(e) if tier == Tier::Cold => {
+                    tracing::warn!(error = %e, "the cold tier could not be listed; its leftover folders are not removed now");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for dir in found {
+                if !dirs.iter().any(|(t, d)| *t == tier && *d == dir) {
+                    tracing::warn!(
+                        dir,
+                        tier = tier.name(),
+                        "removing a table folder an interrupted CREATE/DROP TABLE left, or a copy a move between tiers left"
+                    );
+                    if let Err(e) = storage.remove_dataset(&registry, tier, &dir).await {
+                        tracing::warn!(dir, error = %e, "a leftover folder was not removed");
+                    }
+                }
             }
         }
         if let Ok(logs) = std::fs::read_dir(data_dir.join(WAL_DIR)) {

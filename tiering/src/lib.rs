@@ -203,24 +203,29 @@ impl StorageRoot {
             .map_err(other)
     }
 
-    /// The dataset folders (`*.lance`) on every tier, by folder name.
+    /// The dataset folders (`*.lance`) on `tier`, by folder name.
     pub async fn dataset_dirs(
         &self,
         registry: &Arc<ObjectStoreRegistry>,
-    ) -> std::io::Result<Vec<(Tier, String)>> {
+        tier: Tier,
+    ) -> std::io::Result<Vec<String>> {
         let mut dirs = Vec::new();
-        for entry in std::fs::read_dir(&self.tables_dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".lance") && entry.file_type()?.is_dir() {
-                dirs.push((Tier::Hot, name));
+        match tier {
+            Tier::Hot => {
+                for entry in std::fs::read_dir(&self.tables_dir)? {
+                    let entry = entry?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.ends_with(".lance") && entry.file_type()?.is_dir() {
+                        dirs.push(name);
+                    }
+                }
             }
-        }
-        if self.has_cold() {
-            let (store, base) = self.cold_store(registry).await?;
-            for name in store.read_dir(base).await.map_err(other)? {
-                if name.ends_with(".lance") {
-                    dirs.push((Tier::Cold, name));
+            Tier::Cold => {
+                let (store, base) = self.cold_store(registry).await?;
+                for name in store.read_dir(base).await.map_err(other)? {
+                    if name.ends_with(".lance") {
+                        dirs.push(name);
+                    }
                 }
             }
         }
@@ -279,11 +284,8 @@ mod tests {
         std::fs::create_dir_all(dir.join("tables/a-1.lance")).expect("mkdir");
         std::fs::write(dir.join("tables/notes.txt"), b"x").expect("write");
         assert_eq!(
-            futures::executor::block_on(root.dataset_dirs(&registry)).expect("list"),
-            [
-                (Tier::Hot, "a-1.lance".to_string()),
-                (Tier::Hot, "b-2.lance".to_string())
-            ]
+            futures::executor::block_on(root.dataset_dirs(&registry, Tier::Hot)).expect("list"),
+            ["a-1.lance", "b-2.lance"]
         );
         assert!(
             root.location(Tier::Cold, "a-1.lance").is_err(),

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Tiered storage (issue 10): the same wordnet-minilm search on a hot (local) table and
+# on a cold (S3: a local moto server) one, in one Quiver release build: after a restart
+# with an empty SSD cache (the first pass reads the object store), warm (second pass),
+# and after a restart that keeps the SSD cache (memory caches empty, SSD warm).
+#
+#   QUIVER_BIN=... PYTHON=... bench/tiers.sh     # PYTHON's venv needs moto[server]
+set -euo pipefail
+{
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+export SHARED_BENCH=$(cd "${SHARED_BENCH:-$here/../../shared/bench}" && pwd)
+PYTHON=${PYTHON:-python3}
+QUIVER_PORT=${QUIVER_PORT:-5433}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/quiver-target}
+OUT_DIR=${OUT_DIR:-/tmp/quiver-tiers-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT_DIR"
+tmp=$(mktemp -d /tmp/quiver-tiers-tmp.XXXXXX)
+log() { echo "[tiers $(date +%H:%M:%S)] $*" >&2; }
+. "$here/lib.sh"
+moto_pid=""
+trap '[ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; cleanup' EXIT
+
+moto=${MOTO_SERVER:-$(dirname "$PYTHON")/moto_server}
+s3_port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$moto" -H 127.0.0.1 -p "$s3_port" > "$OUT_DIR/moto.log" 2>&1 &
+moto_pid=$!
+for _ in $(seq 1 100); do
+  "$PYTHON" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$s3_port/')" 2>/dev/null && break
+  sleep 0.2
+done
+"$PYTHON" -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$s3_port/quiver-bench', method='PUT'))"
+log "moto (S3) on 127.0.0.1:$s3_port"
+
+cat > "$tmp/quiver.toml" <<TOML
+[storage]
+cold_root = "s3://quiver-bench/tiers"
+ssd_cache_dir = "$tmp/ssd"
+[object_store]
+endpoint = "http://127.0.0.1:$s3_port"
+access_key_id = "bench"
+secret_access_key = "bench"
+allow_http = true
+TOML
+
+quiver_bin
+run() {   # run PHASE: a fresh Quiver process on the same data directory
+  serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" --config "$tmp/quiver.toml"
+  wait_ready "$qdsn"
+  "$PYTHON" "$here/tiers.py" --dsn "$qdsn" --phase "$1" --out "$OUT_DIR/tiers.json"
+  stop_quiver
+}
+log "load"; run load
+rm -rf "$tmp/ssd"
+log "restart, empty SSD cache"; run empty
+log "restart, SSD cache kept"; run kept
+
+"$PYTHON" - "$OUT_DIR/tiers.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+hot = r["empty"]["hot_warm"]
+print(f"Tiers: wordnet-minilm, {r['load']['rows']:,} rows x 384-d, 1,000 queries, k = 10, "
+      "ivf_hnsw_sq (nprobes 1, ef 64), ORDER BY <=> prepared, one client, result cache off; "
+      "cold = moto S3 on loopback; ratios against the hot table, warm\n")
+print("| table | run | QPS | p50 ms | p99 ms | p50 vs hot warm | recall@10 | SSD hits / misses / store GETs |")
+print("|---|---|---|---|---|---|---|---|")
+rows = [("hot", "after restart, first pass", r["empty"]["hot_first"]),
+        ("hot", "warm (second pass)", r["empty"]["hot_warm"]),
+        ("cold", "after restart, empty SSD cache, first pass", r["empty"]["cold_first"]),
+        ("cold", "warm (second pass)", r["empty"]["cold_warm"]),
+        ("cold", "after restart, SSD cache kept, first pass", r["kept"]["cold_first"]),
+        ("cold", "warm (second pass)", r["kept"]["cold_warm"])]
+for t, name, x in rows:
+    s = x.get("ssd") or {}
+    ssd = f"{s['hits']:,} / {s['misses']:,} / {s['store_gets']:,}" if s else ""
+    print(f"| {t} | {name} | {x['qps']:,.0f} | {x['p50_ms']:.3f} | {x['p99_ms']:.3f} | "
+          f"{x['p50_ms'] / hot['p50_ms']:.2f}x | {x['recall']:.3f} | {ssd} |")
+print(f"\nLoad: COPY {r['load']['copy_s']['hot']:.1f} s hot, {r['load']['copy_s']['cold']:.1f} s cold; "
+      f"CREATE INDEX {r['load']['index_s']['hot']:.1f} s hot, {r['load']['index_s']['cold']:.1f} s cold; "
+      f"ALTER TABLE … SET (tier = 'cold') of a copy: {r['load']['move_s']:.1f} s.")
+w = r["empty"]["cold_warm"]["p50_ms"] / hot["p50_ms"]
+print(f"Warm cold-tier p50 {w:.2f}x hot (target <= 1.5x).")
+PY
+log "results in $OUT_DIR"
+exit 0
+}
