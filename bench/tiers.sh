@@ -4,7 +4,8 @@
 # with an empty SSD cache (the first pass reads the object store), warm (second pass),
 # and after a restart that keeps the SSD cache (memory caches empty, SSD warm).
 #
-#   QUIVER_BIN=... PYTHON=... bench/tiers.sh     # PYTHON's venv needs moto[server]
+#   QUIVER_BIN=... PYTHON=... [MOTO_SERVER=.../moto_server] bench/tiers.sh   # about 3 minutes
+# (moto_server: MOTO_SERVER, or beside PYTHON in its venv: pip install "moto[server]")
 set -euo pipefail
 {
 here=$(cd "$(dirname "$0")" && pwd)
