@@ -181,11 +181,11 @@ impl Engine {
         if catalog.assign_missing_oids() || new_id {
             catalog.store(data_dir)?;
         }
-        let mut storage = StorageRoot::local(data_dir)?;
+        let shared = Shared::new(&options);
+        let mut storage = StorageRoot::local(data_dir, shared.session.store_registry())?;
         if let Some(cold) = options.cold.clone() {
             storage = storage.with_cold(cold, &catalog.store_id)?;
         }
-        let shared = Shared::new(&options);
         let mut tables = HashMap::new();
         for def in catalog.tables.values() {
             let table = Table::open(&storage, def.clone(), &shared, &data_dir.join(WAL_DIR))
@@ -198,7 +198,7 @@ impl Engine {
                 })?;
             tables.insert(def.name.clone(), Arc::new(table));
         }
-        if Self::reconcile(data_dir, &storage, &shared, &mut catalog, &tables).await? {
+        if Self::reconcile(data_dir, &storage, &mut catalog, &tables).await? {
             catalog.store(data_dir)?;
         }
         let engine = Arc::new(Engine {
@@ -241,7 +241,6 @@ impl Engine {
     async fn reconcile(
         data_dir: &Path,
         storage: &StorageRoot,
-        shared: &Shared,
         catalog: &mut Catalog,
         tables: &HashMap<String, Arc<Table>>,
     ) -> Result<bool> {
@@ -285,19 +284,18 @@ impl Engine {
                 changed = true;
             }
         }
-        let dirs: Vec<(Tier, String)> = catalog
+        let dirs: std::collections::HashSet<(Tier, String)> = catalog
             .tables
             .values()
             .flat_map(|t| t.shard_dirs().into_iter().map(|d| (t.tier, d)))
             .collect();
         let named: std::collections::HashSet<&str> = dirs.iter().map(|(_, d)| d.as_str()).collect();
-        let registry = shared.session.store_registry();
         let tiers: &[Tier] = match storage.has_cold() {
             true => &[Tier::Hot, Tier::Cold],
             false => &[Tier::Hot],
         };
         for &tier in tiers {
-            let found = match storage.dataset_dirs(&registry, tier).await {
+            let found = match storage.dataset_dirs(tier).await {
                 Ok(found) => found,
                 // An object store that does not answer does not keep the
                 // local tables from opening; its leftovers wait.
@@ -308,13 +306,13 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             };
             for dir in found {
-                if !dirs.iter().any(|(t, d)| *t == tier && *d == dir) {
+                if !dirs.contains(&(tier, dir.clone())) {
                     tracing::warn!(
                         dir,
                         tier = tier.name(),
                         "removing a table folder an interrupted CREATE/DROP TABLE left, or a copy a move between tiers left"
                     );
-                    if let Err(e) = storage.remove_dataset(&registry, tier, &dir).await {
+                    if let Err(e) = storage.remove_dataset(tier, &dir).await {
                         tracing::warn!(dir, error = %e, "a leftover folder was not removed");
                     }
                 }
@@ -567,9 +565,8 @@ impl Engine {
                 }
             }
         }
-        let registry = self.shared.session.store_registry();
         for dir in def.shard_dirs() {
-            if let Err(e) = self.storage.remove_dataset(&registry, def.tier, &dir).await {
+            if let Err(e) = self.storage.remove_dataset(def.tier, &dir).await {
                 tracing::warn!(table = name, error = %e, "dropped table's files were not removed");
             }
         }
@@ -1145,9 +1142,6 @@ impl Engine {
             },
             CacheFigures {
                 name: "fresh",
-                hits: None,
-                misses: None,
-                entries: None,
                 bytes: self
                     .shared
                     .fresh_used

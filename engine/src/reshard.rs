@@ -364,10 +364,9 @@ impl Engine {
 
     /// Removes the files of shards a move created and will not use.
     async fn remove_shard_files(&self, tier: quiver_tiering::Tier, dirs: &[String]) {
-        let registry = self.shared.session.store_registry();
         for dir in dirs {
             let _ = std::fs::remove_dir_all(self.data_dir.join(WAL_DIR).join(dir));
-            if let Err(e) = self.storage.remove_dataset(&registry, tier, dir).await {
+            if let Err(e) = self.storage.remove_dataset(tier, dir).await {
                 tracing::warn!(dir, error = %e, "an unused shard's files were not deleted; start-up deletes them");
             }
         }

@@ -61,12 +61,12 @@ pub struct Table {
     pub(crate) moving: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// The shards a table reads and writes and how its rows are placed on
-/// them; replaced whole when a move between shard counts starts or ends.
-/// [`Table::data_version`].
+/// The exact version of a table's data ([`Table::data_version`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DataVersion(Vec<u64>);
 
+/// The shards a table reads and writes and how its rows are placed on
+/// them; replaced whole when a move between shard counts starts or ends.
 pub(crate) struct Layout {
     pub(crate) shards: Vec<Arc<Shard>>,
     pub(crate) placement: Option<Placement>,

@@ -30,7 +30,7 @@ use futures::TryStreamExt;
 use lance_io::object_store::ObjectStore;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt as _, PutMode, PutOptions};
-use quiver_tiering::{Location, Tier};
+use quiver_tiering::Tier;
 use tokio::io::AsyncWriteExt;
 
 use crate::engine::{Engine, crash_point};
@@ -84,12 +84,6 @@ struct ShardCopy {
     dst: Arc<ObjectStore>,
     dst_base: Path,
     done: HashMap<String, u64>,
-}
-
-async fn store(engine: &Engine, at: &Location) -> Result<(Arc<ObjectStore>, Path)> {
-    let registry = engine.shared.session.store_registry();
-    let params = at.params.clone().unwrap_or_default();
-    Ok(ObjectStore::from_uri_and_params(registry, &at.uri, &params).await?)
 }
 
 fn is_manifest(rel: &str) -> bool {
@@ -210,8 +204,12 @@ impl Engine {
         };
         let mut copies = Vec::with_capacity(dirs.len());
         for dir in &dirs {
-            let (src, src_base) = store(self, &self.storage.copy_location(def.tier, dir)?).await?;
-            let (dst, dst_base) = store(self, &self.storage.copy_location(tier, dir)?).await?;
+            let from = self.storage.copy_location(def.tier, dir)?;
+            let (src, src_base) = self.storage.open_store(&from).await?;
+            let (dst, dst_base) = self
+                .storage
+                .open_store(&self.storage.copy_location(tier, dir)?)
+                .await?;
             copies.push(ShardCopy {
                 src,
                 src_base,
@@ -238,9 +236,8 @@ impl Engine {
             if committed {
                 return Err(e);
             }
-            let registry = self.shared.session.store_registry();
             for dir in &dirs {
-                if let Err(e) = self.storage.remove_dataset(&registry, tier, dir).await {
+                if let Err(e) = self.storage.remove_dataset(tier, dir).await {
                     tracing::warn!(dir, error = %e, "a partial copy of a table was not removed; start-up removes it");
                 }
             }
@@ -268,9 +265,8 @@ impl Engine {
             if back || copying {
                 return;
             }
-            let registry = engine.shared.session.store_registry();
             for dir in &dirs {
-                if let Err(e) = engine.storage.remove_dataset(&registry, from, dir).await {
+                if let Err(e) = engine.storage.remove_dataset(from, dir).await {
                     tracing::warn!(table = table_name, dir, error = %e, "a moved table's old files were not removed; start-up removes them");
                 }
             }

@@ -173,6 +173,16 @@ pub(crate) struct StatementReads {
     pub uncacheable: bool,
 }
 
+impl StatementReads {
+    /// Adds what one plan reads ([`plan_reads`]: `None` rules caching out).
+    pub fn add(&mut self, tables: Option<&BTreeSet<String>>) {
+        match tables {
+            Some(t) => self.tables.extend(t.iter().cloned()),
+            None => self.uncacheable = true,
+        }
+    }
+}
+
 /// Every table's data version, taken before a statement is planned.
 pub(crate) struct Before(HashMap<String, (Arc<Table>, DataVersion)>);
 

@@ -1373,10 +1373,7 @@ impl Session {
     /// Notes what a plan of the running statement reads, when its result
     /// may be cached ([`crate::result_cache::plan_reads`]).
     pub(crate) fn note_plan(&self, plan: &LogicalPlan) {
-        self.with_reads(|r| match crate::result_cache::plan_reads(plan) {
-            Some(t) => r.tables.extend(t),
-            None => r.uncacheable = true,
-        });
+        self.with_reads(|r| r.add(crate::result_cache::plan_reads(plan).as_ref()));
     }
 
     /// Notes that the running statement's result is not to be cached.
@@ -1454,11 +1451,7 @@ impl Session {
         }?;
         let query = generic::query_vector(params.get(plan.param))?;
         self.generic_runs.fetch_add(1, Ordering::Relaxed);
-        let reads = plan.reads.clone();
-        self.with_reads(|r| match reads {
-            Some(t) => r.tables.extend(t),
-            None => r.uncacheable = true,
-        });
+        self.with_reads(|r| r.add(plan.reads.as_ref()));
         let names = crate::names::output_names(s);
         Some(
             plan.execute(query)

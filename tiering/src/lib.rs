@@ -100,6 +100,8 @@ struct ColdRoot {
 pub struct StorageRoot {
     tables_dir: PathBuf,
     cold: Option<Arc<ColdRoot>>,
+    /// The object stores Lance opens datasets through (its session's).
+    registry: Arc<ObjectStoreRegistry>,
 }
 
 fn other(e: impl std::fmt::Display) -> std::io::Error {
@@ -107,14 +109,19 @@ fn other(e: impl std::fmt::Display) -> std::io::Error {
 }
 
 impl StorageRoot {
-    /// A root in a local folder only: datasets go to `<data_dir>/tables/`.
-    pub fn local(data_dir: &Path) -> std::io::Result<StorageRoot> {
+    /// A root in a local folder only: datasets go to `<data_dir>/tables/`;
+    /// stores are opened through `registry`.
+    pub fn local(
+        data_dir: &Path,
+        registry: Arc<ObjectStoreRegistry>,
+    ) -> std::io::Result<StorageRoot> {
         let tables_dir = data_dir.join("tables");
         std::fs::create_dir_all(&tables_dir)?;
         let tables_dir = tables_dir.canonicalize()?;
         Ok(StorageRoot {
             tables_dir,
             cold: None,
+            registry,
         })
     }
 
@@ -188,27 +195,26 @@ impl StorageRoot {
         Ok(at)
     }
 
-    /// The URI of the hot dataset in folder `dir`.
-    pub fn dataset_uri(&self, dir: &str) -> String {
-        self.tables_dir.join(dir).to_string_lossy().into_owned()
+    /// The store `at` is in, and `at`'s path in it.
+    pub async fn open_store(
+        &self,
+        at: &Location,
+    ) -> lance_core::Result<(Arc<ObjectStore>, object_store::path::Path)> {
+        let params = at.params.clone().unwrap_or_default();
+        ObjectStore::from_uri_and_params(self.registry.clone(), &at.uri, &params).await
     }
 
-    async fn cold_store(
-        &self,
-        registry: &Arc<ObjectStoreRegistry>,
-    ) -> std::io::Result<(Arc<ObjectStore>, object_store::path::Path)> {
+    async fn cold_store(&self) -> std::io::Result<(Arc<ObjectStore>, object_store::path::Path)> {
         let cold = self.cold()?;
-        ObjectStore::from_uri_and_params(registry.clone(), &cold.uri, &cold.params)
-            .await
-            .map_err(other)
+        let at = Location {
+            uri: cold.uri.clone(),
+            params: Some(cold.params.clone()),
+        };
+        self.open_store(&at).await.map_err(other)
     }
 
     /// The dataset folders (`*.lance`) on `tier`, by folder name.
-    pub async fn dataset_dirs(
-        &self,
-        registry: &Arc<ObjectStoreRegistry>,
-        tier: Tier,
-    ) -> std::io::Result<Vec<String>> {
+    pub async fn dataset_dirs(&self, tier: Tier) -> std::io::Result<Vec<String>> {
         let mut dirs = Vec::new();
         match tier {
             Tier::Hot => {
@@ -221,7 +227,7 @@ impl StorageRoot {
                 }
             }
             Tier::Cold => {
-                let (store, base) = self.cold_store(registry).await?;
+                let (store, base) = self.cold_store().await?;
                 for name in store.read_dir(base).await.map_err(other)? {
                     if name.ends_with(".lance") {
                         dirs.push(name);
@@ -235,19 +241,14 @@ impl StorageRoot {
 
     /// Removes a dataset's files. A failure leaves unreachable files
     /// behind, never a broken table, so callers may log and go on.
-    pub async fn remove_dataset(
-        &self,
-        registry: &Arc<ObjectStoreRegistry>,
-        tier: Tier,
-        dir: &str,
-    ) -> std::io::Result<()> {
+    pub async fn remove_dataset(&self, tier: Tier, dir: &str) -> std::io::Result<()> {
         match tier {
             Tier::Hot => match std::fs::remove_dir_all(self.tables_dir.join(dir)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             },
             Tier::Cold => {
-                let (store, base) = self.cold_store(registry).await?;
+                let (store, base) = self.cold_store().await?;
                 store
                     .remove_dir_all(base.clone().join(dir))
                     .await
@@ -272,19 +273,17 @@ mod tests {
     #[test]
     fn local_root_makes_uris_under_tables() {
         let dir = std::env::temp_dir().join(format!("quiver-tiering-{}", std::process::id()));
-        let root = StorageRoot::local(&dir).expect("root");
-        assert!(
-            root.dataset_uri("docs-1.lance")
-                .ends_with("tables/docs-1.lance")
-        );
-        let registry = Arc::new(ObjectStoreRegistry::default());
-        futures::executor::block_on(root.remove_dataset(&registry, Tier::Hot, "missing.lance"))
+        let root =
+            StorageRoot::local(&dir, Arc::new(ObjectStoreRegistry::default())).expect("root");
+        let at = root.location(Tier::Hot, "docs-1.lance").expect("hot");
+        assert!(at.uri.ends_with("tables/docs-1.lance") && at.params.is_none());
+        futures::executor::block_on(root.remove_dataset(Tier::Hot, "missing.lance"))
             .expect("missing is fine");
         std::fs::create_dir_all(dir.join("tables/b-2.lance")).expect("mkdir");
         std::fs::create_dir_all(dir.join("tables/a-1.lance")).expect("mkdir");
         std::fs::write(dir.join("tables/notes.txt"), b"x").expect("write");
         assert_eq!(
-            futures::executor::block_on(root.dataset_dirs(&registry, Tier::Hot)).expect("list"),
+            futures::executor::block_on(root.dataset_dirs(Tier::Hot)).expect("list"),
             ["a-1.lance", "b-2.lance"]
         );
         assert!(
