@@ -246,7 +246,7 @@ async fn a_sharded_table_answers_exactly_as_one_shard() {
         ),
         (
             "CREATE TABLE bad3 (id INT) WITH (shards = 2, sharding = 'ivf')",
-            "0A000",
+            "42P16",
         ),
         ("CREATE TABLE bad4 (id INT) WITH (colour = 2)", "22023"),
         ("CREATE TABLE bad5 (v VECTOR(2)) WITH (shards = 2)", "42P16"),
@@ -255,6 +255,230 @@ async fn a_sharded_table_answers_exactly_as_one_shard() {
         let e = c.batch_execute(sql).await.expect_err(sql);
         assert_eq!(e.code().map(|c| c.code()), Some(state), "{sql}: {e}");
     }
+}
+
+/// `n` rows `(id, cat, emb)` around four far-apart centres in 8 dimensions
+/// (row i near centre i % 4), as COPY text, and their vectors.
+fn clustered(n: usize, from: usize, seed: u64) -> (String, Vec<Vec<f32>>) {
+    let noise = random_vectors(n, 8, seed);
+    let mut s = String::new();
+    let mut vectors = Vec::with_capacity(n);
+    for (i, mut v) in noise.into_iter().enumerate() {
+        let id = from + i;
+        v[id % 4] += 20.0;
+        s.push_str(&format!("{id}\t{}\t{}\n", id % 10, vector_text(&v)));
+        vectors.push(v);
+    }
+    (s, vectors)
+}
+
+/// Waits until ivf-sharded `table` is trained and its rows have moved.
+async fn trained(server: &quiver::RunningServer, table: &str) {
+    for _ in 0..300 {
+        let def = server.db.engine.catalog().tables[table].clone();
+        let s = def.sharding.expect("sharded");
+        if s.centroids.is_some() && s.moving_from.is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{table} was not trained within 30 s");
+}
+
+/// `sharding = 'ivf'`: rows wait on the pending shard until the table has
+/// `train_rows` of them, then move to the shard of their nearest centroid;
+/// a search reads the `quiver.shard_probes` nearest shards, and with all of
+/// them answers exactly as one shard does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ivf_sharded_table_places_rows_by_centroid() {
+    let dir = TempDir::new("sharded-ivf");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    c.batch_execute(
+        "SET quiver.result_cache = off;
+         CREATE TABLE one (id BIGINT, cat INT, emb VECTOR(8));
+         CREATE TABLE ivf (id BIGINT, cat INT, emb VECTOR(8))
+           WITH (shards = 4, sharding = 'ivf', train_rows = 1000)",
+    )
+    .await
+    .expect("create");
+    let (first, mut vectors) = clustered(600, 0, 41);
+    for t in ["one", "ivf"] {
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), first.clone()).await;
+    }
+    // Not trained: every row on the pending shard, the only one searched.
+    let table = server.db.engine.table("ivf").expect("table");
+    let q = vector_text(&vectors[1]);
+    let search = |t: &str, q: &str, k: usize, filter: &str| {
+        format!("SELECT id, emb <-> '{q}' AS d FROM {t} {filter} ORDER BY emb <-> '{q}' LIMIT {k}")
+    };
+    let rows: Vec<u64> = table.shards().iter().map(|s| s.stats().rows).collect();
+    assert_eq!(rows, [600, 0, 0, 0]);
+    let plan = explain(&c, &format!("EXPLAIN {}", search("ivf", &q, 5, ""))).await;
+    assert!(plan.contains("shards=[0] of 4"), "{plan}");
+    assert_eq!(
+        hits(&c, &search("one", &q, 10, "")).await,
+        hits(&c, &search("ivf", &q, 10, "")).await
+    );
+    // Past train_rows: trained, and the rows moved to their centroids' shards.
+    let (more, v2) = clustered(1400, 600, 43);
+    vectors.extend(v2);
+    for t in ["one", "ivf"] {
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), more.clone()).await;
+    }
+    c.batch_execute("OPTIMIZE TABLE ivf")
+        .await
+        .expect("optimize");
+    trained(&server, "ivf").await;
+    assert_eq!(count(&c, "ivf").await, 2000);
+    let table = server.db.engine.table("ivf").expect("table");
+    let rows: Vec<u64> = table.shards().iter().map(|s| s.stats().rows).collect();
+    assert_eq!(rows, [500, 500, 500, 500], "one cluster a shard");
+    // Each cluster on one shard: the probed shard holds a query's neighbours.
+    let centroids = table.search_shards(None, Some(&vectors[2]), 1);
+    assert_eq!(centroids.len(), 1);
+    // The shards an EXPLAIN of `sql` lists.
+    let probed = async |c: &tokio_postgres::Client, sql: &str| -> usize {
+        let plan = explain(c, &format!("EXPLAIN {sql}")).await;
+        let list = plan
+            .split("shards=[")
+            .nth(1)
+            .and_then(|r| r.split("] of 4").next())
+            .unwrap_or_else(|| panic!("no shard list: {plan}"));
+        list.split(',').count()
+    };
+    assert_eq!(
+        probed(&c, &search("ivf", &q, 5, "")).await,
+        2,
+        "two probes by default"
+    );
+    c.batch_execute("SET quiver.shard_probes = 1")
+        .await
+        .expect("set");
+    assert_eq!(
+        c.query_one("SHOW quiver.shard_probes", &[])
+            .await
+            .expect("show")
+            .get::<_, String>(0),
+        "1"
+    );
+    for i in [0usize, 1, 2, 3, 1234, 1999] {
+        let q = vector_text(&vectors[i]);
+        // Row i's cluster holds the ids of i's parity, so its cats have it too.
+        let filter = format!("WHERE cat % 2 = {}", i % 2);
+        for (k, filter) in [(10, ""), (5, filter.as_str())] {
+            assert_eq!(
+                hits(&c, &search("one", &q, k, filter)).await,
+                hits(&c, &search("ivf", &q, k, filter)).await,
+                "one probe: row {i} {filter}"
+            );
+        }
+    }
+    let plan = explain(&c, &format!("EXPLAIN {}", search("ivf", &q, 5, ""))).await;
+    assert!(plan.contains("shard_probes=1"), "{plan}");
+    assert_eq!(probed(&c, &search("ivf", &q, 5, "")).await, 1);
+    // Every shard probed: exactly one shard's answers, for any query.
+    c.batch_execute("SET quiver.shard_probes = 4")
+        .await
+        .expect("set");
+    for (i, q) in random_vectors(5, 8, 77).iter().enumerate() {
+        let q: Vec<f32> = q.iter().map(|x| x * 10.0).collect();
+        let q = vector_text(&q);
+        for (k, filter) in [(10, ""), (7, "WHERE cat IN (1, 2)")] {
+            assert_eq!(
+                hits(&c, &search("one", &q, k, filter)).await,
+                hits(&c, &search("ivf", &q, k, filter)).await,
+                "all probes: query {i} {filter}"
+            );
+        }
+    }
+    // A row written now goes to its centroid's shard; an UPDATE of its
+    // vector moves it to the new centroid's shard.
+    let mut near2 = vec![0.0f32; 8];
+    near2[2] = 20.0;
+    let mut near0 = vec![0.0f32; 8];
+    near0[0] = 20.0;
+    let shard_of = |v: &[f32]| table.search_shards(None, Some(v), 1)[0];
+    let before: Vec<u64> = table.shards().iter().map(|s| s.stats().rows).collect();
+    for t in ["one", "ivf"] {
+        c.batch_execute(&format!(
+            "INSERT INTO {t} VALUES (5000, 1, '{}')",
+            vector_text(&near2)
+        ))
+        .await
+        .expect("insert");
+    }
+    let after: Vec<u64> = table.shards().iter().map(|s| s.stats().rows).collect();
+    assert_eq!(after[shard_of(&near2)], before[shard_of(&near2)] + 1);
+    c.batch_execute("SET quiver.shard_probes = 1")
+        .await
+        .expect("set");
+    let found = |v: Vec<f32>| {
+        let q = vector_text(&v);
+        let c = &c;
+        async move {
+            hits(
+                c,
+                &format!("SELECT id, emb <-> '{q}' FROM ivf ORDER BY emb <-> '{q}' LIMIT 1"),
+            )
+            .await[0]
+                .0
+        }
+    };
+    assert_eq!(found(near2.clone()).await, 5000);
+    for t in ["one", "ivf"] {
+        c.batch_execute(&format!(
+            "UPDATE {t} SET emb = '{}' WHERE id = 5000",
+            vector_text(&near0)
+        ))
+        .await
+        .expect("update");
+    }
+    let moved: Vec<u64> = table.shards().iter().map(|s| s.stats().rows).collect();
+    assert_eq!(moved[shard_of(&near0)], after[shard_of(&near0)] + 1);
+    assert_eq!(moved[shard_of(&near2)], after[shard_of(&near2)] - 1);
+    assert_eq!(found(near0.clone()).await, 5000);
+    assert_ne!(found(near2.clone()).await, 5000);
+    assert_eq!(count(&c, "ivf").await, 2001);
+    // Centroids are trained once; ivf is chosen at CREATE TABLE.
+    for (sql, state) in [
+        ("ALTER TABLE ivf SET (shards = 8)", "0A000"),
+        (
+            "ALTER TABLE one SET (shards = 2, sharding = 'ivf')",
+            "0A000",
+        ),
+        (
+            "CREATE TABLE bad (id INT, v VECTOR(2)) WITH (shards = 2, train_rows = 9)",
+            "22023",
+        ),
+        (
+            "CREATE TABLE bad (id INT, v VECTOR(2)) WITH (shards = 2, sharding = 'ivf', shard_key = id)",
+            "42P16",
+        ),
+        ("SET quiver.shard_probes = 0", "22023"),
+    ] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(e.code().map(|c| c.code()), Some(state), "{sql}: {e}");
+    }
+    // The centroids survive a restart.
+    server.shutdown().await.expect("shutdown");
+    let server = start_server(dir.path()).await;
+    let c = connect(&server).await;
+    c.batch_execute("SET quiver.result_cache = off; SET quiver.shard_probes = 1")
+        .await
+        .expect("set");
+    for i in [5usize, 6, 7, 8] {
+        let q = vector_text(&vectors[i]);
+        assert_eq!(
+            hits(&c, &search("one", &q, 10, "")).await,
+            hits(&c, &search("ivf", &q, 10, "")).await,
+            "after restart: row {i}"
+        );
+    }
+    let table = server.db.engine.table("ivf").expect("table");
+    let rows: u64 = table.shards().iter().map(|s| s.stats().rows).sum();
+    assert_eq!(rows, 2001);
+    server.shutdown().await.expect("shutdown");
 }
 
 /// A reader never sees part of a statement that wrote several shards.

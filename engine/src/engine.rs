@@ -26,7 +26,7 @@ use crate::table::{HousekeepingReport, Shared, Table};
 pub const DEFAULT_MAX_K: usize = 10_000;
 
 /// How an engine is set up (from the server's config).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// The memory budget for cached table data.
     pub budget: MemoryBudget,
@@ -214,6 +214,7 @@ impl Engine {
             generation: std::sync::atomic::AtomicU64::new(1),
         });
         engine.resume_moves();
+        engine.start_ivf_trainer();
         Ok(engine)
     }
 
@@ -476,7 +477,22 @@ impl Engine {
                     s.key
                 );
             };
-            if !crate::ring::can_place(&key.ty.arrow_type()) {
+            if s.is_ivf() {
+                if key.ty.vector_dim().is_none() {
+                    return engine_err!(
+                        InvalidDefinition,
+                        "column \"{}\" cannot be the shard key of sharding = 'ivf': use a vector(n) column",
+                        s.key
+                    );
+                }
+                if s.train_rows < u64::from(s.shards) {
+                    return engine_err!(
+                        InvalidDefinition,
+                        "train_rows must be at least the number of shards ({})",
+                        s.shards
+                    );
+                }
+            } else if !crate::ring::can_place(&key.ty.arrow_type()) {
                 return engine_err!(
                     InvalidDefinition,
                     "column \"{}\" cannot be a shard key: use an integer, text, date, timestamp, float or boolean column",
@@ -1028,7 +1044,8 @@ impl Engine {
 
     /// `OPTIMIZE TABLE`: compacts small fragments and deletions, folds new
     /// rows into the table's indexes, removes versions past the retention.
-    pub async fn optimize(&self, table: &str) -> Result<HousekeepingReport> {
+    pub async fn optimize(self: &Arc<Self>, table: &str) -> Result<HousekeepingReport> {
+        self.train_ivf(table, true).await?;
         self.table(table)?.optimize().await
     }
 

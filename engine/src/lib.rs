@@ -55,6 +55,7 @@ pub mod fresh;
 pub mod function;
 pub mod housekeeping;
 pub mod index;
+pub mod ivf;
 pub mod memory;
 pub mod quantized;
 pub mod reshard;

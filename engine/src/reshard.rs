@@ -41,9 +41,9 @@ use crate::engine::{Engine, WAL_DIR, crash_point};
 use crate::engine_err;
 use crate::error::Result;
 use crate::ring::{DEFAULT_VNODES, Ring};
-use crate::schema::{ShardingDef, TableDef};
+use crate::schema::{ShardMethod, ShardingDef, TableDef};
 use crate::shard::Shard;
-use crate::table::{Layout, Table};
+use crate::table::{Layout, Rule, Table};
 
 /// Rows one step of a move rewrites, about (rows of one key move
 /// together), unless `[storage] reshard_step_rows` says otherwise.
@@ -156,7 +156,7 @@ impl Engine {
 
     /// Creates the new shards, records the move in the catalog and switches
     /// the table's layout (steps 1 and 2).
-    async fn start_move(
+    pub(crate) async fn start_move(
         &self,
         table: &Arc<Table>,
         def: &TableDef,
@@ -229,7 +229,7 @@ impl Engine {
 
     /// Moves every misplaced row, then records the move done (steps 3
     /// and 4); `moving` is the table's move lock.
-    async fn finish_move(
+    pub(crate) async fn finish_move(
         self: &Arc<Self>,
         name: &str,
         table: &Arc<Table>,
@@ -406,7 +406,20 @@ fn next_sharding(
                 dirs: std::iter::once(def.dir.clone())
                     .chain((1..change.shards).map(|i| def.new_shard_dir(i)))
                     .collect(),
+                method: ShardMethod::Hash,
+                centroids: None,
+                train_rows: 0,
             }
+        }
+        Some(s) if s.is_ivf() => {
+            if change.shards == s.shards && change.key.as_ref().is_none_or(|k| *k == s.key) {
+                return Ok(None);
+            }
+            return engine_err!(
+                Unsupported,
+                "the shards of ivf-sharded table \"{}\" cannot change: its centroids are trained once",
+                def.name
+            );
         }
         Some(s) => {
             if change.key.as_ref().is_some_and(|k| *k != s.key) {
@@ -451,7 +464,7 @@ async fn count_misplaced(def: &TableDef, layout: &Layout, i: usize) -> Result<u6
     let snap = layout.shards[i as usize].snapshot();
     let mut n = 0u64;
     let mut count = |keys: &dyn Array| -> Result<()> {
-        n += p.ring.owners(keys)?.iter().filter(|&&o| o != i).count() as u64;
+        n += p.rule.owners(keys)?.iter().filter(|&&o| o != i).count() as u64;
         Ok(())
     };
     let mut scan = snap.dataset.scan();
@@ -476,7 +489,7 @@ async fn move_step(table: &Arc<Table>, i: usize, buckets: u64, bucket: u64) -> R
         return Ok(0);
     };
     let misplaced = Misplaced {
-        ring: Arc::new(p.ring.clone()),
+        rule: Arc::new(p.rule.clone()),
         shard: i as u32,
         buckets,
         bucket,
@@ -503,12 +516,12 @@ async fn move_step(table: &Arc<Table>, i: usize, buckets: u64, bucket: u64) -> R
     Ok(n)
 }
 
-/// `misplaced(key)`: whether the ring owns the key on a shard other than
-/// `shard`, for keys whose hash falls in bucket `bucket` of `buckets`
+/// `misplaced(key)`: whether the rule places the key on a shard other
+/// than `shard`, for keys whose hash falls in bucket `bucket` of `buckets`
 /// (false for the others).
 #[derive(Debug)]
 struct Misplaced {
-    ring: Arc<Ring>,
+    rule: Arc<Rule>,
     shard: u32,
     buckets: u64,
     bucket: u64,
@@ -517,7 +530,7 @@ struct Misplaced {
 
 impl PartialEq for Misplaced {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.ring, &other.ring)
+        Arc::ptr_eq(&self.rule, &other.rule)
             && (self.shard, self.buckets, self.bucket) == (other.shard, other.buckets, other.bucket)
     }
 }
@@ -554,12 +567,32 @@ impl ScalarUDFImpl for Misplaced {
             ColumnarValue::Array(a) => a.clone(),
             ColumnarValue::Scalar(s) => s.to_array_of_size(args.number_rows)?,
         };
-        let hashes = crate::ring::key_hashes(keys.as_ref())
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let ext = |e| datafusion::error::DataFusionError::External(Box::new(e));
+        let hashes = bucket_hashes(keys.as_ref()).map_err(ext)?;
+        let owners = self.rule.owners(keys.as_ref()).map_err(ext)?;
         let out: BooleanArray = hashes
             .iter()
-            .map(|&h| Some(h % self.buckets == self.bucket && self.ring.owner(h) != self.shard))
+            .zip(owners)
+            .map(|(&h, o)| Some(h % self.buckets == self.bucket && o != self.shard))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
+}
+
+/// The hash that puts each key in a move step's bucket: the key's
+/// ([`crate::ring::key_hashes`]), or for a vector key its values' bytes.
+fn bucket_hashes(keys: &dyn Array) -> Result<Vec<u64>> {
+    use arrow_array::cast::AsArray;
+    let Some(list) = keys.as_fixed_size_list_opt() else {
+        return crate::ring::key_hashes(keys);
+    };
+    let values = list.values().to_data();
+    let width = list.value_length() as usize * 4;
+    let bytes = &values.buffers()[0].as_slice()[values.offset() * 4..];
+    Ok((0..list.len())
+        .map(|i| match list.is_null(i) {
+            true => crate::ring::NULL_KEY_HASH,
+            false => crate::ring::key_hash(&bytes[i * width..(i + 1) * width]),
+        })
+        .collect())
 }

@@ -252,7 +252,9 @@ pub struct TableDef {
 
 /// `WITH (shards = N, sharding = 'hash', shard_key = col, vnodes = V)`: the
 /// table is `shards` Lance datasets, a row stored in the one its key's hash
-/// falls to on the ring ([`crate::ring`]).
+/// falls to on the ring ([`crate::ring`]). With `sharding = 'ivf'` the key
+/// is a vector column and a row is stored in the shard of its nearest
+/// centroid ([`crate::ivf`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardingDef {
     pub shards: u32,
@@ -260,6 +262,17 @@ pub struct ShardingDef {
     pub key: String,
     /// Virtual nodes per shard on the ring.
     pub vnodes: u32,
+    /// How rows are placed: by the ring (`hash`) or by centroids (`ivf`).
+    #[serde(default, skip_serializing_if = "ShardMethod::is_hash")]
+    pub method: ShardMethod,
+    /// `ivf`: the trained centroids, one per shard (`None` until the table
+    /// has `train_rows` rows: until then every row is on shard 0, the
+    /// pending shard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centroids: Option<CentroidList>,
+    /// `ivf`: the rows the table holds when its centroids are trained.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub train_rows: u64,
     /// While rows move to `shards` shards (`ALTER TABLE … SET (shards =
     /// M)`): the shard count they move from ([`crate::reshard`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -277,6 +290,53 @@ impl ShardingDef {
     pub fn count(&self) -> u32 {
         self.shards.max(self.moving_from.unwrap_or(0))
     }
+
+    /// Whether rows are placed by centroids (`sharding = 'ivf'`).
+    pub fn is_ivf(&self) -> bool {
+        self.method == ShardMethod::Ivf
+    }
+}
+
+/// `sharding = 'hash' | 'ivf'`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardMethod {
+    #[default]
+    Hash,
+    Ivf,
+}
+
+impl ShardMethod {
+    pub fn is_hash(&self) -> bool {
+        *self == ShardMethod::Hash
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ShardMethod::Hash => "hash",
+            ShardMethod::Ivf => "ivf",
+        }
+    }
+}
+
+/// Trained centroids as the catalog keeps them (equal when bit-equal).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CentroidList(pub Vec<Vec<f32>>);
+
+impl PartialEq for CentroidList {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|(a, b)| {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+            })
+    }
+}
+
+impl Eq for CentroidList {}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TableDef {

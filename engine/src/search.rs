@@ -47,6 +47,16 @@ pub struct SearchKnobs {
     pub nprobes: Option<usize>,
     pub refine_factor: Option<u32>,
     pub ef: Option<usize>,
+    /// The shards of an ivf-sharded table a search reads
+    /// (`quiver.shard_probes`; [`crate::ivf::DEFAULT_SHARD_PROBES`]).
+    pub shard_probes: Option<usize>,
+}
+
+impl SearchKnobs {
+    pub fn shard_probes(&self) -> usize {
+        self.shard_probes
+            .unwrap_or(crate::ivf::DEFAULT_SHARD_PROBES)
+    }
 }
 
 /// What a search will do, known before it runs (shown by EXPLAIN).

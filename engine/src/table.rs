@@ -30,8 +30,9 @@ use crate::engine_err;
 use crate::error::Result;
 use crate::housekeeping::Pin;
 use crate::index::IndexDef;
+use crate::ivf::Centroids;
 use crate::ring::Ring;
-use crate::schema::TableDef;
+use crate::schema::{ShardMethod, TableDef};
 use crate::view::TableView;
 
 pub use crate::shard::{
@@ -77,12 +78,34 @@ pub(crate) struct Layout {
 /// How a sharded table places its rows.
 #[derive(Clone)]
 pub(crate) struct Placement {
-    pub(crate) ring: Ring,
+    pub(crate) rule: Rule,
     /// The shard key's position among the columns.
     pub(crate) key: usize,
-    /// While rows move to `ring`'s shards: the ring they were placed by
-    /// (a row is on its owner under one ring or the other).
-    pub(crate) from: Option<Ring>,
+    /// While rows move to `rule`'s shards: the rule they were placed by
+    /// (a row is on its owner under one rule or the other).
+    pub(crate) from: Option<Rule>,
+}
+
+/// Which shard owns a row, by its shard key.
+#[derive(Clone, Debug)]
+pub(crate) enum Rule {
+    /// The consistent-hash ring (`sharding = 'hash'`).
+    Ring(Ring),
+    /// The nearest centroid (`sharding = 'ivf'`, trained).
+    Centroids(Arc<Centroids>),
+    /// Shard 0, the pending shard (`sharding = 'ivf'`, not trained yet).
+    Pending,
+}
+
+impl Rule {
+    /// The shard of each row of a shard-key column.
+    pub(crate) fn owners(&self, keys: &dyn arrow::array::Array) -> Result<Vec<u32>> {
+        match self {
+            Rule::Ring(r) => r.owners(keys),
+            Rule::Centroids(c) => c.owners(keys),
+            Rule::Pending => Ok(vec![0; keys.len()]),
+        }
+    }
 }
 
 impl Layout {
@@ -99,20 +122,26 @@ impl Layout {
                         def.name
                     );
                 };
-                let from = match s.moving_from {
-                    Some(n) => Some(Ring::new(n, s.vnodes)?),
-                    None => None,
+                let (rule, from) = match (s.method, &s.centroids) {
+                    (ShardMethod::Hash, _) => (
+                        Rule::Ring(Ring::new(s.shards, s.vnodes)?),
+                        match s.moving_from {
+                            Some(n) => Some(Rule::Ring(Ring::new(n, s.vnodes)?)),
+                            None => None,
+                        },
+                    ),
+                    (ShardMethod::Ivf, None) => (Rule::Pending, None),
+                    (ShardMethod::Ivf, Some(c)) => (
+                        Rule::Centroids(Arc::new(Centroids::new(c)?)),
+                        s.moving_from.map(|_| Rule::Pending),
+                    ),
                 };
-                Some(Placement {
-                    ring: Ring::new(s.shards, s.vnodes)?,
-                    key,
-                    from,
-                })
+                Some(Placement { rule, key, from })
             }
         };
         let tie = match &placement {
-            Some(p) => Some(p.key),
-            None => def
+            Some(p) if matches!(p.rule, Rule::Ring(_)) => Some(p.key),
+            _ => def
                 .columns
                 .iter()
                 .position(|c| crate::ring::can_place(&c.ty.arrow_type())),
@@ -369,18 +398,37 @@ impl Table {
             .collect()
     }
 
-    /// The search views of the shards that can hold rows matching `filter`
-    /// ([`Table::shards_for`]), of one consistent set of versions
-    /// ([`Table::pinned_snapshots`]).
+    /// The shards a search for `query` reads: those that can hold rows
+    /// matching `filter` ([`Table::shards_for`]); of an ivf-sharded table,
+    /// the shards of the `probes` centroids nearest the query (the pending
+    /// shard alone before it is trained; every shard while its rows move).
+    pub fn search_shards(
+        &self,
+        filter: Option<&Expr>,
+        query: Option<&[f32]>,
+        probes: usize,
+    ) -> Vec<usize> {
+        search_shards(&self.def, &self.layout(), filter, query, probes)
+    }
+
+    /// The search views of the shards a search for `query` (with `probes`
+    /// shard probes) reads ([`Table::search_shards`]), or without one those
+    /// that can hold rows matching `filter`, of one consistent set of
+    /// versions ([`Table::pinned_snapshots`]).
     pub async fn views(
         &self,
         heads: Option<&[Arc<Dataset>]>,
         filter: Option<&Expr>,
+        query: Option<(&[f32], usize)>,
     ) -> Result<Vec<ShardView>> {
         let snaps: Vec<(usize, Arc<Shard>, Snapshot, Pin)> = {
             let _g = self.publish.read().await;
             let layout = self.layout();
-            shards_for(&self.def, &layout, filter)
+            let shards = match query {
+                Some((q, probes)) => search_shards(&self.def, &layout, filter, Some(q), probes),
+                None => shards_for(&self.def, &layout, filter),
+            };
+            shards
                 .into_iter()
                 .map(|i| {
                     let s = layout.shards[i].clone();
@@ -722,7 +770,7 @@ fn split_by(layout: &Layout, batches: Vec<RecordBatch>) -> Result<Vec<Vec<Record
         if b.num_rows() == 0 {
             continue;
         }
-        let owners = p.ring.owners(b.column(p.key).as_ref())?;
+        let owners = p.rule.owners(b.column(p.key).as_ref())?;
         if owners.iter().all(|&o| o == owners[0]) {
             out[owners[0] as usize].push(b);
             continue;
@@ -749,7 +797,14 @@ fn shards_for(def: &TableDef, layout: &Layout, filter: Option<&Expr>) -> Vec<usi
     };
     let column = &def.columns[p.key];
     let ty = column.ty.arrow_type();
-    let rings: Vec<&Ring> = std::iter::once(&p.ring).chain(p.from.as_ref()).collect();
+    let mut rings: Vec<&Ring> = Vec::new();
+    for rule in std::iter::once(&p.rule).chain(p.from.as_ref()) {
+        match rule {
+            Rule::Ring(r) => rings.push(r),
+            // A vector key is never fixed by a filter.
+            Rule::Centroids(_) | Rule::Pending => return all(),
+        }
+    }
     let mut best: Option<Vec<usize>> = None;
     for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
         let Some(values) = fixed_key_values(conjunct, &column.name, ty.is_integer()) else {
@@ -778,6 +833,28 @@ fn shards_for(def: &TableDef, layout: &Layout, filter: Option<&Expr>) -> Vec<usi
         }
     }
     best.unwrap_or_else(all)
+}
+
+/// [`Table::search_shards`] in `layout`.
+fn search_shards(
+    def: &TableDef,
+    layout: &Layout,
+    filter: Option<&Expr>,
+    query: Option<&[f32]>,
+    probes: usize,
+) -> Vec<usize> {
+    let Some(p) = &layout.placement else {
+        return shards_for(def, layout, filter);
+    };
+    match (&p.rule, &p.from, query) {
+        (Rule::Pending, None, _) => vec![0],
+        (Rule::Centroids(c), None, Some(q)) => {
+            let mut probed = c.probe(q, probes);
+            probed.sort_unstable();
+            probed
+        }
+        _ => shards_for(def, layout, filter),
+    }
 }
 
 /// The key values a conjunct fixes the column `key` to, when it is

@@ -112,6 +112,14 @@ async fn reshard(s: &Session, table: &str, options: &[ast::SqlOption]) -> Result
         }
         return Ok(());
     }
+    if options.method()? == quiver_engine::schema::ShardMethod::Ivf
+        || options.0.contains_key("train_rows")
+    {
+        return sql_err!(
+            FeatureNotSupported,
+            "sharding = 'ivf' and train_rows are chosen by CREATE TABLE; ALTER TABLE moves a table between shard counts of the hash ring"
+        );
+    }
     let Some(shards) = options.shards()? else {
         return sql_err!(
             InvalidParameterValue,

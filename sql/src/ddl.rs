@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 use quiver_engine::distance::Metric;
 use quiver_engine::index::{IndexDef, IndexKind, allowed_params};
 use quiver_engine::schema::{
-    ColumnDef, ColumnType, ForeignKeyDef, RefAction, ShardingDef, UniqueDef,
+    ColumnDef, ColumnType, ForeignKeyDef, RefAction, ShardMethod, ShardingDef, UniqueDef,
 };
 use quiver_engine::{Engine, Tier};
 
@@ -395,18 +395,58 @@ fn table_options(
     let vnodes = options
         .vnodes()?
         .unwrap_or(quiver_engine::ring::DEFAULT_VNODES);
-    if shards == 1 && !options.0.contains_key("shard_key") && !options.0.contains_key("vnodes") {
+    let method = options.method()?;
+    if method == ShardMethod::Hash && options.0.contains_key("train_rows") {
+        return sql_err!(
+            InvalidParameterValue,
+            "table option \"train_rows\" is for sharding = 'ivf'"
+        );
+    }
+    if method == ShardMethod::Hash
+        && shards == 1
+        && !options.0.contains_key("shard_key")
+        && !options.0.contains_key("vnodes")
+    {
         return Ok((None, tier));
     }
-    let key = options
-        .key(columns)
-        .unwrap_or_else(|| columns[0].name.clone());
+    let key = match (options.key(columns), method) {
+        (Some(k), _) => k,
+        (None, ShardMethod::Hash) => columns[0].name.clone(),
+        // The first vector column.
+        (None, ShardMethod::Ivf) => match columns.iter().find(|c| c.ty.vector_dim().is_some()) {
+            Some(c) => c.name.clone(),
+            None => {
+                return sql_err!(
+                    InvalidTableDefinition,
+                    "sharding = 'ivf' needs a vector(n) column to place rows by"
+                );
+            }
+        },
+    };
+    let train_rows = match method {
+        ShardMethod::Hash => 0,
+        ShardMethod::Ivf => match options.0.get("train_rows") {
+            None => quiver_engine::ivf::default_train_rows(shards),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return sql_err!(
+                        InvalidParameterValue,
+                        "invalid value for table option \"train_rows\": \"{v}\" (a positive integer)"
+                    );
+                }
+            },
+        },
+    };
     let sharding = ShardingDef {
         shards,
         key,
         vnodes,
         moving_from: None,
         dirs: Vec::new(),
+        method,
+        centroids: None,
+        train_rows,
     };
     Ok((Some(sharding), tier))
 }
@@ -435,33 +475,42 @@ impl ShardingOptions {
         }
         let options = with_options(&exprs)?;
         for key in options.keys() {
-            if !["shards", "sharding", "shard_key", "vnodes", "tier"].contains(&key.as_str()) {
+            if ![
+                "shards",
+                "sharding",
+                "shard_key",
+                "vnodes",
+                "train_rows",
+                "tier",
+            ]
+            .contains(&key.as_str())
+            {
                 return sql_err!(
                     InvalidParameterValue,
-                    "unrecognized parameter \"{key}\" (table options: shards, sharding, shard_key, vnodes, tier)"
+                    "unrecognized parameter \"{key}\" (table options: shards, sharding, shard_key, vnodes, train_rows, tier)"
                 );
             }
         }
-        match options
+        let options = ShardingOptions(options);
+        options.method()?;
+        Ok(options)
+    }
+
+    /// `sharding`: `hash` (the default) or `ivf`.
+    pub(crate) fn method(&self) -> Result<ShardMethod> {
+        match self
+            .0
             .get("sharding")
             .map(|s| s.to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("hash") => {}
-            Some("ivf") => {
-                return sql_err!(
-                    FeatureNotSupported,
-                    "sharding = 'ivf' is not supported yet; use sharding = 'hash'"
-                );
-            }
-            Some(other) => {
-                return sql_err!(
-                    InvalidParameterValue,
-                    "invalid value for table option \"sharding\": \"{other}\" (hash or ivf)"
-                );
-            }
+            None | Some("hash") => Ok(ShardMethod::Hash),
+            Some("ivf") => Ok(ShardMethod::Ivf),
+            Some(other) => sql_err!(
+                InvalidParameterValue,
+                "invalid value for table option \"sharding\": \"{other}\" (hash or ivf)"
+            ),
         }
-        Ok(ShardingOptions(options))
     }
 
     /// `tier`, when given: `hot` (local disk) or `cold` (object storage).

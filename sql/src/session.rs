@@ -1067,7 +1067,7 @@ impl Session {
         }
         let s = match &stmt.kind {
             StatementKind::Optimize(t) => {
-                let report = self.engine().optimize(t).await?;
+                let report = self.db.engine.optimize(t).await?;
                 tracing::info!(table = %t, ?report, "OPTIMIZE");
                 return Ok(Output::Command {
                     tag: "OPTIMIZE".into(),

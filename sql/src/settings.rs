@@ -1,6 +1,7 @@
 //! Session settings: `SET` / `SHOW` / `RESET`.
 //!
-//! Quiver's search knobs are `quiver.nprobes`, `quiver.ef`, `quiver.refine_factor`;
+//! Quiver's search knobs are `quiver.nprobes`, `quiver.ef`, `quiver.refine_factor`
+//! and `quiver.shard_probes` (the shards of an ivf-sharded table a search reads);
 //! pgvector's `hnsw.ef_search` and `ivfflat.probes` are accepted as aliases of
 //! `quiver.ef` and `quiver.nprobes`. Ordinary Postgres settings that drivers set
 //! at connect time are kept and shown but change nothing.
@@ -47,6 +48,7 @@ fn knob_name(name: &str) -> Option<&'static str> {
         "quiver.nprobes" | "ivfflat.probes" => Some("quiver.nprobes"),
         "quiver.ef" | "hnsw.ef_search" => Some("quiver.ef"),
         "quiver.refine_factor" => Some("quiver.refine_factor"),
+        "quiver.shard_probes" => Some("quiver.shard_probes"),
         _ => None,
     }
 }
@@ -76,6 +78,10 @@ impl Settings {
         match knob_name(&name) {
             Some("quiver.nprobes") => self.knobs.nprobes = Some(positive(&name, value, 65_536)?),
             Some("quiver.ef") => self.knobs.ef = Some(positive(&name, value, 100_000)?),
+            Some("quiver.shard_probes") => {
+                let max = quiver_engine::ring::MAX_SHARDS as usize;
+                self.knobs.shard_probes = Some(positive(&name, value, max)?)
+            }
             Some(_) => self.knobs.refine_factor = Some(positive(&name, value, 1_000)? as u32),
             None if name == "quiver.result_cache" => {
                 let on = match value.trim().to_ascii_lowercase().as_str() {
@@ -110,6 +116,7 @@ impl Settings {
         match knob_name(&name) {
             Some("quiver.nprobes") => self.knobs.nprobes = None,
             Some("quiver.ef") => self.knobs.ef = None,
+            Some("quiver.shard_probes") => self.knobs.shard_probes = None,
             Some(_) => self.knobs.refine_factor = None,
             None => {
                 self.values.remove(&name);
@@ -141,6 +148,7 @@ impl Settings {
         match knob_name(&name) {
             Some("quiver.nprobes") => return Ok(knob(self.knobs.nprobes)),
             Some("quiver.ef") => return Ok(knob(self.knobs.ef)),
+            Some("quiver.shard_probes") => return Ok(self.knobs.shard_probes().to_string()),
             Some(_) => return Ok(knob(self.knobs.refine_factor.map(|r| r as usize))),
             None => {}
         }
@@ -159,7 +167,12 @@ impl Settings {
     /// Every setting for `SHOW ALL`.
     pub fn all(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for n in ["quiver.nprobes", "quiver.ef", "quiver.refine_factor"] {
+        for n in [
+            "quiver.nprobes",
+            "quiver.ef",
+            "quiver.refine_factor",
+            "quiver.shard_probes",
+        ] {
             out.push((n.to_string(), self.show(n).unwrap_or_default()));
         }
         for (n, _) in PG_SETTINGS {

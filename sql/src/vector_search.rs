@@ -279,7 +279,11 @@ impl TableProvider for VectorSearchProvider {
             .engine
             .table(&search.table)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        search.shards = table.shards_for(filter.as_ref());
+        search.shards = table.search_shards(
+            filter.as_ref(),
+            search.query.as_deref(),
+            search.knobs.shard_probes(),
+        );
         let merged = search.shards.len() > 1;
         // Several shards: each partition also returns what the merge sorts by.
         let mut fields: Vec<Field> = projected
@@ -470,6 +474,9 @@ impl DisplayAs for VectorSearchExec {
         if let Some(r) = k.refine_factor {
             write!(f, ", refine_factor={r}")?;
         }
+        if let Some(p) = k.shard_probes {
+            write!(f, ", shard_probes={p}")?;
+        }
         let runs = match self.run.shards.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -578,7 +585,8 @@ impl ExecutionPlan for VectorSearchExec {
                 .get_or_try_init(|| async {
                     let t = engine.table(&table)?;
                     let heads = crate::transaction::read_at(&reads, &table);
-                    t.views(heads.as_deref(), filter.as_ref()).await
+                    let probe = Some((query.as_slice(), knobs.shard_probes()));
+                    t.views(heads.as_deref(), filter.as_ref(), probe).await
                 })
                 .await
                 .map_err(ext)?;
