@@ -321,6 +321,7 @@ impl Config {
                 capacity,
                 block,
             },
+            beneath_cache: None,
         }))
     }
 

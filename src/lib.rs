@@ -11,4 +11,4 @@ pub mod config;
 pub mod server;
 
 pub use config::Config;
-pub use server::{RunningServer, start};
+pub use server::{RunningServer, start, start_with};

@@ -34,7 +34,16 @@ pub enum StartError {
 
 /// Opens the data directory and starts serving on `config.listen`.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
-    let db = Database::open_with(&config.data_dir, config.engine_options()?).await?;
+    start_with(config, config.engine_options()?).await
+}
+
+/// [`start`] with the engine set up as `options` says rather than as the
+/// config does (the tests' fault injection beneath the cold tier).
+pub async fn start_with(
+    config: &Config,
+    options: quiver_engine::EngineOptions,
+) -> Result<RunningServer, StartError> {
+    let db = Database::open_with(&config.data_dir, options).await?;
     let listener =
         TcpListener::bind(&config.listen)
             .await

@@ -562,6 +562,156 @@ fn moto_server(test: &str) -> Option<String> {
     }
 }
 
+/// A COPY of `payload` that must fail: its error.
+async fn copy_fails(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    payload: String,
+) -> tokio_postgres::Error {
+    use futures::SinkExt;
+    let sink = c
+        .copy_in::<_, bytes::Bytes>(sql)
+        .await
+        .expect("copy starts");
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(payload)).await.expect("send");
+    sink.finish().await.expect_err("the COPY fails")
+}
+
+/// A store that fails or slows down beneath the cold tier (a fault
+/// injector wrapped around the S3 store, under an SSD cache of size 0 so
+/// that every read reaches it): statements fail with 58030 in bounded time,
+/// a failed COPY leaves no row (also when its data files were written and
+/// only its commit failed), a one-row INSERT acknowledged from the local
+/// log reaches the bucket once the store is back, hot tables serve on, and
+/// afterwards the table answers exactly as its hot twin, after a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_store_faults_fail_cleanly_and_lose_nothing() {
+    use quiver_tiering::faults::{FaultWrapper, Faults};
+    use std::sync::atomic::Ordering;
+    let Some(endpoint) = s3_endpoint("injected faults") else {
+        return;
+    };
+    let bucket = bucket(&endpoint, "faults").await;
+    let dir = TempDir::new("tier-faults");
+    let mut cfg = config(dir.path(), &endpoint, &bucket);
+    cfg.storage.ssd_cache_size = "0".into();
+    let faults = Faults::new();
+    let mut options = cfg.engine_options().expect("options");
+    options.cold.as_mut().expect("cold tier").beneath_cache =
+        Some(std::sync::Arc::new(FaultWrapper(faults.clone())));
+    let server = quiver::start_with(&cfg, options.clone())
+        .await
+        .expect("start");
+    let c = connect(&server).await;
+    let vectors = cold_and_hot(&c, 2000).await;
+    let queries: Vec<Vec<f32>> = [3, 77, 1500].iter().map(|&i| vectors[i].clone()).collect();
+
+    // Latency: a COPY into the cold table (large enough to be written to
+    // the store, not to the local log) waits for it, and lands whole.
+    faults.set_latency(Duration::from_millis(200));
+    let (more, _) = rows(5000, 10_000, 12);
+    let started = Instant::now();
+    copy_text(&c, "COPY cold FROM STDIN", more.clone()).await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    faults.clear();
+    copy_text(&c, "COPY hot FROM STDIN", more).await;
+    assert_eq!(checksum(&c, "cold").await, checksum(&c, "hot").await);
+
+    // Failed writes of a COPY written to the store: every write refused,
+    // or the data files written and then the commit refused. Either way
+    // 58030 and no row.
+    let baseline = checksum(&c, "cold").await;
+    let (bad, _) = rows(5000, 20_000, 13);
+    for (what, inject) in [
+        (
+            "every write",
+            &(|f: &Faults| f.fail_writes.store(true, Ordering::SeqCst)) as &dyn Fn(&Faults),
+        ),
+        ("the commit", &|f: &Faults| f.fail_puts_after(1)),
+    ] {
+        let injected = faults.injected.load(Ordering::SeqCst);
+        inject(&faults);
+        let started = Instant::now();
+        let e = copy_fails(&c, "COPY cold FROM STDIN", bad.clone()).await;
+        faults.clear();
+        assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{what}: {e}");
+        assert!(message(&e).contains("injected fault"), "{what}: {e:?}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{what}");
+        assert!(faults.injected.load(Ordering::SeqCst) > injected, "{what}");
+        assert_eq!(
+            checksum(&c, "cold").await,
+            baseline,
+            "{what}: no partial rows"
+        );
+    }
+
+    // A one-row INSERT is acknowledged from the local log while the store
+    // refuses writes; its flush to the bucket waits for the store.
+    faults.fail_writes.store(true, Ordering::SeqCst);
+    let one = "(30000, 4, '[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]')";
+    c.batch_execute(&format!("INSERT INTO cold VALUES {one}"))
+        .await
+        .expect("insert acknowledged from the log");
+    let injected = faults.injected.load(Ordering::SeqCst);
+    // Past the flush interval (1 s): the flush was tried and refused.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        faults.injected.load(Ordering::SeqCst) > injected,
+        "a flush was tried"
+    );
+    assert_eq!(count(&c, "cold").await, baseline.0 + 1);
+    faults.clear();
+    c.batch_execute(&format!("INSERT INTO hot VALUES {one}"))
+        .await
+        .expect("hot insert");
+
+    // Failed reads: rows never read yet fail with 58030 in bounded time;
+    // the hot table serves on, on the same connection.
+    let (fresh, _) = rows(200, 40_000, 14);
+    for t in ["cold", "hot"] {
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), fresh.clone()).await;
+    }
+    faults.fail_reads.store(true, Ordering::SeqCst);
+    let q = vector_text(&queries[0]);
+    for sql in [
+        "SELECT sum(cat)::BIGINT FROM cold WHERE id >= 40000".to_string(),
+        format!("SELECT id FROM cold ORDER BY emb <-> '{q}' LIMIT 5"),
+    ] {
+        let started = Instant::now();
+        let e = c.query(&sql, &[]).await.expect_err("reads fail");
+        assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{sql}: {e}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{sql}");
+    }
+    assert_eq!(count(&c, "hot").await, baseline.0 + 201);
+    let near = hits(
+        &c,
+        &format!("SELECT id, emb <-> '{q}' FROM hot ORDER BY emb <-> '{q}' LIMIT 1"),
+    )
+    .await;
+    assert_eq!(near[0].0, 3);
+    faults.clear();
+
+    // Nothing was lost or damaged: the cold table answers as its twin,
+    // and so it does after a restart.
+    assert_eq!(checksum(&c, "cold").await, checksum(&c, "hot").await);
+    same_answers(&c, "cold", "hot", &queries).await;
+    server.shutdown().await.expect("shutdown");
+    let server = quiver::start_with(&cfg, options).await.expect("restart");
+    let c = connect(&server).await;
+    c.batch_execute("SET quiver.result_cache = off")
+        .await
+        .expect("set");
+    assert_eq!(checksum(&c, "cold").await, checksum(&c, "hot").await);
+    assert_eq!(
+        count(&c, "cold WHERE id = 30000").await,
+        1,
+        "the row acknowledged from the log"
+    );
+    same_answers(&c, "cold", "hot", &queries).await;
+    server.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_object_store_fails_cleanly_and_hot_tables_serve_on() {
     let Some(moto) = moto_server("stopped store") else {
@@ -623,20 +773,8 @@ async fn a_stopped_object_store_fails_cleanly_and_hot_tables_serve_on() {
     }
     // A COPY into the cold table fails whole.
     let (more, _) = rows(500, 10_000, 42);
-    {
-        use futures::SinkExt;
-        let sink = c
-            .copy_in::<_, bytes::Bytes>("COPY cold FROM STDIN")
-            .await
-            .expect("copy starts");
-        futures::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(more)).await.expect("send");
-        let e = sink
-            .finish()
-            .await
-            .expect_err("COPY into the stopped store");
-        assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{e}");
-    }
+    let e = copy_fails(&c, "COPY cold FROM STDIN", more).await;
+    assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{e}");
     // The connection, the server and the hot table serve on.
     assert_eq!(count(&c, "hot").await, 2000);
     c.batch_execute("INSERT INTO hot VALUES (5, 5, '[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]')")

@@ -11,6 +11,7 @@
 //! and the store parameters Lance opens it with), and to list and remove
 //! dataset folders.
 
+pub mod faults;
 pub mod ssd;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use lance_io::object_store::{
     ObjectStore, ObjectStoreParams, ObjectStoreRegistry, StorageOptionsAccessor,
+    WrappingObjectStore,
 };
 
 pub use ssd::{SsdCache, SsdOptions, SsdStats};
@@ -69,7 +71,7 @@ impl Tier {
 }
 
 /// The cold tier as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ColdOptions {
     /// The object-store root, e.g. `s3://bucket/prefix`.
     pub root: String,
@@ -77,6 +79,9 @@ pub struct ColdOptions {
     /// credentials, `allow_http`, `timeout`, `client_max_retries`, …).
     pub storage_options: HashMap<String, String>,
     pub ssd: SsdOptions,
+    /// A wrapper of the store beneath the SSD cache (the tests' fault
+    /// injector, [`faults::FaultWrapper`]); `None` in the server.
+    pub beneath_cache: Option<Arc<dyn WrappingObjectStore>>,
 }
 
 /// Where one dataset is: what Lance opens or creates it with.
@@ -93,6 +98,8 @@ struct ColdRoot {
     uri: String,
     params: ObjectStoreParams,
     cache: Arc<SsdCache>,
+    /// [`ColdOptions::beneath_cache`].
+    beneath: Option<Arc<dyn WrappingObjectStore>>,
 }
 
 /// The roots under which table datasets are stored.
@@ -139,7 +146,10 @@ impl StorageRoot {
         }
         let cache = SsdCache::new(cold.ssd)?;
         let params = ObjectStoreParams {
-            object_store_wrapper: Some(Arc::new(ssd::SsdWrapper(cache.clone()))),
+            object_store_wrapper: Some(Arc::new(ssd::SsdWrapper {
+                cache: cache.clone(),
+                beneath: cold.beneath_cache.clone(),
+            })),
             storage_options_accessor: Some(Arc::new(StorageOptionsAccessor::with_static_options(
                 cold.storage_options,
             ))),
@@ -149,6 +159,7 @@ impl StorageRoot {
             uri: format!("{root}/{store_id}"),
             params,
             cache,
+            beneath: cold.beneath_cache,
         }));
         Ok(self)
     }
@@ -189,8 +200,8 @@ impl StorageRoot {
     /// (a copy reads every file once).
     pub fn copy_location(&self, tier: Tier, dir: &str) -> std::io::Result<Location> {
         let mut at = self.location(tier, dir)?;
-        if let Some(p) = &mut at.params {
-            p.object_store_wrapper = None;
+        if let (Some(p), Ok(cold)) = (&mut at.params, self.cold()) {
+            p.object_store_wrapper = cold.beneath.clone();
         }
         Ok(at)
     }

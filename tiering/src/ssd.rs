@@ -628,24 +628,36 @@ fn options_is_head_or_small(result: &GetResult) -> bool {
 
 /// The wrapper Lance applies to every store a cold shard opens.
 #[derive(Debug, Clone)]
-pub struct SsdWrapper(pub Arc<SsdCache>);
+pub struct SsdWrapper {
+    pub cache: Arc<SsdCache>,
+    /// What wraps the store beneath the cache, if anything.
+    pub beneath: Option<Arc<dyn WrappingObjectStore>>,
+}
 
 impl WrappingObjectStore for SsdWrapper {
     fn wrap(&self, store_prefix: &str, original: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        let inner = match &self.beneath {
+            Some(w) => w.wrap(store_prefix, original),
+            None => original,
+        };
         Arc::new(CachedStore {
-            inner: original,
-            cache: self.0.clone(),
+            inner,
+            cache: self.cache.clone(),
             prefix: store_prefix.to_string(),
         })
     }
 
-    /// Listings are not cached: the store's own paging is kept.
+    /// Listings are not cached: the store's own paging is kept (or what
+    /// the wrapper beneath says).
     fn wrap_paginated(
         &self,
-        _store_prefix: &str,
+        store_prefix: &str,
         original: Arc<dyn PaginatedListStore>,
     ) -> Option<Arc<dyn PaginatedListStore>> {
-        Some(original)
+        match &self.beneath {
+            Some(w) => w.wrap_paginated(store_prefix, original),
+            None => Some(original),
+        }
     }
 }
 
