@@ -9,6 +9,10 @@
    the exact ground truth, QPS, p50 / p99, and the shards each query read (from EXPLAIN);
    also at ef 32 and 16 (each shard returns its own k nearest: more candidates than one).
    The 1-shard table is the baseline the others are a ratio of.
+   Then `docs_ivf8` (`WITH (shards = 8, sharding = 'ivf')`): COPY (every row on the
+   pending shard), OPTIMIZE TABLE (trains the centroids and moves the rows to their
+   shards: timed, with the rows per shard), the same index, and the queries at ef 64
+   with `quiver.shard_probes` 1, 2 and 4.
 2. Rebalancing: `docs_4` is moved to 8 shards (ALTER TABLE … SET (shards = 8)) while one
    reader process runs the same queries: rows moved (the ALTER's NOTICE) and wall time,
    the reader's QPS before, during and after the move (the ratios are the figures), every
@@ -36,6 +40,8 @@ SET = ["SET quiver.nprobes = 1", "SET quiver.ef = 64", "SET quiver.result_cache 
 # ef per search setting: each shard returns its own k nearest, so a sharded table
 # reaches a given recall with a smaller ef than one table does.
 EFS = [64, 32, 16]
+# quiver.shard_probes of the ivf-sharded table (at ef 64).
+PROBES = [1, 2, 4]
 QUERY = "SELECT id FROM vector_search('{t}', 'embedding', %s::vector, 10)"
 K = 10
 
@@ -44,9 +50,11 @@ def pct(a, q):
     return float(np.percentile(np.asarray(a), q)) * 1000.0 if len(a) else None
 
 
-def load(conn, table, shards, ds):
+def load(conn, table, shards, ds, ivf=False):
     conn.execute(f"DROP TABLE IF EXISTS {table}")
     with_ = f" WITH (shards = {shards}, shard_key = id)" if shards > 1 else ""
+    if ivf:
+        with_ = f" WITH (shards = {shards}, sharding = 'ivf')"
     conn.execute(f"CREATE TABLE {table} (id BIGINT, text TEXT, category TEXT, bucket INT, "
                  f"embedding VECTOR({ds.dim})){with_}")
     chunks = harness.copy_text_chunks(ds)
@@ -56,10 +64,19 @@ def load(conn, table, shards, ds):
             for c in chunks:
                 cp.write(c)
     copy_s = time.perf_counter() - t0
+    out = {"copy_rows_per_s": ds.n / copy_s}
+    if ivf:
+        # Trains the centroids and moves the rows off the pending shard.
+        t0 = time.perf_counter()
+        conn.execute(f"OPTIMIZE TABLE {table}")
+        out["train_and_move_s"] = time.perf_counter() - t0
+        out["rows_per_shard"] = [r[0] for r in conn.execute(
+            f"SELECT rows FROM quiver_shards('{table}') ORDER BY shard").fetchall()]
     t0 = time.perf_counter()
     conn.execute(f"CREATE INDEX {table}_idx ON {table} USING ivf_hnsw_sq (embedding) "
                  "WITH (metric='cosine', num_partitions=1)")
-    return {"copy_rows_per_s": ds.n / copy_s, "index_s": time.perf_counter() - t0}
+    out["index_s"] = time.perf_counter() - t0
+    return out
 
 
 def shards_read(conn, table, qvec):
@@ -67,6 +84,11 @@ def shards_read(conn, table, qvec):
         "EXPLAIN " + QUERY.format(t=table).replace("%s", f"'{qvec}'")).fetchall())
     m = re.search(r"shards=\[([^\]]*)\] of (\d+)", plan)
     return len(m.group(1).split(",")) if m else 1
+
+
+def shards_per_query(conn, table, qvecs):
+    """The shards the first 100 queries read, on average (EXPLAIN of each)."""
+    return float(np.mean([shards_read(conn, table, v) for v in qvecs[:100]]))
 
 
 def search(conn, table, qvecs, gt):
@@ -121,6 +143,7 @@ def main():
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--shards", default="1,4,8")
+    ap.add_argument("--ivf", type=int, default=8, help="shards of the ivf-sharded table (0: none)")
     ap.add_argument("--seconds", type=float, default=20, help="reader time before and after the move")
     args = ap.parse_args()
     ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
@@ -142,6 +165,19 @@ def main():
         conn.execute("SET quiver.ef = 64")
         harness.log(f"{n} shards: {r}")
         result["tables"][n] = r
+    if args.ivf:
+        n = args.ivf
+        table = f"docs_ivf{n}"
+        r = load(conn, table, n, ds, ivf=True)
+        r["settings"] = {}
+        for probes in PROBES:
+            conn.execute(f"SET quiver.shard_probes = {probes}")
+            x = search(conn, table, qvecs, gt)
+            x["shards_read"] = shards_per_query(conn, table, qvecs)
+            r["settings"][f"probes{probes}"] = x
+        conn.execute("RESET quiver.shard_probes")
+        harness.log(f"{n} ivf shards: {r}")
+        result["ivf"] = {"shards": n, **r}
 
     # Rebalancing 4 -> 8 under a reader.
     table = "docs_4"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sharded tables (issue 10), wordnet-minilm over the wire, one Quiver release build:
-# 1 vs 4 vs 8 hash shards (recall@10, QPS, p50/p99, shards read per query; the 1-shard
-# table is the baseline of the ratios), then ALTER TABLE … SET (shards = 8) on the
+# 1 vs 4 vs 8 hash shards vs 8 ivf shards at shard_probes 1 / 2 / 4 (recall@10, QPS,
+# p50/p99, shards read per query; the 1-shard table is the baseline of the ratios),
+# then ALTER TABLE … SET (shards = 8) on the
 # 4-shard table under a reader (rows moved, wall time, reader QPS during / before).
 #
 #   QUIVER_BIN=... bench/shards.sh       # about 10 minutes on 2 cores
@@ -41,9 +42,18 @@ for n, s in t.items():
     for name, x in s["settings"].items():
         print(f"| {n} (hash) | {name[2:]} | {x['recall']:.3f} | {x['qps']:,.0f} | {x['qps'] / b64['qps']:.2f}x | "
               f"{x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {s['shards_read']} |")
+iv = r.get("ivf")
+if iv:
+    for name, x in iv["settings"].items():
+        print(f"| {iv['shards']} (ivf) | 64, shard_probes {name[6:]} | {x['recall']:.3f} | {x['qps']:,.0f} | "
+              f"{x['qps'] / b64['qps']:.2f}x | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['shards_read']:.1f} |")
+    print(f"\nivf: OPTIMIZE TABLE trained the centroids and moved the rows off the pending shard in "
+          f"{iv['train_and_move_s']:.1f} s; rows per shard {iv['rows_per_shard']}.")
 print("\n| shards | COPY rows/s | index build s |\n|---|---|---|")
 for n, s in t.items():
     print(f"| {n} | {s['copy_rows_per_s']:,.0f} | {s['index_s']:.1f} |")
+if iv:
+    print(f"| {iv['shards']} (ivf) | {iv['copy_rows_per_s']:,.0f} | {iv['index_s']:.1f} |")
 b = r["rebalance"]
 rb, rd, ra = b["reader_before"], b["reader_during"], b["reader_after"]
 print(f"\nRebalancing 4 -> 8 shards under one reader: moved {b['rows_moved']:,} of {b['rows']:,} rows "

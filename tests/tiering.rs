@@ -697,7 +697,9 @@ async fn injected_store_faults_fail_cleanly_and_lose_nothing() {
     assert_eq!(checksum(&c, "cold").await, checksum(&c, "hot").await);
     same_answers(&c, "cold", "hot", &queries).await;
     server.shutdown().await.expect("shutdown");
-    let server = quiver::start_with(&cfg, options).await.expect("restart");
+    let server = quiver::start_with(&cfg, options.clone())
+        .await
+        .expect("restart");
     let c = connect(&server).await;
     c.batch_execute("SET quiver.result_cache = off")
         .await
@@ -708,6 +710,51 @@ async fn injected_store_faults_fail_cleanly_and_lose_nothing() {
         1,
         "the row acknowledged from the log"
     );
+    same_answers(&c, "cold", "hot", &queries).await;
+    let expected = checksum(&c, "cold").await;
+    server.shutdown().await.expect("shutdown");
+
+    // A start while the store fails: the server starts and serves the hot
+    // table; the cold one fails with 58030 until the store is back, then
+    // opens by itself.
+    faults.fail_reads.store(true, Ordering::SeqCst);
+    let server = quiver::start_with(&cfg, options)
+        .await
+        .expect("start while the store fails");
+    let c = connect(&server).await;
+    c.batch_execute("SET quiver.result_cache = off")
+        .await
+        .expect("set");
+    assert_eq!(checksum(&c, "hot").await, expected);
+    let e = c
+        .query("SELECT count(*) FROM cold", &[])
+        .await
+        .expect_err("the cold table is not available");
+    assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{e}");
+    assert!(message(&e).contains("not available"), "{e:?}");
+    let listed: Vec<String> = c
+        .query("SELECT DISTINCT table_name FROM quiver_shards()", &[])
+        .await
+        .expect("quiver_shards")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(listed, ["hot"]);
+    faults.clear();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match c.query_one("SELECT count(*) FROM cold", &[]).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the cold table did not come back: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert_eq!(checksum(&c, "cold").await, expected);
     same_answers(&c, "cold", "hot", &queries).await;
     server.shutdown().await.expect("shutdown");
 }

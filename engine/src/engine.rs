@@ -126,7 +126,14 @@ pub struct Engine {
     /// Dataset folders a move between tiers is copying into
     /// ([`crate::tier`]): not removed as a former copy meanwhile.
     pub(crate) copying: std::sync::Mutex<std::collections::HashSet<(Tier, String)>>,
+    /// Cold tables whose object store did not answer when they were opened,
+    /// with its error: statements on them fail with 58030 until a
+    /// background retry opens them ([`Engine::retry_unavailable`]).
+    unavailable: RwLock<HashMap<String, String>>,
 }
+
+/// How often cold tables that could not be opened are tried again.
+const REOPEN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many values of a sequence are reserved (stored in the catalog) at a time.
 const SEQUENCE_BLOCK: i64 = 1024;
@@ -151,6 +158,14 @@ fn with_read<T, R>(lock: &RwLock<T>, f: impl FnOnce(&T) -> R) -> R {
     match lock.read() {
         Ok(g) => f(&g),
         Err(p) => f(&p.into_inner()),
+    }
+}
+
+/// Changes what a lock guards.
+fn with_write<T, R>(lock: &RwLock<T>, f: impl FnOnce(&mut T) -> R) -> R {
+    match lock.write() {
+        Ok(mut g) => f(&mut g),
+        Err(p) => f(&mut p.into_inner()),
     }
 }
 
@@ -187,16 +202,25 @@ impl Engine {
             storage = storage.with_cold(cold, &catalog.store_id)?;
         }
         let mut tables = HashMap::new();
+        let mut unavailable = HashMap::new();
         for def in catalog.tables.values() {
-            let table = Table::open(&storage, def.clone(), &shared, &data_dir.join(WAL_DIR))
-                .await
-                .map_err(|e| {
-                    EngineError::new(
+            match Table::open(&storage, def.clone(), &shared, &data_dir.join(WAL_DIR)).await {
+                Ok(table) => {
+                    tables.insert(def.name.clone(), Arc::new(table));
+                }
+                // The object store may be down for a while: the other
+                // tables serve meanwhile (its logged rows wait on disk).
+                Err(e) if def.tier == Tier::Cold && e.kind == ErrorKind::Io => {
+                    tracing::warn!(table = def.name, error = %e.message, "a cold table could not be opened; retrying in the background");
+                    unavailable.insert(def.name.clone(), e.message);
+                }
+                Err(e) => {
+                    return Err(EngineError::new(
                         ErrorKind::Io,
                         format!("cannot open table {}: {}", def.name, e.message),
-                    )
-                })?;
-            tables.insert(def.name.clone(), Arc::new(table));
+                    ));
+                }
+            }
         }
         if Self::reconcile(data_dir, &storage, &mut catalog, &tables).await? {
             catalog.store(data_dir)?;
@@ -212,7 +236,9 @@ impl Engine {
             sequences: Default::default(),
             copying: Default::default(),
             generation: std::sync::atomic::AtomicU64::new(1),
+            unavailable: RwLock::new(unavailable),
         });
+        engine.retry_unavailable();
         engine.resume_moves();
         engine.start_ivf_trainer();
         Ok(engine)
@@ -423,8 +449,58 @@ impl Engine {
         };
         match tables.get(name) {
             Some(t) => Ok(t.clone()),
-            None => engine_err!(TableNotFound, "relation \"{name}\" does not exist"),
+            None => match with_read(&self.unavailable, |u| u.get(name).cloned()) {
+                Some(e) => engine_err!(
+                    Io,
+                    "table \"{name}\" is not available: its object store did not answer when it was opened ({e}); it is tried again every {} s",
+                    REOPEN_INTERVAL.as_secs()
+                ),
+                None => engine_err!(TableNotFound, "relation \"{name}\" does not exist"),
+            },
         }
+    }
+
+    /// Tries again, in the background, to open the cold tables that could
+    /// not be opened at start-up, until each one opens (or is dropped).
+    fn retry_unavailable(self: &Arc<Self>) {
+        if with_read(&self.unavailable, HashMap::is_empty) {
+            return;
+        }
+        let engine = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REOPEN_INTERVAL).await;
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                let names: Vec<String> =
+                    with_read(&engine.unavailable, |u| u.keys().cloned().collect());
+                if names.is_empty() {
+                    return;
+                }
+                for name in names {
+                    let _ddl = engine.ddl.lock().await;
+                    let Some(def) = engine.catalog().tables.get(&name).cloned() else {
+                        with_write(&engine.unavailable, |u| u.remove(&name));
+                        continue;
+                    };
+                    let log_root = engine.data_dir.join(WAL_DIR);
+                    match Table::open(&engine.storage, def, &engine.shared, &log_root).await {
+                        Ok(t) => {
+                            with_write(&engine.unavailable, |u| u.remove(&name));
+                            engine.insert_table(&name, Arc::new(t));
+                            tracing::info!(
+                                table = name,
+                                "a cold table that could not be opened is open"
+                            );
+                        }
+                        Err(e) => {
+                            with_write(&engine.unavailable, |u| u.insert(name, e.message));
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Whether any view exists (checked on every statement before views
@@ -567,18 +643,24 @@ impl Engine {
             Err(p) => p.into_inner().remove(name),
         };
         self.bump_generation();
-        if let Some(t) = dropped {
-            t.close().await;
-            for path in t.log_paths() {
-                let removed = match path.is_dir() {
-                    true => std::fs::remove_dir_all(&path),
-                    false => std::fs::remove_file(&path),
-                };
-                if let Err(e) = removed
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(table = name, error = %e, "dropped table's log was not removed");
-                }
+        with_write(&self.unavailable, |u| u.remove(name));
+        let logs = match dropped {
+            Some(t) => {
+                t.close().await;
+                t.log_paths()
+            }
+            // A cold table that could not be opened: its logs wait on disk.
+            None => Table::log_paths_of(&def, &self.data_dir.join(WAL_DIR)),
+        };
+        for path in logs {
+            let removed = match path.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            if let Err(e) = removed
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(table = name, error = %e, "dropped table's log was not removed");
             }
         }
         for dir in def.shard_dirs() {

@@ -178,6 +178,14 @@ struct CommitRecord {
 }
 
 impl Table {
+    /// The logs and commit record of a table defined as `def`, whether
+    /// open or not ([`Table::log_paths`] of an open one).
+    pub fn log_paths_of(def: &TableDef, log_root: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = def.shard_dirs().iter().map(|d| log_root.join(d)).collect();
+        out.push(Self::record_path(def, log_root));
+        out
+    }
+
     fn record_path(def: &TableDef, log_root: &Path) -> PathBuf {
         log_root.join(format!("{}.commit", def.dir))
     }
