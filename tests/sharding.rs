@@ -3,9 +3,11 @@
 //! statement over several shards is seen whole or not at all, and survives a
 //! crash whole or not at all.
 
+use std::time::Duration;
+
 use crate::common::{
     TempDir, client, connect, copy_text, count, explain, free_port, hits, random_vectors,
-    spawn_command, spawn_server, start_server, vector_text,
+    spawn_command, spawn_server, spawn_server_with, start_server, vector_text,
 };
 
 /// COPY text rows `(id, cat, embedding)`; every 7th vector repeats the one
@@ -479,6 +481,97 @@ async fn an_ivf_sharded_table_places_rows_by_centroid() {
     let rows: u64 = table.shards().iter().map(|s| s.stats().rows).sum();
     assert_eq!(rows, 2001);
     server.shutdown().await.expect("shutdown");
+}
+
+/// `kill -9` while an ivf-sharded table is trained (the server aborts
+/// once the catalog holds the centroids, or after the first step moving
+/// rows off the pending shard): after the restart every row is readable
+/// exactly once, the move finishes, and every row is on its centroid's
+/// shard (a one-probe search for its own vector finds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ivf_training_killed_half_way_leaves_every_row_once() {
+    for step in ["reshard:recorded", "reshard:step"] {
+        let dir = TempDir::new("ivf-crash");
+        let config = dir.path().join("quiver.toml");
+        std::fs::write(&config, "[storage]\nreshard_step_rows = 200\n").expect("config");
+        let config = config.display().to_string();
+        let flags = ["--config", config.as_str()];
+        let port = free_port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quiver"));
+        command.env("QUIVER_CRASH_AT", step);
+        let mut server = spawn_command(command, dir.path(), port, &flags).await;
+        let c = client(port).await;
+        c.batch_execute(
+            "CREATE TABLE t (id BIGINT, cat INT, emb VECTOR(8))
+               WITH (shards = 4, sharding = 'ivf', train_rows = 1000)",
+        )
+        .await
+        .expect("create");
+        let (payload, vectors) = clustered(3000, 0, 51);
+        copy_text(&c, "COPY t FROM STDIN", payload).await;
+        let before = c
+            .query_one("SELECT count(*), sum(id)::BIGINT FROM t", &[])
+            .await
+            .expect("checksum");
+        let before: (i64, i64) = (before.get(0), before.get(1));
+        // The trainer finds the table due within a second, and dies.
+        let status = tokio::time::timeout(Duration::from_secs(60), server.wait())
+            .await
+            .expect("the server did not die")
+            .expect("wait");
+        assert!(!status.success(), "the server did not die at {step}");
+
+        let mut server = spawn_server_with(dir.path(), port, &flags).await;
+        let c = client(port).await;
+        let checksum = async |c: &tokio_postgres::Client| -> (i64, i64) {
+            let r = c
+                .query_one("SELECT count(*), sum(id)::BIGINT FROM t", &[])
+                .await
+                .expect("checksum");
+            (r.get(0), r.get(1))
+        };
+        assert_eq!(checksum(&c).await, before, "at once after a kill at {step}");
+        let mut waited = 0;
+        loop {
+            let moving: bool = c
+                .query_one("SELECT bool_or(moving) FROM quiver_shards('t')", &[])
+                .await
+                .expect("quiver_shards")
+                .get(0);
+            if !moving {
+                break;
+            }
+            assert!(
+                waited < 600,
+                "the move did not finish after a kill at {step}"
+            );
+            waited += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(checksum(&c).await, before, "after a kill at {step}");
+        let rows: Vec<i64> = c
+            .query("SELECT rows FROM quiver_shards('t') ORDER BY shard", &[])
+            .await
+            .expect("rows")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(rows, [750, 750, 750, 750], "after a kill at {step}");
+        c.batch_execute("SET quiver.result_cache = off; SET quiver.shard_probes = 1")
+            .await
+            .expect("set");
+        for id in (0..3000usize).step_by(97) {
+            let q = vector_text(&vectors[id]);
+            let found = hits(
+                &c,
+                &format!("SELECT id, emb <-> '{q}' FROM t ORDER BY emb <-> '{q}' LIMIT 1"),
+            )
+            .await;
+            assert_eq!(found, [(id as i64, 0.0)], "row {id} after a kill at {step}");
+        }
+        server.start_kill().expect("stop");
+        let _ = server.wait().await;
+    }
 }
 
 /// A reader never sees part of a statement that wrote several shards.

@@ -305,8 +305,10 @@ async fn a_cold_table_lives_in_the_bucket_and_survives_a_restart() {
 /// (the 10th neighbour of vector 0) that the hot copy returns; after
 /// `OPTIMIZE TABLE cold` they agree, and with the SSD cache off
 /// (`ssd_cache_size = "0"`) they agree. Every byte the SSD cache returned
-/// was checked equal to the store's. Run with `--ignored`.
-#[ignore = "open bug: a cold table with a tiny chunk cache misses a neighbour"]
+/// was checked equal to the store's. Run with `--ignored`. It did not
+/// fail in 18 runs on another machine (alone and beside the other tiering
+/// tests); its cause was not found, so it stays out of CI until it is.
+#[ignore = "open bug: a cold table with a tiny chunk cache missed a neighbour"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_table_with_a_tiny_chunk_cache_is_exact() {
     let Some(endpoint) = s3_endpoint("tiny chunk cache") else {
