@@ -64,6 +64,10 @@ for name, x in [("before the move", rb), ("during the move", rd), ("after (8 sha
     print(f"| {name} | {x['queries']:,} | {x['qps']:,.0f} | {x['qps'] / rb['qps']:.2f}x | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} |")
 a = b["after"]
 print(f"\nAfter the move: {b['shards_after']} shards read per query, recall@10 {a['recall']:.3f}, {a['qps']:,.0f} QPS.")
+if "after_optimize" in b:
+    o = b["after_optimize"]
+    print(f"After OPTIMIZE TABLE ({b['optimize_s']:.1f} s): recall@10 {o['recall']:.3f}, {o['qps']:,.0f} QPS, "
+          f"p99 {o['p99_ms']:.2f} ms.")
 PY
 log "results in $OUT_DIR"
 exit 0

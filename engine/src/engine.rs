@@ -248,10 +248,18 @@ impl Engine {
     /// (or whose interrupted move waits to be resumed).
     fn refuse_moving(&self, name: &str) -> Result<()> {
         match self.table(name) {
-            Ok(t) if t.moving.try_lock().is_err() || t.is_moving() => engine_err!(
-                InUse,
-                "table \"{name}\" is being resharded; try again when ALTER TABLE … SET (shards = …) has finished"
-            ),
+            Ok(t) if t.moving.try_lock().is_err() || t.is_moving() => {
+                match t.def.sharding.as_ref().is_some_and(|s| s.is_ivf()) {
+                    true => engine_err!(
+                        InUse,
+                        "table \"{name}\" is busy: its ivf shards are being trained (its rows move to their centroids' shards) or it moves between tiers; OPTIMIZE TABLE {name} waits for the training"
+                    ),
+                    false => engine_err!(
+                        InUse,
+                        "table \"{name}\" is being resharded or moved between tiers; try again when its ALTER TABLE has finished"
+                    ),
+                }
+            }
             _ => Ok(()),
         }
     }
