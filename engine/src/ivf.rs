@@ -135,6 +135,8 @@ impl Centroids {
 
 /// How often the trainer looks for ivf tables that are due.
 const TRAINER_TICK: Duration = Duration::from_secs(1);
+/// How long the trainer leaves a table whose training failed.
+const RETRAIN_AFTER: Duration = Duration::from_secs(30);
 
 impl Engine {
     /// Trains the centroids of ivf-sharded table `name` and moves its rows
@@ -198,16 +200,21 @@ impl Engine {
     pub(crate) fn start_ivf_trainer(self: &Arc<Self>) {
         let engine = Arc::downgrade(self);
         tokio::spawn(async move {
+            // Tables whose training failed, and when to try again.
+            let mut failed: std::collections::HashMap<String, std::time::Instant> =
+                Default::default();
             loop {
                 tokio::time::sleep(TRAINER_TICK).await;
                 let Some(engine) = engine.upgrade() else {
                     return;
                 };
+                let now = std::time::Instant::now();
                 let due: Vec<String> = engine
                     .catalog()
                     .tables
                     .values()
                     .filter(|d| untrained(d))
+                    .filter(|d| failed.get(&d.name).is_none_or(|&at| at <= now))
                     .filter(|d| {
                         engine.table(&d.name).is_ok_and(|t| {
                             t.stats().rows >= d.sharding.as_ref().map_or(0, |s| s.train_rows)
@@ -216,8 +223,14 @@ impl Engine {
                     .map(|d| d.name.clone())
                     .collect();
                 for name in due {
-                    if let Err(e) = engine.train_ivf(&name, false).await {
-                        tracing::warn!(table = name, error = %e, "training the ivf shards failed; retrying");
+                    match engine.train_ivf(&name, false).await {
+                        Ok(_) => {
+                            failed.remove(&name);
+                        }
+                        Err(e) => {
+                            tracing::warn!(table = name, error = %e, "training the ivf shards failed; retrying in {} s", RETRAIN_AFTER.as_secs());
+                            failed.insert(name, now + RETRAIN_AFTER);
+                        }
                     }
                 }
             }
