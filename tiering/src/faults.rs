@@ -24,8 +24,8 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
-/// What to inject, changed at any time by the test holding it.
-#[derive(Debug, Default)]
+/// What to inject, changed at any time by the test holding it (nothing at first).
+#[derive(Debug)]
 pub struct Faults {
     /// Fail every read (GET, HEAD, listing).
     pub fail_reads: AtomicBool,
@@ -41,12 +41,22 @@ pub struct Faults {
     pub requests: AtomicU64,
 }
 
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults {
+            fail_reads: AtomicBool::new(false),
+            fail_writes: AtomicBool::new(false),
+            puts_left: AtomicI64::new(-1),
+            latency_ms: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+}
+
 impl Faults {
     pub fn new() -> Arc<Faults> {
-        Arc::new(Faults {
-            puts_left: AtomicI64::new(-1),
-            ..Faults::default()
-        })
+        Arc::new(Faults::default())
     }
 
     /// Lets `n` more PUTs through, then fails the rest (until [`Faults::clear`]).
@@ -252,6 +262,10 @@ mod tests {
     #[tokio::test]
     async fn faults_are_injected_and_cleared() {
         let faults = Faults::new();
+        assert!(
+            !Faults::default().fails(Op::Put),
+            "nothing is injected at first"
+        );
         let store = FaultWrapper(faults.clone()).wrap("mem", Arc::new(InMemory::new()));
         let a = Path::from("a");
         store
