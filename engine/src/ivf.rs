@@ -186,13 +186,9 @@ impl Engine {
         sharding.centroids = Some(centroids);
         sharding.moving_from = Some(sharding.shards);
         self.start_move(&table, &def, sharding).await?;
-        let engine = self.clone();
-        let name = name.to_string();
-        let run = tokio::spawn(async move { engine.finish_move(&name, &table, moving).await });
-        match run.await {
-            Ok(r) => r.map(Some),
-            Err(e) => engine_err!(Internal, "the move to the trained shards failed: {e}"),
-        }
+        self.finish_move_in_task(name, table, moving)
+            .await
+            .map(Some)
     }
 
     /// Starts the task that trains ivf-sharded tables once they hold their

@@ -140,15 +140,7 @@ impl Engine {
         {
             self.start_move(&table, &def, sharding).await?;
         }
-        // Its own task: a client going away does not stop a move half way
-        // (it would be safe; it would only wait for the next start-up).
-        let engine = self.clone();
-        let name = name.to_string();
-        let run = tokio::spawn(async move { engine.finish_move(&name, &table, moving).await });
-        let mut report = match run.await {
-            Ok(r) => r?,
-            Err(e) => return engine_err!(Internal, "the move between shard counts failed: {e}"),
-        };
+        let mut report = self.finish_move_in_task(name, table, moving).await?;
         report.from = from;
         report.to = to;
         Ok(report)
@@ -225,6 +217,24 @@ impl Engine {
             "rows start moving between shard counts"
         );
         Ok(())
+    }
+
+    /// [`Engine::finish_move`] in its own task: a client going away does
+    /// not stop a move half way (it would be safe; it would only wait for
+    /// the next start-up).
+    pub(crate) async fn finish_move_in_task(
+        self: &Arc<Self>,
+        name: &str,
+        table: Arc<Table>,
+        moving: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<ReshardReport> {
+        let engine = self.clone();
+        let name = name.to_string();
+        let run = tokio::spawn(async move { engine.finish_move(&name, &table, moving).await });
+        match run.await {
+            Ok(r) => r,
+            Err(e) => engine_err!(Internal, "the move of the table's rows failed: {e}"),
+        }
     }
 
     /// Moves every misplaced row, then records the move done (steps 3
