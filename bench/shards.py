@@ -2,10 +2,12 @@
 """Sharded tables over the wire (bench/shards.sh runs it against a fresh Quiver).
 
     python3 bench/shards.py --dsn DSN --out FILE.json [--shards 1,4,8] [--seconds 20]
+        [--scale DIR --partitions 8]    # the 1M-row set of bench/scale.py instead of wordnet
 
 1. For each shard count N: a table `docs_N` (`WITH (shards = N, shard_key = id)`; N = 1 is
    a plain table), COPY of wordnet-minilm, CREATE INDEX ivf_hnsw_sq (one partition per
-   shard), then the 1,000 queries (k = 10, prepared, nprobes 1, ef 64): recall@10 against
+   shard; with --partitions P, P partitions in all, P / N a shard), then the 1,000 queries
+   (k = 10, prepared, every partition of each shard read probed, ef 64): recall@10 against
    the exact ground truth, QPS, p50 / p99, and the shards each query read (from EXPLAIN);
    also at ef 32 and 16 (each shard returns its own k nearest: more candidates than one).
    The 1-shard table is the baseline the others are a ratio of.
@@ -51,21 +53,44 @@ def pct(a, q):
     return float(np.percentile(np.asarray(a), q)) * 1000.0 if len(a) else None
 
 
-def load(conn, table, shards, ds, ivf=False):
+class ScaleData:
+    """The 1M-row set of bench/scale.py (`scale.py make`): COPY text of (id, embedding),
+    200 unit-norm queries and their exact cosine top 10."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        m = json.loads((self.folder / "MANIFEST.json").read_text())
+        self.n, self.dim = m["rows"], m["dim"]
+        self.queries = np.load(self.folder / "queries.npy")
+        self.gt = np.load(self.folder / "gt.npy")
+
+    def copy(self, cur, table):
+        with cur.copy(f"COPY {table} (id, embedding) FROM STDIN") as cp:
+            with open(self.folder / "copy.txt", "rb") as f:
+                while block := f.read(8 << 20):
+                    cp.write(block)
+
+
+def load(conn, table, shards, ds, ivf=False, partitions=1):
+    """Creates and fills `table`; an ivf_hnsw_sq index of `partitions` partitions in all,
+    split over the shards (at least 1 a shard)."""
     conn.execute(f"DROP TABLE IF EXISTS {table}")
     with_ = f" WITH (shards = {shards}, shard_key = id)" if shards > 1 else ""
     if ivf:
         with_ = f" WITH (shards = {shards}, sharding = 'ivf')"
     conn.execute(f"CREATE TABLE {table} (id BIGINT, text TEXT, category TEXT, bucket INT, "
                  f"embedding VECTOR({ds.dim})){with_}")
-    chunks = harness.copy_text_chunks(ds)
     t0 = time.perf_counter()
     with conn.cursor() as cur:
-        with cur.copy(f"COPY {table} FROM STDIN") as cp:
-            for c in chunks:
-                cp.write(c)
+        if isinstance(ds, ScaleData):
+            ds.copy(cur, table)
+        else:
+            with cur.copy(f"COPY {table} FROM STDIN") as cp:
+                for c in harness.copy_text_chunks(ds):
+                    cp.write(c)
     copy_s = time.perf_counter() - t0
-    out = {"copy_rows_per_s": ds.n / copy_s}
+    per_shard = max(1, partitions // shards)
+    out = {"copy_rows_per_s": ds.n / copy_s, "partitions_per_shard": per_shard}
     if ivf:
         # Trains the centroids and moves the rows off the pending shard.
         t0 = time.perf_counter()
@@ -75,7 +100,7 @@ def load(conn, table, shards, ds, ivf=False):
             f"SELECT rows FROM quiver_shards('{table}') ORDER BY shard").fetchall()]
     t0 = time.perf_counter()
     conn.execute(f"CREATE INDEX {table}_idx ON {table} USING ivf_hnsw_sq (embedding) "
-                 "WITH (metric='cosine', num_partitions=1)")
+                 f"WITH (metric='cosine', num_partitions={per_shard})")
     out["index_s"] = time.perf_counter() - t0
     return out
 
@@ -92,7 +117,9 @@ def shards_per_query(conn, table, qvecs):
     return float(np.mean([shards_read(conn, table, v) for v in qvecs[:100]]))
 
 
-def search(conn, table, qvecs, gt):
+def search(conn, table, qvecs, gt, nprobes=1):
+    """Every partition of each shard read is probed (`nprobes` = partitions per shard)."""
+    conn.execute(f"SET quiver.nprobes = {nprobes}")
     sql = QUERY.format(t=table)
     for v in qvecs[:100]:
         conn.execute(sql, (v,), prepare=True).fetchall()
@@ -108,11 +135,12 @@ def search(conn, table, qvecs, gt):
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
 
 
-def reader(dsn, table, qvecs, stop, out):
+def reader(dsn, table, qvecs, stop, out, nprobes=1):
     """Runs the queries until `stop` is set: (start, latency) of each; fails on a short answer."""
     conn = harness.connect(dsn)
     for s in SET:
         conn.execute(s)
+    conn.execute(f"SET quiver.nprobes = {nprobes}")
     sql = QUERY.format(t=table)
     for v in qvecs[:50]:
         conn.execute(sql, (v,), prepare=True).fetchall()
@@ -146,34 +174,43 @@ def main():
     ap.add_argument("--shards", default="1,4,8")
     ap.add_argument("--ivf", type=int, default=8, help="shards of the ivf-sharded table (0: none)")
     ap.add_argument("--seconds", type=float, default=20, help="reader time before and after the move")
+    ap.add_argument("--scale", help="the 1M-row set of bench/scale.py (its folder) instead of wordnet-minilm")
+    ap.add_argument("--partitions", type=int, default=1,
+                    help="ivf_hnsw_sq partitions of each table in all, split over its shards")
     args = ap.parse_args()
-    ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
-    fmt = harness.vector_formatter(ds.base.dtype)
-    qvecs = [fmt(q) for q in ds.queries]
-    gt, _ = ds.ground_truth(None, K)
+    if args.scale:
+        ds = ScaleData(args.scale)
+        qvecs = ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in ds.queries]
+        gt = ds.gt
+    else:
+        ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
+        fmt = harness.vector_formatter(ds.base.dtype)
+        qvecs = [fmt(q) for q in ds.queries]
+        gt, _ = ds.ground_truth(None, K)
     conn = harness.connect(args.dsn)
     for s in SET:
         conn.execute(s)
-    result = {"machine": harness.machine_info(), "rows": ds.n, "tables": {}}
+    result = {"machine": harness.machine_info(), "rows": ds.n, "queries": len(qvecs),
+              "partitions": args.partitions, "tables": {}}
     for n in [int(x) for x in args.shards.split(",")]:
         table = f"docs_{n}"
-        r = load(conn, table, n, ds)
+        r = load(conn, table, n, ds, partitions=args.partitions)
         r["shards_read"] = shards_read(conn, table, qvecs[0])
         r["settings"] = {}
         for ef in EFS:
             conn.execute(f"SET quiver.ef = {ef}")
-            r["settings"][f"ef{ef}"] = search(conn, table, qvecs, gt)
+            r["settings"][f"ef{ef}"] = search(conn, table, qvecs, gt, r["partitions_per_shard"])
         conn.execute("SET quiver.ef = 64")
         harness.log(f"{n} shards: {r}")
         result["tables"][n] = r
     if args.ivf:
         n = args.ivf
         table = f"docs_ivf{n}"
-        r = load(conn, table, n, ds, ivf=True)
+        r = load(conn, table, n, ds, ivf=True, partitions=args.partitions)
         r["settings"] = {}
         for probes in PROBES:
             conn.execute(f"SET quiver.shard_probes = {probes}")
-            x = search(conn, table, qvecs, gt)
+            x = search(conn, table, qvecs, gt, r["partitions_per_shard"])
             x["shards_read"] = shards_per_query(conn, table, qvecs)
             r["settings"][f"probes{probes}"] = x
         conn.execute("RESET quiver.shard_probes")
@@ -185,7 +222,8 @@ def main():
     before = checksum(conn, table)
     ctx = mp.get_context("spawn")
     stop, out = ctx.Event(), ctx.Queue()
-    p = ctx.Process(target=reader, args=(args.dsn, table, qvecs, stop, out))
+    p = ctx.Process(target=reader, args=(args.dsn, table, qvecs, stop, out,
+                                         result["tables"][4]["partitions_per_shard"]))
     p.start()
     assert out.get() == "ready"
     t_start = time.time()
@@ -216,14 +254,14 @@ def main():
         "checksum_before": before,
         "checksum_after": after,
         "shards_after": shards_read(conn, table, qvecs[0]),
-        "after": search(conn, table, qvecs, gt),
+        "after": search(conn, table, qvecs, gt, result["tables"][4]["partitions_per_shard"]),
     }
     # The moved rows left deletions in the old shards' fragments and indexes:
     # OPTIMIZE TABLE compacts them and folds the moved rows into the indexes.
     t0 = time.perf_counter()
     conn.execute(f"OPTIMIZE TABLE {table}")
     reb["optimize_s"] = time.perf_counter() - t0
-    reb["after_optimize"] = search(conn, table, qvecs, gt)
+    reb["after_optimize"] = search(conn, table, qvecs, gt, result["tables"][4]["partitions_per_shard"])
     reb["moved_fraction"] = reb["rows_moved"] / reb["rows"] if m else None
     harness.log(f"rebalancing: {reb}")
     result["rebalance"] = reb

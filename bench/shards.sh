@@ -6,6 +6,9 @@
 # 4-shard table under a reader (rows moved, wall time, reader QPS during / before).
 #
 #   QUIVER_BIN=... bench/shards.sh       # about 10 minutes on 2 cores
+#   ROWS=1000000 QUIVER_BIN=... bench/shards.sh   # the 1M-row set of bench/scale.sh (made
+#       into SCALE_DATA when missing), PARTITIONS (default 8) index partitions per table
+#       in all, CACHE_MEMORY (default 4GiB); about 40 minutes
 set -euo pipefail
 {
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,11 +24,23 @@ tmp=$(mktemp -d /tmp/quiver-shards-tmp.XXXXXX)
 log() { echo "[shards $(date +%H:%M:%S)] $*" >&2; }
 . "$here/lib.sh"
 
+data_args=()
+serve_args=()
+if [ -n "${ROWS:-}" ]; then
+  SCALE_DATA=${SCALE_DATA:-/tmp/quiver-scale-data-$ROWS}
+  if [ ! -f "$SCALE_DATA/MANIFEST.json" ]; then
+    log "making $ROWS rows in $SCALE_DATA"
+    "$PYTHON" "$here/scale.py" make --rows "$ROWS" --out "$SCALE_DATA"
+  fi
+  data_args=(--scale "$SCALE_DATA" --partitions "${PARTITIONS:-8}")
+  serve_args=(--cache-memory "${CACHE_MEMORY:-4GiB}")
+fi
+
 quiver_bin
 log "quiver: start ($bin)"
-serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log"
+serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" "${serve_args[@]}"
 wait_ready "$qdsn"
-"$PYTHON" "$here/shards.py" --dsn "$qdsn" --seconds "$SECONDS_EACH" --out "$OUT_DIR/shards.json"
+"$PYTHON" "$here/shards.py" --dsn "$qdsn" --seconds "$SECONDS_EACH" --out "$OUT_DIR/shards.json" "${data_args[@]}"
 stop_quiver
 
 "$PYTHON" - "$OUT_DIR/shards.json" <<'PY'
@@ -33,8 +48,10 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 t = r["tables"]
 base = t["1"]
-print(f"Sharded tables: wordnet-minilm, {r['rows']:,} rows x 384-d, 1,000 queries, k = 10, "
-      "ivf_hnsw_sq per shard (nprobes 1, ef 64), prepared, one client\n")
+data = "the 1M-row set of bench/scale.py" if r.get("partitions", 1) > 1 else "wordnet-minilm"
+print(f"Sharded tables: {data}, {r['rows']:,} rows x 384-d, {r.get('queries', 1000):,} queries, k = 10, "
+      f"ivf_hnsw_sq of {r.get('partitions', 1)} partition(s) per table split over its shards "
+      "(every partition of a shard read is probed), prepared, one client\n")
 print("| shards | ef | recall@10 | QPS | QPS vs 1 shard at ef 64 | p50 ms | p99 ms | shards read per query |")
 print("|---|---|---|---|---|---|---|---|")
 b64 = base["settings"]["ef64"]

@@ -10,7 +10,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where the catalog and table data live.
+    /// Where the catalog and table data live: a local folder, or an object
+    /// store (`"s3://bucket/prefix"`, reached as `[object_store]` says;
+    /// then `[storage] local_dir` keeps what must stay local).
     pub data_dir: PathBuf,
     /// Address the Postgres wire protocol listens on.
     pub listen: String,
@@ -42,8 +44,12 @@ pub struct StorageConfig {
     /// writer to the table waits for at most one step.
     pub reshard_step_rows: u64,
     /// The cold tier's root, e.g. `"s3://bucket/prefix"` (reached as
-    /// `[object_store]` says); empty: no cold tier, every table on local disk.
+    /// `[object_store]` says); empty: no cold tier, every table on local
+    /// disk (or, with `data_dir` on an object store, the data directory).
     pub cold_root: String,
+    /// With `data_dir` on an object store: the local folder for the
+    /// write-ahead logs, hot tables, function modules and the SSD cache.
+    pub local_dir: String,
     /// The folder of the local-SSD cache of cold-tier data (emptied at
     /// start); empty: `<data_dir>/ssd-cache`.
     pub ssd_cache_dir: String,
@@ -61,6 +67,7 @@ impl Default for StorageConfig {
             log_flush_interval: "1s".into(),
             reshard_step_rows: quiver_engine::reshard::STEP_ROWS,
             cold_root: String::new(),
+            local_dir: "./quiver-local".into(),
             ssd_cache_dir: String::new(),
             ssd_cache_size: "10GiB".into(),
             ssd_cache_block: "1MiB".into(),
@@ -260,19 +267,58 @@ impl Config {
             log_flush_interval,
             vector_ttl: (!vector_ttl.is_zero()).then_some(vector_ttl),
             result_ttl,
+            catalog_on_store: self.data_url().is_some(),
         })
     }
 
-    /// The cold tier from `[storage] cold_root` and `[object_store]`.
+    /// `data_dir` when it names an object store (`s3://bucket/prefix`).
+    pub fn data_url(&self) -> Option<&str> {
+        self.data_dir.to_str().filter(|d| d.contains("://"))
+    }
+
+    /// The local folder the server keeps its files in: the data directory,
+    /// or `[storage] local_dir` when the data directory is an object store.
+    pub fn local_dir(&self) -> PathBuf {
+        match self.data_url() {
+            Some(_) => PathBuf::from(&self.storage.local_dir),
+            None => self.data_dir.clone(),
+        }
+    }
+
+    /// Where the data is, for messages: the folder or the URL.
+    pub fn data_location(&self) -> String {
+        self.data_dir.display().to_string()
+    }
+
+    /// The cold tier from `[storage] cold_root` (or an object-store
+    /// `data_dir`) and `[object_store]`.
     fn cold_options(&self) -> Result<Option<ColdOptions>, ConfigError> {
-        let root = self.storage.cold_root.trim();
+        let cold_root = self.storage.cold_root.trim();
+        let (key, root) = match self.data_url() {
+            None => ("storage.cold_root", cold_root),
+            Some(url) if cold_root.is_empty() || cold_root == url => ("data_dir", url),
+            Some(url) => {
+                return Err(ConfigError::Invalid {
+                    key: "storage.cold_root",
+                    message: format!(
+                        "the data directory {url} is on an object store and is the cold tier itself: leave cold_root out"
+                    ),
+                });
+            }
+        };
         if root.is_empty() {
             return Ok(None);
         }
-        if !root.starts_with("s3://") {
+        if !root.starts_with("s3://") || root.trim_end_matches('/').len() <= "s3://".len() {
             return Err(ConfigError::Invalid {
-                key: "storage.cold_root",
+                key,
                 message: format!("'{root}' is not an s3://bucket/prefix URL"),
+            });
+        }
+        if self.data_url().is_some() && self.storage.local_dir.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "storage.local_dir",
+                message: "a data directory on an object store needs a local folder".into(),
             });
         }
         let size = |key: &'static str, value: &str| {
@@ -290,7 +336,7 @@ impl Config {
             });
         }
         let dir = match self.storage.ssd_cache_dir.trim() {
-            "" => self.data_dir.join("ssd-cache"),
+            "" => self.local_dir().join("ssd-cache"),
             d => PathBuf::from(d),
         };
         let o = &self.object_store;
@@ -394,6 +440,37 @@ mod tests {
         )
         .expect("parse");
         assert!(bad.engine_options().is_err());
+    }
+
+    #[test]
+    fn data_dir_on_an_object_store() {
+        let c = Config::from_toml(
+            "data_dir = \"s3://b/p\"\n[storage]\nlocal_dir = \"/l\"\n\
+             [object_store]\nendpoint = \"http://127.0.0.1:9\"\nallow_http = true",
+            "t",
+        )
+        .expect("parse");
+        assert_eq!(c.data_url(), Some("s3://b/p"));
+        assert_eq!(c.local_dir(), PathBuf::from("/l"));
+        let o = c.engine_options().expect("options");
+        assert!(o.catalog_on_store);
+        let cold = o.cold.expect("the data directory is the cold tier");
+        assert_eq!(cold.root, "s3://b/p");
+        assert_eq!(cold.ssd.dir, PathBuf::from("/l/ssd-cache"));
+        // A local data directory keeps its catalog.
+        let local = Config::default();
+        assert_eq!(local.data_url(), None);
+        assert_eq!(local.local_dir(), PathBuf::from("./quiver-data"));
+        assert!(!local.engine_options().expect("defaults").catalog_on_store);
+        for bad in [
+            "data_dir = \"s3://b/p\"\n[storage]\ncold_root = \"s3://other\"",
+            "data_dir = \"gs://b/p\"",
+            "data_dir = \"s3://\"",
+            "data_dir = \"s3://b/p\"\n[storage]\nlocal_dir = \"\"",
+        ] {
+            let c = Config::from_toml(bad, "t").expect("parse");
+            assert!(c.engine_options().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -86,7 +86,7 @@ struct Cli {
 enum Command {
     /// Serve the Postgres wire protocol on an embedded local data directory.
     Serve {
-        /// Data directory (default ./quiver-data).
+        /// Data directory: a folder (default ./quiver-data) or s3://bucket/prefix.
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Listen address (default 127.0.0.1:5433).
@@ -180,7 +180,7 @@ fn main() -> ExitCode {
         println!(
             "Quiver listening on {} (data in {})",
             server.addr,
-            cfg.data_dir.display()
+            cfg.data_location()
         );
         println!(
             "Connect with: psql -h {} -p {} -U postgres",

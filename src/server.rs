@@ -43,7 +43,7 @@ pub async fn start_with(
     config: &Config,
     options: quiver_engine::EngineOptions,
 ) -> Result<RunningServer, StartError> {
-    let db = Database::open_with(&config.data_dir, options).await?;
+    let db = Database::open_with(&config.local_dir(), options).await?;
     let listener =
         TcpListener::bind(&config.listen)
             .await
@@ -59,7 +59,7 @@ pub async fn start_with(
     let task = tokio::spawn(quiver_wire::serve(listener, db.clone(), async move {
         let _ = stopped.await;
     }));
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "quiver listening");
+    tracing::info!(%addr, data_dir = %config.data_location(), "quiver listening");
     Ok(RunningServer {
         addr,
         db,

@@ -5,7 +5,7 @@
 //! moves hot ↔ cold while written, and a store that stops answering gives
 //! SQLSTATE 58030 in bounded time while hot tables keep serving.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use quiver::Config;
@@ -296,6 +296,194 @@ async fn a_cold_table_lives_in_the_bucket_and_survives_a_restart() {
         .filter(|k| k.contains("/cold-"))
         .collect();
     assert!(left.is_empty(), "a dropped cold table's files go: {left:?}");
+    server.shutdown().await.expect("shutdown");
+}
+
+/// The config of a server whose data directory is `url` on the object
+/// store, with `dir` as its local folder.
+fn on_store(dir: &Path, endpoint: &str, bucket: &str, url: &str) -> Config {
+    let mut cfg = config(dir, endpoint, bucket);
+    cfg.data_dir = PathBuf::from(url);
+    cfg.storage.cold_root = String::new();
+    cfg.storage.local_dir = dir.display().to_string();
+    cfg
+}
+
+/// The first `k` neighbours of `q` in `table`, with distances.
+async fn nearest(c: &tokio_postgres::Client, table: &str, q: &[f32], k: usize) -> Vec<(i64, f64)> {
+    let q = vector_text(q);
+    hits(
+        c,
+        &format!("SELECT id, emb <-> '{q}' FROM {table} ORDER BY emb <-> '{q}' LIMIT {k}"),
+    )
+    .await
+}
+
+/// A data directory on the object store (`data_dir = "s3://bucket/db"`):
+/// the catalog is kept beside the data as numbered versions written with
+/// conditional puts, and the function modules too; the local folder keeps
+/// only logs, hot tables and the SSD cache. A server started on a new,
+/// empty local folder serves the same tables, rows, index and function
+/// (the hot table, left in the old folder, gives 58030 and can be
+/// dropped). A second server on the same store cannot overwrite a catalog
+/// version the first wrote: its change is refused with 40001 and its new
+/// table's files removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_on_s3_keeps_its_catalog_beside_the_data() {
+    let Some(endpoint) = s3_endpoint("s3 data directory") else {
+        return;
+    };
+    let bucket = bucket(&endpoint, "datadir").await;
+    let url = format!("s3://{bucket}/db");
+    let first = TempDir::new("tier-datadir-1");
+    let server = quiver::start(&on_store(first.path(), &endpoint, &bucket, &url))
+        .await
+        .expect("start");
+    let c = connect(&server).await;
+    c.batch_execute(&format!(
+        "SET quiver.result_cache = off;
+         CREATE TABLE docs (id BIGINT PRIMARY KEY, cat INT, emb VECTOR(16));
+         CREATE TABLE parts (id BIGINT PRIMARY KEY, cat INT, emb VECTOR(16)) WITH (shards = 2);
+         CREATE TABLE scratch (id BIGINT PRIMARY KEY, cat INT, emb VECTOR(16)) WITH (tier = 'hot');
+         CREATE FUNCTION double_it(float8) RETURNS float8 LANGUAGE wasm AS '{}'",
+        crate::udf::wat("double")
+    ))
+    .await
+    .expect("create");
+    assert_eq!(tier_of(&c, "docs").await, ["cold"], "cold by default");
+    assert_eq!(tier_of(&c, "parts").await, ["cold", "cold"]);
+    assert_eq!(tier_of(&c, "scratch").await, ["hot"]);
+    let (payload, vectors) = rows(5000, 0, 21);
+    for t in ["docs", "parts", "scratch"] {
+        copy_text(&c, &format!("COPY {t} FROM STDIN"), payload.clone()).await;
+    }
+    // Acknowledged from the local log; the shutdown writes it to the store.
+    c.batch_execute(&format!(
+        "INSERT INTO docs VALUES (90001, 3, '{}')",
+        vector_text(&vectors[7])
+    ))
+    .await
+    .expect("insert");
+    c.batch_execute(
+        "CREATE INDEX docs_emb ON docs USING hnsw (emb vector_l2_ops); SET hnsw.ef_search = 400",
+    )
+    .await
+    .expect("index");
+    let queries: Vec<Vec<f32>> = [0, 7, 4999].iter().map(|&i| vectors[i].clone()).collect();
+    same_answers(&c, "parts", "scratch", &queries).await;
+    let sums = (checksum(&c, "docs").await, checksum(&c, "parts").await);
+    assert_eq!(sums.0.0, 5001);
+    let answer = nearest(&c, "docs", &vectors[7], 10).await;
+    assert!(answer.iter().any(|(id, _)| *id == 90001), "{answer:?}");
+
+    // Nothing but logs and hot tables is local; the catalog's versions and
+    // the module are in the bucket beside the datasets.
+    assert!(!first.path().join("catalog.json").exists());
+    assert_eq!(local_datasets(first.path(), "docs"), 0);
+    assert_eq!(local_datasets(first.path(), "scratch"), 1);
+    let stored = keys(&endpoint, &bucket).await;
+    let versions = stored
+        .iter()
+        .filter(|k| k.starts_with("db/catalog/") && k.ends_with(".json"))
+        .count();
+    assert!((1..=9).contains(&versions), "{stored:?}");
+    assert!(
+        stored
+            .iter()
+            .any(|k| k.starts_with("db/functions/") && k.ends_with(".wasm")),
+        "{stored:?}"
+    );
+    assert!(
+        stored
+            .iter()
+            .any(|k| k.starts_with("db/") && k.contains("/docs-") && k.contains("/_versions/")),
+        "{stored:?}"
+    );
+    server.shutdown().await.expect("shutdown");
+
+    // A server on a new, empty local folder serves the same data.
+    let second = TempDir::new("tier-datadir-2");
+    let server = quiver::start(&on_store(second.path(), &endpoint, &bucket, &url))
+        .await
+        .expect("start on a new local folder");
+    let c = connect(&server).await;
+    c.batch_execute("SET quiver.result_cache = off; SET hnsw.ef_search = 400")
+        .await
+        .expect("set");
+    assert_eq!(
+        (checksum(&c, "docs").await, checksum(&c, "parts").await),
+        sums
+    );
+    assert_eq!(nearest(&c, "docs", &vectors[7], 10).await, answer);
+    let index: String = c
+        .query_one(
+            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'docs' AND indexname = 'docs_emb'",
+            &[],
+        )
+        .await
+        .expect("the index is in the catalog")
+        .get(0);
+    assert_eq!(index, "docs_emb");
+    let doubled: f64 = c
+        .query_one("SELECT double_it(2.5)", &[])
+        .await
+        .expect("the module came from the bucket")
+        .get(0);
+    assert_eq!(doubled, 5.0);
+    let e = c
+        .batch_execute("SELECT count(*) FROM scratch")
+        .await
+        .expect_err("the hot table is in the first folder");
+    assert_eq!(e.code().map(|c| c.code()), Some("58030"), "{e:?}");
+    assert!(message(&e).contains("hot tier"), "{e:?}");
+    c.batch_execute("DROP TABLE scratch")
+        .await
+        .expect("drop it");
+
+    // A second server on the same store: the first change wins; the
+    // other is refused, not written over it.
+    let third = TempDir::new("tier-datadir-3");
+    let other = quiver::start(&on_store(third.path(), &endpoint, &bucket, &url))
+        .await
+        .expect("a second server");
+    let o = connect(&other).await;
+    o.batch_execute("CREATE TABLE extra (id INT, emb VECTOR(16))")
+        .await
+        .expect("the first change");
+    let e = c
+        .batch_execute("CREATE TABLE lost (id INT, emb VECTOR(16))")
+        .await
+        .expect_err("a change over a catalog version it has not read");
+    assert_eq!(e.code().map(|c| c.code()), Some("40001"), "{e:?}");
+    assert!(message(&e).contains("another server"), "{e:?}");
+    assert_eq!(checksum(&c, "docs").await, sums.0, "reads go on");
+    let stored = keys(&endpoint, &bucket).await;
+    assert!(
+        !stored.iter().any(|k| k.contains("/lost-")),
+        "the refused table's files are removed: {stored:?}"
+    );
+    other.shutdown().await.expect("shutdown");
+    server.shutdown().await.expect("shutdown");
+
+    // The store's catalog is the one with `extra`, without `scratch`.
+    let server = quiver::start(&on_store(first.path(), &endpoint, &bucket, &url))
+        .await
+        .expect("restart on the first folder");
+    let c = connect(&server).await;
+    assert_eq!(count(&c, "extra").await, 0);
+    assert_eq!(checksum(&c, "docs").await, sums.0);
+    for gone in ["lost", "scratch"] {
+        let e = c
+            .batch_execute(&format!("SELECT count(*) FROM {gone}"))
+            .await
+            .expect_err("not in the catalog");
+        assert_eq!(e.code().map(|c| c.code()), Some("42P01"), "{gone}: {e:?}");
+    }
+    assert_eq!(
+        local_datasets(first.path(), "scratch"),
+        0,
+        "its dropped folder is removed"
+    );
     server.shutdown().await.expect("shutdown");
 }
 

@@ -90,7 +90,7 @@ fn example_module(name: &str) -> Vec<u8> {
 }
 
 /// A WAT fixture with the shared prelude substituted.
-fn wat(name: &str) -> String {
+pub(crate) fn wat(name: &str) -> String {
     let read =
         |f: &str| std::fs::read_to_string(root().join("tests/wasm").join(f)).expect("fixture");
     read(&format!("{name}.wat")).replace(";;PRELUDE", &read("prelude.wat"))

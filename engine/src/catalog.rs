@@ -1,16 +1,31 @@
-//! The persisted catalog: table, index and function definitions in `<data_dir>/catalog.json`.
+//! The persisted catalog: table, index and function definitions.
 //!
-//! The file is replaced atomically on each change (temporary file, fsync,
-//! rename, fsync of the folder), so a crash leaves either the old or the new
-//! catalog. Table data lives in Lance datasets the catalog points at.
+//! A local data directory keeps it in `<data_dir>/catalog.json`, replaced
+//! atomically on each change (temporary file, fsync, rename, fsync of the
+//! folder), so a crash leaves either the old or the new catalog.
+//!
+//! A data directory on an object store (`data_dir = "s3://bucket/prefix"`)
+//! keeps it beside the data, as numbered versions
+//! `<prefix>/catalog/<n>.json`: each change puts version n + 1 with the
+//! store's conditional put (`If-None-Match: *`), so a put either makes the
+//! new version whole or fails, and two servers that both read version n
+//! cannot both write n + 1: the second is refused, never overwrites the
+//! first ([`CatalogStore`]). Table data lives in Lance datasets the catalog
+//! points at.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::engine_err;
+use crate::error::{EngineError, ErrorKind, Result};
 use crate::function::FunctionDef;
 use crate::index::IndexDef;
 use crate::schema::TableDef;
@@ -77,20 +92,20 @@ impl Catalog {
         data_dir.join(CATALOG_FILE)
     }
 
+    /// The catalog of a new data directory.
+    fn empty() -> Catalog {
+        Catalog {
+            version: 1,
+            ..Default::default()
+        }
+    }
+
     /// Loads the catalog, or an empty one when the data directory is new.
     pub fn load(data_dir: &Path) -> Result<Catalog> {
         let path = Self::path(data_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                crate::error::EngineError::new(
-                    crate::error::ErrorKind::Io,
-                    format!("catalog {} is unreadable: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Catalog {
-                version: 1,
-                ..Default::default()
-            }),
+            Ok(bytes) => Self::from_json(&bytes, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::empty()),
             Err(e) => Err(e.into()),
         }
     }
@@ -99,9 +114,7 @@ impl Catalog {
     pub fn store(&self, data_dir: &Path) -> Result<()> {
         let path = Self::path(data_dir);
         let tmp = data_dir.join(format!("{CATALOG_FILE}.tmp"));
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| {
-            crate::error::EngineError::new(crate::error::ErrorKind::Internal, e.to_string())
-        })?;
+        let bytes = self.to_json()?;
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
@@ -170,6 +183,17 @@ impl Catalog {
         !tables.is_empty() || !indexes.is_empty()
     }
 
+    fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| EngineError::new(ErrorKind::Internal, e.to_string()))
+    }
+
+    fn from_json(bytes: &[u8], at: &str) -> Result<Catalog> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            EngineError::new(ErrorKind::Io, format!("catalog {at} is unreadable: {e}"))
+        })
+    }
+
     /// The views whose query names `relation` (a table or view).
     pub fn views_on<'a>(&'a self, relation: &'a str) -> impl Iterator<Item = &'a ViewDef> + 'a {
         self.views
@@ -179,6 +203,181 @@ impl Catalog {
 
     pub fn indexes_of<'a>(&'a self, table: &'a str) -> impl Iterator<Item = &'a IndexDef> + 'a {
         self.indexes.values().filter(move |i| i.table == table)
+    }
+}
+
+/// Catalog versions kept on an object store besides the newest (older ones
+/// are removed after each change; a reader holding one is done with it in
+/// far less time than this many DDL statements take).
+const KEEP_VERSIONS: u64 = 8;
+
+/// Where the catalog (and the function modules it names) is kept.
+#[derive(Debug)]
+pub(crate) enum CatalogStore {
+    /// `<dir>/catalog.json`, replaced atomically by rename.
+    Local(PathBuf),
+    /// Numbered versions under `<prefix>/catalog/` on an object store, each
+    /// put only if absent (see the module documentation).
+    Object {
+        store: Arc<dyn ObjectStore>,
+        prefix: StorePath,
+        /// The version this server read or wrote last (0: none yet).
+        version: AtomicU64,
+    },
+}
+
+fn store_err(what: &str, e: object_store::Error) -> EngineError {
+    EngineError::new(
+        ErrorKind::Io,
+        format!("object storage request failed: {what}: {e}"),
+    )
+}
+
+impl CatalogStore {
+    /// A catalog kept in objects under `prefix` of `store`.
+    pub(crate) fn object(store: Arc<dyn ObjectStore>, prefix: StorePath) -> CatalogStore {
+        CatalogStore::Object {
+            store,
+            prefix,
+            version: AtomicU64::new(0),
+        }
+    }
+
+    fn version_path(prefix: &StorePath, n: u64) -> StorePath {
+        prefix.clone().join("catalog").join(format!("{n:020}.json"))
+    }
+
+    /// The catalog versions on the store, oldest first.
+    async fn versions(store: &dyn ObjectStore, prefix: &StorePath) -> Result<Vec<u64>> {
+        let folder = prefix.clone().join("catalog");
+        let found: Vec<object_store::ObjectMeta> = store
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(|e| store_err("listing the catalog", e))?;
+        let mut versions: Vec<u64> = found
+            .iter()
+            .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// Loads the newest catalog, or an empty one when there is none yet.
+    pub(crate) async fn load(&self) -> Result<Catalog> {
+        match self {
+            CatalogStore::Local(dir) => Catalog::load(dir),
+            CatalogStore::Object {
+                store,
+                prefix,
+                version,
+            } => {
+                let Some(&newest) = Self::versions(store.as_ref(), prefix).await?.last() else {
+                    version.store(0, Ordering::Release);
+                    return Ok(Catalog::empty());
+                };
+                let path = Self::version_path(prefix, newest);
+                let bytes = store
+                    .get(&path)
+                    .await
+                    .map_err(|e| store_err("reading the catalog", e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| store_err("reading the catalog", e))?;
+                let catalog = Catalog::from_json(&bytes, &path.to_string())?;
+                version.store(newest, Ordering::Release);
+                Ok(catalog)
+            }
+        }
+    }
+
+    /// Stores `catalog` as the next version. On an object store, a version
+    /// another server wrote since this one read is never overwritten: the
+    /// change fails (40001) and this server's catalog stays as it was.
+    /// Callers hold the DDL lock.
+    pub(crate) async fn store(&self, catalog: &Catalog) -> Result<()> {
+        match self {
+            CatalogStore::Local(dir) => catalog.store(dir),
+            CatalogStore::Object {
+                store,
+                prefix,
+                version,
+            } => {
+                let next = version.load(Ordering::Acquire) + 1;
+                let put = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                let path = Self::version_path(prefix, next);
+                match store.put_opts(&path, catalog.to_json()?.into(), put).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        return engine_err!(
+                            Conflict,
+                            "the catalog at {prefix} was changed by another server (version {next} exists): this server's change was not made; one data directory is served by one server at a time"
+                        );
+                    }
+                    Err(e) => return Err(store_err("writing the catalog", e)),
+                }
+                version.store(next, Ordering::Release);
+                if next > KEEP_VERSIONS {
+                    // Best effort: a version left behind is only clutter.
+                    let old = Self::version_path(prefix, next - KEEP_VERSIONS - 1);
+                    if let Err(e) = store.delete(&old).await
+                        && !matches!(e, object_store::Error::NotFound { .. })
+                    {
+                        tracing::debug!(error = %e, "an old catalog version was not removed");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps a function's module beside the catalog (on an object store;
+    /// a local data directory keeps modules in its own folder only).
+    pub(crate) async fn put_module(&self, file: &str, bytes: &[u8]) -> Result<()> {
+        if let CatalogStore::Object { store, prefix, .. } = self {
+            let path = prefix.clone().join("functions").join(file);
+            store
+                .put(&path, bytes.to_vec().into())
+                .await
+                .map_err(|e| store_err("writing a function module", e))?;
+        }
+        Ok(())
+    }
+
+    /// A function's module kept by [`CatalogStore::put_module`] (`None`: a
+    /// local data directory, which keeps none).
+    pub(crate) async fn module(&self, file: &str) -> Result<Option<Vec<u8>>> {
+        let CatalogStore::Object { store, prefix, .. } = self else {
+            return Ok(None);
+        };
+        let path = prefix.clone().join("functions").join(file);
+        let got = store
+            .get(&path)
+            .await
+            .map_err(|e| store_err("reading a function module", e))?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| store_err("reading a function module", e))?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Removes a module [`CatalogStore::put_module`] kept; best effort.
+    pub(crate) async fn remove_module(&self, file: &str) {
+        if let CatalogStore::Object { store, prefix, .. } = self {
+            let path = prefix.clone().join("functions").join(file);
+            if let Err(e) = store.delete(&path).await {
+                tracing::debug!(error = %e, file, "a function module was not removed from the store");
+            }
+        }
+    }
+
+    /// Whether the catalog is on an object store.
+    pub(crate) fn is_object(&self) -> bool {
+        matches!(self, CatalogStore::Object { .. })
     }
 }
 
@@ -212,5 +411,53 @@ mod tests {
         let json = serde_json::to_string(&c).expect("stores");
         let mut back: Catalog = serde_json::from_str(&json).expect("reads back");
         assert_eq!(back.allocate_oid(), FIRST_RELATION_OID + 4);
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        futures::executor::block_on(f)
+    }
+
+    /// A catalog on an object store: versions are put only if absent, the
+    /// newest is read back, a second server that read an older version is
+    /// refused (its change not made), and old versions are removed.
+    #[test]
+    fn a_catalog_on_an_object_store_is_versioned_and_fenced() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let prefix = StorePath::from("db");
+        let a = CatalogStore::object(store.clone(), prefix.clone());
+        let mut cat = block_on(a.load()).expect("empty");
+        assert!(cat.tables.is_empty() && cat.version == 1);
+        cat.store_id = "s1".into();
+        block_on(a.store(&cat)).expect("first version");
+        // A second server opens the same store and reads version 1.
+        let b = CatalogStore::object(store.clone(), prefix.clone());
+        assert_eq!(block_on(b.load()).expect("read").store_id, "s1");
+        cat.next_oid = 20000;
+        block_on(a.store(&cat)).expect("version 2");
+        cat.next_oid = 30000;
+        let e = block_on(b.store(&cat)).expect_err("b read version 1");
+        assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+        assert!(e.message.contains("another server"), "{e}");
+        let c = CatalogStore::object(store.clone(), prefix.clone());
+        assert_eq!(block_on(c.load()).expect("newest").next_oid, 20000);
+        for n in 0..20 {
+            cat.next_oid = 40000 + n;
+            block_on(a.store(&cat)).expect("later versions");
+        }
+        let kept = block_on(CatalogStore::versions(store.as_ref(), &prefix)).expect("list");
+        assert_eq!(kept.len() as u64, KEEP_VERSIONS + 1, "{kept:?}");
+        assert_eq!(kept.last(), Some(&22));
+        assert_eq!(block_on(c.load()).expect("newest").next_oid, 40019);
+        // Modules live beside the catalog.
+        block_on(a.put_module("1-x.wasm", b"\0asm")).expect("put");
+        assert_eq!(
+            block_on(c.module("1-x.wasm")).expect("get"),
+            Some(b"\0asm".to_vec())
+        );
+        block_on(a.remove_module("1-x.wasm"));
+        assert!(block_on(c.module("1-x.wasm")).is_err());
+        // A local catalog keeps no modules on a store.
+        let local = CatalogStore::Local(PathBuf::from("/nonexistent"));
+        assert_eq!(block_on(local.module("1-x.wasm")).expect("none"), None);
     }
 }

@@ -11,7 +11,7 @@ use quiver_tiering::{StorageRoot, Tier};
 use lance::index::DatasetIndexExt;
 
 use crate::alter::Alteration;
-use crate::catalog::{Catalog, ViewDef};
+use crate::catalog::{Catalog, CatalogStore, ViewDef};
 use crate::chunks::ChunkStats;
 use crate::engine_err;
 use crate::error::{EngineError, ErrorKind, Result};
@@ -50,6 +50,12 @@ pub struct EngineOptions {
     /// The cold tier (`[storage] cold_root` and `[object_store]`); `None`:
     /// every table is on local disk.
     pub cold: Option<quiver_tiering::ColdOptions>,
+    /// The data directory is the cold tier's root (`data_dir =
+    /// "s3://bucket/prefix"`): the catalog and the function modules live
+    /// there, beside the data, and new tables are cold unless they ask
+    /// for `tier = 'hot'`; the local folder keeps only the write-ahead
+    /// logs, hot tables and the SSD cache. Needs `cold`.
+    pub catalog_on_store: bool,
 }
 
 /// [`EngineOptions::vector_ttl`] by default.
@@ -69,6 +75,7 @@ impl Default for EngineOptions {
             vector_ttl: Some(VECTOR_TTL),
             result_ttl: RESULT_TTL,
             cold: None,
+            catalog_on_store: false,
         }
     }
 }
@@ -109,8 +116,28 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Why a table could not be opened at start-up, for the 58030 its
+/// statements get until it opens.
+fn unopened(tier: Tier, e: &EngineError, local_dir: &Path) -> String {
+    match tier {
+        Tier::Cold => format!(
+            "its object store did not answer when it was opened ({})",
+            e.message
+        ),
+        Tier::Hot => format!(
+            "it is on the hot tier, in the local folder of the server that wrote it, not in {} ({})",
+            local_dir.display(),
+            e.message
+        ),
+    }
+}
+
 pub struct Engine {
+    /// The local folder: write-ahead logs, hot tables, function modules
+    /// (and, unless it is on the object store, the catalog).
     pub(crate) data_dir: PathBuf,
+    /// Where the catalog is kept.
+    meta: CatalogStore,
     pub(crate) storage: StorageRoot,
     options: EngineOptions,
     pub(crate) shared: Shared,
@@ -188,15 +215,30 @@ impl Engine {
                 std::fs::File::open(data_dir)?.sync_all()?;
             }
         }
-        let mut catalog = Catalog::load(data_dir)?;
+        let shared = Shared::new(&options);
+        let meta = match (&options.cold, options.catalog_on_store) {
+            (_, false) => CatalogStore::Local(data_dir.to_path_buf()),
+            (Some(cold), true) => {
+                let (store, root) =
+                    StorageRoot::root_store(shared.session.store_registry(), cold).await?;
+                CatalogStore::object(store.inner.clone(), root)
+            }
+            (None, true) => {
+                return engine_err!(
+                    InvalidRequest,
+                    "a catalog on an object store needs the store (cold tier) configured"
+                );
+            }
+        };
+        let mut catalog = meta.load().await?;
         let new_id = catalog.store_id.is_empty();
         if new_id {
             catalog.store_id = uuid::Uuid::new_v4().simple().to_string();
         }
         if catalog.assign_missing_oids() || new_id {
-            catalog.store(data_dir)?;
+            meta.store(&catalog).await?;
         }
-        let shared = Shared::new(&options);
+        Self::fetch_modules(&meta, data_dir, &catalog).await?;
         let mut storage = StorageRoot::local(data_dir, shared.session.store_registry())?;
         if let Some(cold) = options.cold.clone() {
             storage = storage.with_cold(cold, &catalog.store_id)?;
@@ -212,7 +254,14 @@ impl Engine {
                 // tables serve meanwhile (its logged rows wait on disk).
                 Err(e) if def.tier == Tier::Cold && e.kind == ErrorKind::Io => {
                     tracing::warn!(table = def.name, error = %e.message, "a cold table could not be opened; retrying in the background");
-                    unavailable.insert(def.name.clone(), e.message);
+                    unavailable.insert(def.name.clone(), unopened(def.tier, &e, data_dir));
+                }
+                // With the catalog on the object store, a hot table is in
+                // the local folder of the server that wrote it, which may
+                // not be this folder: the other tables serve.
+                Err(e) if def.tier == Tier::Hot && options.catalog_on_store => {
+                    tracing::warn!(table = def.name, error = %e.message, "a hot table is not in this local folder");
+                    unavailable.insert(def.name.clone(), unopened(def.tier, &e, data_dir));
                 }
                 Err(e) => {
                     return Err(EngineError::new(
@@ -223,10 +272,11 @@ impl Engine {
             }
         }
         if Self::reconcile(data_dir, &storage, &mut catalog, &tables).await? {
-            catalog.store(data_dir)?;
+            meta.store(&catalog).await?;
         }
         let engine = Arc::new(Engine {
             data_dir: data_dir.to_path_buf(),
+            meta,
             storage,
             options,
             shared,
@@ -242,6 +292,31 @@ impl Engine {
         engine.resume_moves();
         engine.start_ivf_trainer();
         Ok(engine)
+    }
+
+    /// Copies the function modules a catalog on an object store names into
+    /// the local folder, where functions are loaded from (a new local
+    /// folder, or one a function was created in by another server).
+    async fn fetch_modules(meta: &CatalogStore, data_dir: &Path, catalog: &Catalog) -> Result<()> {
+        let dir = data_dir.join(FUNCTIONS_DIR);
+        for def in catalog.functions.values() {
+            if dir.join(&def.module_file).exists() {
+                continue;
+            }
+            if let Some(bytes) = meta.module(&def.module_file).await? {
+                write_durably(&dir, &def.module_file, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tier a table is created on when its statement names none: cold
+    /// when the data directory is on an object store, hot otherwise.
+    pub fn default_tier(&self) -> Tier {
+        match self.meta.is_object() {
+            true => Tier::Cold,
+            false => Tier::Hot,
+        }
     }
 
     /// Refuses DDL on a table whose rows are moving between shard counts
@@ -406,7 +481,7 @@ impl Engine {
         };
         let mut next_catalog = read(&self.catalog);
         next_catalog.sequences.insert(key.clone(), end);
-        next_catalog.store(&self.data_dir)?;
+        self.meta.store(&next_catalog).await?;
         match self.catalog.write() {
             Ok(mut g) => *g = next_catalog,
             Err(p) => *p.into_inner() = next_catalog,
@@ -421,12 +496,15 @@ impl Engine {
         let prefix = format!("{table}.");
         lock_mutex(&self.sequences).retain(|k, _| !k.starts_with(&prefix));
         self.update_catalog(|c| c.sequences.retain(|k, _| !k.starts_with(&prefix)))
+            .await
     }
 
-    pub(crate) fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
+    /// Changes the catalog and stores it; the in-memory catalog changes
+    /// only once the store has the new one. Callers hold the DDL lock.
+    pub(crate) async fn update_catalog(&self, change: impl FnOnce(&mut Catalog)) -> Result<()> {
         let mut next = read(&self.catalog);
         change(&mut next);
-        next.store(&self.data_dir)?;
+        self.meta.store(&next).await?;
         match self.catalog.write() {
             Ok(mut g) => *g = next,
             Err(p) => *p.into_inner() = next,
@@ -460,7 +538,7 @@ impl Engine {
             None => match with_read(&self.unavailable, |u| u.get(name).cloned()) {
                 Some(e) => engine_err!(
                     Io,
-                    "table \"{name}\" is not available: its object store did not answer when it was opened ({e}); it is tried again every {} s",
+                    "table \"{name}\" is not available: {e}; it is tried again every {} s",
                     REOPEN_INTERVAL.as_secs()
                 ),
                 None => engine_err!(TableNotFound, "relation \"{name}\" does not exist"),
@@ -493,6 +571,7 @@ impl Engine {
                         continue;
                     };
                     let log_root = engine.data_dir.join(WAL_DIR);
+                    let def_tier = def.tier;
                     match Table::open(&engine.storage, def, &engine.shared, &log_root).await {
                         Ok(t) => {
                             with_write(&engine.unavailable, |u| u.remove(&name));
@@ -503,7 +582,8 @@ impl Engine {
                             );
                         }
                         Err(e) => {
-                            with_write(&engine.unavailable, |u| u.insert(name, e.message));
+                            let why = unopened(def_tier, &e, &engine.data_dir);
+                            with_write(&engine.unavailable, |u| u.insert(name, why));
                         }
                     }
                 }
@@ -611,10 +691,19 @@ impl Engine {
         )
         .await?;
         crash_point("create_table:dataset_written");
-        self.update_catalog(|c| {
-            c.next_oid = c.next_oid.max(def.oid + 1);
-            c.tables.insert(name.to_string(), def);
-        })?;
+        let (tier, dirs) = (def.tier, def.shard_dirs());
+        if let Err(e) = self
+            .update_catalog(|c| {
+                c.next_oid = c.next_oid.max(def.oid + 1);
+                c.tables.insert(name.to_string(), def);
+            })
+            .await
+        {
+            // Not in the catalog: the new datasets are nobody's.
+            table.close().await;
+            self.remove_shard_files(tier, &dirs).await;
+            return Err(e);
+        }
         self.insert_table(name, Arc::new(table));
         Ok(true)
     }
@@ -644,7 +733,8 @@ impl Engine {
             c.sequences.retain(|k, _| !k.starts_with(&prefix));
             lock_mutex(&self.sequences).retain(|k, _| !k.starts_with(&prefix));
             c.indexes.retain(|_, i| i.table != name);
-        })?;
+        })
+        .await?;
         crash_point("drop_table:catalog_written");
         let dropped = match self.tables.write() {
             Ok(mut g) => g.remove(name),
@@ -815,15 +905,15 @@ impl Engine {
                 }
                 crate::alter::add_lance_column(&mut ds, column, fill.as_ref()).await?;
                 crash_point("alter_table:lance_written");
-                self.update_catalog(|c| *c = next)
+                self.update_catalog(|c| *c = next).await
             }
             Alteration::DropColumn { column, .. } => {
-                self.update_catalog(|c| *c = next)?;
+                self.update_catalog(|c| *c = next).await?;
                 crash_point("alter_table:catalog_written");
                 crate::alter::drop_lance_column(&mut ds, column).await
             }
             Alteration::RenameColumn { from, to } => {
-                self.update_catalog(|c| *c = next)?;
+                self.update_catalog(|c| *c = next).await?;
                 crash_point("alter_table:catalog_written");
                 crate::alter::rename_lance_column(&mut ds, from, to).await
             }
@@ -836,7 +926,7 @@ impl Engine {
                         "column \"{column}\" of relation \"{name}\" contains null values"
                     );
                 }
-                self.update_catalog(|c| *c = next)
+                self.update_catalog(|c| *c = next).await
             }
             Alteration::AddKey(key) => {
                 for c in key.columns.iter().filter(|_| key.primary) {
@@ -854,7 +944,7 @@ impl Engine {
                         key.name
                     );
                 }
-                self.update_catalog(|c| *c = next)
+                self.update_catalog(|c| *c = next).await
             }
             Alteration::AddForeignKey(fk) => {
                 let parent = match fk.table == *name {
@@ -876,12 +966,12 @@ impl Engine {
                         fk.table
                     );
                 }
-                self.update_catalog(|c| *c = next)
+                self.update_catalog(|c| *c = next).await
             }
             Alteration::RenameTable { .. }
             | Alteration::SetDefault { .. }
             | Alteration::AddCheck(_)
-            | Alteration::DropConstraint { .. } => self.update_catalog(|c| *c = next),
+            | Alteration::DropConstraint { .. } => self.update_catalog(|c| *c = next).await,
         }
     }
 
@@ -916,6 +1006,7 @@ impl Engine {
             c.next_oid = c.next_oid.max(def.oid + 1);
             c.views.insert(def.name.clone(), def);
         })
+        .await
     }
 
     /// Drops views (with `cascade`, the views built on them too); a view
@@ -935,6 +1026,7 @@ impl Engine {
         }
         let all = Self::with_dependent_views(&catalog, dropping, cascade)?;
         self.update_catalog(|c| c.views.retain(|n, _| !all.contains(n)))
+            .await
     }
 
     /// `relations` and, with `cascade`, every view built on them (directly
@@ -1018,15 +1110,23 @@ impl Engine {
         def.module_file = format!("{}-{}.wasm", def.oid, uuid::Uuid::new_v4().simple());
         let dir = self.data_dir.join(FUNCTIONS_DIR);
         write_durably(&dir, &def.module_file, module)?;
+        if let Err(e) = self.meta.put_module(&def.module_file, module).await {
+            let _ = std::fs::remove_file(dir.join(&def.module_file));
+            return Err(e);
+        }
         let stored = def.clone();
-        if let Err(e) = self.update_catalog(|c| {
-            c.functions.insert(def.name.clone(), def);
-        }) {
+        if let Err(e) = self
+            .update_catalog(|c| {
+                c.functions.insert(def.name.clone(), def);
+            })
+            .await
+        {
             let _ = std::fs::remove_file(dir.join(&stored.module_file));
             return Err(e);
         }
         if let Some(old) = old {
             let _ = std::fs::remove_file(dir.join(&old.module_file));
+            self.meta.remove_module(&old.module_file).await;
         }
         Ok(stored)
     }
@@ -1042,8 +1142,10 @@ impl Engine {
         };
         self.update_catalog(|c| {
             c.functions.remove(name);
-        })?;
+        })
+        .await?;
         let _ = std::fs::remove_file(self.data_dir.join(FUNCTIONS_DIR).join(&def.module_file));
+        self.meta.remove_module(&def.module_file).await;
         Ok(true)
     }
 
@@ -1099,10 +1201,13 @@ impl Engine {
         table.create_index(&def, false).await?;
         crash_point("create_index:lance_committed");
         let name = def.name.clone();
-        if let Err(e) = self.update_catalog(|c| {
-            def.oid = c.allocate_oid();
-            c.indexes.insert(def.name.clone(), def);
-        }) {
+        if let Err(e) = self
+            .update_catalog(|c| {
+                def.oid = c.allocate_oid();
+                c.indexes.insert(def.name.clone(), def);
+            })
+            .await
+        {
             // Not acknowledged: take the index back out of Lance (start-up would).
             if let Err(undo) = table.drop_index(&name).await {
                 tracing::warn!(index = name, error = %undo, "index left in Lance until restart");
@@ -1126,7 +1231,8 @@ impl Engine {
         // (a crash between the steps leaves a Lance index that start-up removes).
         self.update_catalog(|c| {
             c.indexes.remove(name);
-        })?;
+        })
+        .await?;
         crash_point("drop_index:catalog_written");
         table.drop_index(name).await?;
         Ok(true)
@@ -1161,7 +1267,7 @@ impl Engine {
                 .map(|(k, (next, _))| (k, next))
                 .collect();
             if !used.is_empty()
-                && let Err(e) = self.update_catalog(|c| c.sequences.extend(used))
+                && let Err(e) = self.update_catalog(|c| c.sequences.extend(used)).await
             {
                 tracing::warn!(error = %e, "sequence positions not stored; they resume after their reserved blocks");
             }

@@ -198,9 +198,12 @@ impl Engine {
                 def.name
             );
         }
-        if let Err(e) = self.update_catalog(|c| {
-            c.tables.insert(next_def.name.clone(), next_def.clone());
-        }) {
+        if let Err(e) = self
+            .update_catalog(|c| {
+                c.tables.insert(next_def.name.clone(), next_def.clone());
+            })
+            .await
+        {
             self.remove_shard_files(def.tier, &created).await;
             return Err(e);
         }
@@ -306,7 +309,8 @@ impl Engine {
         let tier = table.def.tier;
         self.update_catalog(|c| {
             c.tables.insert(def.name.clone(), def.clone());
-        })?;
+        })
+        .await?;
         {
             let _publish = table.publish_exclusive().await;
             table.set_layout(layout);
@@ -373,7 +377,7 @@ impl Engine {
     }
 
     /// Removes the files of shards a move created and will not use.
-    async fn remove_shard_files(&self, tier: quiver_tiering::Tier, dirs: &[String]) {
+    pub(crate) async fn remove_shard_files(&self, tier: quiver_tiering::Tier, dirs: &[String]) {
         for dir in dirs {
             let _ = std::fs::remove_dir_all(self.data_dir.join(WAL_DIR).join(dir));
             if let Err(e) = self.storage.remove_dataset(tier, dir).await {

@@ -319,6 +319,7 @@ impl Engine {
                     t.tier = tier;
                 }
             })
+            .await
         }
         .await;
         // The table object is replaced either way: on the new tier, or (the

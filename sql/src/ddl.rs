@@ -357,6 +357,7 @@ pub async fn create_table(s: &crate::session::Session, ct: &CreateTable) -> Resu
         .collect();
     let checks = crate::checks::for_new_table(s, &name, &columns, &checks, &taken)?;
     let (sharding, tier) = table_options(&ct.table_options, &columns)?;
+    let tier = tier.unwrap_or_else(|| engine.default_tier());
     engine
         .create_table(
             &name,
@@ -374,13 +375,14 @@ pub async fn create_table(s: &crate::session::Session, ct: &CreateTable) -> Resu
 
 /// `CREATE TABLE … WITH (shards = N, sharding = 'hash', shard_key = col,
 /// vnodes = V, tier = 'hot' | 'cold')`: how the table's rows are split
-/// over shards (`None`: one), and the tier its shards live on.
+/// over shards (`None`: one), and the tier its shards live on (`None`: not
+/// given, the data directory's default).
 fn table_options(
     options: &ast::CreateTableOptions,
     columns: &[ColumnDef],
-) -> Result<(Option<ShardingDef>, Tier)> {
+) -> Result<(Option<ShardingDef>, Option<Tier>)> {
     let with = match options {
-        ast::CreateTableOptions::None => return Ok((None, Tier::Hot)),
+        ast::CreateTableOptions::None => return Ok((None, None)),
         ast::CreateTableOptions::With(w) => w,
         other => {
             return sql_err!(
@@ -390,7 +392,7 @@ fn table_options(
         }
     };
     let options = ShardingOptions::parse(with)?;
-    let tier = options.tier()?.unwrap_or_default();
+    let tier = options.tier()?;
     let shards = options.shards()?.unwrap_or(1);
     let vnodes = options
         .vnodes()?

@@ -268,6 +268,25 @@ impl StorageRoot {
         }
     }
 
+    /// The store at the cold tier's root itself (not a data directory's
+    /// folder under it) and the root's path in it, read and written
+    /// directly (no SSD cache): where a data directory on an object store
+    /// keeps its catalog.
+    pub async fn root_store(
+        registry: Arc<ObjectStoreRegistry>,
+        cold: &ColdOptions,
+    ) -> lance_core::Result<(Arc<ObjectStore>, object_store::path::Path)> {
+        let params = ObjectStoreParams {
+            object_store_wrapper: cold.beneath_cache.clone(),
+            storage_options_accessor: Some(Arc::new(StorageOptionsAccessor::with_static_options(
+                cold.storage_options.clone(),
+            ))),
+            ..Default::default()
+        };
+        let root = cold.root.trim_end_matches('/');
+        ObjectStore::from_uri_and_params(registry, root, &params).await
+    }
+
     /// The SSD cache's figures, when a cold tier is configured.
     pub async fn ssd_stats(&self) -> Option<SsdStats> {
         match &self.cold {
