@@ -354,6 +354,60 @@ async fn resharding_moves_only_changed_owners_while_readers_and_writers_go_on() 
         let e = c.batch_execute(sql).await.expect_err(sql);
         assert_eq!(e.code().map(|c| c.code()), Some(code), "{sql}: {e}");
     }
+
+    // quiver_shards() shows the deleted rows not compacted away and the
+    // rows the index does not cover yet (as the last search opened them).
+    let counters = || async {
+        let search = format!(
+            "SELECT id FROM t ORDER BY emb <-> '{}' LIMIT 5",
+            vector_text(&vectors[0])
+        );
+        c.batch_execute(&search).await.expect("search");
+        let r = c
+            .query_one(
+                "SELECT sum(deleted_rows)::BIGINT, sum(unindexed_rows)::BIGINT FROM quiver_shards('t')",
+                &[],
+            )
+            .await
+            .expect("counters");
+        (r.get::<_, i64>(0), r.get::<_, i64>(1))
+    };
+    c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+    let (deleted_before, unindexed) = counters().await;
+    assert_eq!(unindexed, 0, "OPTIMIZE folds every row into the index");
+    let gone = c
+        .query_one("SELECT count(*) FROM t WHERE id < 20", &[])
+        .await
+        .expect("count")
+        .get::<_, i64>(0);
+    assert!(gone > 0);
+    // Too few per shard (under 10 %) for a compaction to drop them.
+    c.batch_execute("DELETE FROM t WHERE id < 20")
+        .await
+        .expect("delete");
+    assert_eq!(counters().await.0, deleted_before + gone);
+    c.batch_execute(
+        "INSERT INTO t VALUES (70001, 1, '[1,0,0,0,0,0,0,0]'), (70002, 1, '[0,1,0,0,0,0,0,0]'),
+         (70003, 1, '[0,0,1,0,0,0,0,0]')",
+    )
+    .await
+    .expect("insert");
+    // Logged first; once flushed (within about a second) they are a new
+    // fragment the index does not cover.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, unindexed) = counters().await;
+        if unindexed == 3 {
+            break;
+        }
+        assert!(
+            unindexed < 3 && std::time::Instant::now() < deadline,
+            "unindexed rows: {unindexed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+    assert_eq!(counters().await.1, 0);
 }
 
 /// `kill -9` during a move (the server aborts at a named step): after the

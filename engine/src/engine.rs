@@ -303,8 +303,13 @@ impl Engine {
             if dir.join(&def.module_file).exists() {
                 continue;
             }
-            if let Some(bytes) = meta.module(&def.module_file).await? {
-                write_durably(&dir, &def.module_file, &bytes)?;
+            // A module the store lacks fails its function's calls, not the start.
+            match meta.module(&def.module_file).await {
+                Ok(Some(bytes)) => write_durably(&dir, &def.module_file, &bytes)?,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(function = def.name, error = %e, "a function's module could not be read from the store");
+                }
             }
         }
         Ok(())

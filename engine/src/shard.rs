@@ -223,6 +223,9 @@ pub struct TableStats {
     /// Rows acknowledged but not yet flushed to data files: their size in memory.
     pub tail_bytes: u64,
     pub fragments: u64,
+    /// Rows deleted in the data files and not yet compacted away (read
+    /// past by scans, skipped by index searches).
+    pub deleted_rows: u64,
 }
 
 impl TableStats {
@@ -630,6 +633,7 @@ impl Shard {
                 .and_then(|d| d.num_deleted_rows)
                 .unwrap_or(0);
             stats.rows += f.physical_rows.unwrap_or(0).saturating_sub(deleted) as u64;
+            stats.deleted_rows += deleted as u64;
             stats.data_bytes += f
                 .files
                 .iter()

@@ -462,6 +462,7 @@ impl Table {
             total.data_bytes += t.data_bytes;
             total.tail_bytes += t.tail_bytes;
             total.fragments += t.fragments;
+            total.deleted_rows += t.deleted_rows;
         }
         total
     }

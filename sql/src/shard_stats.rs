@@ -42,6 +42,8 @@ impl TableFunctionImpl for QuiverShards {
             Field::new("queries", DataType::Int64, false),
             Field::new("search_ms", DataType::Float64, false),
             Field::new("moving", DataType::Boolean, false),
+            Field::new("deleted_rows", DataType::Int64, false),
+            Field::new("unindexed_rows", DataType::Int64, false),
         ]));
         let mut table_col = Vec::new();
         let mut shard = Vec::new();
@@ -52,6 +54,8 @@ impl TableFunctionImpl for QuiverShards {
         let mut search_ms = Vec::new();
         let mut moving = Vec::new();
         let mut tiers = Vec::new();
+        let mut deleted = Vec::new();
+        let mut unindexed = Vec::new();
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let every = args.exprs().is_empty();
         for name in names {
@@ -74,6 +78,11 @@ impl TableFunctionImpl for QuiverShards {
                 search_ms.push(time.as_secs_f64() * 1e3);
                 moving.push(is_moving);
                 tiers.push(table.def.tier.name());
+                deleted.push(as_i64(stats.deleted_rows));
+                // Rows the vector indexes do not cover: prepared beside them,
+                // or scored exactly by the searches.
+                let (prepared, exact) = s.fresh_rows();
+                unindexed.push(as_i64((prepared + exact) as u64));
             }
         }
         let batch = RecordBatch::try_new(
@@ -88,6 +97,8 @@ impl TableFunctionImpl for QuiverShards {
                 Arc::new(Int64Array::from(queries)),
                 Arc::new(Float64Array::from(search_ms)),
                 Arc::new(BooleanArray::from(moving)),
+                Arc::new(Int64Array::from(deleted)),
+                Arc::new(Int64Array::from(unindexed)),
             ],
         )?;
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
