@@ -81,10 +81,23 @@ for name, x in [("before the move", rb), ("during the move", rd), ("after (8 sha
     print(f"| {name} | {x['queries']:,} | {x['qps']:,.0f} | {x['qps'] / rb['qps']:.2f}x | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} |")
 a = b["after"]
 print(f"\nAfter the move: {b['shards_after']} shards read per query, recall@10 {a['recall']:.3f}, {a['qps']:,.0f} QPS.")
+def shards(label, rows):
+    print(f"\n{label}: per shard rows / fragments / deleted rows / unindexed rows: " +
+          ", ".join(f"{x['rows']:,}/{x['fragments']}/{x['deleted_rows']:,}/{x['unindexed_rows']:,}" for x in rows))
+if "shards_after_move" in b:
+    shards("After the move", b["shards_after_move"])
+if "shards_after_optimize" in b:
+    shards("After OPTIMIZE TABLE", b["shards_after_optimize"])
+if "shards" in t.get("8", {}):
+    shards("The 8-shard table loaded directly", t["8"]["shards"])
 if "after_optimize" in b:
     o = b["after_optimize"]
     print(f"After OPTIMIZE TABLE ({b['optimize_s']:.1f} s): recall@10 {o['recall']:.3f}, {o['qps']:,.0f} QPS, "
           f"p99 {o['p99_ms']:.2f} ms.")
+if "after_reindex" in b:
+    x = b["after_reindex"]
+    print(f"After REINDEX TABLE ({b['reindex_s']:.1f} s): recall@10 {x['recall']:.3f}, {x['qps']:,.0f} QPS, "
+          f"p99 {x['p99_ms']:.2f} ms.")
 PY
 log "results in $OUT_DIR"
 exit 0
