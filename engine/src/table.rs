@@ -420,23 +420,18 @@ impl Table {
     }
 
     /// The search views of the shards a search for `query` (with `probes`
-    /// shard probes) reads ([`Table::search_shards`]), or without one those
-    /// that can hold rows matching `filter`, of one consistent set of
-    /// versions ([`Table::pinned_snapshots`]).
+    /// shard probes) reads ([`Table::search_shards`]), of one consistent
+    /// set of versions ([`Table::pinned_snapshots`]).
     pub async fn views(
         &self,
         heads: Option<&[Arc<Dataset>]>,
         filter: Option<&Expr>,
-        query: Option<(&[f32], usize)>,
+        (query, probes): (&[f32], usize),
     ) -> Result<Vec<ShardView>> {
         let snaps: Vec<(usize, Arc<Shard>, Snapshot, Pin)> = {
             let _g = self.publish.read().await;
             let layout = self.layout();
-            let shards = match query {
-                Some((q, probes)) => search_shards(&self.def, &layout, filter, Some(q), probes),
-                None => shards_for(&self.def, &layout, filter),
-            };
-            shards
+            search_shards(&self.def, &layout, filter, Some(query), probes)
                 .into_iter()
                 .map(|i| {
                     let s = layout.shards[i].clone();

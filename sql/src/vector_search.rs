@@ -585,7 +585,7 @@ impl ExecutionPlan for VectorSearchExec {
                 .get_or_try_init(|| async {
                     let t = engine.table(&table)?;
                     let heads = crate::transaction::read_at(&reads, &table);
-                    let probe = Some((query.as_slice(), knobs.shard_probes()));
+                    let probe = (query.as_slice(), knobs.shard_probes());
                     t.views(heads.as_deref(), filter.as_ref(), probe).await
                 })
                 .await
