@@ -284,7 +284,7 @@ impl CatalogStore {
                     .bytes()
                     .await
                     .map_err(|e| store_err("reading the catalog", e))?;
-                let catalog = Catalog::from_json(&bytes, &path.to_string())?;
+                let catalog = Catalog::from_json(&bytes, path.as_ref())?;
                 version.store(newest, Ordering::Release);
                 Ok(catalog)
             }
