@@ -14,7 +14,6 @@
 //! points at.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,20 +111,7 @@ impl Catalog {
 
     /// Writes the catalog atomically.
     pub fn store(&self, data_dir: &Path) -> Result<()> {
-        let path = Self::path(data_dir);
-        let tmp = data_dir.join(format!("{CATALOG_FILE}.tmp"));
-        let bytes = self.to_json()?;
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
-        if let Ok(dir) = std::fs::File::open(data_dir) {
-            // Persist the rename; not every platform supports syncing a folder.
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        crate::engine::write_durably(data_dir, CATALOG_FILE, &self.to_json()?)
     }
 
     /// A new object id for a table or index, never one given before (the
@@ -247,6 +233,17 @@ impl CatalogStore {
         prefix.clone().join("catalog").join(format!("{n:020}.json"))
     }
 
+    fn module_path(prefix: &StorePath, file: &str) -> StorePath {
+        prefix.clone().join("functions").join(file)
+    }
+
+    /// The whole object at `path` (`what`: for the error).
+    async fn read(store: &dyn ObjectStore, path: &StorePath, what: &str) -> Result<Vec<u8>> {
+        let got = store.get(path).await.map_err(|e| store_err(what, e))?;
+        let bytes = got.bytes().await.map_err(|e| store_err(what, e))?;
+        Ok(bytes.to_vec())
+    }
+
     /// The catalog versions on the store, oldest first.
     async fn versions(store: &dyn ObjectStore, prefix: &StorePath) -> Result<Vec<u64>> {
         let folder = prefix.clone().join("catalog");
@@ -277,13 +274,7 @@ impl CatalogStore {
                     return Ok(Catalog::empty());
                 };
                 let path = Self::version_path(prefix, newest);
-                let bytes = store
-                    .get(&path)
-                    .await
-                    .map_err(|e| store_err("reading the catalog", e))?
-                    .bytes()
-                    .await
-                    .map_err(|e| store_err("reading the catalog", e))?;
+                let bytes = Self::read(store.as_ref(), &path, "reading the catalog").await?;
                 let catalog = Catalog::from_json(&bytes, path.as_ref())?;
                 version.store(newest, Ordering::Release);
                 Ok(catalog)
@@ -338,7 +329,7 @@ impl CatalogStore {
     /// a local data directory keeps modules in its own folder only).
     pub(crate) async fn put_module(&self, file: &str, bytes: &[u8]) -> Result<()> {
         if let CatalogStore::Object { store, prefix, .. } = self {
-            let path = prefix.clone().join("functions").join(file);
+            let path = Self::module_path(prefix, file);
             store
                 .put(&path, bytes.to_vec().into())
                 .await
@@ -353,22 +344,16 @@ impl CatalogStore {
         let CatalogStore::Object { store, prefix, .. } = self else {
             return Ok(None);
         };
-        let path = prefix.clone().join("functions").join(file);
-        let got = store
-            .get(&path)
-            .await
-            .map_err(|e| store_err("reading a function module", e))?;
-        let bytes = got
-            .bytes()
-            .await
-            .map_err(|e| store_err("reading a function module", e))?;
-        Ok(Some(bytes.to_vec()))
+        let path = Self::module_path(prefix, file);
+        Ok(Some(
+            Self::read(store.as_ref(), &path, "reading a function module").await?,
+        ))
     }
 
     /// Removes a module [`CatalogStore::put_module`] kept; best effort.
     pub(crate) async fn remove_module(&self, file: &str) {
         if let CatalogStore::Object { store, prefix, .. } = self {
-            let path = prefix.clone().join("functions").join(file);
+            let path = Self::module_path(prefix, file);
             if let Err(e) = store.delete(&path).await {
                 tracing::debug!(error = %e, file, "a function module was not removed from the store");
             }

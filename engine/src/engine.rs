@@ -99,8 +99,9 @@ const FUNCTIONS_DIR: &str = "functions";
 pub(crate) const WAL_DIR: &str = "wal";
 
 /// Writes a file so that it survives a crash once this returns (temporary
-/// file, fsync, rename, fsync of the folder).
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+/// file, fsync, rename, fsync of the folder; not every platform can sync a
+/// folder, so that one may fail).
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{name}.tmp"));

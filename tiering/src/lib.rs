@@ -111,6 +111,21 @@ pub struct StorageRoot {
     registry: Arc<ObjectStoreRegistry>,
 }
 
+/// What Lance opens a store of the cold tier with: its storage options,
+/// and `wrapper` around the store.
+fn store_params(
+    cold: &ColdOptions,
+    wrapper: Option<Arc<dyn WrappingObjectStore>>,
+) -> ObjectStoreParams {
+    ObjectStoreParams {
+        object_store_wrapper: wrapper,
+        storage_options_accessor: Some(Arc::new(StorageOptionsAccessor::with_static_options(
+            cold.storage_options.clone(),
+        ))),
+        ..Default::default()
+    }
+}
+
 fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -144,17 +159,14 @@ impl StorageRoot {
                 ),
             ));
         }
-        let cache = SsdCache::new(cold.ssd)?;
-        let params = ObjectStoreParams {
-            object_store_wrapper: Some(Arc::new(ssd::SsdWrapper {
+        let cache = SsdCache::new(cold.ssd.clone())?;
+        let params = store_params(
+            &cold,
+            Some(Arc::new(ssd::SsdWrapper {
                 cache: cache.clone(),
                 beneath: cold.beneath_cache.clone(),
             })),
-            storage_options_accessor: Some(Arc::new(StorageOptionsAccessor::with_static_options(
-                cold.storage_options,
-            ))),
-            ..Default::default()
-        };
+        );
         self.cold = Some(Arc::new(ColdRoot {
             uri: format!("{root}/{store_id}"),
             params,
@@ -276,13 +288,7 @@ impl StorageRoot {
         registry: Arc<ObjectStoreRegistry>,
         cold: &ColdOptions,
     ) -> lance_core::Result<(Arc<ObjectStore>, object_store::path::Path)> {
-        let params = ObjectStoreParams {
-            object_store_wrapper: cold.beneath_cache.clone(),
-            storage_options_accessor: Some(Arc::new(StorageOptionsAccessor::with_static_options(
-                cold.storage_options.clone(),
-            ))),
-            ..Default::default()
-        };
+        let params = store_params(cold, cold.beneath_cache.clone());
         let root = cold.root.trim_end_matches('/');
         ObjectStore::from_uri_and_params(registry, root, &params).await
     }
