@@ -247,3 +247,108 @@ async fn cached_results_expire_after_their_ttl() {
     assert_eq!(results(&c).await, (1, 2), "expired: run again");
     drop(server);
 }
+
+/// Rows a search's rescoring read from Lance, and the chunks it loaded.
+fn loaded(server: &quiver::RunningServer) -> (u64, u64) {
+    let s = server.db.engine.chunk_stats();
+    (s.rows_loaded, s.loads)
+}
+
+/// A table that becomes hot after another filled the chunk cache gets in:
+/// its first ANN searches read only the rows they rescore (not whole
+/// chunks), and once its chunks were asked for enough rows they are loaded,
+/// evicting the idle table's, after which its searches read nothing from
+/// Lance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_becomes_hot_gets_into_a_full_chunk_cache() {
+    let dir = TempDir::new("chunk-admission");
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    // 16 MiB, 45 % for chunks: 7.2 MB, room for three 2 MiB vector chunks.
+    cfg.cache.memory = "16MiB".into();
+    let server = quiver::start(&cfg).await.expect("server starts");
+    let c = connect(&server).await;
+    c.batch_execute(
+        "SET quiver.result_cache = off;
+         CREATE TABLE idle (id bigint, bucket int, emb vector(64));
+         CREATE TABLE hot (id bigint, bucket int, emb vector(64))",
+    )
+    .await
+    .expect("tables");
+    let chunk = quiver_engine::chunks::CHUNK_ROWS as usize;
+    let idle = random_vectors(4 * chunk, 64, 3);
+    copy_text(
+        &c,
+        "COPY idle FROM STDIN",
+        crate::common::copy_payload(&idle),
+    )
+    .await;
+    let hot = random_vectors(2 * chunk, 64, 5);
+    copy_text(&c, "COPY hot FROM STDIN", crate::common::copy_payload(&hot)).await;
+    c.batch_execute(
+        "CREATE INDEX hot_emb ON hot USING ivfflat (emb vector_l2_ops) WITH (lists = 4)",
+    )
+    .await
+    .expect("index");
+    // Exact searches of the idle table fill the cache with its chunks.
+    for i in [1, 2] {
+        let q = vector_text(&idle[i]);
+        let got = ids(
+            &c,
+            &format!("SELECT id FROM idle ORDER BY emb <-> '{q}' LIMIT 3"),
+        )
+        .await;
+        assert_eq!(got[0], i.to_string());
+    }
+    let capacity = server.db.engine.chunk_stats().capacity as i64;
+    let full = caches(&c).await["chunks"];
+    assert!(
+        full.3 * 10 > capacity * 8,
+        "the idle table fills the cache of {capacity} bytes: {full:?}"
+    );
+
+    let search = |i: usize| {
+        let q = vector_text(&hot[i]);
+        format!("SELECT id FROM hot ORDER BY emb <-> '{q}' LIMIT 10")
+    };
+    // The first search reads the rows it rescores, not their chunks.
+    let before = loaded(&server);
+    assert_eq!(ids(&c, &search(0)).await[0], "0");
+    let after = loaded(&server);
+    let read = after.0 - before.0;
+    assert!(
+        read > 0 && read < chunk as u64 && after.1 == before.1,
+        "the first search read {read} rows in {} chunk loads",
+        after.1 - before.1
+    );
+    // Searches go on; the hot table's chunks are let in.
+    let mut i = 1;
+    let mut quiet = 0;
+    while quiet < 20 {
+        assert!(i < 3000, "the hot table's rows are still read from Lance");
+        let before = loaded(&server);
+        assert_eq!(ids(&c, &search(i)).await[0], i.to_string());
+        quiet = if loaded(&server).0 == before.0 {
+            quiet + 1
+        } else {
+            0
+        };
+        i += 1;
+    }
+    let caches = caches(&c).await;
+    let (hits, misses, entries, bytes) = caches["chunks"];
+    assert!(
+        hits > Some(0) && misses > Some(0) && entries > Some(0) && bytes > 0,
+        "{:?}",
+        caches["chunks"]
+    );
+    assert!(
+        bytes <= capacity,
+        "the cache stays in its capacity: {:?}",
+        caches["chunks"]
+    );
+    drop(server);
+}

@@ -12,7 +12,17 @@
 //! evicts by size (moka's TinyLFU admission + LRU eviction). Concurrent
 //! requests for the same missing chunk share one load. Load counters make the
 //! cost of a query visible to tests (rows read from Lance).
+//!
+//! Readers that want a few scattered rows (the candidates a search rescores)
+//! load the whole chunk only when it pays: while the cache has room, or once
+//! [`ADMIT_ROWS`] rows of that chunk were read one by one lately
+//! ([`ChunkCache::admits`]). So a table that becomes hot after others filled
+//! the cache gets in within a few seconds of searches, while one pass over a
+//! table larger than the budget reads its rows, not its chunks: a chunk is
+//! loaded at most once per [`ADMIT_ROWS`] rows asked of it, which costs less
+//! than reading those rows one by one.
 
+use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +36,19 @@ use crate::error::{EngineError, Result};
 
 /// Physical rows per cached chunk.
 pub const CHUNK_ROWS: u32 = 8192;
+
+/// Rows of one uncached chunk read one by one, lately, after which the next
+/// reader loads the whole chunk into a full cache (moka's admission then
+/// weighs it against the entries it would evict).
+pub const ADMIT_ROWS: u32 = CHUNK_ROWS / 8;
+
+/// The demand counts are halved after this many rows were counted, so only
+/// recent demand admits a chunk.
+const DEMAND_WINDOW_ROWS: u64 = 64 * CHUNK_ROWS as u64;
+
+/// The most chunks whose demand is counted at once; past it the counts are
+/// halved early (and those at zero forgotten).
+const DEMAND_ENTRIES: usize = 16_384;
 
 /// Names one immutable fragment of one dataset: a fragment whose data files
 /// change (UPDATE, compaction, added columns) gets a different key.
@@ -90,9 +113,58 @@ pub struct ChunkStats {
     pub capacity: u64,
 }
 
+/// Recent demand for chunks that are not cached: rows read one by one.
+#[derive(Debug, Default)]
+struct Demand {
+    rows: std::collections::HashMap<ChunkKey, u32>,
+    /// Rows counted since the last halving.
+    counted: u64,
+}
+
+impl Demand {
+    /// Counts `rows` more of `key`; true when that makes it worth loading
+    /// (its count is then forgotten).
+    fn add(&mut self, key: ChunkKey, rows: u32) -> bool {
+        self.counted += rows as u64;
+        if self.counted >= DEMAND_WINDOW_ROWS {
+            self.halve();
+        }
+        while self.rows.len() >= DEMAND_ENTRIES && !self.rows.contains_key(&key) {
+            self.halve();
+        }
+        match self.rows.entry(key) {
+            Entry::Occupied(mut e) => {
+                let n = e.get().saturating_add(rows);
+                if n >= ADMIT_ROWS {
+                    e.remove();
+                    return true;
+                }
+                *e.get_mut() = n;
+            }
+            Entry::Vacant(e) => {
+                if rows >= ADMIT_ROWS {
+                    return true;
+                }
+                e.insert(rows);
+            }
+        }
+        false
+    }
+
+    /// Halves every count, forgetting those that reach zero.
+    fn halve(&mut self) {
+        self.counted = 0;
+        self.rows.retain(|_, n| {
+            *n /= 2;
+            *n > 0
+        });
+    }
+}
+
 pub struct ChunkCache {
     cache: moka::future::Cache<ChunkKey, ArrayRef>,
     capacity: u64,
+    demand: std::sync::Mutex<Demand>,
     hits: AtomicU64,
     misses: AtomicU64,
     loads: AtomicU64,
@@ -127,12 +199,20 @@ impl ChunkCache {
         ChunkCache {
             cache: builder.build(),
             capacity,
+            demand: std::sync::Mutex::new(Demand::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             loads: AtomicU64::new(0),
             rows_loaded: AtomicU64::new(0),
             bytes_loaded: AtomicU64::new(0),
         }
+    }
+
+    /// Lets moka apply its pending bookkeeping, so that [`ChunkCache::stats`]
+    /// gives the bytes and entries held now (moka settles them on later
+    /// cache operations otherwise).
+    pub async fn settle(&self) {
+        self.cache.run_pending_tasks().await;
     }
 
     pub fn stats(&self) -> ChunkStats {
@@ -148,14 +228,34 @@ impl ChunkCache {
         }
     }
 
-    /// True while `bytes` more would keep the cache under 80 % of its
-    /// capacity: callers then load whole chunks rather than single rows.
-    pub fn has_room(&self, bytes: u64) -> bool {
-        self.cache.weighted_size().saturating_add(bytes) <= self.capacity / 10 * 8
+    /// Whether a reader that wants `rows` rows of an uncached chunk (about
+    /// `bytes` in memory) should load the whole chunk: while that keeps the
+    /// cache under 80 % of its capacity, or once the chunk was asked for
+    /// [`ADMIT_ROWS`] rows lately. Else it reads just those rows
+    /// ([`ChunkCache::count_point_read`]). A chunk over half the capacity
+    /// is never loaded into a full cache.
+    pub fn admits(
+        &self,
+        key: &FragmentKey,
+        column: &str,
+        chunk: u32,
+        bytes: u64,
+        rows: usize,
+    ) -> bool {
+        if self.cache.weighted_size().saturating_add(bytes) <= self.capacity / 10 * 8 {
+            return true;
+        }
+        if bytes > self.capacity / 2 {
+            return false;
+        }
+        let rows = rows.min(u32::MAX as usize) as u32;
+        let mut demand = self.demand.lock().unwrap_or_else(|e| e.into_inner());
+        demand.add(ChunkKey::new(key, column, chunk), rows)
     }
 
-    /// Counts rows read from Lance outside chunk loads (point reads).
+    /// Counts rows read from Lance outside chunk loads (point reads): a miss.
     pub fn count_point_read(&self, rows: usize, bytes: usize) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
         self.rows_loaded.fetch_add(rows as u64, Ordering::Relaxed);
         self.bytes_loaded.fetch_add(bytes as u64, Ordering::Relaxed);
     }
@@ -240,4 +340,62 @@ async fn read_physical(
         .read_range_as_batch(rows.start as usize..rows.end as usize)
         .await?;
     Ok(batch.column(0).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(fragment: u32, chunk: u32) -> ChunkKey {
+        let dataset: Arc<str> = "t".into();
+        ChunkKey::new(
+            &FragmentKey {
+                dataset,
+                fragment,
+                files: 1,
+            },
+            "emb",
+            chunk,
+        )
+    }
+
+    /// A chunk asked for again and again is loaded once its rows add up to
+    /// ADMIT_ROWS; its count then starts over.
+    #[test]
+    fn repeated_demand_admits_a_chunk() {
+        let mut d = Demand::default();
+        let per_read = 8;
+        let mut reads = 0;
+        while !d.add(key(0, 0), per_read) {
+            reads += 1;
+            assert!(reads < 1000, "never admitted");
+        }
+        assert_eq!((reads + 1) * per_read, ADMIT_ROWS);
+        assert!(!d.add(key(0, 0), per_read), "the count starts over");
+        assert!(d.add(key(0, 1), ADMIT_ROWS), "one large read is enough");
+    }
+
+    /// One pass over many chunks, a few rows each, loads none of them, and
+    /// demand that stopped fades: old counts are halved as new rows are
+    /// counted, and the map stays bounded.
+    #[test]
+    fn scattered_and_old_demand_admits_nothing() {
+        let mut d = Demand::default();
+        for c in 0..(DEMAND_ENTRIES as u32 * 3) {
+            assert!(!d.add(key(c / 100, c % 100), 3), "chunk {c} was admitted");
+            assert!(d.rows.len() <= DEMAND_ENTRIES);
+        }
+        // Nearly enough demand for one chunk, then a window of other reads.
+        let mut d = Demand::default();
+        assert!(!d.add(key(7, 7), ADMIT_ROWS - 1));
+        let mut other = 0;
+        while d.counted != 0 {
+            assert!(!d.add(key(1_000_000 + other / 50, 0), 5));
+            other += 1;
+        }
+        assert!(
+            !d.add(key(7, 7), ADMIT_ROWS / 2 - 1),
+            "halved: old demand alone no longer admits"
+        );
+    }
 }

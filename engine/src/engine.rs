@@ -1337,6 +1337,7 @@ impl Engine {
     /// (hot vectors and columns), the prepared fresh rows, and Lance's index
     /// and metadata caches.
     pub async fn cache_figures(&self) -> Vec<CacheFigures> {
+        self.shared.chunks.settle().await;
         let chunks = self.shared.chunks.stats();
         let budget = &self.options.budget;
         let lance =

@@ -304,10 +304,11 @@ impl TableView {
     }
 
     /// The rows at `addrs` (rows of this version), `columns` of them, in the
-    /// order given. Read from cached chunks; a missing chunk is loaded while
-    /// the budget has room for it, else only the rows asked for are read
-    /// (so a scattered ANN result over a table larger than the budget does not
-    /// pull whole chunks through the cache).
+    /// order given. Read from cached chunks; a missing chunk is loaded when
+    /// the cache admits it ([`ChunkCache::admits`]: it has room, or the chunk
+    /// keeps being asked for), else only the rows asked for are read (so a
+    /// scattered ANN result over a table larger than the budget does not pull
+    /// whole chunks through the cache).
     pub async fn take(&self, addrs: &[u64], columns: &[&str]) -> Result<Vec<ArrayRef>> {
         // Distinct (fragment, chunk) pairs, and each row's slot among them.
         let mut slots: HashMap<(u32, u32), usize> = HashMap::new();
@@ -346,7 +347,14 @@ impl TableView {
                 }
                 let cached = match self.chunks.get_cached(&f.key, col, chunk).await {
                     Some(a) => Some(a),
-                    None if self.chunks.has_room(estimate) => {
+                    None if self.chunks.admits(
+                        &f.key,
+                        col,
+                        chunk,
+                        estimate,
+                        wanted[slot].len(),
+                    ) =>
+                    {
                         Some(self.chunk(f, col, chunk).await?)
                     }
                     None => None,
