@@ -169,6 +169,22 @@ impl Tail {
 pub struct Snapshot {
     pub dataset: Arc<Dataset>,
     pub tail: Arc<Tail>,
+    /// The Lance version at which the rows last changed: a flush, which
+    /// moves rows from the tail into a new Lance version, keeps it, so that
+    /// ([`Snapshot::rows_version`], the tail's stamp) names the rows.
+    pub rows_version: u64,
+}
+
+impl Snapshot {
+    /// `dataset` with `tail` beside it, its rows named by its own version.
+    pub fn new(dataset: Arc<Dataset>, tail: Arc<Tail>) -> Snapshot {
+        let rows_version = dataset.version().version;
+        Snapshot {
+            dataset,
+            tail,
+            rows_version,
+        }
+    }
 }
 
 /// An index's segments (its base, then its deltas, as Lance lists them),
@@ -427,10 +443,7 @@ impl Shard {
         Shard {
             def,
             shared: shared.clone(),
-            latest: RwLock::new(Snapshot {
-                dataset: Arc::new(ds),
-                tail: Default::default(),
-            }),
+            latest: RwLock::new(Snapshot::new(Arc::new(ds), Default::default())),
             log: Log {
                 dir: log_dir,
                 state: std::sync::Mutex::new(LogState {
@@ -548,7 +561,14 @@ impl Shard {
     /// Publishes a version a transaction committed (or rolled back to) and
     /// counts it as a write.
     pub(crate) async fn publish_committed(self: &Arc<Self>, ds: Arc<Dataset>) {
-        self.publish(ds).await;
+        self.publish(ds, false).await;
+        self.after_write();
+    }
+
+    /// Publishes a version that holds the rows of the latest one (a rolled
+    /// back transaction's restored base): [`Snapshot::rows_version`] stays.
+    pub(crate) async fn publish_restored(self: &Arc<Self>, ds: Arc<Dataset>) {
+        self.publish(ds, true).await;
         self.after_write();
     }
 
@@ -564,6 +584,7 @@ impl Shard {
         {
             let mut g = self.latest_mut();
             if ds.version().version >= g.dataset.version().version {
+                g.rows_version = ds.version().version;
                 g.dataset = ds;
             }
         }
@@ -572,10 +593,13 @@ impl Shard {
 
     /// Makes `ds` the latest version unless a newer one is already published,
     /// after warming it ([`Shard::warm`]).
-    async fn publish(&self, ds: Arc<Dataset>) {
+    async fn publish(&self, ds: Arc<Dataset>, same_rows: bool) {
         self.warm(&ds, self.snapshot().tail).await;
         let mut g = self.latest_mut();
         if ds.version().version >= g.dataset.version().version {
+            if !same_rows {
+                g.rows_version = ds.version().version;
+            }
             g.dataset = ds;
         }
     }
@@ -591,10 +615,7 @@ impl Shard {
         if opened.is_empty() {
             return;
         }
-        let snapshot = Snapshot {
-            dataset: ds.clone(),
-            tail,
-        };
+        let snapshot = Snapshot::new(ds.clone(), tail);
         let pin = self.pins.pin(ds.version().version);
         let view = match self.view_of(snapshot, pin).await {
             Ok(v) => v,
@@ -654,10 +675,7 @@ impl Shard {
     /// held against cleanup while the pin lives.
     pub fn pinned_at(&self, ds: Arc<Dataset>) -> (Snapshot, Pin) {
         let pin = self.pins.pin(ds.version().version);
-        let snap = Snapshot {
-            dataset: ds,
-            tail: self.snapshot().tail,
-        };
+        let snap = Snapshot::new(ds, self.snapshot().tail);
         (snap, pin)
     }
 
@@ -811,7 +829,7 @@ impl Shard {
             .await;
         match result {
             Ok(r) => {
-                self.publish(Arc::new(r.dataset)).await;
+                self.publish(Arc::new(r.dataset), false).await;
                 self.after_write();
                 for w in waiters {
                     let _ = w.send(Ok(()));
@@ -875,7 +893,7 @@ impl Shard {
         let res = DeleteBuilder::from_expr(self.dataset(), filter)
             .execute()
             .await?;
-        self.publish(res.new_dataset).await;
+        self.publish(res.new_dataset, false).await;
         self.after_write();
         Ok(res.num_deleted_rows)
     }
@@ -919,7 +937,7 @@ impl Shard {
                 .await?;
             }
         }
-        self.publish(Arc::new(ds)).await;
+        self.publish(Arc::new(ds), false).await;
         Ok(())
     }
 
@@ -928,7 +946,7 @@ impl Shard {
         self.check_open()?;
         let mut ds = (*self.dataset()).clone();
         ds.drop_index(name).await?;
-        self.publish(Arc::new(ds)).await;
+        self.publish(Arc::new(ds), false).await;
         self.fresh.forget(name);
         Ok(())
     }
@@ -992,7 +1010,7 @@ impl Shard {
             ds.optimize_indices(&options.index_names(vec![name]))
                 .await?;
         }
-        self.publish(Arc::new(ds)).await;
+        self.publish(Arc::new(ds), false).await;
         Ok(true)
     }
 
@@ -1048,7 +1066,7 @@ impl Shard {
             compact_files_with_planner(&mut ds, None, &housekeeping::TieredPlanner).await?
         };
         if m.fragments_removed > 0 {
-            self.publish(Arc::new(ds)).await;
+            self.publish(Arc::new(ds), false).await;
         }
         Ok((m.fragments_removed, m.fragments_added))
     }
@@ -1318,6 +1336,7 @@ impl Shard {
                 .await;
             {
                 let mut g = self.latest_mut();
+                // The same rows as before: `rows_version` stays.
                 if ds.version().version >= g.dataset.version().version {
                     g.dataset = ds;
                 }
@@ -1392,7 +1411,7 @@ impl Shard {
                 .with_params(&self.flush_params(last))
                 .execute(replay)
                 .await?;
-            self.publish(Arc::new(ds)).await;
+            self.publish(Arc::new(ds), false).await;
         }
         let fresh = Segment::create(&self.log.dir, next, self.shared.fsync)?;
         for (first, path) in &segments {

@@ -317,8 +317,9 @@ impl Table {
     }
 
     /// The exact version of the table's data: every shard's Lance version
-    /// and the last log record made visible beside it, under the layout of
-    /// the time. Any committed write changes it (rows still in the log
+    /// at which its rows last changed (a flush of logged rows keeps it) and
+    /// the last log record made visible beside it, under the layout of the
+    /// time. Any committed write changes it (rows still in the log
     /// included); two equal versions hold the same rows. Taken shard by
     /// shard without a lock: a caller that needs what one read saw compares
     /// a version taken before the read with one taken after.
@@ -335,7 +336,7 @@ impl Table {
         v.push(epoch);
         for s in &layout.shards {
             let snap = s.snapshot();
-            v.push(snap.dataset.version().version);
+            v.push(snap.rows_version);
             v.push(snap.tail.stamp);
         }
         DataVersion(v)

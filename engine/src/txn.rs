@@ -182,10 +182,7 @@ impl ShardWrites {
     /// sessions committed through the log since).
     pub fn snapshot(&self) -> Snapshot {
         let h = self.held();
-        Snapshot {
-            dataset: h.head.clone(),
-            tail: h.table.snapshot().tail,
-        }
+        Snapshot::new(h.head.clone(), h.table.snapshot().tail)
     }
 
     /// The rows of the head matching `filter` (all rows without one), all
@@ -353,7 +350,7 @@ async fn roll_back(h: Held) -> Result<()> {
         let ds = restored(&h.head, h.base).await?;
         // Newer than the published base, with the base's rows: writers
         // after this one build on it.
-        h.table.publish_committed(Arc::new(ds)).await;
+        h.table.publish_restored(Arc::new(ds)).await;
     }
     remove_marker(h.table.log_dir(), h.table.syncs())
 }

@@ -138,7 +138,7 @@ impl TableView {
         chunks: Arc<ChunkCache>,
         fresh: Arc<FreshRows>,
     ) -> Result<TableView> {
-        let Snapshot { dataset, tail } = snapshot;
+        let Snapshot { dataset, tail, .. } = snapshot;
         let version = dataset.version().version;
         let name: Arc<str> = dataset.uri().into();
         let same = prev.filter(|p| p.version == version);
