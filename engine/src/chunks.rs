@@ -17,10 +17,9 @@
 //! load the whole chunk only when it pays: while the cache has room, or once
 //! [`ADMIT_ROWS`] rows of that chunk were read one by one lately
 //! ([`ChunkCache::admits`]). So a table that becomes hot after others filled
-//! the cache gets in within a few seconds of searches, while one pass over a
+//! the cache gets in within a few hundred searches, while one pass over a
 //! table larger than the budget reads its rows, not its chunks: a chunk is
-//! loaded at most once per [`ADMIT_ROWS`] rows asked of it, which costs less
-//! than reading those rows one by one.
+//! loaded at most once per [`ADMIT_ROWS`] rows asked of it.
 
 use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
@@ -39,8 +38,10 @@ pub const CHUNK_ROWS: u32 = 8192;
 
 /// Rows of one uncached chunk read one by one, lately, after which the next
 /// reader loads the whole chunk into a full cache (moka's admission then
-/// weighs it against the entries it would evict).
-pub const ADMIT_ROWS: u32 = CHUNK_ROWS / 8;
+/// weighs it against the entries it would evict). Loading a chunk of 384-d
+/// vectors costs about what reading 150-300 of its rows one by one does, so
+/// a chunk loaded and evicted unused costs at most about as much again.
+pub const ADMIT_ROWS: u32 = CHUNK_ROWS / 32;
 
 /// The demand counts are halved after this many rows were counted, so only
 /// recent demand admits a chunk.
@@ -253,9 +254,10 @@ impl ChunkCache {
         demand.add(ChunkKey::new(key, column, chunk), rows)
     }
 
-    /// Counts rows read from Lance outside chunk loads (point reads): a miss.
-    pub fn count_point_read(&self, rows: usize, bytes: usize) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
+    /// Counts rows read from Lance outside chunk loads (point reads) of
+    /// `chunks` uncached chunks: a miss each.
+    pub fn count_point_read(&self, chunks: usize, rows: usize, bytes: usize) {
+        self.misses.fetch_add(chunks as u64, Ordering::Relaxed);
         self.rows_loaded.fetch_add(rows as u64, Ordering::Relaxed);
         self.bytes_loaded.fetch_add(bytes as u64, Ordering::Relaxed);
     }

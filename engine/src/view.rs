@@ -333,50 +333,63 @@ impl TableView {
         for col in columns {
             let estimate = self.chunk_estimate(col);
             let mut arrays = Vec::with_capacity(order.len());
-            // Per slot: `None` when the array is the whole chunk, else the
-            // position of each offset in the rows that were read.
-            let mut positions: Vec<Option<HashMap<u32, usize>>> = Vec::with_capacity(order.len());
+            // Per slot: its array, and `None` when that array is the whole
+            // chunk, else the position of each offset in the rows read.
+            let mut source: Vec<(usize, Option<HashMap<u32, usize>>)> =
+                Vec::with_capacity(order.len());
+            // Slots whose rows are read one by one, by fragment.
+            let mut point: Vec<(u32, Vec<usize>)> = Vec::new();
             for (slot, &(frag, chunk)) in order.iter().enumerate() {
                 let Some(f) = self.fragment(frag) else {
                     return engine_err!(Internal, "row of fragment {frag} is not in the version");
                 };
-                if f.memory.is_some() {
-                    arrays.push(self.chunk(f, col, chunk).await?);
-                    positions.push(None);
-                    continue;
-                }
-                let cached = match self.chunks.get_cached(&f.key, col, chunk).await {
-                    Some(a) => Some(a),
-                    None if self.chunks.admits(
-                        &f.key,
-                        col,
-                        chunk,
-                        estimate,
-                        wanted[slot].len(),
-                    ) =>
-                    {
-                        Some(self.chunk(f, col, chunk).await?)
+                let whole = if f.memory.is_some() {
+                    Some(self.chunk(f, col, chunk).await?)
+                } else {
+                    match self.chunks.get_cached(&f.key, col, chunk).await {
+                        Some(a) => Some(a),
+                        None if self.chunks.admits(
+                            &f.key,
+                            col,
+                            chunk,
+                            estimate,
+                            wanted[slot].len(),
+                        ) =>
+                        {
+                            Some(self.chunk(f, col, chunk).await?)
+                        }
+                        None => None,
                     }
-                    None => None,
                 };
-                match cached {
-                    Some(a) => {
-                        arrays.push(a);
-                        positions.push(None);
-                    }
-                    None => {
-                        let offsets = &wanted[slot];
-                        let reader = open_fragment(&self.dataset, frag, &[col]).await?;
-                        let batch = reader.take_as_batch(offsets, None).await?;
-                        let a = batch.column(0).clone();
-                        self.chunks
-                            .count_point_read(a.len(), a.get_array_memory_size());
-                        arrays.push(a);
-                        positions.push(Some(
-                            offsets.iter().enumerate().map(|(j, o)| (*o, j)).collect(),
-                        ));
-                    }
+                source.push((arrays.len(), None));
+                match whole {
+                    Some(a) => arrays.push(a),
+                    None => match point.iter_mut().find(|(g, _)| *g == frag) {
+                        Some((_, slots)) => slots.push(slot),
+                        None => point.push((frag, vec![slot])),
+                    },
                 }
+            }
+            // One read per fragment for the rows of all its uncached chunks.
+            for (frag, slots) in point {
+                let mut offsets: Vec<u32> = slots
+                    .iter()
+                    .flat_map(|&s| wanted[s].iter().copied())
+                    .collect();
+                offsets.sort_unstable();
+                let reader = open_fragment(&self.dataset, frag, &[col]).await?;
+                let batch = reader.take_as_batch(&offsets, None).await?;
+                let a = batch.column(0).clone();
+                self.chunks
+                    .count_point_read(slots.len(), a.len(), a.get_array_memory_size());
+                for &s in &slots {
+                    let at = wanted[s]
+                        .iter()
+                        .filter_map(|o| offsets.binary_search(o).ok().map(|j| (*o, j)))
+                        .collect();
+                    source[s] = (arrays.len(), Some(at));
+                }
+                arrays.push(a);
             }
             if arrays.is_empty() {
                 let Ok(field) = self.def.arrow_schema().field_with_name(col).cloned() else {
@@ -387,14 +400,15 @@ impl TableView {
             }
             let mut indices = Vec::with_capacity(picks.len());
             for &(slot, offset) in &picks {
-                let i = match &positions[slot] {
+                let (array, at) = &source[slot];
+                let i = match at {
                     None => (offset % CHUNK_ROWS) as usize,
                     Some(m) => match m.get(&offset) {
                         Some(&j) => j,
                         None => return engine_err!(Internal, "row {offset} was not read"),
                     },
                 };
-                indices.push((slot, i));
+                indices.push((*array, i));
             }
             let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
             out.push(interleave(&refs, &indices)?);
