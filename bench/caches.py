@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """The result cache over the wire (bench/caches.sh runs it against a fresh Quiver).
 
-    python3 bench/caches.py --dsn DSN --out FILE.json
+    python3 bench/caches.py --dsn DSN --out FILE.json [--scale DIR --partitions 8]
 
-wordnet-minilm in a table `docs` (COPY, then CREATE INDEX ivf_hnsw_sq, nprobes 1, ef 64);
-the 1,000 queries, k = 10, one client, prepared (the vector as a text parameter), in the
-`vector_search` form and the pgvector `ORDER BY … LIMIT` form:
+wordnet-minilm in a table `docs` (COPY, then CREATE INDEX ivf_hnsw_sq, nprobes 1, ef 64),
+or with --scale the 1M-row set of bench/scale.py (an index of --partitions partitions,
+all of them probed, ef 64); its queries (1,000 or 200), k = 10, one client, prepared (the
+vector as a text parameter), in the `vector_search` form and the pgvector
+`ORDER BY … LIMIT` form:
 
 1. baseline: the result cache off (`SET quiver.result_cache = off`), every query run;
 2. misses: the cache on, each query asked for the first time (run, then kept);
 3. hits: the same 1,000 queries again, each answered from the cache;
 4. one query repeated 1,000 times (hits);
 5. after a one-row INSERT, the next ask of a cached query (a miss: the write made the
-   entry unreachable) and the one after it (a hit again); every answer is checked
-   against the one of the baseline run, and the cache's counters (quiver_caches())
-   against the number of queries asked.
+   entry unreachable) and the one after it (a hit again), and one more after the row
+   was flushed from the log into Lance (a hit: a flush changes no row); every answer is
+   checked against the one of the baseline run, and the cache's counters
+   (quiver_caches()) against the number of queries asked.
 
 6. the protocol's floor: `SHOW quiver.ef` prepared, 1,000 times (no planning, no table).
 
@@ -34,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SHARED_BENCH", HERE / "../../shared/bench")).resolve()
 sys.path.insert(0, str(SHARED))
 import harness  # noqa: E402
+from shards import ScaleData  # noqa: E402
 
 K = 10
 FORMS = {
@@ -64,31 +68,47 @@ def results_counters(conn):
     return {"hits": r[0], "misses": r[1], "entries": r[2], "bytes": r[3]}
 
 
+def fragments(conn):
+    return conn.execute("SELECT sum(fragments) FROM quiver_shards('docs')").fetchone()[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--scale", help="the 1M-row set of bench/scale.py (its folder) instead of wordnet-minilm")
+    ap.add_argument("--partitions", type=int, default=8, help="index partitions with --scale")
     args = ap.parse_args()
-    ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
-    fmt = harness.vector_formatter(ds.base.dtype)
-    qvecs = [fmt(q) for q in ds.queries]
-    gt, _ = ds.ground_truth(None, K)
+    if args.scale:
+        ds = ScaleData(args.scale)
+        qvecs = ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in ds.queries]
+        gt = ds.gt
+        partitions = args.partitions
+    else:
+        ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
+        fmt = harness.vector_formatter(ds.base.dtype)
+        qvecs = [fmt(q) for q in ds.queries]
+        gt, _ = ds.ground_truth(None, K)
+        partitions = 1
     conn = harness.connect(args.dsn)
     conn.execute("DROP TABLE IF EXISTS docs")
     conn.execute(f"CREATE TABLE docs (id BIGINT, text TEXT, category TEXT, bucket INT, "
                  f"embedding VECTOR({ds.dim}))")
     with conn.cursor() as cur:
-        with cur.copy("COPY docs FROM STDIN") as cp:
-            for c in harness.copy_text_chunks(ds):
-                cp.write(c)
+        if args.scale:
+            ds.copy(cur, "docs")
+        else:
+            with cur.copy("COPY docs FROM STDIN") as cp:
+                for c in harness.copy_text_chunks(ds):
+                    cp.write(c)
     conn.execute("CREATE INDEX docs_idx ON docs USING ivf_hnsw_sq (embedding) "
-                 "WITH (metric='cosine', num_partitions=1)")
-    conn.execute("SET quiver.nprobes = 1")
+                 f"WITH (metric='cosine', num_partitions={partitions})")
+    conn.execute(f"SET quiver.nprobes = {partitions}")
     conn.execute("SET quiver.ef = 64")
-    out = {"rows": ds.n, "forms": {}}
+    out = {"rows": ds.n, "queries": len(qvecs), "partitions": partitions, "forms": {}}
     for form, sql in FORMS.items():
         conn.execute("SET quiver.result_cache = off")
-        timed(conn, sql, qvecs[:100])  # warm the engine's caches
+        timed(conn, sql, qvecs)  # warm the engine's caches
         base, base_answers = timed(conn, sql, qvecs)
         recall = sum(len(set(a) & set(gt[i, :K].tolist())) for i, a in enumerate(base_answers)) / (K * len(qvecs))
         conn.execute("SET quiver.result_cache = on")
@@ -108,11 +128,11 @@ def main():
         out["forms"][form] = {"recall": recall, "baseline": base, "miss": miss, "hit": hit,
                               "one_query": one}
         harness.log(f"{form}: {out['forms'][form]}")
-    # Last: a write makes the table's entries unreachable at once. (The row it
-    # logs is flushed to Lance a second later, a new version, which makes the
-    # entries unreachable too, and would turn a timed run's hits into misses.)
+    # Last: a write makes the table's entries unreachable at once; the flush of
+    # the row it logged into Lance (a new Lance version, the same rows) does not.
     for n, (form, sql) in enumerate(FORMS.items()):
         c3 = results_counters(conn)
+        frags = fragments(conn)
         conn.execute("INSERT INTO docs (id, text, category, bucket, embedding) VALUES "
                      "(%s, 'x', 'x', 0, %s::vector)", (10_000_000 + n, qvecs[0]))
         t0 = time.perf_counter()
@@ -125,7 +145,15 @@ def main():
             sys.exit(f"{form}: the row written is not the nearest after the write: {after}")
         if c4["misses"] != c3["misses"] + 1 or c5["hits"] != c4["hits"] + 1:
             sys.exit(f"{form}: expected a miss then a hit after the write: {c3} -> {c4} -> {c5}")
-        out["forms"][form].update({"after_write_ms": after_ms, "counters": c5})
+        # Past the log's flush interval (1 s by default) the row is in Lance.
+        time.sleep(3)
+        if fragments(conn) <= frags:
+            sys.exit(f"{form}: the row was not flushed into a new fragment within 3 s")
+        flushed = [r[0] for r in conn.execute(sql, (qvecs[0],), prepare=True).fetchall()]
+        c6 = results_counters(conn)
+        if flushed != after or c6["hits"] != c5["hits"] + 1 or c6["misses"] != c5["misses"]:
+            sys.exit(f"{form}: expected a hit after the flush: {c5} -> {c6}")
+        out["forms"][form].update({"after_write_ms": after_ms, "counters": c6})
     # The protocol's floor: a prepared statement answered without planning
     # or reading a table (the client, the wire, parse/bind/execute).
     lat = []

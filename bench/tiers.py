@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Hot vs cold tables over the wire (bench/tiers.sh runs it, one phase per Quiver process).
 
-    python3 bench/tiers.py --dsn DSN --phase load|empty|kept --out FILE.json
+    python3 bench/tiers.py --dsn DSN --phase load|empty|kept --out FILE.json [--scale DIR --partitions 8]
+
+With --scale: the 1M-row set of bench/scale.py (its 200 queries) instead of wordnet-minilm,
+its index of --partitions partitions, all of them probed.
 
 load:  wordnet-minilm into `docs_hot` (local disk) and `docs_cold` (the S3 cold tier),
        COPY and CREATE INDEX ivf_hnsw_sq on each, timed; and a third copy moved hot ->
@@ -27,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SHARED_BENCH", HERE / "../../shared/bench")).resolve()
 sys.path.insert(0, str(SHARED))
 import harness  # noqa: E402
+from shards import ScaleData  # noqa: E402
 
 K = 10
 SQL = "SELECT id FROM {t} ORDER BY embedding <=> %s::vector LIMIT 10"
@@ -58,7 +62,7 @@ def timed(conn, table, vecs, gt):
             "ssd": {k: after[k] - before[k] for k in after}}
 
 
-def load(conn, ds):
+def load(conn, ds, partitions):
     out = {"rows": ds.n, "copy_s": {}, "index_s": {}}
     for table, tier in [("docs_hot", "hot"), ("docs_cold", "cold"), ("docs_moved", "hot")]:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
@@ -66,9 +70,12 @@ def load(conn, ds):
                      f"embedding VECTOR({ds.dim})) WITH (tier = '{tier}')")
         t0 = time.perf_counter()
         with conn.cursor() as cur:
-            with cur.copy(f"COPY {table} FROM STDIN") as cp:
-                for c in harness.copy_text_chunks(ds):
-                    cp.write(c)
+            if isinstance(ds, ScaleData):
+                ds.copy(cur, table)
+            else:
+                with cur.copy(f"COPY {table} FROM STDIN") as cp:
+                    for c in harness.copy_text_chunks(ds):
+                        cp.write(c)
         copy_s = time.perf_counter() - t0
         if table == "docs_moved":
             t0 = time.perf_counter()
@@ -82,7 +89,7 @@ def load(conn, ds):
         out["copy_s"][tier] = copy_s
         t0 = time.perf_counter()
         conn.execute(f"CREATE INDEX {table}_idx ON {table} USING ivf_hnsw_sq (embedding) "
-                     "WITH (metric='cosine', num_partitions=1)")
+                     f"WITH (metric='cosine', num_partitions={partitions})")
         out["index_s"][tier] = time.perf_counter() - t0
         conn.execute(f"OPTIMIZE TABLE {table}")
     harness.log(f"load: {out}")
@@ -94,18 +101,28 @@ def main():
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--phase", choices=["load", "empty", "kept"], required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--scale", help="the 1M-row set of bench/scale.py (its folder) instead of wordnet-minilm")
+    ap.add_argument("--partitions", type=int, default=8, help="index partitions with --scale")
     args = ap.parse_args()
-    ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
-    fmt = harness.vector_formatter(ds.base.dtype)
-    qvecs = [fmt(q) for q in ds.queries]
-    gt, _ = ds.ground_truth(None, K)
+    if args.scale:
+        ds = ScaleData(args.scale)
+        qvecs = ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in ds.queries]
+        gt = ds.gt
+        partitions = args.partitions
+    else:
+        ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
+        fmt = harness.vector_formatter(ds.base.dtype)
+        qvecs = [fmt(q) for q in ds.queries]
+        gt, _ = ds.ground_truth(None, K)
+        partitions = 1
     conn = harness.connect(args.dsn)
     out = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    out.update({"queries": len(qvecs), "partitions": partitions})
     if args.phase == "load":
-        out["load"] = load(conn, ds)
+        out["load"] = load(conn, ds, partitions)
     else:
         conn.execute("SET quiver.result_cache = off")
-        conn.execute("SET quiver.nprobes = 1")
+        conn.execute(f"SET quiver.nprobes = {partitions}")
         conn.execute("SET quiver.ef = 64")
         tables = [("hot", "docs_hot"), ("cold", "docs_cold")] if args.phase == "empty" else [("cold", "docs_cold")]
         r = {}

@@ -5,6 +5,9 @@
 # and after a restart that keeps the SSD cache (memory caches empty, SSD warm).
 #
 #   QUIVER_BIN=... PYTHON=... [MOTO_SERVER=.../moto_server] bench/tiers.sh   # about 3 minutes
+#   ROWS=1000000 ... bench/tiers.sh   # the 1M-row set of bench/scale.sh (made into SCALE_DATA
+#       when missing), PARTITIONS (default 8) index partitions, all probed, CACHE_MEMORY
+#       (default 4GiB)
 # (moto_server: MOTO_SERVER, or beside PYTHON in its venv: pip install "moto[server]")
 set -euo pipefail
 {
@@ -44,11 +47,23 @@ secret_access_key = "bench"
 allow_http = true
 TOML
 
+data_args=()
+serve_args=()
+if [ -n "${ROWS:-}" ]; then
+  SCALE_DATA=${SCALE_DATA:-/tmp/quiver-scale-data-$ROWS}
+  if [ ! -f "$SCALE_DATA/MANIFEST.json" ]; then
+    log "making $ROWS rows in $SCALE_DATA"
+    "$PYTHON" "$here/scale.py" make --rows "$ROWS" --out "$SCALE_DATA"
+  fi
+  data_args=(--scale "$SCALE_DATA" --partitions "${PARTITIONS:-8}")
+  serve_args=(--cache-memory "${CACHE_MEMORY:-4GiB}")
+fi
+
 quiver_bin
 run() {   # run PHASE: a fresh Quiver process on the same data directory
-  serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" --config "$tmp/quiver.toml"
+  serve_quiver "$tmp/quiver-data" "$OUT_DIR/quiver.log" --config "$tmp/quiver.toml" "${serve_args[@]}"
   wait_ready "$qdsn"
-  "$PYTHON" "$here/tiers.py" --dsn "$qdsn" --phase "$1" --out "$OUT_DIR/tiers.json"
+  "$PYTHON" "$here/tiers.py" --dsn "$qdsn" --phase "$1" --out "$OUT_DIR/tiers.json" "${data_args[@]}"
   stop_quiver
 }
 log "load"; run load
@@ -60,8 +75,10 @@ log "restart, SSD cache kept"; run kept
 import json, sys
 r = json.load(open(sys.argv[1]))
 hot = r["empty"]["hot_warm"]
-print(f"Tiers: wordnet-minilm, {r['load']['rows']:,} rows x 384-d, 1,000 queries, k = 10, "
-      "ivf_hnsw_sq (nprobes 1, ef 64), ORDER BY <=> prepared, one client, result cache off; "
+p = r.get("partitions", 1)
+data = "the 1M-row set of bench/scale.py" if p > 1 else "wordnet-minilm"
+print(f"Tiers: {data}, {r['load']['rows']:,} rows x 384-d, {r.get('queries', 1000):,} queries, k = 10, "
+      f"ivf_hnsw_sq (nprobes {p} of {p}, ef 64), ORDER BY <=> prepared, one client, result cache off; "
       "cold = moto S3 on loopback; ratios against the hot table, warm\n")
 print("| table | run | QPS | p50 ms | p99 ms | p50 vs hot warm | recall@10 | SSD hits / misses / store GETs |")
 print("|---|---|---|---|---|---|---|---|")
