@@ -65,10 +65,10 @@ if iv:
         print(f"| {iv['shards']} (ivf) | 64, shard_probes {name[6:]} | {x['recall']:.3f} | {x['qps']:,.0f} | "
               f"{x['qps'] / b64['qps']:.2f}x | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['shards_read']:.1f} | "
               f"{x.get('warm_passes', '')} |")
-print("\nWarm passes: passes of the queries before the measured one, until a pass missed the chunk "
-      "cache for at most 1 % of its queries (at most 10).")
     print(f"\nivf: OPTIMIZE TABLE trained the centroids and moved the rows off the pending shard in "
           f"{iv['train_and_move_s']:.1f} s; rows per shard {iv['rows_per_shard']}.")
+print("\nWarm passes: passes of the queries before the measured one, until a pass missed the chunk "
+      "cache for at most 1 % of its queries (at most 10).")
 print("\n| shards | COPY rows/s | index build s |\n|---|---|---|")
 for n, s in t.items():
     print(f"| {n} | {s['copy_rows_per_s']:,.0f} | {s['index_s']:.1f} |")
