@@ -1098,3 +1098,56 @@ async fn a_stopped_object_store_fails_cleanly_and_hot_tables_serve_on() {
     assert_eq!(near[0].0, 7);
     server.shutdown().await.expect("shutdown");
 }
+
+/// A folder on the object store that no table names (another server's
+/// table being created, or what a crash left) is removed at start-up only
+/// once nothing in it was written for `version_retention`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unnamed_folder_on_the_store_is_removed_only_when_old() {
+    let Some(endpoint) = s3_endpoint("unnamed folder") else {
+        return;
+    };
+    let bucket = bucket(&endpoint, "stray").await;
+    let dir = TempDir::new("tier-stray");
+    let mut cfg = config(dir.path(), &endpoint, &bucket);
+    let server = quiver::start(&cfg).await.expect("start");
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE keep (id BIGINT, cat INT, emb VECTOR(16)) WITH (tier = 'cold')")
+        .await
+        .expect("create");
+    copy_text(&c, "COPY keep FROM STDIN", rows(500, 0, 41).0).await;
+    server.shutdown().await.expect("shutdown");
+    // The folder the cold tables are in, and a stray table folder beside them.
+    let stored = keys(&endpoint, &bucket).await;
+    let table_key = stored
+        .iter()
+        .find(|k| k.contains("/keep-") && k.contains(".lance/"))
+        .expect("the table's files");
+    let parent = &table_key[..table_key.find("/keep-").expect("folder")];
+    let stray = format!("{parent}/stray-1.lance/_versions/1.manifest");
+    let (status, body) = http(&endpoint, "PUT", &format!("/{bucket}/{stray}")).await;
+    assert_eq!(status, 200, "put {stray}: {body}");
+    let has_stray = |keys: &[String]| keys.iter().any(|k| k.contains("/stray-1.lance/"));
+
+    // Written just now: kept.
+    cfg.storage.version_retention = "1h".into();
+    let server = quiver::start(&cfg).await.expect("restart");
+    assert!(
+        has_stray(&keys(&endpoint, &bucket).await),
+        "a fresh folder is kept"
+    );
+    let c = connect(&server).await;
+    assert_eq!(count(&c, "keep").await, 500);
+    server.shutdown().await.expect("shutdown");
+
+    // Older than the retention: removed, the table untouched.
+    cfg.storage.version_retention = "0".into();
+    let server = quiver::start(&cfg).await.expect("restart");
+    assert!(
+        !has_stray(&keys(&endpoint, &bucket).await),
+        "an old folder is removed"
+    );
+    let c = connect(&server).await;
+    assert_eq!(count(&c, "keep").await, 500);
+    server.shutdown().await.expect("shutdown");
+}

@@ -272,7 +272,15 @@ impl Engine {
                 }
             }
         }
-        if Self::reconcile(data_dir, &storage, &mut catalog, &tables).await? {
+        if Self::reconcile(
+            data_dir,
+            &storage,
+            &mut catalog,
+            &tables,
+            options.version_retention,
+        )
+        .await?
+        {
             meta.store(&catalog).await?;
         }
         let engine = Arc::new(Engine {
@@ -354,11 +362,17 @@ impl Engine {
     /// removed here. An index the catalog names but Lance lacks (left by
     /// versions before this order) is removed from the catalog: Lance's own
     /// index list is what searches use.
+    ///
+    /// On the object store (shared with other servers, which may be writing
+    /// a table they have not named in the catalog yet) a folder is removed
+    /// only once nothing in it was written for `grace`
+    /// (`[storage] version_retention`); until then a later start removes it.
     async fn reconcile(
         data_dir: &Path,
         storage: &StorageRoot,
         catalog: &mut Catalog,
         tables: &HashMap<String, Arc<Table>>,
+        grace: std::time::Duration,
     ) -> Result<bool> {
         let mut changed = false;
         for (name, table) in tables {
@@ -423,6 +437,24 @@ impl Engine {
             };
             for dir in found {
                 if !dirs.contains(&(tier, dir.clone())) {
+                    if tier == Tier::Cold {
+                        let age = match storage.last_write(&dir).await {
+                            Ok(Some(at)) => at.elapsed().unwrap_or_default(),
+                            Ok(None) => grace,
+                            Err(e) => {
+                                tracing::warn!(dir, error = %e, "a leftover folder on the cold tier could not be listed; it is not removed now");
+                                continue;
+                            }
+                        };
+                        if age < grace {
+                            tracing::info!(
+                                dir,
+                                written_secs_ago = age.as_secs(),
+                                "a folder on the cold tier no table names was written lately (maybe by another server); it is removed at a later start if it stays unnamed"
+                            );
+                            continue;
+                        }
+                    }
                     tracing::warn!(
                         dir,
                         tier = tier.name(),

@@ -262,6 +262,22 @@ impl StorageRoot {
         Ok(dirs)
     }
 
+    /// When anything in a cold dataset folder was last written (`None`:
+    /// the folder holds nothing), from the store's listing.
+    pub async fn last_write(&self, dir: &str) -> std::io::Result<Option<std::time::SystemTime>> {
+        use futures::TryStreamExt;
+        let (store, base) = self.cold_store().await?;
+        let path = base.clone().join(dir);
+        let mut newest: Option<i64> = None;
+        let mut files = store.read_dir_all(&path, None);
+        while let Some(meta) = files.try_next().await.map_err(other)? {
+            let at = meta.last_modified.timestamp_millis();
+            newest = Some(newest.map_or(at, |n| n.max(at)));
+        }
+        Ok(newest
+            .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)))
+    }
+
     /// Removes a dataset's files. A failure leaves unreachable files
     /// behind, never a broken table, so callers may log and go on.
     pub async fn remove_dataset(&self, tier: Tier, dir: &str) -> std::io::Result<()> {
