@@ -109,6 +109,50 @@ pub enum ParamValue {
     Array(Vec<ParamValue>),
 }
 
+/// Parameter values as one string for the result cache's key: texts
+/// length-prefixed and copied as they are (a vector's 3 KB of text was
+/// escaped by `Debug` on every cached read), so two different lists of
+/// values never give the same string.
+fn params_key(params: &[ParamValue]) -> String {
+    fn push(out: &mut String, p: &ParamValue) {
+        use std::fmt::Write;
+        match p {
+            ParamValue::Null => out.push('N'),
+            ParamValue::Text(t) => {
+                let _ = write!(out, "T{}:", t.len());
+                out.push_str(t);
+            }
+            ParamValue::Int(i) => {
+                let _ = write!(out, "I{i};");
+            }
+            ParamValue::Float(f) => {
+                let _ = write!(out, "F{};", f.to_bits());
+            }
+            ParamValue::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+            ParamValue::Array(items) => {
+                let _ = write!(out, "A{}[", items.len());
+                for i in items {
+                    push(out, i);
+                }
+                out.push(']');
+            }
+        }
+    }
+    let mut out = String::with_capacity(
+        params
+            .iter()
+            .map(|p| match p {
+                ParamValue::Text(t) => t.len() + 8,
+                _ => 8,
+            })
+            .sum(),
+    );
+    for p in params {
+        push(&mut out, p);
+    }
+    out
+}
+
 /// What Describe reports for a statement.
 #[derive(Debug, Clone)]
 pub struct Described {
@@ -1344,11 +1388,7 @@ impl Session {
         };
         Some(crate::result_cache::ResultKey {
             statement: stmt.normalized(s),
-            params: if params.is_empty() {
-                String::new()
-            } else {
-                format!("{params:?}")
-            },
+            params: params_key(params),
             settings,
             user,
             catalog: self.engine().generation(),
@@ -1752,5 +1792,36 @@ impl CopyLoad {
                 Ok(session.insert_rows(&self.table, filled, &fail).await?.0)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Different lists of parameter values never share a result-cache key.
+    #[test]
+    fn params_key_tells_lists_apart() {
+        let t = |s: &str| ParamValue::Text(s.into());
+        let lists = vec![
+            vec![],
+            vec![ParamValue::Null],
+            vec![t("")],
+            vec![t("a"), t("b")],
+            vec![t("ab")],
+            vec![t("T1:a")],
+            vec![t("a"), ParamValue::Null],
+            vec![ParamValue::Int(1)],
+            vec![t("1")],
+            vec![ParamValue::Float(0.0)],
+            vec![ParamValue::Float(-0.0)],
+            vec![ParamValue::Bool(true)],
+            vec![t("t")],
+            vec![ParamValue::Array(vec![t("a"), t("b")])],
+            vec![ParamValue::Array(vec![t("a")]), t("b")],
+        ];
+        let keys: std::collections::HashSet<String> = lists.iter().map(|l| params_key(l)).collect();
+        assert_eq!(keys.len(), lists.len(), "{keys:?}");
+        assert_eq!(params_key(&[t("[1,2]")]), params_key(&[t("[1,2]")]));
     }
 }
