@@ -1,4 +1,4 @@
-# Sourced by bench/engine.sh and bench/scale.sh: the Quiver binary, starting,
+# Sourced by the bench scripts: the 1M-row set's arguments, the Quiver binary, starting,
 # awaiting and stopping it, and the clean-up trap. Expects here, repo, PYTHON,
 # tmp, QUIVER_PORT, CARGO_TARGET_DIR and a log function; sets quiver_pid,
 # pg_dir (set it while a pgserver runs, so the trap stops it), qdsn and bin.
@@ -12,6 +12,20 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+
+scale_args() {   # with ROWS: the 1M-row set (made into SCALE_DATA when missing); sets data_args, serve_args
+  data_args=()
+  serve_args=()
+  if [ -n "${ROWS:-}" ]; then
+    SCALE_DATA=${SCALE_DATA:-/tmp/quiver-scale-data-$ROWS}
+    if [ ! -f "$SCALE_DATA/MANIFEST.json" ]; then
+      log "making $ROWS rows in $SCALE_DATA"
+      "$PYTHON" "$here/scale.py" make --rows "$ROWS" --out "$SCALE_DATA"
+    fi
+    data_args=(--scale "$SCALE_DATA" --partitions "${PARTITIONS:-8}")
+    serve_args=(--cache-memory "${CACHE_MEMORY:-4GiB}")
+  fi
+}
 
 quiver_bin() {   # sets bin: QUIVER_BIN, or the release build
   bin=${QUIVER_BIN:-}

@@ -71,6 +71,18 @@ class ScaleData:
                     cp.write(block)
 
 
+def dataset(scale):
+    """The data the benchmarks search: the 1M-row set in folder `scale` when given, else
+    wordnet-minilm; with its query vectors as text and the exact top 10 of each."""
+    if scale:
+        ds = ScaleData(scale)
+        return ds, ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in ds.queries], ds.gt
+    ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
+    fmt = harness.vector_formatter(ds.base.dtype)
+    gt, _ = ds.ground_truth(None, K)
+    return ds, [fmt(q) for q in ds.queries], gt
+
+
 def load(conn, table, shards, ds, ivf=False, partitions=1):
     """Creates and fills `table`; an ivf_hnsw_sq index of `partitions` partitions in all,
     split over the shards (at least 1 a shard)."""
@@ -198,15 +210,7 @@ def main():
     ap.add_argument("--partitions", type=int, default=1,
                     help="ivf_hnsw_sq partitions of each table in all, split over its shards")
     args = ap.parse_args()
-    if args.scale:
-        ds = ScaleData(args.scale)
-        qvecs = ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in ds.queries]
-        gt = ds.gt
-    else:
-        ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
-        fmt = harness.vector_formatter(ds.base.dtype)
-        qvecs = [fmt(q) for q in ds.queries]
-        gt, _ = ds.ground_truth(None, K)
+    ds, qvecs, gt = dataset(args.scale)
     conn = harness.connect(args.dsn)
     for s in SET:
         conn.execute(s)

@@ -24,17 +24,7 @@ tmp=$(mktemp -d /tmp/quiver-shards-tmp.XXXXXX)
 log() { echo "[shards $(date +%H:%M:%S)] $*" >&2; }
 . "$here/lib.sh"
 
-data_args=()
-serve_args=()
-if [ -n "${ROWS:-}" ]; then
-  SCALE_DATA=${SCALE_DATA:-/tmp/quiver-scale-data-$ROWS}
-  if [ ! -f "$SCALE_DATA/MANIFEST.json" ]; then
-    log "making $ROWS rows in $SCALE_DATA"
-    "$PYTHON" "$here/scale.py" make --rows "$ROWS" --out "$SCALE_DATA"
-  fi
-  data_args=(--scale "$SCALE_DATA" --partitions "${PARTITIONS:-8}")
-  serve_args=(--cache-memory "${CACHE_MEMORY:-4GiB}")
-fi
+scale_args
 
 quiver_bin
 log "quiver: start ($bin)"

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SHARED_BENCH", HERE / "../../shared/bench")).resolve()
 sys.path.insert(0, str(SHARED))
 import harness  # noqa: E402
-from shards import ScaleData  # noqa: E402
+from shards import ScaleData, dataset  # noqa: E402
 
 K = 10
 SQL = "SELECT id FROM {t} ORDER BY embedding <=> %s::vector LIMIT 10"
@@ -104,17 +104,8 @@ def main():
     ap.add_argument("--scale", help="the 1M-row set of bench/scale.py (its folder) instead of wordnet-minilm")
     ap.add_argument("--partitions", type=int, default=8, help="index partitions with --scale")
     args = ap.parse_args()
-    if args.scale:
-        ds = ScaleData(args.scale)
-        qvecs = ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in ds.queries]
-        gt = ds.gt
-        partitions = args.partitions
-    else:
-        ds = harness.Dataset(SHARED / "data/wordnet-minilm", "cosine", 0)
-        fmt = harness.vector_formatter(ds.base.dtype)
-        qvecs = [fmt(q) for q in ds.queries]
-        gt, _ = ds.ground_truth(None, K)
-        partitions = 1
+    ds, qvecs, gt = dataset(args.scale)
+    partitions = args.partitions if args.scale else 1
     conn = harness.connect(args.dsn)
     out = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     out.update({"queries": len(qvecs), "partitions": partitions})

@@ -47,17 +47,7 @@ secret_access_key = "bench"
 allow_http = true
 TOML
 
-data_args=()
-serve_args=()
-if [ -n "${ROWS:-}" ]; then
-  SCALE_DATA=${SCALE_DATA:-/tmp/quiver-scale-data-$ROWS}
-  if [ ! -f "$SCALE_DATA/MANIFEST.json" ]; then
-    log "making $ROWS rows in $SCALE_DATA"
-    "$PYTHON" "$here/scale.py" make --rows "$ROWS" --out "$SCALE_DATA"
-  fi
-  data_args=(--scale "$SCALE_DATA" --partitions "${PARTITIONS:-8}")
-  serve_args=(--cache-memory "${CACHE_MEMORY:-4GiB}")
-fi
+scale_args
 
 quiver_bin
 run() {   # run PHASE: a fresh Quiver process on the same data directory
