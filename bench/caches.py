@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SHARED_BENCH", HERE / "../../shared/bench")).resolve()
 sys.path.insert(0, str(SHARED))
 import harness  # noqa: E402
-from shards import dataset  # noqa: E402
+from shards import copy_into, dataset  # noqa: E402
 
 K = 10
 FORMS = {
@@ -85,13 +85,7 @@ def main():
     conn.execute("DROP TABLE IF EXISTS docs")
     conn.execute(f"CREATE TABLE docs (id BIGINT, text TEXT, category TEXT, bucket INT, "
                  f"embedding VECTOR({ds.dim}))")
-    with conn.cursor() as cur:
-        if args.scale:
-            ds.copy(cur, "docs")
-        else:
-            with cur.copy("COPY docs FROM STDIN") as cp:
-                for c in harness.copy_text_chunks(ds):
-                    cp.write(c)
+    copy_into(conn, "docs", ds)
     conn.execute("CREATE INDEX docs_idx ON docs USING ivf_hnsw_sq (embedding) "
                  f"WITH (metric='cosine', num_partitions={partitions})")
     conn.execute(f"SET quiver.nprobes = {partitions}")

@@ -83,6 +83,17 @@ def dataset(scale):
     return ds, [fmt(q) for q in ds.queries], gt
 
 
+def copy_into(conn, table, ds):
+    """COPYs `ds` (the 1M-row set or wordnet-minilm) into `table`."""
+    with conn.cursor() as cur:
+        if isinstance(ds, ScaleData):
+            ds.copy(cur, table)
+        else:
+            with cur.copy(f"COPY {table} FROM STDIN") as cp:
+                for c in harness.copy_text_chunks(ds):
+                    cp.write(c)
+
+
 def load(conn, table, shards, ds, ivf=False, partitions=1):
     """Creates and fills `table`; an ivf_hnsw_sq index of `partitions` partitions in all,
     split over the shards (at least 1 a shard)."""
@@ -93,13 +104,7 @@ def load(conn, table, shards, ds, ivf=False, partitions=1):
     conn.execute(f"CREATE TABLE {table} (id BIGINT, text TEXT, category TEXT, bucket INT, "
                  f"embedding VECTOR({ds.dim})){with_}")
     t0 = time.perf_counter()
-    with conn.cursor() as cur:
-        if isinstance(ds, ScaleData):
-            ds.copy(cur, table)
-        else:
-            with cur.copy(f"COPY {table} FROM STDIN") as cp:
-                for c in harness.copy_text_chunks(ds):
-                    cp.write(c)
+    copy_into(conn, table, ds)
     copy_s = time.perf_counter() - t0
     per_shard = max(1, partitions // shards)
     out = {"copy_rows_per_s": ds.n / copy_s, "partitions_per_shard": per_shard}

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("SHARED_BENCH", HERE / "../../shared/bench")).resolve()
 sys.path.insert(0, str(SHARED))
 import harness  # noqa: E402
-from shards import ScaleData, dataset  # noqa: E402
+from shards import copy_into, dataset  # noqa: E402
 
 K = 10
 SQL = "SELECT id FROM {t} ORDER BY embedding <=> %s::vector LIMIT 10"
@@ -69,13 +69,7 @@ def load(conn, ds, partitions):
         conn.execute(f"CREATE TABLE {table} (id BIGINT, text TEXT, category TEXT, bucket INT, "
                      f"embedding VECTOR({ds.dim})) WITH (tier = '{tier}')")
         t0 = time.perf_counter()
-        with conn.cursor() as cur:
-            if isinstance(ds, ScaleData):
-                ds.copy(cur, table)
-            else:
-                with cur.copy(f"COPY {table} FROM STDIN") as cp:
-                    for c in harness.copy_text_chunks(ds):
-                        cp.write(c)
+        copy_into(conn, table, ds)
         copy_s = time.perf_counter() - t0
         if table == "docs_moved":
             t0 = time.perf_counter()
