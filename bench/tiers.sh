@@ -8,7 +8,10 @@
 #   ROWS=1000000 ... bench/tiers.sh   # the 1M-row set of bench/scale.sh (made into SCALE_DATA
 #       when missing), PARTITIONS (default 8) index partitions, all probed, CACHE_MEMORY
 #       (default 4GiB)
-# (moto_server: MOTO_SERVER, or beside PYTHON in its venv: pip install "moto[server]")
+# The S3 server: moto (MOTO_SERVER, or beside PYTHON in its venv: pip install "moto[server]"),
+# in memory, in Python; or with S3S_FS=.../s3s-fs the file-backed Rust server of the s3s
+# project (cargo install s3s-fs@0.14.1 --features binary), which serves a ranged GET with a
+# seek where moto reads the whole object: moto is too slow for the 1M-row set's 1.5 GB files.
 set -euo pipefail
 {
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,19 +25,28 @@ mkdir -p "$OUT_DIR"
 tmp=$(mktemp -d /tmp/quiver-tiers-tmp.XXXXXX)
 log() { echo "[tiers $(date +%H:%M:%S)] $*" >&2; }
 . "$here/lib.sh"
-moto_pid=""
-trap '[ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null; cleanup' EXIT
+s3_pid=""
+trap '[ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null; cleanup' EXIT
 
-moto=${MOTO_SERVER:-$(dirname "$PYTHON")/moto_server}
 s3_port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$moto" -H 127.0.0.1 -p "$s3_port" > "$OUT_DIR/moto.log" 2>&1 &
-moto_pid=$!
+if [ -n "${S3S_FS:-}" ]; then
+  s3_name="s3s-fs (files) on loopback"
+  mkdir -p "$tmp/s3/quiver-bench"   # a bucket is a folder of its root
+  "$S3S_FS" --host 127.0.0.1 --port "$s3_port" --access-key bench --secret-key bench "$tmp/s3" \
+    > "$OUT_DIR/s3.log" 2>&1 &
+else
+  s3_name="moto (in memory) on loopback"
+  "${MOTO_SERVER:-$(dirname "$PYTHON")/moto_server}" -H 127.0.0.1 -p "$s3_port" > "$OUT_DIR/s3.log" 2>&1 &
+fi
+s3_pid=$!
 for _ in $(seq 1 100); do
-  "$PYTHON" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$s3_port/')" 2>/dev/null && break
+  "$PYTHON" -c "import socket; socket.create_connection(('127.0.0.1', $s3_port))" 2>/dev/null && break
   sleep 0.2
 done
-"$PYTHON" -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$s3_port/quiver-bench', method='PUT'))"
-log "moto (S3) on 127.0.0.1:$s3_port"
+if [ -z "${S3S_FS:-}" ]; then
+  "$PYTHON" -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$s3_port/quiver-bench', method='PUT'))"
+fi
+log "$s3_name (S3) on 127.0.0.1:$s3_port"
 
 cat > "$tmp/quiver.toml" <<TOML
 [storage]
@@ -61,15 +73,16 @@ rm -rf "$tmp/ssd"
 log "restart, empty SSD cache"; run empty
 log "restart, SSD cache kept"; run kept
 
-"$PYTHON" - "$OUT_DIR/tiers.json" <<'PY'
+"$PYTHON" - "$OUT_DIR/tiers.json" "$s3_name" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+s3 = sys.argv[2]
 hot = r["empty"]["hot_warm"]
 p = r.get("partitions", 1)
 data = "the 1M-row set of bench/scale.py" if p > 1 else "wordnet-minilm"
 print(f"Tiers: {data}, {r['load']['rows']:,} rows x 384-d, {r.get('queries', 1000):,} queries, k = 10, "
       f"ivf_hnsw_sq (nprobes {p} of {p}, ef 64), ORDER BY <=> prepared, one client, result cache off; "
-      "cold = moto S3 on loopback; ratios against the hot table, warm\n")
+      f"cold = S3 from {s3}; ratios against the hot table, warm\n")
 print("| table | run | QPS | p50 ms | p99 ms | p50 vs hot warm | recall@10 | SSD hits / misses / store GETs |")
 print("|---|---|---|---|---|---|---|---|")
 rows = [("hot", "after restart, first pass", r["empty"]["hot_first"]),
