@@ -9,10 +9,13 @@ its index of --partitions partitions, all of them probed.
 load:  wordnet-minilm into `docs_hot` (local disk) and `docs_cold` (the S3 cold tier),
        COPY and CREATE INDEX ivf_hnsw_sq on each, timed; and a third copy moved hot ->
        cold with ALTER TABLE … SET (tier = 'cold'), timed, then dropped.
-empty: (a new process, the SSD cache folder emptied) the 1,000 queries on the hot table
-       twice, then on the cold table twice: the first pass reads what the memory caches
-       do not hold from disk / the object store, the second is warm.
-kept:  (a new process, the SSD cache kept) the cold table twice.
+empty: (a new process, the SSD cache folder emptied) the 1,000 queries on the hot table,
+       then on the cold table: the first pass reads what the memory caches do not hold
+       from disk / the object store; then passes until one reads from the SSD cache
+       fewer blocks than 1 % of its queries (at most 10; the hot table's second pass),
+       the last of them the warm one. The cold table's chunks compete for the chunk
+       cache with the hot table's, read first.
+kept:  (a new process, the SSD cache kept, memory caches empty) the cold table the same way.
 
 Every pass: QPS, p50, p99, recall@10 against the exact ground truth, and the SSD cache's
 hits, misses and store GETs during it (quiver_caches()). The result cache is off.
@@ -113,7 +116,12 @@ def main():
         r = {}
         for name, table in tables:
             r[f"{name}_first"] = timed(conn, table, qvecs, gt)
-            r[f"{name}_warm"] = timed(conn, table, qvecs, gt)
+            for passes in range(1, 11):
+                warm = timed(conn, table, qvecs, gt)
+                if warm["ssd"]["hits"] + warm["ssd"]["misses"] <= len(qvecs) // 100:
+                    break
+            warm["passes"] = passes
+            r[f"{name}_warm"] = warm
             harness.log(f"{args.phase} {name}: first {r[f'{name}_first']}, warm {r[f'{name}_warm']}")
         out[args.phase] = r
     Path(args.out).write_text(json.dumps(out, indent=1))
