@@ -23,6 +23,27 @@ pub struct Config {
     pub search: SearchConfig,
     pub storage: StorageConfig,
     pub object_store: ObjectStoreConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the HTTP listener for Prometheus and load balancers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; empty: no listener.
+    pub listen: String,
+    /// Shard series `/metrics` shows at most; a table whose shards do not
+    /// fit any more is one series with `shard="all"`.
+    pub max_shard_series: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9433".into(),
+            max_shard_series: quiver_sql::metrics::DEFAULT_MAX_SHARD_SERIES,
+        }
+    }
 }
 
 /// `[storage]`: how table data is kept.
@@ -181,6 +202,7 @@ impl Default for Config {
             search: SearchConfig::default(),
             storage: StorageConfig::default(),
             object_store: ObjectStoreConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

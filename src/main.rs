@@ -98,6 +98,10 @@ enum Command {
         /// Memory for cached table data, e.g. 256MiB or 2GiB (config `[cache] memory`).
         #[arg(long)]
         cache_memory: Option<String>,
+        /// Address of /metrics, /healthz and /readyz (default 127.0.0.1:9433;
+        /// "" for none; config `[metrics] listen`).
+        #[arg(long)]
+        metrics_listen: Option<String>,
     },
 }
 
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         listen,
         config,
         cache_memory,
+        metrics_listen,
     } = cli.command;
     let mut cfg = match config {
         Some(path) => match Config::load(&path) {
@@ -152,6 +157,9 @@ fn main() -> ExitCode {
     }
     if let Some(m) = cache_memory {
         cfg.cache.memory = m;
+    }
+    if let Some(m) = metrics_listen {
+        cfg.metrics.listen = m;
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log_level));
@@ -187,6 +195,9 @@ fn main() -> ExitCode {
             server.addr.ip(),
             server.addr.port()
         );
+        if let Some(m) = server.metrics_addr {
+            println!("Metrics at http://{m}/metrics");
+        }
         shutdown_signal().await;
         tracing::info!("shutting down");
         if let Err(e) = server.shutdown().await {

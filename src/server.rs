@@ -15,6 +15,9 @@ use crate::config::Config;
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub db: Arc<Database>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`None`: `[metrics] listen = ""`).
+    pub metrics_addr: Option<SocketAddr>,
+    http: Option<crate::http::HttpServer>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -44,6 +47,18 @@ pub async fn start_with(
     options: quiver_engine::EngineOptions,
 ) -> Result<RunningServer, StartError> {
     let db = Database::open_with(&config.local_dir(), options).await?;
+    db.metrics
+        .set_max_shard_series(config.metrics.max_shard_series);
+    let http = match config.metrics.listen.trim() {
+        "" => None,
+        listen => Some(
+            crate::http::HttpServer::start(listen, db.clone(), tokio::runtime::Handle::current())
+                .map_err(|source| StartError::Listen {
+                addr: format!("{listen} ([metrics] listen)"),
+                source,
+            })?,
+        ),
+    };
     let listener =
         TcpListener::bind(&config.listen)
             .await
@@ -63,6 +78,8 @@ pub async fn start_with(
     Ok(RunningServer {
         addr,
         db,
+        metrics_addr: http.as_ref().map(|h| h.addr),
+        http,
         stop: Some(stop),
         task,
     })
@@ -76,6 +93,7 @@ impl RunningServer {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        self.http.take();
         let served = match self.task.await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),

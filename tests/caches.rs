@@ -57,6 +57,7 @@ async fn start(dir: &TempDir, ttl: &str) -> quiver::RunningServer {
     let mut cfg = Config {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
+        metrics: crate::common::metrics_on_any_port(),
         ..Config::default()
     };
     cfg.cache.result_ttl = ttl.into();
@@ -305,6 +306,7 @@ async fn a_table_that_becomes_hot_gets_into_a_full_chunk_cache() {
     let mut cfg = Config {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
+        metrics: crate::common::metrics_on_any_port(),
         ..Config::default()
     };
     // 16 MiB, 45 % for chunks: 7.2 MB, room for three 2 MiB vector chunks.

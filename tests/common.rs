@@ -45,9 +45,42 @@ pub async fn start_server_with_storage(
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".into(),
         storage,
+        metrics: metrics_on_any_port(),
         ..Config::default()
     };
     quiver::start(&cfg).await.expect("server starts")
+}
+
+/// `[metrics]` on a free loopback port: tests run servers side by side,
+/// and the default port (9433) is one.
+pub fn metrics_on_any_port() -> quiver::config::MetricsConfig {
+    quiver::config::MetricsConfig {
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    }
+}
+
+/// One plain HTTP/1.1 request (to the S3 server: moto does not check
+/// signatures; to `/metrics`): its status and the whole response.
+pub async fn http(endpoint: &str, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(host)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {host}: {e}"));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }
 
 /// A tokio-postgres client connected to `server`.
@@ -172,6 +205,8 @@ pub async fn spawn_command(
             &dir.display().to_string(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .args(extra)
         .stdout(Stdio::null())

@@ -14,6 +14,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod examples;
+mod metrics;
 mod recall;
 mod resharding;
 mod restart;

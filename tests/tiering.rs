@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use quiver::Config;
 use quiver::config::{ObjectStoreConfig, StorageConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{TempDir, connect, copy_text, count, hits, random_vectors, vector_text};
+use crate::common::{TempDir, connect, copy_text, count, hits, http, random_vectors, vector_text};
 
 /// The S3 endpoint of the moto server `.ci/run` started
 /// (`QUIVER_TEST_S3_ENDPOINT`, e.g. `http://127.0.0.1:5999`).
@@ -28,28 +27,6 @@ fn s3_endpoint(test: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// One plain HTTP/1.1 request to the S3 server (moto does not check
-/// signatures): its status and body.
-async fn http(endpoint: &str, method: &str, path: &str) -> (u16, String) {
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = tokio::net::TcpStream::connect(host)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {host}: {e}"));
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.expect("read");
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 /// A new bucket, named for the test.
@@ -98,6 +75,7 @@ fn config(dir: &Path, endpoint: &str, bucket: &str) -> Config {
             retry_timeout: "3s".into(),
             ..ObjectStoreConfig::default()
         },
+        metrics: crate::common::metrics_on_any_port(),
         ..Config::default()
     }
 }
@@ -1003,6 +981,12 @@ async fn injected_store_faults_fail_cleanly_and_lose_nothing() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(listed, ["hot"]);
+    // A load balancer sees the server is not ready, and why.
+    let metrics = format!("http://{}", server.metrics_addr.expect("metrics listener"));
+    let (status, body) = http(&metrics, "GET", "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"cold\" is not available"), "{body}");
+    assert_eq!(http(&metrics, "GET", "/healthz").await.0, 200);
     faults.clear();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -1019,6 +1003,8 @@ async fn injected_store_faults_fail_cleanly_and_lose_nothing() {
     }
     assert_eq!(checksum(&c, "cold").await, expected);
     same_answers(&c, "cold", "hot", &queries).await;
+    let (status, body) = http(&metrics, "GET", "/readyz").await;
+    assert_eq!(status, 200, "{body}");
     server.shutdown().await.expect("shutdown");
 }
 

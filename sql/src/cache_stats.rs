@@ -19,7 +19,6 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use quiver_engine::Engine;
-use quiver_engine::engine::CacheFigures;
 
 use crate::result_cache::ResultCache;
 
@@ -75,16 +74,7 @@ impl TableProvider for CachesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let r = self.results.stats();
-        let mut rows = vec![CacheFigures {
-            name: "results",
-            hits: Some(r.hits),
-            misses: Some(r.misses),
-            entries: Some(r.entries),
-            bytes: r.bytes,
-            capacity: r.capacity,
-            ..Default::default()
-        }];
+        let mut rows = vec![self.results.figures()];
         rows.extend(self.engine.cache_figures().await);
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let batch = RecordBatch::try_new(

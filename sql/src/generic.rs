@@ -86,6 +86,8 @@ pub(crate) struct GenericPlan {
     /// The tables it reads, `None` when its rows may not be cached
     /// ([`crate::result_cache::plan_reads`]).
     pub reads: Option<std::collections::BTreeSet<String>>,
+    /// The k of its vector search ([`crate::vector_search::plan_search_k`]).
+    pub search_k: Option<usize>,
     pub plan: Arc<dyn ExecutionPlan>,
     pub schema: SchemaRef,
     pub task: Arc<TaskContext>,

@@ -19,6 +19,7 @@
 //! - [`compat`] — PostgreSQL syntax rewritten into what DataFusion plans;
 //! - [`tables`] — the engine's tables as DataFusion tables;
 //! - [`result_cache`] — rows of read-only queries, kept until a table they read changes;
+//! - [`metrics`] — Prometheus metrics of statements, tables, shards and caches;
 //! - [`views`] — CREATE / DROP VIEW and views expanded where queries name them;
 //! - [`interrupt`] — statement timeout and cancel for work that holds its task;
 //! - [`error`] — the crate's error and status codes.
@@ -43,6 +44,7 @@ pub mod functions;
 pub mod generic;
 pub mod interrupt;
 pub mod json;
+pub mod metrics;
 pub mod names;
 pub mod pg_catalog;
 pub mod references;

@@ -68,6 +68,9 @@ struct CachedResult {
     batches: Vec<RecordBatch>,
     reads: Vec<Read>,
     bytes: usize,
+    /// The k of the vector search that made it (the metrics label a hit
+    /// as the search it answers).
+    search_k: Option<usize>,
 }
 
 impl CachedResult {
@@ -236,9 +239,24 @@ impl ResultCache {
         }
     }
 
+    /// Its row of `quiver_caches()` and of the cache metrics.
+    pub fn figures(&self) -> quiver_engine::engine::CacheFigures {
+        let r = self.stats();
+        quiver_engine::engine::CacheFigures {
+            name: "results",
+            hits: Some(r.hits),
+            misses: Some(r.misses),
+            entries: Some(r.entries),
+            bytes: r.bytes,
+            capacity: r.capacity,
+            ..Default::default()
+        }
+    }
+
     /// The rows cached under `key`, if every table they were read from is
-    /// still at that version; a stale entry is dropped.
-    pub fn get(&self, key: &ResultKey) -> Option<Output> {
+    /// still at that version, with the k of the vector search that made
+    /// them; a stale entry is dropped.
+    pub fn get(&self, key: &ResultKey) -> Option<(Output, Option<usize>)> {
         let hit = match self.cache.get(key) {
             Some(r) if r.current() => Some(r),
             Some(_) => {
@@ -251,10 +269,13 @@ impl ResultCache {
         let r = hit?;
         let stream = MemoryStream::try_new(r.batches.clone(), r.schema.clone(), None).ok()?;
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some(Output::Rows {
-            schema: r.schema.clone(),
-            stream: Box::pin(stream),
-        })
+        Some((
+            Output::Rows {
+                schema: r.schema.clone(),
+                stream: Box::pin(stream),
+            },
+            r.search_k,
+        ))
     }
 
     /// `out` (a statement's result), passed through; once its last row has
@@ -265,6 +286,7 @@ impl ResultCache {
         key: ResultKey,
         before: Before,
         reads: StatementReads,
+        search_k: Option<usize>,
         out: Output,
     ) -> Output {
         let Output::Rows { schema, stream } = out else {
@@ -290,6 +312,7 @@ impl ResultCache {
                 inner: stream,
                 batches: Vec::new(),
                 bytes: 0,
+                search_k,
                 pending: Some((self.clone(), key, read)),
             }),
         }
@@ -306,6 +329,7 @@ struct Keeping {
     inner: SendableRecordBatchStream,
     batches: Vec<RecordBatch>,
     bytes: usize,
+    search_k: Option<usize>,
     /// Where the result goes once complete; dropped when it cannot be kept.
     #[allow(clippy::type_complexity)]
     pending: Option<(Arc<ResultCache>, ResultKey, Vec<(Arc<Table>, DataVersion)>)>,
@@ -355,6 +379,7 @@ impl Stream for Keeping {
                             })
                             .collect(),
                         bytes: self.bytes,
+                        search_k: self.search_k,
                     };
                     cache.insert(key, entry);
                 }

@@ -57,6 +57,8 @@ pub struct Database {
     advisory: Arc<crate::advisory::AdvisoryLocks>,
     /// Rows of read-only queries ([`crate::result_cache`]).
     pub results: Arc<crate::result_cache::ResultCache>,
+    /// What statements cost and the state of tables and caches, for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Database {
@@ -72,8 +74,12 @@ impl Database {
             engine.options().budget.result_bytes(),
             engine.options().result_ttl,
         ));
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            crate::metrics::DEFAULT_MAX_SHARD_SERIES,
+        ));
         Ok(Arc::new(Database {
             results,
+            metrics,
             functions: Arc::new(FunctionRegistry::new(engine.clone())),
             engine,
             native: Mutex::new(Vec::new()),
@@ -254,6 +260,9 @@ pub struct Session {
     /// The settings part of the result cache's key, and the settings
     /// generation it was made at.
     settings_key: Mutex<(u64, Arc<str>)>,
+    /// 1 + the k of the vector searches the running statement planned; 0:
+    /// none ([`Session::take_search_k`]).
+    search_k: AtomicU64,
 }
 
 use crate::interrupt::statement_timeout;
@@ -579,6 +588,7 @@ impl Session {
             interrupt,
             reads: Mutex::new(None),
             settings_key: Mutex::new((u64::MAX, Arc::from(""))),
+            search_k: AtomicU64::new(0),
         }
     }
 
@@ -1348,14 +1358,19 @@ impl Session {
             return self.run_query(stmt, s, params).await;
         };
         let results = &self.db.results;
-        if let Some(hit) = results.get(&key) {
+        if let Some((hit, search_k)) = results.get(&key) {
+            self.note_search_k(search_k);
             return Ok(hit);
         }
         let before = crate::result_cache::Before::take(self.engine());
         self.set_reads(Some(Default::default()));
         let out = self.run_query(stmt, s, params).await;
         let reads = self.take_reads();
-        Ok(results.keep(key, before, reads.unwrap_or_default(), out?))
+        let search_k = match self.search_k.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some((n - 1) as usize),
+        };
+        Ok(results.keep(key, before, reads.unwrap_or_default(), search_k, out?))
     }
 
     /// The result cache's key for a query, `None` when its result is not
@@ -1413,7 +1428,31 @@ impl Session {
     /// Notes what a plan of the running statement reads, when its result
     /// may be cached ([`crate::result_cache::plan_reads`]).
     pub(crate) fn note_plan(&self, plan: &LogicalPlan) {
+        self.note_search_k(crate::vector_search::plan_search_k(plan));
         self.with_reads(|r| r.add(crate::result_cache::plan_reads(plan).as_ref()));
+    }
+
+    /// Notes the k of a vector search the running statement planned.
+    fn note_search_k(&self, k: Option<usize>) {
+        if let Some(k) = k {
+            self.search_k
+                .fetch_max((k as u64).saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// The largest k of the vector searches the statement that ran last
+    /// planned (`None`: it planned none), forgotten once asked: the
+    /// metrics' k bucket.
+    pub fn take_search_k(&self) -> Option<usize> {
+        match self.search_k.swap(0, Ordering::Relaxed) {
+            0 => None,
+            n => Some((n - 1) as usize),
+        }
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.db.metrics
     }
 
     /// Notes that the running statement's result is not to be cached.
@@ -1491,6 +1530,7 @@ impl Session {
         }?;
         let query = generic::query_vector(params.get(plan.param))?;
         self.generic_runs.fetch_add(1, Ordering::Relaxed);
+        self.note_search_k(plan.search_k);
         self.with_reads(|r| r.add(plan.reads.as_ref()));
         let names = crate::names::output_names(s);
         Some(
@@ -1535,6 +1575,7 @@ impl Session {
         Ok(Some(GenericPlan {
             param,
             reads: crate::result_cache::plan_reads(&plan),
+            search_k: crate::vector_search::plan_search_k(&plan),
             plan: physical,
             schema,
             task: state.task_ctx(),

@@ -152,6 +152,34 @@ impl Statement {
         }
     }
 
+    /// What kind of statement this is, as the metrics label it.
+    pub fn class(&self) -> crate::metrics::StatementClass {
+        use crate::metrics::{StatementClass as C, WriteKind as W};
+        use ast::Statement as S;
+        match &self.kind {
+            StatementKind::Optimize(_)
+            | StatementKind::Reindex { .. }
+            | StatementKind::Function(_) => C::Ddl,
+            StatementKind::Sql(s) => match s.as_ref() {
+                S::Query(_) | S::Explain { .. } => C::Read,
+                S::Insert(_) => C::Write(W::Insert),
+                S::Update(_) => C::Write(W::Update),
+                S::Delete(_) => C::Write(W::Delete),
+                S::Merge(_) => C::Write(W::Other),
+                S::Copy { to: false, .. } => C::Write(W::Copy),
+                S::CreateTable(_)
+                | S::CreateIndex(_)
+                | S::AlterTable(_)
+                | S::CreateView(_)
+                | S::Drop { .. }
+                | S::CreateExtension(_)
+                | S::DropExtension(_)
+                | S::Truncate(_) => C::Ddl,
+                _ => C::Other,
+            },
+        }
+    }
+
     /// Whether the statement returns rows.
     pub fn returns_rows(&self) -> bool {
         self.kind() == "SELECT"

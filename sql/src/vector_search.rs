@@ -706,6 +706,28 @@ impl ExecutionPlan for VectorSearchExec {
     }
 }
 
+/// The k of the vector searches a plan holds (the largest, when it holds
+/// several), `None` when it holds none: the metrics' k bucket.
+pub(crate) fn plan_search_k(plan: &datafusion::logical_expr::LogicalPlan) -> Option<usize> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::datasource::DefaultTableSource;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut k = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(ts) = node
+            && let Some(src) =
+                (ts.source.as_ref() as &dyn std::any::Any).downcast_ref::<DefaultTableSource>()
+            && let Some(p) = (src.table_provider.as_ref() as &dyn std::any::Any)
+                .downcast_ref::<VectorSearchProvider>()
+        {
+            let n = ts.fetch.map_or(p.search.k, |f| f.min(p.search.k));
+            k = Some(k.map_or(n, |m: usize| m.max(n)));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    k
+}
+
 /// Refuses a filter over a vector search that DataFusion would apply after
 /// the top k: it does not push volatile predicates into a scan (a `random()`,
 /// or a user function not declared IMMUTABLE or STABLE), and a post-filter would

@@ -5,6 +5,7 @@
 //! portals in its own per-connection store.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use pgwire::api::ClientInfo;
 use pgwire::api::store::PortalStore;
@@ -22,6 +23,8 @@ pub(crate) struct Connection {
     identified: std::sync::atomic::AtomicBool,
     /// Names of the statements the client prepared (for `DEALLOCATE ALL`).
     pub(crate) prepared_names: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Rows the Execute in progress wrote (from its command tag), for the metrics.
+    pub(crate) written: std::sync::atomic::AtomicU64,
 }
 
 impl Connection {
@@ -33,6 +36,7 @@ impl Connection {
             copy: CopyState::default(),
             identified: std::sync::atomic::AtomicBool::new(false),
             prepared_names: Default::default(),
+            written: Default::default(),
         }
     }
 
@@ -84,6 +88,32 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// A statement that ran to its end `started` ago, having written
+    /// `written` rows: into the metrics, with its vector search's k.
+    pub(crate) fn statement_done(&self, statement: &Statement, started: Instant, written: u64) {
+        let k = self.session.take_search_k();
+        self.session
+            .metrics()
+            .statement_done(statement.class(), k, started.elapsed(), written);
+    }
+
+    /// A statement that failed (its error is counted where it is sent).
+    pub(crate) fn statement_failed(&self, statement: &Statement) {
+        self.session.take_search_k();
+        self.session.metrics().statement_failed(statement.class());
+    }
+}
+
+/// The rows an INSERT or COPY FROM command tag says were written.
+pub(crate) fn rows_written(tag: &str) -> u64 {
+    let mut words = tag.split_whitespace();
+    match words.next() {
+        Some("INSERT" | "COPY") => words.last().and_then(|n| n.parse().ok()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The status ReadyForQuery reports for the session's transaction block.
 pub(crate) fn wire_status(status: quiver_sql::TransactionStatus) -> TransactionStatus {
     match status {
@@ -96,6 +126,15 @@ pub(crate) fn wire_status(status: quiver_sql::TransactionStatus) -> TransactionS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_rows_come_from_insert_and_copy_tags() {
+        assert_eq!(rows_written("INSERT 0 25"), 25);
+        assert_eq!(rows_written("COPY 1000"), 1000);
+        assert_eq!(rows_written("UPDATE 3"), 0);
+        assert_eq!(rows_written("CREATE TABLE"), 0);
+        assert_eq!(rows_written(""), 0);
+    }
 
     #[test]
     fn transaction_status_follows_the_session() {

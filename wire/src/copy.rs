@@ -41,6 +41,7 @@ use quiver_sql::{CopyFormat, CopyIn, CopyLoad, SqlError, Statement, StatusCode};
 use crate::connection::Connection;
 use crate::errors;
 use crate::limits::MAX_COPY_BYTES;
+use quiver_sql::metrics::{StatementClass, WriteKind};
 
 /// The COPY FROM STDIN in progress on a connection, if any.
 #[derive(Default)]
@@ -61,6 +62,8 @@ struct PendingCopy {
     failed: Option<SqlError>,
     /// Statements after the COPY in the same simple Query.
     rest: Vec<Statement>,
+    /// When the COPY statement started (its ingest latency ends at CopyDone).
+    started: std::time::Instant,
 }
 
 /// Data buffered before its complete records are loaded as one piece (with
@@ -106,6 +109,7 @@ impl CopyState {
             overflowed: false,
             failed: None,
             rest,
+            started: std::time::Instant::now(),
         });
     }
 
@@ -280,7 +284,11 @@ impl CopyHandler for Connection {
                 "CopyDone received while no COPY FROM STDIN is in progress",
             ));
         };
+        let metrics = self.session.metrics().clone();
+        let class = StatementClass::Write(WriteKind::Copy);
+        let started = pending.started;
         if pending.overflowed {
+            metrics.statement_failed(class);
             self.session.statement_failed().await;
             return Err(errors::status(
                 StatusCode::ProgramLimitExceeded,
@@ -296,6 +304,7 @@ impl CopyHandler for Connection {
             ..
         } = pending;
         if let Some(e) = failed {
+            metrics.statement_failed(class);
             self.session.statement_failed().await;
             return Err(errors::from_sql(e));
         }
@@ -311,11 +320,13 @@ impl CopyHandler for Connection {
         let rows = match rows {
             Ok(n) => n,
             Err(e) => {
+                metrics.statement_failed(class);
                 // pgwire reports the error and moves the client's status to failed.
                 self.session.statement_failed().await;
                 return Err(errors::from_sql(e));
             }
         };
+        metrics.statement_done(class, None, started.elapsed(), rows);
         let tag = CommandComplete::new(format!("COPY {rows}"));
         client
             .feed(PgWireBackendMessage::CommandComplete(tag))
@@ -335,7 +346,11 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.copy.take();
+        if self.copy.take().is_some() {
+            self.session
+                .metrics()
+                .statement_failed(StatementClass::Write(WriteKind::Copy));
+        }
         self.session.statement_failed().await;
         errors::status(
             StatusCode::QueryCanceled,

@@ -131,9 +131,11 @@ fn display_name(name: &str) -> &str {
 }
 
 /// Rewrites pgwire's own errors (unknown portal / statement, ...) into
-/// Postgres' SQLSTATEs and wording, and logs every error at debug level.
-#[derive(Debug, Default)]
-pub(crate) struct ErrorRewriter;
+/// Postgres' SQLSTATEs and wording, logs every error at debug level, and
+/// counts it in the metrics by SQLSTATE class (the errors of the extended
+/// protocol and COPY; the simple protocol counts its own where it sends them).
+#[derive(Debug)]
+pub(crate) struct ErrorRewriter(pub(crate) std::sync::Arc<quiver_sql::metrics::Metrics>);
 
 impl ErrorHandler for ErrorRewriter {
     fn on_error<C>(&self, client: &C, error: &mut PgWireError)
@@ -163,6 +165,9 @@ impl ErrorHandler for ErrorRewriter {
         }
         if let PgWireError::UserError(info) = error {
             info.message = wire_safe(std::mem::take(&mut info.message));
+            self.0.error(&info.code);
+        } else {
+            self.0.error(error.code());
         }
         tracing::debug!(peer = %client.socket_addr(), error = %error, "error sent to client");
     }
@@ -258,14 +263,15 @@ mod tests {
     #[test]
     fn unknown_portal_and_statement_use_postgres_codes() {
         let client = pgwire::api::DefaultClient::<()>::new("127.0.0.1:1".parse().unwrap(), false);
+        let rewriter = ErrorRewriter(std::sync::Arc::new(quiver_sql::metrics::Metrics::new(1)));
         let mut e = PgWireError::PortalNotFound("p1".into());
-        ErrorRewriter.on_error(&client, &mut e);
+        rewriter.on_error(&client, &mut e);
         let e = info(e);
         assert_eq!(e.code, "34000");
         assert_eq!(e.message, "portal \"p1\" does not exist");
 
         let mut e = PgWireError::StatementNotFound(DEFAULT_NAME.into());
-        ErrorRewriter.on_error(&client, &mut e);
+        rewriter.on_error(&client, &mut e);
         let e = info(e);
         assert_eq!(e.code, "26000");
         assert_eq!(e.message, "prepared statement \"\" does not exist");

@@ -239,9 +239,25 @@ impl ExtendedQueryHandler for Connection {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let interrupt = self.session.interrupt();
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let statement = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => Some(portal.statement.statement.statement.clone()),
+            _ => None,
+        };
+        let started = std::time::Instant::now();
         let mut deferred = Deferred(&mut *client);
-        cancellable(&interrupt, self._on_execute(&mut deferred, message)).await?;
-        if matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
+        let ran = cancellable(&interrupt, self._on_execute(&mut deferred, message)).await;
+        let copying = matches!(client.state(), PgWireConnectionState::CopyInProgress(_));
+        let written = self.written.swap(0, std::sync::atomic::Ordering::Relaxed);
+        match (&statement, &ran) {
+            // A COPY FROM STDIN is timed until its CopyDone (`copy.rs`).
+            (Some(_), Ok(())) if copying => {}
+            (Some(s), Ok(())) => self.statement_done(s, started, written),
+            (Some(s), Err(_)) => self.statement_failed(s),
+            (None, _) => {}
+        }
+        ran?;
+        if copying {
             client.flush().await?;
         }
         Ok(())
@@ -355,7 +371,12 @@ impl ExtendedQueryHandler for Connection {
                     row_stream(stream, &schema, formats),
                 ))
             }
-            Output::Command { tag } => command_response(tag),
+            Output::Command { tag } => {
+                let rows = crate::connection::rows_written(&tag);
+                self.written
+                    .store(rows, std::sync::atomic::Ordering::Relaxed);
+                command_response(tag)
+            }
             Output::CopyIn(copy) => {
                 let columns = copy.columns.len();
                 self.copy.begin(copy, vec![]);

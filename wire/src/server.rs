@@ -123,6 +123,7 @@ fn log_task_end(ended: Result<(), JoinError>) {
 
 async fn run_connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr) {
     tracing::debug!(%peer, "connection accepted");
+    let _counted = shared.db.metrics.connection();
     let session = shared.db.new_session();
     let handlers = Handlers {
         startup: Arc::new(Startup {
@@ -132,7 +133,7 @@ async fn run_connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr
         }),
         connection: Arc::new(Connection::new(session)),
         cancel: Arc::new(CancelRequests(Arc::clone(&shared.cancels))),
-        errors: Arc::new(ErrorRewriter),
+        errors: Arc::new(ErrorRewriter(shared.db.metrics.clone())),
     };
     match process_socket(socket, None, handlers).await {
         Ok(()) => tracing::debug!(%peer, "connection closed"),

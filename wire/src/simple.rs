@@ -27,7 +27,7 @@ use pgwire::messages::simplequery::Query;
 use quiver_sql::{CopyIn, Output, Statement, StatusCode};
 
 use crate::cancel::cancellable;
-use crate::connection::{Connection, wire_status};
+use crate::connection::{Connection, rows_written, wire_status};
 use crate::copy::{send_copy_in_response, send_copy_out};
 use crate::encode::{field_infos, row_description, row_stream};
 use crate::errors;
@@ -36,7 +36,8 @@ use crate::prepared::is_empty_query;
 
 /// What a statement left to do.
 pub(crate) enum Flow {
-    Done,
+    /// The statement ran; it wrote this many rows (INSERT).
+    Done(u64),
     /// The statement is a COPY FROM STDIN: the client must send the data.
     CopyIn(CopyIn),
 }
@@ -64,6 +65,7 @@ impl Connection {
         for n in self.session.take_notices() {
             client.feed(errors::notice(n)).await?;
         }
+        let mut written = 0;
         match output {
             Output::Rows { schema, stream } => {
                 let formats = vec![FieldFormat::Text; schema.fields().len()];
@@ -86,6 +88,7 @@ impl Connection {
             }
             Output::Command { tag } => {
                 client.set_transaction_status(wire_status(self.session.transaction_status()));
+                written = rows_written(&tag);
                 let tag = CommandComplete::new(tag);
                 client
                     .feed(PgWireBackendMessage::CommandComplete(tag))
@@ -110,7 +113,7 @@ impl Connection {
                     .await?;
             }
         }
-        Ok(Flow::Done)
+        Ok(Flow::Done(written))
     }
 
     /// Runs statements in order, each cancellable, until one fails (`Err`)
@@ -127,11 +130,19 @@ impl Connection {
     {
         let mut statements = statements.into_iter();
         while let Some(statement) = statements.next() {
+            let started = std::time::Instant::now();
             let flow = cancellable(
                 &self.session.interrupt(),
                 self.run_simple(client, &statement),
             )
-            .await?;
+            .await;
+            match &flow {
+                Ok(Flow::Done(written)) => self.statement_done(&statement, started, *written),
+                // Timed until its CopyDone (`copy.rs`).
+                Ok(Flow::CopyIn(_)) => {}
+                Err(_) => self.statement_failed(&statement),
+            }
+            let flow = flow?;
             if let Flow::CopyIn(copy) = flow {
                 return Ok(Some(CopyStart {
                     copy,
@@ -197,6 +208,7 @@ impl SimpleQueryHandler for Connection {
             }
             Err(e) => {
                 let info = ErrorInfo::from(e);
+                self.session.metrics().error(&info.code);
                 tracing::debug!(code = %info.code, message = %info.message, "query failed");
                 client
                     .feed(PgWireBackendMessage::ErrorResponse(info.into()))
