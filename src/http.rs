@@ -18,7 +18,7 @@ use std::time::Duration;
 use quiver_sql::Database;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-/// How long `/readyz` and `/metrics` may take before they answer 503.
+/// How long `/metrics` may gather its figures before it answers 503.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The Prometheus text format's content type.

@@ -480,8 +480,8 @@ mod tests {
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&m.registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
+            .expect("encode");
+        String::from_utf8(out).expect("utf-8")
     }
 
     #[test]
