@@ -265,6 +265,11 @@ pub struct Session {
     search_k: AtomicU64,
 }
 
+/// The k a [`Session::search_k`] value holds (1 + k; 0: no search).
+fn search_k_of(noted: u64) -> Option<usize> {
+    noted.checked_sub(1).map(|k| k as usize)
+}
+
 use crate::interrupt::statement_timeout;
 
 /// A statement's rows, cut off with 57014 when `statement_timeout` passes
@@ -1366,10 +1371,7 @@ impl Session {
         self.set_reads(Some(Default::default()));
         let out = self.run_query(stmt, s, params).await;
         let reads = self.take_reads();
-        let search_k = match self.search_k.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some((n - 1) as usize),
-        };
+        let search_k = search_k_of(self.search_k.load(Ordering::Relaxed));
         Ok(results.keep(key, before, reads.unwrap_or_default(), search_k, out?))
     }
 
@@ -1444,10 +1446,7 @@ impl Session {
     /// planned (`None`: it planned none), forgotten once asked: the
     /// metrics' k bucket.
     pub fn take_search_k(&self) -> Option<usize> {
-        match self.search_k.swap(0, Ordering::Relaxed) {
-            0 => None,
-            n => Some((n - 1) as usize),
-        }
+        search_k_of(self.search_k.swap(0, Ordering::Relaxed))
     }
 
     /// The server's metrics.
