@@ -19,6 +19,10 @@ pub struct Config {
     /// Log filter, e.g. `info` or `quiver_sql=debug,info` (Lance's own info-level
     /// audit of every file it writes is left out by default).
     pub log_level: String,
+    /// Statements that run at least this long are logged with their text
+    /// (PostgreSQL's setting: milliseconds or with a unit; `-1`: none, `0`:
+    /// all); the default of every session's `log_min_duration_statement`.
+    pub log_min_duration_statement: String,
     pub cache: CacheConfig,
     pub search: SearchConfig,
     pub storage: StorageConfig,
@@ -35,6 +39,9 @@ pub struct MetricsConfig {
     /// Shard series `/metrics` shows at most; a table whose shards do not
     /// fit any more is one series with `shard="all"`.
     pub max_shard_series: usize,
+    /// Normalized statements `quiver_stat_statements` keeps at most (the
+    /// least called go first).
+    pub max_statements: usize,
 }
 
 impl Default for MetricsConfig {
@@ -42,6 +49,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: "127.0.0.1:9433".into(),
             max_shard_series: quiver_sql::metrics::DEFAULT_MAX_SHARD_SERIES,
+            max_statements: quiver_sql::stat_statements::DEFAULT_MAX_STATEMENTS,
         }
     }
 }
@@ -198,6 +206,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./quiver-data"),
             listen: "127.0.0.1:5433".into(),
             log_level: "info,lance=warn,lance_index::vector::hnsw=error".into(),
+            log_min_duration_statement: "-1".into(),
             cache: CacheConfig::default(),
             search: SearchConfig::default(),
             storage: StorageConfig::default(),
@@ -220,7 +229,149 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// A TOML string literal.
+fn quoted(v: &str) -> String {
+    toml::Value::String(v.to_string()).to_string()
+}
+
 impl Config {
+    /// A complete config file: every key at its default, each with what it
+    /// does (`quiver config --defaults`). Reading it back gives
+    /// [`Config::default`].
+    pub fn defaults_file() -> String {
+        let d = Config::default();
+        let (c, st, o, se, m) = (&d.cache, &d.storage, &d.object_store, &d.search, &d.metrics);
+        let q = |v: &str| quoted(v);
+        let data_dir = d.data_dir.to_string_lossy();
+        format!(
+            "\
+# Quiver's configuration file (quiver serve --config FILE), every key at its
+# default. Every key is optional; an unknown key is an error. Flags override
+# the file: --data-dir, --listen, --cache-memory, --metrics-listen.
+# Sizes take binary units (256MiB, 2GiB; 512MB = 512 MiB); durations a unit
+# (500ms, 30s, 5m, 1h).
+
+# The catalog and the tables: a local folder, or \"s3://bucket/prefix\" (then
+# [object_store] says how it is reached and [storage] local_dir keeps what
+# must stay local).
+data_dir = {data_dir}
+# Address and port of the PostgreSQL wire protocol.
+listen = {listen}
+# Log filter: error, warn, info, debug, trace, or per module
+# (\"quiver_sql=debug,info\"); RUST_LOG, when set, takes precedence.
+log_level = {log_level}
+# Statements that run at least this long are logged with their text
+# (milliseconds, or with a unit); \"-1\": none, \"0\": all. Sessions may SET it.
+log_min_duration_statement = {slow}
+
+[cache]
+# One memory budget for everything cached, split by the shares below (percent;
+# Lance's metadata cache gets the rest, at least 5 %).
+memory = {memory}
+# Column chunks: the hot vectors and the columns searches read.
+chunk_share = {chunk_share}
+# Results of read-only queries (0: no result cache).
+result_share = {result_share}
+# Lance's index cache (opened index partitions).
+index_share = {index_share}
+# Rows written after an index build that it does not cover yet, prepared for searches.
+fresh_share = {fresh_share}
+# Rows acknowledged through the write-ahead log, not yet flushed to Lance.
+tail_share = {tail_share}
+# A cached chunk no search read for this long is dropped (\"0\": kept).
+vector_ttl = {vector_ttl}
+# How long a cached result lives at most; a write to a table it read ends it at once.
+result_ttl = {result_ttl}
+
+[storage]
+# How long superseded table versions are kept (versions a query reads always are).
+version_retention = {version_retention}
+# Acknowledge a statement only once it is on stable storage (false: faster, and
+# acknowledged statements can be lost on power loss).
+fsync = {fsync}
+# How long rows acknowledged through the write-ahead log wait before a flush to Lance.
+log_flush_interval = {log_flush_interval}
+# Rows one step of ALTER TABLE ... SET (shards = M) moves, about.
+reshard_step_rows = {reshard_step_rows}
+# The cold tier's root, e.g. \"s3://bucket/quiver\"; empty: no cold tier.
+cold_root = {cold_root}
+# With data_dir on an object store: the local folder for write-ahead logs, hot
+# tables, function modules and the SSD cache.
+local_dir = {local_dir}
+# The folder of the SSD cache of cold-tier data (empty: in the local folder).
+ssd_cache_dir = {ssd_cache_dir}
+# Bytes the SSD cache may keep (\"0\": no cache).
+ssd_cache_size = {ssd_cache_size}
+# The block the SSD cache fetches and keeps.
+ssd_cache_block = {ssd_cache_block}
+
+[object_store]
+# The S3 endpoint, e.g. \"http://127.0.0.1:9000\"; empty: AWS's own.
+endpoint = {endpoint}
+region = {region}
+# Credentials; empty: from the environment (AWS_ACCESS_KEY_ID, ...).
+access_key_id = {access_key_id}
+secret_access_key = {secret_access_key}
+# Allow an http:// endpoint.
+allow_http = {allow_http}
+# How long one request may take.
+timeout = {timeout}
+# How long connecting may take.
+connect_timeout = {connect_timeout}
+# How often a failed request is tried again.
+retries = {retries}
+# How long a request is tried again at most, all tries together.
+retry_timeout = {retry_timeout}
+
+[search]
+# The largest nearest-neighbour k a query may ask for (SQLSTATE 54000 above it).
+max_k = {max_k}
+
+[metrics]
+# Address of /metrics (Prometheus), /healthz and /readyz; \"\": no listener.
+listen = {metrics_listen}
+# Shard series /metrics shows at most; a table past it is one series, shard=\"all\".
+max_shard_series = {max_shard_series}
+# Normalized statements quiver_stat_statements keeps at most.
+max_statements = {max_statements}
+",
+            data_dir = q(&data_dir),
+            listen = q(&d.listen),
+            log_level = q(&d.log_level),
+            slow = q(&d.log_min_duration_statement),
+            memory = q(&c.memory),
+            chunk_share = c.chunk_share,
+            result_share = c.result_share,
+            index_share = c.index_share,
+            fresh_share = c.fresh_share,
+            tail_share = c.tail_share,
+            vector_ttl = q(&c.vector_ttl),
+            result_ttl = q(&c.result_ttl),
+            version_retention = q(&st.version_retention),
+            fsync = st.fsync,
+            log_flush_interval = q(&st.log_flush_interval),
+            reshard_step_rows = st.reshard_step_rows,
+            cold_root = q(&st.cold_root),
+            local_dir = q(&st.local_dir),
+            ssd_cache_dir = q(&st.ssd_cache_dir),
+            ssd_cache_size = q(&st.ssd_cache_size),
+            ssd_cache_block = q(&st.ssd_cache_block),
+            endpoint = q(&o.endpoint),
+            region = q(&o.region),
+            access_key_id = q(&o.access_key_id),
+            secret_access_key = q(&o.secret_access_key),
+            allow_http = o.allow_http,
+            timeout = q(&o.timeout),
+            connect_timeout = q(&o.connect_timeout),
+            retries = o.retries,
+            retry_timeout = q(&o.retry_timeout),
+            max_k = se.max_k,
+            metrics_listen = q(&m.listen),
+            max_shard_series = m.max_shard_series,
+            max_statements = m.max_statements,
+        )
+    }
+
     pub fn from_toml(text: &str, path: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
@@ -418,6 +569,47 @@ fn duration(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `quiver config --defaults` reads back as the defaults, and names every
+    /// key the README's config table lists, and no other.
+    #[test]
+    fn the_defaults_file_is_complete() {
+        let text = Config::defaults_file();
+        let read = Config::from_toml(&text, "defaults").expect("the defaults file parses");
+        assert_eq!(read, Config::default());
+        let mut section = String::new();
+        let mut keys = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = format!("[{s}] ");
+            } else if let Some((key, _)) = line.split_once(" = ")
+                && !line.starts_with('#')
+            {
+                keys.push(format!("{section}{key}"));
+            }
+        }
+        let readme = include_str!("../README.md");
+        let table: Vec<&str> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("## Configuration file"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("## "))
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .collect();
+        for key in &keys {
+            // A row may name two keys: `[object_store] access_key_id`, `secret_access_key`.
+            let named = table.iter().any(|t| t == key)
+                || readme.contains(&format!("`{}`", key.rsplit(' ').next().unwrap_or(key)));
+            assert!(named, "{key} is not in the README's config table");
+        }
+        for row in &table {
+            assert!(
+                keys.iter().any(|k| k == row),
+                "README lists {row}, the file has no such key"
+            );
+        }
+        assert!(keys.len() >= 30, "{keys:?}");
+    }
 
     #[test]
     fn defaults_and_overrides() {

@@ -103,6 +103,12 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<String>,
     },
+    /// Print configuration.
+    Config {
+        /// A complete config file with every key at its default, commented.
+        #[arg(long)]
+        defaults: bool,
+    },
 }
 
 async fn shutdown_signal() {
@@ -132,13 +138,23 @@ fn main() -> ExitCode {
     tune_allocators();
     bound_lance_io_buffers();
     let cli = Cli::parse();
-    let Command::Serve {
-        data_dir,
-        listen,
-        config,
-        cache_memory,
-        metrics_listen,
-    } = cli.command;
+    let (data_dir, listen, config, cache_memory, metrics_listen) = match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+            cache_memory,
+            metrics_listen,
+        } => (data_dir, listen, config, cache_memory, metrics_listen),
+        Command::Config { defaults: true } => {
+            print!("{}", Config::defaults_file());
+            return ExitCode::SUCCESS;
+        }
+        Command::Config { defaults: false } => {
+            eprintln!("quiver config: say what to print (--defaults)");
+            return ExitCode::from(2);
+        }
+    };
     let mut cfg = match config {
         Some(path) => match Config::load(&path) {
             Ok(c) => c,

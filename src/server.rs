@@ -49,6 +49,17 @@ pub async fn start_with(
     let db = Database::open_with(&config.local_dir(), options).await?;
     db.metrics
         .set_max_shard_series(config.metrics.max_shard_series);
+    db.statements.set_max(config.metrics.max_statements);
+    let slow = config.log_min_duration_statement.trim();
+    if quiver_sql::settings::duration_ms(slow).is_none() {
+        return Err(StartError::Config(crate::config::ConfigError::Invalid {
+            key: "log_min_duration_statement",
+            message: format!(
+                "'{slow}' is not a duration (milliseconds, or with a unit: 250ms, 2s; -1 logs none)"
+            ),
+        }));
+    }
+    db.set_session_default("log_min_duration_statement", slow)?;
     let http = match config.metrics.listen.trim() {
         "" => None,
         listen => Some(

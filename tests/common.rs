@@ -85,10 +85,16 @@ pub async fn http(endpoint: &str, method: &str, path: &str) -> (u16, String) {
 
 /// A tokio-postgres client connected to `server`.
 pub async fn connect(server: &RunningServer) -> tokio_postgres::Client {
-    let dsn = format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres",
-        server.addr.port()
-    );
+    connect_as(server.addr.port(), "").await
+}
+
+/// A tokio-postgres client of the server on `port`, with
+/// `application_name` `application` (none when empty).
+pub async fn connect_as(port: u16, application: &str) -> tokio_postgres::Client {
+    let mut dsn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    if !application.is_empty() {
+        dsn.push_str(&format!(" application_name={application}"));
+    }
     let (client, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
         .await
         .expect("connect");

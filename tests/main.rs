@@ -6,6 +6,7 @@
 // compiler prove `Send` / `Sync` for.
 #![recursion_limit = "256"]
 
+mod activity;
 mod bi;
 mod caches;
 mod catalog;

@@ -12,7 +12,7 @@ use crate::common::{
 };
 
 /// The body of `/metrics`, checked to be the Prometheus text format.
-async fn scrape(server: &quiver::RunningServer) -> String {
+pub(crate) async fn scrape(server: &quiver::RunningServer) -> String {
     let addr = format!("http://{}", server.metrics_addr.expect("metrics listener"));
     let (status, response) = http(&addr, "GET", "/metrics").await;
     assert_eq!(status, 200, "{response}");
@@ -26,7 +26,7 @@ async fn scrape(server: &quiver::RunningServer) -> String {
 }
 
 /// The value of the sample `series` (`name{labels}` exactly as printed), or 0.
-fn value(text: &str, series: &str) -> f64 {
+pub(crate) fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
@@ -183,6 +183,150 @@ async fn statements_are_counted_by_kind_k_and_error_class() {
     server.shutdown().await.expect("shutdown");
 }
 
+/// The sum of every sample of metric `name` (any labels) whose labels
+/// include each of `with` (`key="value"` as printed).
+fn sum(text: &str, name: &str, with: &[&str]) -> f64 {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, v) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            with.iter()
+                .all(|w| labels.split(',').any(|l| l == *w))
+                .then(|| v.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// Index builds, index updates and compactions are timed per shard; each
+/// shard's searches count their CPU time, which stays within their wall
+/// time and the process's CPU.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_builds_compactions_and_shard_cpu_are_measured() {
+    let dir = TempDir::new("metrics-work");
+    let server = crate::common::start_server(dir.path()).await;
+    let c = connect(&server).await;
+    c.batch_execute("CREATE TABLE t (id BIGINT, emb VECTOR(8)) WITH (shards = 2, shard_key = id)")
+        .await
+        .expect("create");
+    let rows = |from: usize| -> String {
+        random_vectors(300, 8, from as u64)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{}\t{}\n", from + i, vector_text(v)))
+            .collect()
+    };
+    // Two fragments a shard (OPTIMIZE flushes the logged rows into one),
+    // no index yet: OPTIMIZE (or the background pass before it) compacts
+    // each shard.
+    copy_text(&c, "COPY t (id, emb) FROM STDIN", rows(0)).await;
+    c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+    copy_text(&c, "COPY t (id, emb) FROM STDIN", rows(300)).await;
+    c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+    let compacted = scrape(&server).await;
+    assert!(
+        sum(&compacted, "quiver_compaction_seconds_count", &[]) >= 2.0,
+        "{compacted}"
+    );
+    assert_eq!(
+        sum(&compacted, "quiver_index_build_seconds_count", &[]),
+        0.0,
+        "{compacted}"
+    );
+    c.batch_execute(
+        "CREATE INDEX t_emb ON t USING ivf_flat (emb) WITH (metric = 'l2', num_partitions = 2)",
+    )
+    .await
+    .expect("index");
+    let built = scrape(&server).await;
+    // One build a shard.
+    assert_eq!(
+        value(&built, r#"quiver_index_build_seconds_count{kind="vector"}"#),
+        2.0,
+        "{built}"
+    );
+    assert!(value(&built, r#"quiver_index_build_seconds_sum{kind="vector"}"#) > 0.0);
+    // Rows the index does not cover: OPTIMIZE (or the background pass
+    // before it) folds them into each shard's index.
+    copy_text(&c, "COPY t (id, emb) FROM STDIN", rows(600)).await;
+    c.batch_execute("OPTIMIZE TABLE t").await.expect("optimize");
+    let optimized = scrape(&server).await;
+    assert!(
+        sum(&optimized, "quiver_index_update_seconds_count", &[]) >= 2.0,
+        "{optimized}"
+    );
+    let unindexed: i64 = c
+        .query_one(
+            "SELECT sum(unindexed_rows)::BIGINT FROM quiver_shards('t')",
+            &[],
+        )
+        .await
+        .expect("quiver_shards")
+        .get(0);
+    assert_eq!(unindexed, 0, "OPTIMIZE folded every row into the index");
+    assert_eq!(
+        sum(&optimized, "quiver_maintenance_failures_total", &[]),
+        0.0
+    );
+
+    for i in 0..20 {
+        let q = Vector(random_vectors(1, 8, 5000 + i).remove(0));
+        c.query("SELECT id FROM t ORDER BY emb <-> $1 LIMIT 10", &[&q])
+            .await
+            .expect("search");
+    }
+    let text = scrape(&server).await;
+    let cpu = sum(
+        &text,
+        "quiver_shard_search_cpu_seconds_total",
+        &[r#"table="t""#],
+    );
+    let wall = sum(
+        &text,
+        "quiver_shard_search_seconds_total",
+        &[r#"table="t""#],
+    );
+    let process = value(&text, "process_cpu_seconds_total");
+    assert_eq!(
+        sum(&text, "quiver_shard_searches_total", &[r#"table="t""#]),
+        40.0,
+        "{text}"
+    );
+    assert!(cpu > 0.0, "no search CPU counted:\n{text}");
+    // Polls happen within the search's wall time, and on the process's CPU.
+    assert!(cpu <= wall * 1.05 + 0.001, "cpu {cpu} s > wall {wall} s");
+    assert!(process >= cpu, "process {process} s < searches {cpu} s");
+    // EXPLAIN ANALYZE shows each shard's CPU beside its wall time.
+    let q = vector_text(&random_vectors(1, 8, 1).remove(0));
+    let plan: Vec<String> = c
+        .simple_query(&format!(
+            "EXPLAIN ANALYZE SELECT id FROM t ORDER BY emb <-> '{q}' LIMIT 3"
+        ))
+        .await
+        .expect("explain")
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .filter_map(|i| r.get(i))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            _ => None,
+        })
+        .collect();
+    let plan = plan.join("\n");
+    for shard in 0..2 {
+        assert!(
+            plan.contains(&format!("shard {shard}: ")) && plan.contains(" ms (cpu "),
+            "{plan}"
+        );
+    }
+    server.shutdown().await.expect("shutdown");
+}
+
 #[tokio::test]
 async fn health_readiness_and_unknown_paths() {
     let dir = TempDir::new("metrics-paths");
@@ -278,10 +422,8 @@ async fn a_taken_metrics_port_stops_the_start_with_a_clear_error() {
     assert!(message.contains(&port.to_string()), "{message}");
 }
 
-/// The value of a Prometheus instant query that returns one sample, from
-/// its HTTP API's JSON (`"value":[<time>,"<value>"]`); `None` while it
-/// returns none.
-async fn prometheus_value(api: &str, query: &str) -> Option<f64> {
+/// An instant query through Prometheus's HTTP API: the status and body.
+async fn prometheus_query(api: &str, query: &str) -> (u16, String) {
     let encoded: String = query
         .bytes()
         .map(|b| match b {
@@ -289,7 +431,70 @@ async fn prometheus_value(api: &str, query: &str) -> Option<f64> {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let (status, body) = http(api, "GET", &format!("/api/v1/query?query={encoded}")).await;
+    http(api, "GET", &format!("/api/v1/query?query={encoded}")).await
+}
+
+/// The PromQL of every panel of `deploy/grafana/quiver.json`.
+fn dashboard_queries() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/quiver.json"
+    ))
+    .expect("dashboard");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    json["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("a target's expr").to_string())
+        .collect()
+}
+
+/// The `expr` of every rule of `deploy/prometheus/quiver.rules.yml`: the
+/// rest of its line, or the block of lines indented under it.
+fn rule_queries() -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/prometheus/quiver.rules.yml"
+    ))
+    .expect("rules");
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some((_, rest)) = line.split_once("expr:") else {
+            continue;
+        };
+        let rest = rest.trim();
+        if rest != "|" {
+            out.push(rest.to_string());
+            continue;
+        }
+        let block: Vec<&str> = lines[i + 1..]
+            .iter()
+            .take_while(|l| l.trim().is_empty() || indent(l) > indent(line))
+            .map(|l| l.trim())
+            .collect();
+        out.push(block.join("\n"));
+    }
+    out
+}
+
+/// The metric names a PromQL query reads: `quiver_…` and `process_…` words.
+fn metric_names(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("quiver_") || w.starts_with("process_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value of a Prometheus instant query that returns one sample, from
+/// its HTTP API's JSON (`"value":[<time>,"<value>"]`); `None` while it
+/// returns none.
+async fn prometheus_value(api: &str, query: &str) -> Option<f64> {
+    let (status, body) = prometheus_query(api, query).await;
     assert_eq!(status, 200, "{body}");
     let after = body.split("\"value\":[").nth(1)?;
     let value = after.split(",\"").nth(1)?.split('"').next()?;
@@ -424,6 +629,42 @@ async fn a_real_prometheus_scrapes_exactly_the_searches_run() {
         prometheus_value(&api, r#"up{job="quiver"}"#).await,
         Some(1.0)
     );
+    // Every query of the shipped Grafana dashboard and alert rules is valid
+    // PromQL that this Prometheus evaluates, over metric names Quiver
+    // exports: present in the scrape, or (object store, WebAssembly,
+    // maintenance: only once such work ran) defined in the sources.
+    let text = scrape(&server).await;
+    let defined = [
+        include_str!("../sql/src/metrics.rs"),
+        include_str!("../engine/src/metrics.rs"),
+        include_str!("../tiering/src/metered.rs"),
+    ]
+    .concat();
+    let dashboard = dashboard_queries();
+    assert!(dashboard.len() >= 30, "{} queries", dashboard.len());
+    let rules = rule_queries();
+    assert!(rules.len() >= 11, "{rules:?}");
+    for query in dashboard.iter().chain(&rules) {
+        for name in metric_names(query) {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                text.contains(&format!("# TYPE {family} "))
+                    || defined.contains(&format!("\"{family}\"")),
+                "{name}, in {query}, is not a metric Quiver exports"
+            );
+        }
+        let query = query
+            .replace("$__rate_interval", "1m")
+            .replace("$instance", ".*");
+        let (status, body) = prometheus_query(&api, &query).await;
+        assert!(
+            status == 200 && body.contains(r#""status":"success""#),
+            "{query}: {status} {body}"
+        );
+    }
     prometheus.kill().await.expect("stop prometheus");
     server.shutdown().await.expect("shutdown");
 }

@@ -697,7 +697,10 @@ async fn index_deltas_are_merged_and_keep_exact_answers() {
     );
     // Every row is covered (by the base or a delta): nothing to fold in.
     assert!(
-        !table.optimize_indexes(1).await.expect("optimize indexes"),
+        !table
+            .optimize_indexes(1, true)
+            .await
+            .expect("optimize indexes"),
         "an index update ran with no unindexed rows"
     );
     for i in 0..8 {

@@ -236,6 +236,27 @@ async fn a_cold_table_lives_in_the_bucket_and_survives_a_restart() {
     let sums = checksum(&c, "cold").await;
     let filled = ssd(&c).await;
     assert!(filled.1 > 0, "reads went through the SSD cache: {filled:?}");
+    // /metrics counts the requests that reached the store: a ranged GET
+    // for every block the SSD cache fetched (and manifests beside them),
+    // the files written, no failure.
+    let text = crate::metrics::scrape(&server).await;
+    let value = |series: &str| crate::metrics::value(&text, series);
+    let gets = value(r#"quiver_object_store_requests_total{op="get",tier="cold"}"#);
+    assert!(gets >= filled.1 as f64, "{gets} GETs, {filled:?}\n{text}");
+    assert!(value(r#"quiver_object_store_bytes_total{op="get",tier="cold"}"#) > 0.0);
+    let written = value(r#"quiver_object_store_bytes_total{op="put",tier="cold"}"#)
+        + value(r#"quiver_object_store_bytes_total{op="upload_part",tier="cold"}"#);
+    assert!(written > 0.0, "{text}");
+    assert!(
+        value(r#"quiver_object_store_request_seconds_count{op="get",tier="cold"}"#) > 0.0,
+        "{text}"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("quiver_object_store_errors_total{kind=\"other\"")),
+        "a request failed:\n{text}"
+    );
     server.shutdown().await.expect("shutdown");
 
     // A restart opens it from the bucket. The memory caches start empty;
@@ -931,6 +952,26 @@ async fn injected_store_faults_fail_cleanly_and_lose_nothing() {
     )
     .await;
     assert_eq!(near[0].0, 3);
+    // /metrics counted the failed requests, reads and writes, as errors of
+    // the store (not as the normal not-found answers).
+    let text = crate::metrics::scrape(&server).await;
+    let failed = |ops: &[&str]| -> f64 {
+        ops.iter()
+            .map(|op| {
+                crate::metrics::value(
+                    &text,
+                    &format!(
+                        r#"quiver_object_store_errors_total{{kind="other",op="{op}",tier="cold"}}"#
+                    ),
+                )
+            })
+            .sum()
+    };
+    assert!(failed(&["get", "get_ranges", "head"]) > 0.0, "{text}");
+    assert!(
+        failed(&["put", "put_multipart", "upload_part", "complete"]) > 0.0,
+        "{text}"
+    );
     faults.clear();
 
     // Nothing was lost or damaged: the cold table answers as its twin,

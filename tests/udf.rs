@@ -780,6 +780,42 @@ async fn evil_guests_fail_cleanly() {
             .unwrap_or_else(|e| panic!("after {}: {e:?}", evil.fixture));
         assert_eq!(row.get::<_, f64>(0), 12.0);
     }
+    // /metrics counts the calls by outcome and the limits hit, per function.
+    let text = crate::metrics::scrape(&server).await;
+    let value = |series: &str| crate::metrics::value(&text, series);
+    for (function, limit) in [
+        ("spin", "time"),
+        ("grow", "memory"),
+        ("recurse", "stack"),
+        ("grow_table", "memory"),
+    ] {
+        let series =
+            format!(r#"quiver_wasm_limit_hits_total{{function="{function}",limit="{limit}"}}"#);
+        assert_eq!(value(&series), 1.0, "{series} in\n{text}");
+    }
+    assert_eq!(
+        value(r#"quiver_wasm_calls_total{function="boom",outcome="error"}"#),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"quiver_wasm_calls_total{function="double_it",outcome="error"}"#),
+        0.0
+    );
+    let good = value(r#"quiver_wasm_calls_total{function="double_it",outcome="ok"}"#);
+    assert!(good >= corpus.len() as f64, "{good} calls of double_it");
+    assert_eq!(
+        value(r#"quiver_wasm_call_seconds_count{function="double_it"}"#),
+        good
+    );
+    assert!(!text.contains(r#"function="boom",limit="#), "{text}");
+    // A dropped function's series go.
+    client
+        .batch_execute("DROP FUNCTION spin")
+        .await
+        .expect("drop");
+    let text = crate::metrics::scrape(&server).await;
+    assert!(!text.contains(r#"function="spin""#), "{text}");
     // A scalar result the host would have to repeat past the memory limit.
     client
         .batch_execute(&format!(

@@ -220,8 +220,12 @@ impl Engine {
         let meta = match (&options.cold, options.catalog_on_store) {
             (_, false) => CatalogStore::Local(data_dir.to_path_buf()),
             (Some(cold), true) => {
-                let (store, root) =
-                    StorageRoot::root_store(shared.session.store_registry(), cold).await?;
+                let (store, root) = StorageRoot::root_store(
+                    shared.session.store_registry(),
+                    cold,
+                    shared.store_requests.clone(),
+                )
+                .await?;
                 CatalogStore::object(store.inner.clone(), root)
             }
             (None, true) => {
@@ -242,7 +246,7 @@ impl Engine {
         Self::fetch_modules(&meta, data_dir, &catalog).await?;
         let mut storage = StorageRoot::local(data_dir, shared.session.store_registry())?;
         if let Some(cold) = options.cold.clone() {
-            storage = storage.with_cold(cold, &catalog.store_id)?;
+            storage = storage.with_cold(cold, &catalog.store_id, shared.store_requests.clone())?;
         }
         let mut tables = HashMap::new();
         let mut unavailable = HashMap::new();
@@ -1236,7 +1240,9 @@ impl Engine {
                 def.column
             );
         }
-        table.create_index(&def, false).await?;
+        let task = self.shared.progress.start("create_index", &def.table);
+        table.create_index(&def, false, Some(&task)).await?;
+        task.phase("recording the index in the catalog", 1, "steps");
         crash_point("create_index:lance_committed");
         let name = def.name.clone();
         if let Err(e) = self
@@ -1279,15 +1285,20 @@ impl Engine {
     /// `OPTIMIZE TABLE`: compacts small fragments and deletions, folds new
     /// rows into the table's indexes, removes versions past the retention.
     pub async fn optimize(self: &Arc<Self>, table: &str) -> Result<HousekeepingReport> {
+        let task = self.shared.progress.start("optimize", table);
+        task.phase("training shard placement", 1, "steps");
         self.train_ivf(table, true).await?;
-        self.table(table)?.optimize().await
+        self.table(table)?.optimize(Some(&task)).await
     }
 
     /// `REINDEX`: retrains the named indexes from all current rows.
     pub async fn reindex(&self, indexes: &[IndexDef]) -> Result<()> {
         let _ddl = self.ddl.lock().await;
         for def in indexes {
-            self.table(&def.table)?.create_index(def, true).await?;
+            let task = self.shared.progress.start("reindex", &def.table);
+            self.table(&def.table)?
+                .create_index(def, true, Some(&task))
+                .await?;
         }
         Ok(())
     }
@@ -1358,6 +1369,24 @@ impl Engine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// The long work running now (`quiver_progress()`).
+    pub fn progress(&self) -> Vec<crate::progress::TaskRow> {
+        self.shared.progress.tasks()
+    }
+
+    /// The engine's own metrics for `/metrics`: index builds, index
+    /// updates, compactions, and the object store's requests.
+    pub fn metric_families(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut out = self.shared.maintenance.families();
+        out.extend(self.shared.store_requests.families());
+        out
+    }
+
+    /// The object-store requests of the cold tier so far (for tests).
+    pub fn store_requests(&self) -> &quiver_tiering::StoreMetrics {
+        &self.shared.store_requests
     }
 
     /// What the chunk cache has loaded and holds (for tests and EXPLAIN ANALYZE).

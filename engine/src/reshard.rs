@@ -249,13 +249,24 @@ impl Engine {
         moving: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<ReshardReport> {
         let started = Instant::now();
+        let task = self.shared.progress.start("reshard", name);
         let mut report = ReshardReport {
             rows: table.stats().rows,
             ..ReshardReport::default()
         };
         let layout = table.layout();
+        task.phase(
+            "counting the rows to move",
+            layout.shards.len() as u64,
+            "shards",
+        );
+        let mut misplaced = Vec::with_capacity(layout.shards.len());
         for i in 0..layout.shards.len() {
-            let misplaced = count_misplaced(&table.def, &layout, i).await?;
+            misplaced.push(count_misplaced(&table.def, &layout, i).await?);
+            task.advance(1);
+        }
+        task.phase("moving rows", misplaced.iter().sum(), "rows");
+        for (i, &misplaced) in misplaced.iter().enumerate() {
             if misplaced == 0 {
                 continue;
             }
@@ -264,13 +275,21 @@ impl Engine {
                 let moved = move_step(table, i, buckets, bucket).await?;
                 report.moved += moved;
                 report.steps += u64::from(moved > 0);
+                task.advance(moved);
                 crash_point("reshard:step");
             }
         }
+        let indexes = self.indexes_of(name);
+        task.phase(
+            "building indexes on the new shards",
+            (indexes.len() * layout.shards.len()) as u64,
+            "shards",
+        );
         // Shards the move created get the table's indexes (CREATE INDEX
         // is refused while rows move, so the list holds still).
-        for index in self.indexes_of(name) {
+        for index in indexes {
             for s in &layout.shards {
+                task.advance(1);
                 let has = s
                     .dataset()
                     .load_indices()
@@ -282,6 +301,7 @@ impl Engine {
                 }
             }
         }
+        task.phase("switching the table to its new shards", 1, "steps");
         crash_point("reshard:moved");
         // Without a limit: the steps above waited for the same writes.
         let _routing = table.pause_writes(None).await;

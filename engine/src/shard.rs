@@ -43,6 +43,7 @@ use crate::error::Result;
 use crate::fresh::FreshRows;
 use crate::housekeeping::{self, Pin, Pins};
 use crate::index::{BuildParams, IndexDef};
+use crate::metrics::Work;
 use crate::schema::{ColumnType, TableDef};
 use crate::view::{TableView, ViewCache};
 use crate::wal::{self, Segment};
@@ -84,6 +85,12 @@ pub struct Shared {
     pub fresh_bytes: u64,
     /// The bytes they hold.
     pub fresh_used: Arc<AtomicU64>,
+    /// Index builds, index updates and compactions, timed.
+    pub maintenance: Arc<crate::metrics::MaintenanceMetrics>,
+    /// The requests the cold tier sends its object store.
+    pub store_requests: Arc<quiver_tiering::StoreMetrics>,
+    /// Long work running now (`quiver_progress()`).
+    pub progress: Arc<crate::progress::Progress>,
 }
 
 impl Shared {
@@ -99,6 +106,9 @@ impl Shared {
             flush_age: options.log_flush_interval,
             fresh_bytes: budget.fresh_bytes(),
             fresh_used: Default::default(),
+            maintenance: Default::default(),
+            store_requests: Default::default(),
+            progress: Default::default(),
         }
     }
 
@@ -292,6 +302,18 @@ pub struct Shard {
     /// ([`Shard::note_search`]).
     searches: AtomicU64,
     search_nanos: AtomicU64,
+    /// CPU time of those searches, as [`crate::cpu::timed`] measures it.
+    search_cpu_nanos: AtomicU64,
+}
+
+/// The searches a shard served since it was opened ([`Shard::searches`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchFigures {
+    pub count: u64,
+    /// Their wall time, summed.
+    pub wall: Duration,
+    /// Their CPU time, summed.
+    pub cpu: Duration,
 }
 
 /// The locks of a table taken out of service ([`Shard::retire`]).
@@ -475,22 +497,29 @@ impl Shard {
             )),
             searches: AtomicU64::new(0),
             search_nanos: AtomicU64::new(0),
+            search_cpu_nanos: AtomicU64::new(0),
         }
     }
 
-    /// Counts one search of this shard that took `elapsed`.
-    pub fn note_search(&self, elapsed: std::time::Duration) {
+    /// Counts one search of this shard that took `elapsed` (wall time)
+    /// and `cpu` (CPU time).
+    pub fn note_search(&self, elapsed: Duration, cpu: Duration) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.searches.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.search_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.search_nanos
+            .fetch_add(nanos(elapsed), Ordering::Relaxed);
+        self.search_cpu_nanos
+            .fetch_add(nanos(cpu), Ordering::Relaxed);
     }
 
-    /// The searches this shard served since it was opened, and their total time.
-    pub fn searches(&self) -> (u64, std::time::Duration) {
-        (
-            self.searches.load(Ordering::Relaxed),
-            std::time::Duration::from_nanos(self.search_nanos.load(Ordering::Relaxed)),
-        )
+    /// The searches this shard served since it was opened.
+    pub fn searches(&self) -> SearchFigures {
+        let load = |n: &AtomicU64| Duration::from_nanos(n.load(Ordering::Relaxed));
+        SearchFigures {
+            count: self.searches.load(Ordering::Relaxed),
+            wall: load(&self.search_nanos),
+            cpu: load(&self.search_cpu_nanos),
+        }
     }
 
     /// The latest committed version.
@@ -915,7 +944,13 @@ impl Shard {
             .and_then(|c| c.ty.vector_dim())
             .unwrap_or(0);
         let lance_type = BuildParams::lance_type(def);
-        match BuildParams::for_index(def, rows, dim)? {
+        let started = std::time::Instant::now();
+        let params = BuildParams::for_index(def, rows, dim)?;
+        let kind = match &params {
+            BuildParams::Vector(_) => "vector",
+            BuildParams::Scalar(_) => "scalar",
+        };
+        let built = match params {
             BuildParams::Vector(p) => {
                 ds.create_index(
                     &[def.column.as_str()],
@@ -924,7 +959,7 @@ impl Shard {
                     p.as_ref(),
                     replace,
                 )
-                .await?;
+                .await
             }
             BuildParams::Scalar(p) => {
                 ds.create_index(
@@ -934,10 +969,16 @@ impl Shard {
                     &p,
                     replace,
                 )
-                .await?;
+                .await
             }
+        };
+        let metrics = &self.shared.maintenance;
+        if let Err(e) = built {
+            metrics.failed(Work::IndexBuild);
+            return Err(e.into());
         }
         self.publish(Arc::new(ds), false).await;
+        metrics.index_built(kind, started.elapsed());
         Ok(())
     }
 
@@ -964,7 +1005,8 @@ impl Shard {
     /// retraining) when at least `min_rows` rows are not covered, as a delta
     /// segment per index or merged into its newest deltas (see
     /// [`housekeeping::index_segments_to_merge`]); true when it did.
-    pub async fn optimize_indexes(&self, min_rows: usize) -> Result<bool> {
+    /// `optimize`: OPTIMIZE asked for it (the metrics' trigger label).
+    pub async fn optimize_indexes(&self, min_rows: usize, optimize: bool) -> Result<bool> {
         // Judged before taking the write lock: the background pass asks every
         // few writes, and most times there is nothing to do.
         let ds = self.dataset();
@@ -994,6 +1036,7 @@ impl Shard {
             .iter()
             .map(|f| f.physical_rows.unwrap_or(0))
             .sum();
+        let started = std::time::Instant::now();
         let mut plans = Vec::new();
         for (name, segments) in segments_by_name(&indices) {
             let rows: Vec<usize> = segments.iter().map(|s| rows_covered(&[s])).collect();
@@ -1007,10 +1050,15 @@ impl Shard {
             } else {
                 OptimizeOptions::merge(merge)
             };
-            ds.optimize_indices(&options.index_names(vec![name]))
-                .await?;
+            if let Err(e) = ds.optimize_indices(&options.index_names(vec![name])).await {
+                self.shared.maintenance.failed(Work::IndexUpdate);
+                return Err(e.into());
+            }
         }
         self.publish(Arc::new(ds), false).await;
+        self.shared
+            .maintenance
+            .index_updated(optimize, started.elapsed());
         Ok(true)
     }
 
@@ -1059,14 +1107,23 @@ impl Shard {
             return Ok((0, 0));
         }
         let mut ds = (*self.dataset()).clone();
-        let m = if all {
+        let started = std::time::Instant::now();
+        let compacted = if all {
             let planner = DefaultCompactionPlanner::new(housekeeping::compaction_options())?;
-            compact_files_with_planner(&mut ds, None, &planner).await?
+            compact_files_with_planner(&mut ds, None, &planner).await
         } else {
-            compact_files_with_planner(&mut ds, None, &housekeeping::TieredPlanner).await?
+            compact_files_with_planner(&mut ds, None, &housekeeping::TieredPlanner).await
+        };
+        let m = match compacted {
+            Ok(m) => m,
+            Err(e) => {
+                self.shared.maintenance.failed(Work::Compaction);
+                return Err(e.into());
+            }
         };
         if m.fragments_removed > 0 {
             self.publish(Arc::new(ds), false).await;
+            self.shared.maintenance.compacted(all, started.elapsed());
         }
         Ok((m.fragments_removed, m.fragments_added))
     }
@@ -1120,7 +1177,7 @@ impl Shard {
     pub async fn optimize(self: &Arc<Self>) -> Result<HousekeepingReport> {
         self.flush().await?;
         let (fragments_removed, fragments_added) = self.compact(true).await?;
-        let indexes_updated = self.optimize_indexes(1).await?;
+        let indexes_updated = self.optimize_indexes(1, true).await?;
         let (versions_removed, bytes_removed) = self.cleanup(self.shared.retention).await?;
         Ok(HousekeepingReport {
             fragments_removed,
@@ -1580,7 +1637,7 @@ impl Shard {
                 break;
             }
         }
-        r.indexes_updated = self.fold_in_due().await? && self.optimize_indexes(1).await?;
+        r.indexes_updated = self.fold_in_due().await? && self.optimize_indexes(1, false).await?;
         if r.fragments_removed > 0 && self.cleanup_due() {
             (r.versions_removed, r.bytes_removed) = self.cleanup(self.shared.retention).await?;
         }

@@ -669,10 +669,28 @@ impl Table {
         crate::txn::remove_file_synced(&self.record, self.fsync)
     }
 
-    /// Builds (or rebuilds) an index on every shard.
-    pub async fn create_index(&self, def: &IndexDef, replace: bool) -> Result<()> {
-        for (i, s) in self.layout().shards.iter().enumerate() {
-            if let Err(e) = s.create_index(def, replace).await {
+    /// Builds (or rebuilds) an index on every shard, counting the shards
+    /// built in `task`.
+    pub async fn create_index(
+        &self,
+        def: &IndexDef,
+        replace: bool,
+        task: Option<&crate::progress::Task>,
+    ) -> Result<()> {
+        let shards = self.layout().shards.clone();
+        if let Some(t) = task {
+            t.phase(
+                format!("building index {} on {}", def.name, self.def.name),
+                shards.len() as u64,
+                "shards",
+            );
+        }
+        for (i, s) in shards.iter().enumerate() {
+            let built = s.create_index(def, replace).await;
+            if let Some(t) = task {
+                t.advance(1);
+            }
+            if let Err(e) = built {
                 // A new index is taken back off the shards built so far
                 // (a rebuilt one stays: it was there before).
                 if !replace
@@ -703,11 +721,25 @@ impl Table {
         Ok(())
     }
 
-    /// `OPTIMIZE TABLE` on every shard; the reports summed.
-    pub async fn optimize(&self) -> Result<HousekeepingReport> {
+    /// `OPTIMIZE TABLE` on every shard (counted in `task`); the reports summed.
+    pub async fn optimize(
+        &self,
+        task: Option<&crate::progress::Task>,
+    ) -> Result<HousekeepingReport> {
         let mut total = HousekeepingReport::default();
-        for s in &self.layout().shards {
+        let shards = self.layout().shards.clone();
+        if let Some(t) = task {
+            t.phase(
+                "compacting, updating indexes, removing old versions",
+                shards.len() as u64,
+                "shards",
+            );
+        }
+        for s in &shards {
             let r = s.optimize().await?;
+            if let Some(t) = task {
+                t.advance(1);
+            }
             total.fragments_removed += r.fragments_removed;
             total.fragments_added += r.fragments_added;
             total.indexes_updated |= r.indexes_updated;

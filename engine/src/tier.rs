@@ -291,10 +291,17 @@ impl Engine {
         copies: &mut [ShardCopy],
         report: &mut TierMove,
     ) -> Result<()> {
-        for _ in 0..ONLINE_PASSES {
+        let task = self.shared.progress.start("tier_move", name);
+        for n in 0..ONLINE_PASSES {
+            task.phase(
+                format!("copying to the {} tier, pass {}", tier.name(), n + 1),
+                copies.len() as u64,
+                "shards",
+            );
             let mut pass = 0;
             for c in copies.iter_mut() {
                 pass += c.pass().await?;
+                task.advance(1);
             }
             report.bytes += pass;
             if pass < SMALL_PASS {
@@ -308,9 +315,15 @@ impl Engine {
                 "table \"{name}\" was altered while it moved between tiers; try again"
             );
         }
+        task.phase(
+            "last copy with the table's writes paused, then the switch",
+            copies.len() as u64,
+            "shards",
+        );
         let retired = table.retire().await?;
         let switched = async {
             for c in copies.iter_mut() {
+                task.advance(1);
                 report.bytes += c.pass().await?;
             }
             crash_point("move_tier:copied");

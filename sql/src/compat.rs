@@ -178,6 +178,7 @@ const TABLE_FUNCTIONS: &[&str] = &[
     "unnest",
     "vector_search",
     "quiver_shards",
+    "quiver_progress",
     "quiver_caches",
     "pg_get_keywords",
     "pg_partition_ancestors",

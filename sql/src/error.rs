@@ -85,6 +85,8 @@ pub enum StatusCode {
     InvalidCatalogName,
     /// Query was cancelled or timed out (57014).
     QueryCanceled,
+    /// The connection is being closed by `pg_terminate_backend` (57P01).
+    AdminShutdown,
     /// Out of memory, or a function's memory limit (53200).
     OutOfMemory,
     /// Not enough of some resource right now, e.g. function instance slots (53000).

@@ -647,11 +647,14 @@ pub(crate) fn parse_function_ddl(sql: &str) -> Result<FunctionDdl> {
 struct Loaded {
     def: FunctionDef,
     func: Arc<WasmFunction>,
+    /// Where its calls are counted and timed.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The functions of a database, compiled once and shared by all sessions.
 pub struct FunctionRegistry {
     engine: Arc<Engine>,
+    metrics: Arc<crate::metrics::Metrics>,
     compiled: Mutex<HashMap<String, Arc<Loaded>>>,
     /// Bumped on every CREATE/DROP FUNCTION; sessions re-register when it moves.
     generation: AtomicU64,
@@ -687,9 +690,10 @@ fn compile(
 }
 
 impl FunctionRegistry {
-    pub fn new(engine: Arc<Engine>) -> FunctionRegistry {
+    pub fn new(engine: Arc<Engine>, metrics: Arc<crate::metrics::Metrics>) -> FunctionRegistry {
         FunctionRegistry {
             engine,
+            metrics,
             compiled: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(1),
         }
@@ -762,8 +766,9 @@ impl FunctionRegistry {
         .map_err(|e| SqlError::new(StatusCode::Internal, e.to_string()))?;
         let func = Arc::new(func?);
         let def = self.engine.create_function(def, &module, f.replace).await?;
+        let metrics = self.metrics.clone();
         self.cache()
-            .insert(def.name.clone(), Arc::new(Loaded { def, func }));
+            .insert(def.name.clone(), Arc::new(Loaded { def, func, metrics }));
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok("CREATE FUNCTION".into())
     }
@@ -803,6 +808,7 @@ impl FunctionRegistry {
             self.cache().remove(&name);
             self.generation.fetch_add(1, Ordering::AcqRel);
             dropped?;
+            self.metrics.forget_function(&name);
         }
         Ok("DROP FUNCTION".into())
     }
@@ -823,6 +829,7 @@ impl FunctionRegistry {
         let loaded = Arc::new(Loaded {
             def: def.clone(),
             func,
+            metrics: self.metrics.clone(),
         });
         self.cache().insert(def.name.clone(), loaded.clone());
         Ok(loaded)
@@ -1004,7 +1011,12 @@ impl WasmUdf {
                 scalar: *scalar,
             })
             .collect();
-        self.loaded.func.call(&args, num_rows).map_err(external)
+        let started = std::time::Instant::now();
+        let out = self.loaded.func.call(&args, num_rows);
+        self.loaded
+            .metrics
+            .wasm_call(&self.loaded.def.name, started.elapsed(), out.as_ref().err());
+        out.map_err(external)
     }
 }
 

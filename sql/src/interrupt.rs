@@ -23,6 +23,9 @@ use crate::error::{SqlError, StatusCode};
 pub struct Interrupt {
     deadline: Mutex<Option<Instant>>,
     cancelled: AtomicBool,
+    /// `pg_terminate_backend` named the session: its statement stops with
+    /// 57P01 and its connection closes.
+    terminated: AtomicBool,
     /// Counts the statements the wire layer started ([`Interrupt::arm`]):
     /// work of an earlier one (a subplan still running after its statement
     /// was cancelled and dropped) sees it moved on and stops.
@@ -49,7 +52,8 @@ impl Interrupt {
     /// that came as the last statement ended) does not apply to it, and
     /// work left from the last one stops.
     pub fn arm(&self) {
-        self.cancelled.store(false, Ordering::Release);
+        self.cancelled
+            .store(self.is_terminated(), Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.notify.notify_waiters();
     }
@@ -58,6 +62,33 @@ impl Interrupt {
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::Release);
         self.notify.notify_waiters();
+    }
+
+    /// `pg_terminate_backend`: the running statement stops (57P01), and so
+    /// does every later one; the connection is to close.
+    pub fn terminate(&self) {
+        self.terminated.store(true, Ordering::Release);
+        self.cancel();
+    }
+
+    /// Whether the session was terminated.
+    pub fn is_terminated(&self) -> bool {
+        self.terminated.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the session is terminated.
+    pub async fn terminated(&self) {
+        self.until(|| self.is_terminated()).await
+    }
+
+    /// The error a stopped statement fails with: 57P01 once terminated,
+    /// else 57014.
+    pub fn stop_error(&self) -> SqlError {
+        if self.is_terminated() {
+            admin_terminate()
+        } else {
+            user_cancel()
+        }
     }
 
     /// The running statement, for work that must stop with it.
@@ -96,7 +127,7 @@ impl Interrupt {
     /// past its deadline.
     pub fn check(&self, token: &Token) -> Result<(), SqlError> {
         if self.stopped(token) {
-            return Err(user_cancel());
+            return Err(self.stop_error());
         }
         match token.deadline {
             Some(d) if Instant::now() >= d => Err(statement_timeout()),
@@ -110,10 +141,10 @@ impl Interrupt {
         match token.deadline {
             None => {
                 stopped.await;
-                user_cancel()
+                self.stop_error()
             }
             Some(d) => tokio::select! {
-                _ = stopped => user_cancel(),
+                _ = stopped => self.stop_error(),
                 _ = tokio::time::sleep_until(d.into()) => statement_timeout(),
             },
         }
@@ -133,6 +164,14 @@ pub fn user_cancel() -> SqlError {
     SqlError::new(
         StatusCode::QueryCanceled,
         "canceling statement due to user request",
+    )
+}
+
+/// 57P01 for the statement of a session `pg_terminate_backend` named.
+pub fn admin_terminate() -> SqlError {
+    SqlError::new(
+        StatusCode::AdminShutdown,
+        "terminating connection due to administrator command",
     )
 }
 

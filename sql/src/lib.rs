@@ -22,6 +22,9 @@
 //! - [`metrics`] — Prometheus metrics of statements, tables, shards and caches;
 //! - [`views`] — CREATE / DROP VIEW and views expanded where queries name them;
 //! - [`interrupt`] — statement timeout and cancel for work that holds its task;
+//! - [`activity`] — the connected sessions (`pg_stat_activity`), cancel and terminate by pid;
+//! - [`progress_stats`] — `quiver_progress()`: long work running now and how far it got;
+//! - [`stat_statements`] — what each normalized statement cost (`quiver_stat_statements`);
 //! - [`error`] — the crate's error and status codes.
 // The undo of an interrupted ADD CHECK is spawned as a task holding the
 // statement's state (DataFusion's expression types nest deeply): proving the
@@ -29,6 +32,7 @@
 // hit the limit first).
 #![recursion_limit = "256"]
 
+pub mod activity;
 pub mod advisory;
 pub mod alter;
 pub mod apply;
@@ -47,6 +51,7 @@ pub mod json;
 pub mod metrics;
 pub mod names;
 pub mod pg_catalog;
+pub mod progress_stats;
 pub mod references;
 pub mod result_cache;
 pub mod rewrite;
@@ -54,6 +59,7 @@ pub mod session;
 pub mod settings;
 pub mod shard_stats;
 pub mod single_value;
+pub mod stat_statements;
 pub mod statement;
 pub mod subplan;
 pub mod subquery;

@@ -92,8 +92,16 @@ pub struct Metrics {
     rows_ingested: IntCounter,
     connections: IntGauge,
     connections_total: IntCounter,
+    wasm_calls: IntCounterVec,
+    wasm_seconds: HistogramVec,
+    wasm_limits: IntCounterVec,
     max_shard_series: AtomicUsize,
 }
+
+/// The outcomes a WebAssembly call is counted under.
+const WASM_OUTCOMES: [&str; 2] = ["ok", "error"];
+/// The limits a WebAssembly call can hit.
+const WASM_LIMITS: [&str; 4] = ["time", "memory", "stack", "busy"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,8 +159,37 @@ impl Metrics {
             "Client connections accepted since start",
         )
         .expect("valid counter");
+        let wasm_calls = IntCounterVec::new(
+            Opts::new(
+                "quiver_wasm_calls_total",
+                "Calls of a WebAssembly function (one per batch of rows), by outcome: ok, error",
+            ),
+            &["function", "outcome"],
+        )
+        .expect("valid counter");
+        let wasm_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "quiver_wasm_call_seconds",
+                "Time of WebAssembly function calls, failed ones included",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["function"],
+        )
+        .expect("valid histogram");
+        let wasm_limits = IntCounterVec::new(
+            Opts::new(
+                "quiver_wasm_limit_hits_total",
+                "WebAssembly calls stopped by a limit (limit: time, memory, stack; busy: \
+                 every instance slot was in use)",
+            ),
+            &["function", "limit"],
+        )
+        .expect("valid counter");
         for c in [
             Box::new(query_latency.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(wasm_calls.clone()),
+            Box::new(wasm_seconds.clone()),
+            Box::new(wasm_limits.clone()),
             Box::new(ingest_latency.clone()),
             Box::new(statements.clone()),
             Box::new(errors.clone()),
@@ -171,7 +208,47 @@ impl Metrics {
             rows_ingested,
             connections,
             connections_total,
+            wasm_calls,
+            wasm_seconds,
+            wasm_limits,
             max_shard_series: AtomicUsize::new(max_shard_series),
+        }
+    }
+
+    /// A call of WebAssembly function `function` that took `took` and
+    /// ended with `error`, if any.
+    pub fn wasm_call(
+        &self,
+        function: &str,
+        took: std::time::Duration,
+        error: Option<&quiver_udf::UdfError>,
+    ) {
+        use quiver_udf::UdfError;
+        let outcome = WASM_OUTCOMES[usize::from(error.is_some())];
+        self.wasm_calls
+            .with_label_values(&[function, outcome])
+            .inc();
+        self.wasm_seconds
+            .with_label_values(&[function])
+            .observe(took.as_secs_f64());
+        let limit = match error {
+            Some(UdfError::Timeout { .. }) => WASM_LIMITS[0],
+            Some(UdfError::ResourceLimit { .. }) => WASM_LIMITS[1],
+            Some(UdfError::StackOverflow { .. }) => WASM_LIMITS[2],
+            Some(UdfError::Busy(_)) => WASM_LIMITS[3],
+            _ => return,
+        };
+        self.wasm_limits.with_label_values(&[function, limit]).inc();
+    }
+
+    /// A dropped function's series go (its name may come back as another function).
+    pub fn forget_function(&self, function: &str) {
+        for outcome in WASM_OUTCOMES {
+            let _ = self.wasm_calls.remove_label_values(&[function, outcome]);
+        }
+        let _ = self.wasm_seconds.remove_label_values(&[function]);
+        for limit in WASM_LIMITS {
+            let _ = self.wasm_limits.remove_label_values(&[function, limit]);
         }
     }
 
@@ -249,6 +326,10 @@ impl Metrics {
         let mut families = self.registry.gather();
         let budget = self.max_shard_series.load(Ordering::Relaxed);
         families.extend(state_families(engine, results, budget).await);
+        families.extend(engine.metric_families());
+        // A family with no series yet (a histogram nothing was observed in)
+        // is left out: the text format has no way to show it.
+        families.retain(|f| !f.get_metric().is_empty());
         let mut out = Vec::new();
         // Encoding into a Vec fails only on an invalid family, which these are not.
         let _ = TextEncoder::new().encode(&families, &mut out);
@@ -335,18 +416,20 @@ struct ShardFigures {
     fragments: u64,
     searches: u64,
     search_seconds: f64,
+    search_cpu_seconds: f64,
 }
 
 impl ShardFigures {
     fn of(shard: &quiver_engine::shard::Shard) -> ShardFigures {
         let stats = shard.stats();
-        let (searches, time) = shard.searches();
+        let searches = shard.searches();
         ShardFigures {
             rows: stats.rows,
             bytes: stats.bytes(),
             fragments: stats.fragments,
-            searches,
-            search_seconds: time.as_secs_f64(),
+            searches: searches.count,
+            search_seconds: searches.wall.as_secs_f64(),
+            search_cpu_seconds: searches.cpu.as_secs_f64(),
         }
     }
 
@@ -356,6 +439,7 @@ impl ShardFigures {
         self.fragments += o.fragments;
         self.searches += o.searches;
         self.search_seconds += o.search_seconds;
+        self.search_cpu_seconds += o.search_cpu_seconds;
     }
 }
 
@@ -383,6 +467,18 @@ async fn state_families(
         "Wall time of a shard's vector searches",
         COUNTER,
     );
+    let mut search_cpu = Family::new(
+        "quiver_shard_search_cpu_seconds_total",
+        "CPU time of a shard's vector searches (the threads polling each search; \
+         compare with process_cpu_seconds_total)",
+        COUNTER,
+    );
+    let mut process_cpu = Family::new(
+        "process_cpu_seconds_total",
+        "CPU time (user and system) of the whole process",
+        COUNTER,
+    );
+    process_cpu.add(Vec::new(), quiver_engine::cpu::process_time().as_secs_f64());
     let mut tables = engine.table_names();
     tables.sort();
     let mut budget = max_shard_series;
@@ -417,7 +513,8 @@ async fn state_families(
             bytes.add(labels.clone(), f.bytes as f64);
             fragments.add(labels.clone(), f.fragments as f64);
             searches.add(labels.clone(), f.searches as f64);
-            search_seconds.add(labels, f.search_seconds);
+            search_seconds.add(labels.clone(), f.search_seconds);
+            search_cpu.add(labels, f.search_cpu_seconds);
         }
     }
     let mut hits = Family::new(
@@ -437,6 +534,40 @@ async fn state_families(
         "Bytes a cache may hold",
         GAUGE,
     );
+    // Long work running now: one series a task while it runs.
+    let mut running = Family::new(
+        "quiver_work_running",
+        "Long work running now (command: create_index, reindex, optimize, reshard, tier_move)",
+        GAUGE,
+    );
+    let mut work_done = Family::new(
+        "quiver_work_progress_ratio",
+        "How much of its current phase a running task has done (0 to 1; quiver_progress() \
+         shows the phase)",
+        GAUGE,
+    );
+    let mut work_elapsed = Family::new(
+        "quiver_work_elapsed_seconds",
+        "How long a running task has run",
+        GAUGE,
+    );
+    let tasks = engine.progress();
+    let mut per_command: std::collections::BTreeMap<&str, u64> = Default::default();
+    for t in &tasks {
+        *per_command.entry(t.command).or_default() += 1;
+        let labels = vec![
+            ("command", t.command.to_string()),
+            ("id", t.id.to_string()),
+            ("table", t.table.clone()),
+        ];
+        if t.total > 0 {
+            work_done.add(labels.clone(), (t.done as f64 / t.total as f64).min(1.0));
+        }
+        work_elapsed.add(labels, t.elapsed.as_secs_f64());
+    }
+    for (command, n) in per_command {
+        running.add(vec![("command", command.to_string())], n as f64);
+    }
     let mut caches = vec![results.figures()];
     caches.extend(engine.cache_figures().await);
     for c in caches {
@@ -459,6 +590,11 @@ async fn state_families(
         fragments,
         searches,
         search_seconds,
+        search_cpu,
+        process_cpu,
+        running,
+        work_done,
+        work_elapsed,
         hits,
         misses,
         entries,

@@ -59,6 +59,13 @@ pub struct Database {
     pub results: Arc<crate::result_cache::ResultCache>,
     /// What statements cost and the state of tables and caches, for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The connected sessions (`pg_stat_activity`).
+    pub activity: Arc<crate::activity::Activity>,
+    /// What each normalized statement cost (`quiver_stat_statements`).
+    pub statements: Arc<crate::stat_statements::StatStatements>,
+    /// Settings every new session starts with (the server's config:
+    /// `log_min_duration_statement`), before its client's start-up ones.
+    session_defaults: Mutex<Vec<(String, String)>>,
 }
 
 impl Database {
@@ -77,11 +84,15 @@ impl Database {
         let metrics = Arc::new(crate::metrics::Metrics::new(
             crate::metrics::DEFAULT_MAX_SHARD_SERIES,
         ));
+        let functions = Arc::new(FunctionRegistry::new(engine.clone(), metrics.clone()));
         Ok(Arc::new(Database {
             results,
             metrics,
-            functions: Arc::new(FunctionRegistry::new(engine.clone())),
+            functions,
             engine,
+            activity: Default::default(),
+            statements: Default::default(),
+            session_defaults: Mutex::new(Vec::new()),
             native: Mutex::new(Vec::new()),
             advisory: Default::default(),
         }))
@@ -98,7 +109,29 @@ impl Database {
 
     /// A new session (one per client connection).
     pub fn new_session(self: &Arc<Self>) -> Session {
-        Session::new(self.clone())
+        let session = Session::new(self.clone());
+        let defaults = match self.session_defaults.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        if !defaults.is_empty() {
+            session.set_startup_settings(defaults.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        }
+        session
+    }
+
+    /// Makes `value` the default of setting `name` in sessions opened from
+    /// now on (what RESET returns to); an unknown setting is an error.
+    pub fn set_session_default(&self, name: &str, value: &str) -> Result<()> {
+        // Checked on a settings object of its own: a name SET would refuse.
+        crate::settings::SessionSettings::default().with(|s| s.set(name, value))?;
+        let mut g = match self.session_defaults.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.retain(|(n, _)| n != name);
+        g.push((name.to_string(), value.to_string()));
+        Ok(())
     }
 }
 
@@ -263,6 +296,8 @@ pub struct Session {
     /// 1 + the k of the vector searches the running statement planned; 0:
     /// none ([`Session::take_search_k`]).
     search_k: AtomicU64,
+    /// This session in `pg_stat_activity`, once its client is known.
+    backend: std::sync::OnceLock<crate::activity::BackendGuard>,
 }
 
 /// The k a [`Session::search_k`] value holds (1 + k; 0: no search).
@@ -494,6 +529,8 @@ impl Session {
         let conf = Arc::new(crate::settings::SessionSettings::default());
         let catalog_ctx = CatalogContext {
             engine: db.engine.clone(),
+            activity: db.activity.clone(),
+            statements: db.statements.clone(),
             identity: identity.clone(),
             settings: conf.clone(),
         };
@@ -566,6 +603,12 @@ impl Session {
             }),
         );
         ctx.register_udtf(
+            "quiver_progress",
+            Arc::new(crate::progress_stats::QuiverProgress {
+                engine: db.engine.clone(),
+            }),
+        );
+        ctx.register_udtf(
             "quiver_caches",
             Arc::new(crate::cache_stats::QuiverCaches {
                 engine: db.engine.clone(),
@@ -594,6 +637,40 @@ impl Session {
             reads: Mutex::new(None),
             settings_key: Mutex::new((u64::MAX, Arc::from(""))),
             search_k: AtomicU64::new(0),
+            backend: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where statements' executions are summed (`quiver_stat_statements`).
+    pub fn statement_stats(&self) -> &crate::stat_statements::StatStatements {
+        &self.db.statements
+    }
+
+    /// `log_min_duration_statement`: statements that ran at least this
+    /// long are logged.
+    pub fn log_min_duration(&self) -> Option<std::time::Duration> {
+        self.conf.log_min_duration()
+    }
+
+    /// This session as `pg_stat_activity` lists it (once its client is known).
+    pub fn backend(&self) -> Option<Arc<crate::activity::Backend>> {
+        self.backend.get().map(|g| g.backend.clone())
+    }
+
+    /// A statement, or a query string of several, starts: `text` is what
+    /// `pg_stat_activity` shows.
+    pub fn statement_began(&self, text: &str) {
+        if let Some(g) = self.backend.get() {
+            g.backend.began(text);
+        }
+    }
+
+    /// The statement ended: the session is idle, or idle in its
+    /// transaction block.
+    pub fn statement_ended(&self) {
+        if let Some(g) = self.backend.get() {
+            g.backend
+                .ended(crate::activity::idle_state(self.transaction_status()));
         }
     }
 
@@ -822,20 +899,40 @@ impl Session {
         });
     }
 
-    pub fn set_client(&self, user: &str, database: &str, pid: i32) {
-        let mut id = match self.identity.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if !user.is_empty() {
-            id.user = user.to_string();
+    /// Records who is connected (the start-up's user and database names,
+    /// the backend process id the client was given) and lists the session
+    /// in `pg_stat_activity` (`client`: its address).
+    pub fn set_client(
+        &self,
+        user: &str,
+        database: &str,
+        pid: i32,
+        client: Option<std::net::SocketAddr>,
+    ) {
+        {
+            let mut id = match self.identity.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if !user.is_empty() {
+                id.user = user.to_string();
+            }
+            id.database = if database.is_empty() {
+                id.user.clone()
+            } else {
+                database.to_string()
+            };
+            id.pid = pid;
         }
-        id.database = if database.is_empty() {
-            id.user.clone()
-        } else {
-            database.to_string()
-        };
-        id.pid = pid;
+        if self.backend.get().is_none() {
+            let _ = self.backend.set(self.db.activity.register(
+                pid,
+                self.identity.clone(),
+                self.conf.clone(),
+                self.interrupt.clone(),
+                client,
+            ));
+        }
     }
 
     /// Makes the context hold the current user functions (after any CREATE or
@@ -881,6 +978,7 @@ impl Session {
             || state.window_functions().contains_key(name)
             || name == "vector_search"
             || name == "quiver_shards"
+            || name == "quiver_progress"
             || name == "quiver_caches"
     }
 

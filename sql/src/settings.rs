@@ -26,6 +26,8 @@ const PG_SETTINGS: &[(&str, &str)] = &[
     ("intervalstyle", "postgres"),
     ("jit", "off"),
     ("lock_timeout", "0"),
+    // Statements that ran at least this long are logged (ms; -1: none, 0: all).
+    ("log_min_duration_statement", "-1"),
     ("max_identifier_length", "63"),
     ("max_parallel_workers_per_gather", "2"),
     // Quiver's: whether reads may be answered from the result cache.
@@ -289,21 +291,36 @@ impl SessionSettings {
 
     /// `statement_timeout`: none when 0 or unreadable.
     pub fn statement_timeout(&self) -> Option<std::time::Duration> {
-        let v = self.show("statement_timeout").ok()?;
-        let v = v.trim().trim_matches('\'').to_ascii_lowercase();
-        let split = v
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(v.len());
-        let (n, unit) = v.split_at(split);
-        let n: f64 = n.parse().ok()?;
-        let ms = match unit.trim() {
-            "" | "ms" => n,
-            "s" => n * 1e3,
-            "min" => n * 60e3,
-            "h" => n * 3_600e3,
-            "us" => n / 1e3,
-            _ => return None,
-        };
+        let ms = duration_ms(&self.show("statement_timeout").ok()?)?;
         (ms > 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1e3))
     }
+
+    /// `log_min_duration_statement`: statements that ran at least this
+    /// long are logged; none when negative (-1, the default) or unreadable.
+    pub fn log_min_duration(&self) -> Option<std::time::Duration> {
+        let ms = duration_ms(&self.show("log_min_duration_statement").ok()?)?;
+        (ms >= 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1e3))
+    }
+}
+
+/// A duration setting in milliseconds, as PostgreSQL reads it: a number
+/// of milliseconds, or with a unit (`us`, `ms`, `s`, `min`, `h`); `None`
+/// when unreadable.
+pub fn duration_ms(value: &str) -> Option<f64> {
+    let v = value.trim().trim_matches('\'').to_ascii_lowercase();
+    let split = v
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || (i == 0 && c == '-')))
+        .map_or(v.len(), |(i, _)| i);
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n * 1e3,
+        "min" => n * 60e3,
+        "h" => n * 3_600e3,
+        "us" => n / 1e3,
+        _ => return None,
+    };
+    ms.is_finite().then_some(ms)
 }

@@ -41,6 +41,7 @@ impl TableFunctionImpl for QuiverShards {
             Field::new("tier", DataType::Utf8, false),
             Field::new("queries", DataType::Int64, false),
             Field::new("search_ms", DataType::Float64, false),
+            Field::new("search_cpu_ms", DataType::Float64, false),
             Field::new("moving", DataType::Boolean, false),
             Field::new("deleted_rows", DataType::Int64, false),
             Field::new("unindexed_rows", DataType::Int64, false),
@@ -52,6 +53,7 @@ impl TableFunctionImpl for QuiverShards {
         let mut fragments = Vec::new();
         let mut queries = Vec::new();
         let mut search_ms = Vec::new();
+        let mut search_cpu_ms = Vec::new();
         let mut moving = Vec::new();
         let mut tiers = Vec::new();
         let mut deleted = Vec::new();
@@ -68,14 +70,15 @@ impl TableFunctionImpl for QuiverShards {
             let is_moving = table.is_moving();
             for (i, s) in table.shards().iter().enumerate() {
                 let stats = s.stats();
-                let (n, time) = s.searches();
+                let searches = s.searches();
                 table_col.push(name.clone());
                 shard.push(i as i32);
                 rows.push(as_i64(stats.rows));
                 bytes.push(as_i64(stats.bytes()));
                 fragments.push(as_i64(stats.fragments));
-                queries.push(as_i64(n));
-                search_ms.push(time.as_secs_f64() * 1e3);
+                queries.push(as_i64(searches.count));
+                search_ms.push(searches.wall.as_secs_f64() * 1e3);
+                search_cpu_ms.push(searches.cpu.as_secs_f64() * 1e3);
                 moving.push(is_moving);
                 tiers.push(table.def.tier.name());
                 deleted.push(as_i64(stats.deleted_rows));
@@ -96,6 +99,7 @@ impl TableFunctionImpl for QuiverShards {
                 Arc::new(StringArray::from(tiers)),
                 Arc::new(Int64Array::from(queries)),
                 Arc::new(Float64Array::from(search_ms)),
+                Arc::new(Float64Array::from(search_cpu_ms)),
                 Arc::new(BooleanArray::from(moving)),
                 Arc::new(Int64Array::from(deleted)),
                 Arc::new(Int64Array::from(unindexed)),

@@ -6,7 +6,9 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{self, Expr, Value, visit_expressions};
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, Value, visit_expressions, visit_expressions_mut,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
@@ -23,6 +25,35 @@ pub struct Statement {
     /// The statement printed back from its parse: the result cache's key
     /// ([`crate::result_cache`]); made once, clones share it.
     text: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<str>>>,
+    /// [`Statement::normalized_text`], made once, clones share it.
+    stat_text: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<str>>>,
+}
+
+/// `s` printed with its constants replaced by `$n`, numbered after the
+/// highest parameter it has.
+fn constants_as_parameters(s: &ast::Statement) -> String {
+    let mut highest = 0;
+    let _ = visit_expressions(s, |e| {
+        if let Expr::Value(v) = e
+            && let Value::Placeholder(p) = &v.value
+            && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+        {
+            highest = highest.max(n);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    let mut s = s.clone();
+    let mut next = highest;
+    let _ = visit_expressions_mut(&mut s, |e| {
+        if let Expr::Value(v) = e
+            && !matches!(v.value, Value::Placeholder(_))
+        {
+            next += 1;
+            *e = Expr::value(Value::Placeholder(format!("${next}")));
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    s.to_string()
 }
 
 #[derive(Debug, Clone)]
@@ -115,7 +146,36 @@ impl Statement {
             kind,
             generic: Default::default(),
             text: Default::default(),
+            stat_text: Default::default(),
         }
+    }
+
+    /// The statement as `quiver_stat_statements` groups it: printed back
+    /// from its parse with every constant (numbers, strings, vectors,
+    /// booleans, NULL) replaced by a `$n` numbered after its own
+    /// parameters, so executions that differ only in their constants share
+    /// one entry; a function's module is left out.
+    pub fn normalized_text(&self) -> std::sync::Arc<str> {
+        self.stat_text
+            .get_or_init(|| {
+                use crate::functions::FunctionDdl;
+                match &self.kind {
+                    StatementKind::Sql(s) => constants_as_parameters(s),
+                    StatementKind::Optimize(t) => format!("OPTIMIZE TABLE {t}"),
+                    StatementKind::Reindex { table, name } => {
+                        format!("REINDEX {} {name}", if *table { "TABLE" } else { "INDEX" })
+                    }
+                    StatementKind::Function(FunctionDdl::Create(f)) => {
+                        format!("CREATE FUNCTION {}", f.name)
+                    }
+                    StatementKind::Function(FunctionDdl::Drop { names, .. }) => {
+                        let names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+                        format!("DROP FUNCTION {}", names.join(", "))
+                    }
+                }
+                .into()
+            })
+            .clone()
     }
 
     /// The command tag's first word(s) as Postgres prints them, e.g. "SELECT".
@@ -370,5 +430,24 @@ mod tests {
         );
         assert_eq!(parse("select $2 + $1").expect("p")[0].param_count(), 2);
         assert!(parse("selec 1").is_err());
+    }
+
+    #[test]
+    fn constants_become_parameters_after_the_statements_own() {
+        let text = |sql: &str| parse(sql).expect("parse")[0].normalized_text().to_string();
+        assert_eq!(
+            text("SELECT id FROM t WHERE cat = 'a' AND n > 3 ORDER BY emb <-> '[1,2,3]' LIMIT 10"),
+            "SELECT id FROM t WHERE cat = $1 AND n > $2 ORDER BY emb <-> $3 LIMIT $4"
+        );
+        assert_eq!(
+            text("select id from t where id = $1 and cat = 'x'"),
+            text("SELECT id FROM t WHERE id = $1 AND cat = 'y'")
+        );
+        assert!(text("SELECT id FROM t WHERE id = $1 AND cat = 'x'").ends_with("cat = $2"));
+        assert_eq!(
+            text("INSERT INTO t VALUES (1, NULL, true)"),
+            "INSERT INTO t VALUES ($1, $2, $3)"
+        );
+        assert_eq!(text("OPTIMIZE TABLE docs"), "OPTIMIZE TABLE docs");
     }
 }

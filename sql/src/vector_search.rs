@@ -373,6 +373,8 @@ struct ShardRun {
     shard: usize,
     rows: usize,
     elapsed: std::time::Duration,
+    /// The CPU time of the shard's search ([`quiver_engine::cpu::timed`]).
+    cpu: std::time::Duration,
     strategy: quiver_engine::search::Strategy,
 }
 
@@ -494,10 +496,11 @@ impl DisplayAs for VectorSearchExec {
                         quiver_engine::search::Strategy::Ann { index } => format!("ann {index}"),
                     };
                     format!(
-                        "shard {}: {} rows, {:.3} ms, {how}",
+                        "shard {}: {} rows, {:.3} ms (cpu {:.3} ms), {how}",
                         r.shard,
                         r.rows,
-                        r.elapsed.as_secs_f64() * 1e3
+                        r.elapsed.as_secs_f64() * 1e3,
+                        r.cpu.as_secs_f64() * 1e3
                     )
                 })
                 .collect();
@@ -619,12 +622,17 @@ impl ExecutionPlan for VectorSearchExec {
             let mut shard_ids: Vec<u32> = Vec::new();
             for sv in mine {
                 let started = std::time::Instant::now();
-                let hits = engine
-                    .search_view(sv.view.clone(), &plan, &query, k, filter.as_ref(), &knobs)
-                    .await
-                    .map_err(ext)?;
+                // The shard's CPU: what the polls of its search and fetch took.
+                let (found, cpu) = quiver_engine::cpu::timed(async {
+                    let hits = engine
+                        .search_view(sv.view.clone(), &plan, &query, k, filter.as_ref(), &knobs)
+                        .await?;
+                    let fetched = hits.view.take(&hits.rows, &names).await?;
+                    Ok::<_, quiver_engine::EngineError>((hits, fetched))
+                })
+                .await;
+                let (hits, mut fetched) = found.map_err(ext)?;
                 tracing::debug!(table, shard = sv.index, k, strategy = ?hits.strategy, "vector search");
-                let mut fetched = hits.view.take(&hits.rows, &names).await.map_err(ext)?;
                 if let Some(t) = tie_at.and_then(|i| fetched.get(i)) {
                     ties.push(t.clone());
                 }
@@ -636,12 +644,13 @@ impl ExecutionPlan for VectorSearchExec {
                 addrs.extend_from_slice(&hits.rows);
                 shard_ids.extend(std::iter::repeat_n(sv.index as u32, hits.rows.len()));
                 let elapsed = started.elapsed();
-                sv.shard.note_search(elapsed);
+                sv.shard.note_search(elapsed, cpu);
                 if let Ok(mut g) = run.shards.lock() {
                     g.push(ShardRun {
                         shard: sv.index,
                         rows: hits.rows.len().min(k),
                         elapsed,
+                        cpu,
                         strategy: hits.strategy.clone(),
                     });
                 }

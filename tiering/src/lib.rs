@@ -12,6 +12,7 @@
 //! dataset folders.
 
 pub mod faults;
+pub mod metered;
 pub mod ssd;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use lance_io::object_store::{
     WrappingObjectStore,
 };
 
+pub use metered::StoreMetrics;
 pub use ssd::{SsdCache, SsdOptions, SsdStats};
 
 /// Where a table's shards live.
@@ -98,7 +100,8 @@ struct ColdRoot {
     uri: String,
     params: ObjectStoreParams,
     cache: Arc<SsdCache>,
-    /// [`ColdOptions::beneath_cache`].
+    /// What wraps the store beneath the SSD cache: the request metrics, and
+    /// [`ColdOptions::beneath_cache`] beneath them.
     beneath: Option<Arc<dyn WrappingObjectStore>>,
 }
 
@@ -126,6 +129,16 @@ fn store_params(
     }
 }
 
+/// The wrapper of the cold tier's store beneath the SSD cache: request
+/// metrics around [`ColdOptions::beneath_cache`].
+fn metered(cold: &ColdOptions, metrics: Arc<StoreMetrics>) -> Option<Arc<dyn WrappingObjectStore>> {
+    Some(Arc::new(metered::MeteredWrapper {
+        metrics,
+        tier: Tier::Cold.name(),
+        beneath: cold.beneath_cache.clone(),
+    }))
+}
+
 fn other(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
@@ -148,8 +161,14 @@ impl StorageRoot {
     }
 
     /// Adds the cold tier: datasets of data directory `store_id` under
-    /// `cold.root`, read through a new SSD cache.
-    pub fn with_cold(mut self, cold: ColdOptions, store_id: &str) -> std::io::Result<StorageRoot> {
+    /// `cold.root`, read through a new SSD cache; the requests that reach
+    /// the store are counted in `metrics`.
+    pub fn with_cold(
+        mut self,
+        cold: ColdOptions,
+        store_id: &str,
+        metrics: Arc<StoreMetrics>,
+    ) -> std::io::Result<StorageRoot> {
         let root = cold.root.trim_end_matches('/');
         if !root.contains("://") {
             return Err(std::io::Error::new(
@@ -160,18 +179,19 @@ impl StorageRoot {
             ));
         }
         let cache = SsdCache::new(cold.ssd.clone())?;
+        let beneath = metered(&cold, metrics);
         let params = store_params(
             &cold,
             Some(Arc::new(ssd::SsdWrapper {
                 cache: cache.clone(),
-                beneath: cold.beneath_cache.clone(),
+                beneath: beneath.clone(),
             })),
         );
         self.cold = Some(Arc::new(ColdRoot {
             uri: format!("{root}/{store_id}"),
             params,
             cache,
-            beneath: cold.beneath_cache,
+            beneath,
         }));
         Ok(self)
     }
@@ -303,8 +323,9 @@ impl StorageRoot {
     pub async fn root_store(
         registry: Arc<ObjectStoreRegistry>,
         cold: &ColdOptions,
+        metrics: Arc<StoreMetrics>,
     ) -> lance_core::Result<(Arc<ObjectStore>, object_store::path::Path)> {
-        let params = store_params(cold, cold.beneath_cache.clone());
+        let params = store_params(cold, metered(cold, metrics));
         let root = cold.root.trim_end_matches('/');
         ObjectStore::from_uri_and_params(registry, root, &params).await
     }

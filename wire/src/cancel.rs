@@ -18,7 +18,7 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::error::PgWireResult;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
-use quiver_sql::interrupt::{self, Interrupt};
+use quiver_sql::interrupt::Interrupt;
 
 use crate::errors;
 
@@ -92,7 +92,7 @@ where
     interrupt.arm();
     match select(std::pin::pin!(work), std::pin::pin!(interrupt.cancelled())).await {
         Either::Left((result, _)) => result,
-        Either::Right(((), _)) => Err(errors::from_sql(interrupt::user_cancel())),
+        Either::Right(((), _)) => Err(errors::from_sql(interrupt.stop_error())),
     }
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct Connection {
     pub(crate) prepared_names: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Rows the Execute in progress wrote (from its command tag), for the metrics.
     pub(crate) written: std::sync::atomic::AtomicU64,
+    /// Rows the statement in progress returned (`quiver_stat_statements`).
+    pub(crate) returned: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Connection {
@@ -37,6 +39,7 @@ impl Connection {
             identified: std::sync::atomic::AtomicBool::new(false),
             prepared_names: Default::default(),
             written: Default::default(),
+            returned: Default::default(),
         }
     }
 
@@ -79,6 +82,7 @@ impl Connection {
             get(pgwire::api::METADATA_USER),
             get(pgwire::api::METADATA_DATABASE),
             client.pid_and_secret_key().0,
+            Some(client.socket_addr()),
         );
         self.session.set_startup_settings(
             meta.iter()
@@ -93,14 +97,45 @@ impl Connection {
     /// `written` rows: into the metrics, with its vector search's k.
     pub(crate) fn statement_done(&self, statement: &Statement, started: Instant, written: u64) {
         let k = self.session.take_search_k();
+        let elapsed = started.elapsed();
         self.session
             .metrics()
-            .statement_done(statement.class(), k, started.elapsed(), written);
+            .statement_done(statement.class(), k, elapsed, written);
+        let returned = self.returned.swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.session.statement_stats().record(
+            &statement.normalized_text(),
+            elapsed,
+            written + returned,
+        );
+        self.log_if_slow(elapsed);
+    }
+
+    /// The slow-statement log line of a statement that ran `elapsed`, when
+    /// `log_min_duration_statement` asks for it, as PostgreSQL writes it:
+    /// the duration and the client's statement text.
+    pub(crate) fn log_if_slow(&self, elapsed: std::time::Duration) {
+        if self
+            .session
+            .log_min_duration()
+            .is_none_or(|min| elapsed < min)
+        {
+            return;
+        }
+        let backend = self.session.backend();
+        let text = backend.as_ref().map(|b| b.query()).unwrap_or_default();
+        let pid = backend.map_or(0, |b| b.pid);
+        tracing::info!(
+            target: "quiver::slow_statement",
+            pid,
+            "duration: {:.3} ms  statement: {text}",
+            elapsed.as_secs_f64() * 1e3
+        );
     }
 
     /// A statement that failed (its error is counted where it is sent).
     pub(crate) fn statement_failed(&self, statement: &Statement) {
         self.session.take_search_k();
+        self.returned.store(0, std::sync::atomic::Ordering::Relaxed);
         self.session.metrics().statement_failed(statement.class());
     }
 }

@@ -279,6 +279,51 @@ impl CopyHandler for Connection {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let done = self.copy_done(client).await;
+        // The query string (the COPY, and what ran after it) is over.
+        self.session.statement_ended();
+        done
+    }
+
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if self.copy.take().is_some() {
+            self.session
+                .metrics()
+                .statement_failed(StatementClass::Write(WriteKind::Copy));
+        }
+        self.session.statement_failed().await;
+        self.session.statement_ended();
+        errors::status(
+            StatusCode::QueryCanceled,
+            format!("COPY from stdin failed: {}", fail.message),
+        )
+    }
+}
+
+/// How `quiver_stat_statements` names a COPY FROM STDIN.
+fn copy_statement_text(copy: &CopyIn) -> std::sync::Arc<str> {
+    format!(
+        "COPY {} ({}) FROM STDIN",
+        copy.table,
+        copy.columns.join(", ")
+    )
+    .into()
+}
+
+impl Connection {
+    /// CopyDone: the copy's rest loaded and committed, then the statements
+    /// after it in its query string run.
+    async fn copy_done<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let Some(pending) = self.copy.take() else {
             return Err(errors::protocol_violation(
                 "CopyDone received while no COPY FROM STDIN is in progress",
@@ -327,6 +372,10 @@ impl CopyHandler for Connection {
             }
         };
         metrics.statement_done(class, None, started.elapsed(), rows);
+        self.session
+            .statement_stats()
+            .record(&copy_statement_text(&copy), started.elapsed(), rows);
+        self.log_if_slow(started.elapsed());
         let tag = CommandComplete::new(format!("COPY {rows}"));
         client
             .feed(PgWireBackendMessage::CommandComplete(tag))
@@ -338,24 +387,6 @@ impl CopyHandler for Connection {
             ));
         }
         Ok(())
-    }
-
-    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
-    where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        if self.copy.take().is_some() {
-            self.session
-                .metrics()
-                .statement_failed(StatementClass::Write(WriteKind::Copy));
-        }
-        self.session.statement_failed().await;
-        errors::status(
-            StatusCode::QueryCanceled,
-            format!("COPY from stdin failed: {}", fail.message),
-        )
     }
 }
 

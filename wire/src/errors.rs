@@ -62,6 +62,7 @@ pub fn sqlstate(code: StatusCode) -> &'static str {
         StatusCode::CardinalityViolation => "21000",
         StatusCode::InvalidCatalogName => "3D000",
         StatusCode::QueryCanceled => "57014",
+        StatusCode::AdminShutdown => "57P01",
         StatusCode::OutOfMemory => "53200",
         StatusCode::InsufficientResources => "53000",
         StatusCode::StackDepthExceeded => "54001",

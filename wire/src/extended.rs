@@ -21,7 +21,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{Sink, SinkExt, stream};
+use futures::{Sink, SinkExt, StreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::ExtendedQueryHandler;
 use pgwire::api::results::{CopyResponse, FieldFormat, QueryResponse, Response, Tag};
@@ -241,7 +241,11 @@ impl ExtendedQueryHandler for Connection {
         let interrupt = self.session.interrupt();
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
         let statement = match client.portal_store().get_portal(name) {
-            Some(Entry::Value(portal)) => Some(portal.statement.statement.statement.clone()),
+            Some(Entry::Value(portal)) => {
+                self.session
+                    .statement_began(&portal.statement.statement.text);
+                Some(portal.statement.statement.statement.clone())
+            }
             _ => None,
         };
         let started = std::time::Instant::now();
@@ -255,6 +259,9 @@ impl ExtendedQueryHandler for Connection {
             (Some(s), Ok(())) => self.statement_done(s, started, written),
             (Some(s), Err(_)) => self.statement_failed(s),
             (None, _) => {}
+        }
+        if !copying {
+            self.session.statement_ended();
         }
         ran?;
         if copying {
@@ -366,10 +373,12 @@ impl ExtendedQueryHandler for Connection {
             Output::Rows { schema, stream } => {
                 let formats = result_formats(&portal.result_column_format, schema.fields().len())?;
                 let fields = Arc::new(field_infos(&schema, &formats));
-                Response::Query(QueryResponse::new(
-                    fields,
-                    row_stream(stream, &schema, formats),
-                ))
+                // Counted as pgwire sends them (`quiver_stat_statements`' rows).
+                let returned = Arc::clone(&self.returned);
+                let rows = row_stream(stream, &schema, formats).inspect(move |_| {
+                    returned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
+                Response::Query(QueryResponse::new(fields, rows))
             }
             Output::Command { tag } => {
                 let rows = crate::connection::rows_written(&tag);

@@ -29,14 +29,17 @@ pub(crate) struct Prepared {
     /// Type OIDs from the Parse message; 0 = unspecified.
     pub(crate) declared_oids: Vec<u32>,
     described: Arc<OnceCell<Described>>,
+    /// The Parse message's text (its start: `pg_stat_activity` shows it).
+    pub(crate) text: Arc<str>,
 }
 
 impl Prepared {
-    fn new(statement: Statement, declared_oids: Vec<u32>) -> Self {
+    fn new(statement: Statement, declared_oids: Vec<u32>, text: &str) -> Self {
         Self {
             statement,
             declared_oids,
             described: Arc::new(OnceCell::new()),
+            text: quiver_sql::activity::query_text(text).into(),
         }
     }
 
@@ -125,7 +128,7 @@ impl StatementParser {
             0 => Ok(None),
             1 => Ok(statements
                 .pop()
-                .map(|statement| Prepared::new(statement, declared_oids))),
+                .map(|statement| Prepared::new(statement, declared_oids, sql))),
             _ => Err(errors::status(
                 StatusCode::SyntaxError,
                 "cannot insert multiple commands into a prepared statement",

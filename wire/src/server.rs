@@ -27,6 +27,10 @@ use crate::startup::Startup;
 /// Pause after a failed `accept` before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long a terminated connection's running statement has to send its
+/// 57P01 before the connection closes.
+const TERMINATE_GRACE: Duration = Duration::from_secs(1);
+
 /// State shared by all connections of one server.
 struct Shared {
     db: Arc<Database>,
@@ -125,18 +129,34 @@ async fn run_connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr
     tracing::debug!(%peer, "connection accepted");
     let _counted = shared.db.metrics.connection();
     let session = shared.db.new_session();
+    let interrupt = session.interrupt();
+    let connection = Arc::new(Connection::new(session));
     let handlers = Handlers {
         startup: Arc::new(Startup {
             cancels: Arc::clone(&shared.cancels),
-            interrupt: session.interrupt(),
+            interrupt: interrupt.clone(),
             pids: Arc::clone(&shared.pids),
         }),
-        connection: Arc::new(Connection::new(session)),
+        connection: Arc::clone(&connection),
         cancel: Arc::new(CancelRequests(Arc::clone(&shared.cancels))),
         errors: Arc::new(ErrorRewriter(shared.db.metrics.clone())),
     };
-    match process_socket(socket, None, handlers).await {
-        Ok(()) => tracing::debug!(%peer, "connection closed"),
-        Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+    // pg_terminate_backend: the running statement fails with 57P01 (its
+    // error is sent); then the connection closes.
+    let terminated = async {
+        interrupt.terminated().await;
+        let deadline = tokio::time::Instant::now() + TERMINATE_GRACE;
+        while connection.session.backend().is_some_and(|b| b.is_active())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::select! {
+        served = process_socket(socket, None, handlers) => match served {
+            Ok(()) => tracing::debug!(%peer, "connection closed"),
+            Err(e) => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+        },
+        () = terminated => tracing::info!(%peer, "connection terminated by pg_terminate_backend"),
     }
 }

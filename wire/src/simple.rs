@@ -81,6 +81,8 @@ impl Connection {
                     client.feed(PgWireBackendMessage::DataRow(row?)).await?;
                     count += 1;
                 }
+                self.returned
+                    .store(count as u64, std::sync::atomic::Ordering::Relaxed);
                 let tag = CommandComplete::new(format!("SELECT {count}"));
                 client
                     .feed(PgWireBackendMessage::CommandComplete(tag))
@@ -178,6 +180,7 @@ impl SimpleQueryHandler for Connection {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         self.identify(client);
+        self.session.statement_began(&query.query);
 
         let outcome = if is_empty_query(&query.query) {
             Ok(Vec::new())
@@ -218,6 +221,7 @@ impl SimpleQueryHandler for Connection {
                 client.set_transaction_status(wire_status(self.session.transaction_status()));
             }
         }
+        self.session.statement_ended();
         client.set_state(PgWireConnectionState::ReadyForQuery);
         let ready = ReadyForQuery::new(client.transaction_status());
         client

@@ -1041,6 +1041,55 @@ pub fn udfs(ctx: CatalogContext) -> Vec<ScalarUDF> {
         DataType::Int32,
         move |_, n| Ok(Arc::new(Int32Array::from(vec![c.identity().pid; n])) as ArrayRef),
     ));
+    // pg_cancel_backend(pid) / pg_terminate_backend(pid [, timeout]): true
+    // when a session has that pid. Volatile: each call acts (never folded,
+    // never answered from the result cache).
+    for (name, arities, terminate) in [
+        ("pg_cancel_backend", &[1usize][..], false),
+        ("pg_terminate_backend", &[1, 2][..], true),
+    ] {
+        let c = ctx.clone();
+        let signature = Signature::one_of(
+            arities.iter().map(|n| TypeSignature::Any(*n)).collect(),
+            Volatility::Volatile,
+        );
+        out.push(column_function(
+            name,
+            signature,
+            DataType::Boolean,
+            None,
+            move |a, _, _| {
+                let pids = safe_cast(arg(a, 0)?, &DataType::Int32)?;
+                let pids = pids
+                    .as_any()
+                    .downcast_ref::<Int32Array>()
+                    .map(|x| x.iter().collect::<Vec<_>>())
+                    .unwrap_or_default();
+                Ok(bool_out(
+                    pids.into_iter()
+                        .map(|pid| {
+                            pid.map(|pid| match terminate {
+                                true => c.activity.terminate(pid),
+                                false => c.activity.cancel(pid),
+                            })
+                        })
+                        .collect(),
+                ))
+            },
+        ));
+    }
+    // quiver_stat_statements_reset(): forgets every entry of the view.
+    let c = ctx.clone();
+    out.push(column_function(
+        "quiver_stat_statements_reset",
+        Signature::nullary(Volatility::Volatile),
+        DataType::Boolean,
+        None,
+        move |_, _, n| {
+            c.statements.reset();
+            Ok(bool_out(vec![Some(true); n]))
+        },
+    ));
     out.push(helper(
         "pg_is_in_recovery",
         &[0],

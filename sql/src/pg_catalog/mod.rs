@@ -24,8 +24,9 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, Int8Builder, Int16Builder, Int32Builder,
-    Int64Builder, ListBuilder, RecordBatch, StringBuilder, UInt32Builder,
+    ArrayRef, BooleanBuilder, Float32Builder, Float64Builder, Int8Builder, Int16Builder,
+    Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder, UInt32Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, Session as DfSession};
@@ -78,6 +79,10 @@ impl Default for ClientIdentity {
 #[derive(Debug, Clone)]
 pub struct CatalogContext {
     pub engine: Arc<Engine>,
+    /// The connected sessions (`pg_stat_activity`).
+    pub activity: Arc<crate::activity::Activity>,
+    /// What each normalized statement cost (`quiver_stat_statements`).
+    pub statements: Arc<crate::stat_statements::StatStatements>,
     pub identity: Arc<RwLock<ClientIdentity>>,
     pub settings: Arc<crate::settings::SessionSettings>,
 }
@@ -98,6 +103,8 @@ impl CatalogContext {
             identity: self.identity(),
             settings: self.settings.clone(),
             engine: Some(self.engine.clone()),
+            activity: Some(self.activity.clone()),
+            statements: Some(self.statements.clone()),
         }
     }
 }
@@ -111,6 +118,10 @@ pub struct Snapshot {
     pub settings: Arc<crate::settings::SessionSettings>,
     /// For the tables' sizes (`pg_stat_user_tables`); none in unit tests.
     pub engine: Option<Arc<Engine>>,
+    /// The connected sessions (`pg_stat_activity`).
+    pub activity: Option<Arc<crate::activity::Activity>>,
+    /// `quiver_stat_statements`.
+    pub statements: Option<Arc<crate::stat_statements::StatStatements>>,
 }
 
 /// The `pg_am` id of an index kind.
@@ -540,9 +551,12 @@ pub enum V {
     I32(i32),
     I64(i64),
     F32(f32),
+    F64(f64),
     Bool(bool),
     /// PostgreSQL's one-byte `"char"`.
     Char(i8),
+    /// A `timestamptz`, in microseconds since 1970 (UTC).
+    Ts(i64),
     Text(String),
     Oids(Vec<u32>),
     Texts(Vec<String>),
@@ -618,7 +632,8 @@ const N: V = V::Null;
 
 /// Parses a column list `"oid oid, relname name, relacl text[]"`: `oid` is
 /// UInt32, `char` (PostgreSQL's one-byte `"char"`) Int8, `name`/`text` Utf8,
-/// `int2`/`int4`/`int8`, `float4`, `bool`, and `[]` a list of the element
+/// `int2`/`int4`/`int8`, `float4`/`float8`, `bool`, `timestamptz` (microseconds,
+/// UTC), and `[]` a list of the element
 /// type. (String literals compared with a `"char"` are read as one:
 /// [`crate::compat::PgLiterals`].)
 fn parse_columns(spec: &str) -> Vec<Field> {
@@ -634,7 +649,12 @@ fn parse_columns(spec: &str) -> Vec<Field> {
                 "int4" => DataType::Int32,
                 "int8" => DataType::Int64,
                 "float4" => DataType::Float32,
+                "float8" => DataType::Float64,
                 "bool" => DataType::Boolean,
+                "timestamptz" => DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                ),
                 _ => DataType::Utf8,
             };
             let dt = match ty.strip_suffix("[]") {
@@ -690,7 +710,20 @@ fn column(field: &Field, cells: &[&V]) -> DfResult<ArrayRef> {
         DataType::Int32 => scalar!(Int32Builder, I32),
         DataType::Int64 => scalar!(Int64Builder, I64),
         DataType::Float32 => scalar!(Float32Builder, F32),
+        DataType::Float64 => scalar!(Float64Builder, F64),
         DataType::Boolean => scalar!(BooleanBuilder, Bool),
+        DataType::Timestamp(_, tz) => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(cells.len())
+                .with_timezone_opt(tz.clone());
+            for v in cells {
+                match v {
+                    V::Ts(x) => b.append_value(*x),
+                    V::Null => b.append_null(),
+                    _ => return Err(mismatch(field.name())),
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }
         DataType::List(item) => match item.data_type() {
             DataType::UInt32 => list!(UInt32Builder, Oids),
             DataType::Int16 => list!(Int16Builder, I16s),
@@ -1591,6 +1624,91 @@ const DEFS: &[Def] = &[
         },
     },
     Def {
+        name: "pg_stat_activity",
+        oid: 12_102,
+        kind: 'v',
+        columns: "datid oid, datname name, pid int4, leader_pid int4, usesysid oid, \
+                  usename name, application_name text, client_addr text, \
+                  client_hostname text, client_port int4, backend_start timestamptz, \
+                  xact_start timestamptz, query_start timestamptz, state_change timestamptz, \
+                  wait_event_type text, wait_event text, state text, backend_xid text, \
+                  backend_xmin text, query_id int8, query text, backend_type text",
+        rows: |s| {
+            let Some(activity) = &s.activity else {
+                return Vec::new();
+            };
+            let micros = |at: std::time::SystemTime| {
+                let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                V::Ts(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+            };
+            activity
+                .rows()
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        o(DATABASE_OID),
+                        t(r.database),
+                        i4(r.pid),
+                        N,
+                        o(SUPERUSER_OID),
+                        t(r.user),
+                        t(r.application_name),
+                        r.client_addr.map_or(N, V::Text),
+                        N,
+                        r.client_port.map_or(N, V::I32),
+                        micros(r.backend_start),
+                        N,
+                        r.query_start.map_or(N, micros),
+                        micros(r.state_change),
+                        N,
+                        N,
+                        t(r.state),
+                        N,
+                        N,
+                        N,
+                        t(r.query),
+                        t("client backend"),
+                    ]
+                })
+                .collect()
+        },
+    },
+    Def {
+        name: "quiver_stat_statements",
+        oid: 12_103,
+        kind: 'v',
+        columns: "userid oid, dbid oid, toplevel bool, queryid int8, query text, calls int8, \
+                  total_exec_time float8, min_exec_time float8, max_exec_time float8, \
+                  mean_exec_time float8, stddev_exec_time float8, rows int8",
+        rows: |s| {
+            let Some(statements) = &s.statements else {
+                return Vec::new();
+            };
+            let ms = |d: std::time::Duration| V::F64(d.as_secs_f64() * 1e3);
+            let n = |v: u64| V::I64(i64::try_from(v).unwrap_or(i64::MAX));
+            statements
+                .entries()
+                .into_iter()
+                .map(|(text, f)| {
+                    vec![
+                        o(SUPERUSER_OID),
+                        o(DATABASE_OID),
+                        b(true),
+                        V::I64(crate::stat_statements::query_id(&text)),
+                        t(text.to_string()),
+                        n(f.calls),
+                        ms(f.total),
+                        ms(f.min),
+                        ms(f.max),
+                        ms(f.mean()),
+                        V::F64(f.stddev_ms()),
+                        n(f.rows),
+                    ]
+                })
+                .collect()
+        },
+    },
+    Def {
         name: "pg_aggregate",
         oid: 2600,
         kind: 'r',
@@ -1977,7 +2095,22 @@ mod tests {
             identity: ClientIdentity::default(),
             settings: Arc::default(),
             engine: None,
+            activity: Some(Arc::default()),
+            statements: Some(Arc::default()),
         };
+        if let Some(st) = &snap.statements {
+            st.record(&"SELECT $1".into(), std::time::Duration::from_millis(3), 1);
+        }
+        // A session in pg_stat_activity: its times are timestamps.
+        let activity = snap.activity.clone().expect("activity");
+        let listed = activity.register(
+            42,
+            Arc::default(),
+            Arc::default(),
+            Arc::default(),
+            Some(([127, 0, 0, 1], 5000).into()),
+        );
+        listed.backend.began("SELECT 1");
         for d in DEFS.iter().chain(INFORMATION_SCHEMA_DEFS) {
             let schema = Arc::new(Schema::new(parse_columns(d.columns)));
             let rows = (d.rows)(&snap);
