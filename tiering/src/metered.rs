@@ -97,9 +97,10 @@ impl StoreMetrics {
         self.requests.with_label_values(&[op, tier]).get()
     }
 
-    fn start(&self, op: &str, tier: &str) -> Instant {
+    /// Counts a request of `op` that is not timed (a listing's or
+    /// deletion's stream).
+    fn count(&self, op: &str, tier: &str) {
         self.requests.with_label_values(&[op, tier]).inc();
-        Instant::now()
     }
 
     fn bytes(&self, op: &str, tier: &str, n: u64) {
@@ -119,14 +120,16 @@ impl StoreMetrics {
         self.errors.with_label_values(&[op, tier, kind]).inc();
     }
 
-    /// Ends a request of `op` started at `started`: its latency, or its error.
-    fn end<T>(
+    /// Runs request `op`: counted, then its latency or its error.
+    async fn request<T>(
         &self,
         op: &str,
         tier: &str,
-        started: Instant,
-        result: object_store::Result<T>,
+        request: impl Future<Output = object_store::Result<T>>,
     ) -> object_store::Result<T> {
+        self.count(op, tier);
+        let started = Instant::now();
+        let result = request.await;
         match &result {
             Ok(_) => self
                 .seconds
@@ -161,14 +164,10 @@ impl ObjectStore for MeteredStore {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let (m, tier) = (&self.metrics, self.tier);
-        let started = m.start("put", tier);
         let size = payload.content_length() as u64;
-        let result = m.end(
-            "put",
-            tier,
-            started,
-            self.inner.put_opts(location, payload, opts).await,
-        );
+        let result = m
+            .request("put", tier, self.inner.put_opts(location, payload, opts))
+            .await;
         if result.is_ok() {
             m.bytes("put", tier, size);
         }
@@ -181,13 +180,13 @@ impl ObjectStore for MeteredStore {
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let (m, tier) = (&self.metrics, self.tier);
-        let started = m.start("put_multipart", tier);
-        let upload = m.end(
-            "put_multipart",
-            tier,
-            started,
-            self.inner.put_multipart_opts(location, opts).await,
-        )?;
+        let upload = m
+            .request(
+                "put_multipart",
+                tier,
+                self.inner.put_multipart_opts(location, opts),
+            )
+            .await?;
         Ok(Box::new(MeteredUpload {
             inner: upload,
             metrics: self.metrics.clone(),
@@ -202,13 +201,9 @@ impl ObjectStore for MeteredStore {
     ) -> object_store::Result<GetResult> {
         let (m, tier) = (&self.metrics, self.tier);
         let op = if options.head { "head" } else { "get" };
-        let started = m.start(op, tier);
-        let result = m.end(
-            op,
-            tier,
-            started,
-            self.inner.get_opts(location, options).await,
-        )?;
+        let result = m
+            .request(op, tier, self.inner.get_opts(location, options))
+            .await?;
         if op == "head" {
             return Ok(result);
         }
@@ -248,13 +243,9 @@ impl ObjectStore for MeteredStore {
         ranges: &[Range<u64>],
     ) -> object_store::Result<Vec<Bytes>> {
         let (m, tier) = (&self.metrics, self.tier);
-        let started = m.start("get_ranges", tier);
-        let got = m.end(
-            "get_ranges",
-            tier,
-            started,
-            self.inner.get_ranges(location, ranges).await,
-        )?;
+        let got = m
+            .request("get_ranges", tier, self.inner.get_ranges(location, ranges))
+            .await?;
         m.bytes("get_ranges", tier, got.iter().map(|b| b.len() as u64).sum());
         Ok(got)
     }
@@ -268,7 +259,7 @@ impl ObjectStore for MeteredStore {
             .map({
                 let metrics = metrics.clone();
                 move |p| {
-                    metrics.start("delete", tier);
+                    metrics.count("delete", tier);
                     p
                 }
             })
@@ -285,7 +276,7 @@ impl ObjectStore for MeteredStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.metrics.start("list", self.tier);
+        self.metrics.count("list", self.tier);
         self.counted_list(self.inner.list(prefix))
     }
 
@@ -294,18 +285,14 @@ impl ObjectStore for MeteredStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.metrics.start("list", self.tier);
+        self.metrics.count("list", self.tier);
         self.counted_list(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let started = self.metrics.start("list", self.tier);
-        self.metrics.end(
-            "list",
-            self.tier,
-            started,
-            self.inner.list_with_delimiter(prefix).await,
-        )
+        self.metrics
+            .request("list", self.tier, self.inner.list_with_delimiter(prefix))
+            .await
     }
 
     async fn copy_opts(
@@ -314,13 +301,9 @@ impl ObjectStore for MeteredStore {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
-        let started = self.metrics.start("copy", self.tier);
-        self.metrics.end(
-            "copy",
-            self.tier,
-            started,
-            self.inner.copy_opts(from, to, options).await,
-        )
+        self.metrics
+            .request("copy", self.tier, self.inner.copy_opts(from, to, options))
+            .await
     }
 
     async fn rename_opts(
@@ -329,13 +312,13 @@ impl ObjectStore for MeteredStore {
         to: &Path,
         options: RenameOptions,
     ) -> object_store::Result<()> {
-        let started = self.metrics.start("rename", self.tier);
-        self.metrics.end(
-            "rename",
-            self.tier,
-            started,
-            self.inner.rename_opts(from, to, options).await,
-        )
+        self.metrics
+            .request(
+                "rename",
+                self.tier,
+                self.inner.rename_opts(from, to, options),
+            )
+            .await
     }
 }
 
@@ -364,29 +347,27 @@ impl MultipartUpload for MeteredUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let (metrics, tier) = (self.metrics.clone(), self.tier);
         let size = data.content_length() as u64;
-        let started = metrics.start("upload_part", tier);
-        self.inner
-            .put_part(data)
-            .map(move |r| {
-                let r = metrics.end("upload_part", tier, started, r);
-                if r.is_ok() {
-                    metrics.bytes("upload_part", tier, size);
-                }
-                r
-            })
-            .boxed()
+        let part = self.inner.put_part(data);
+        async move {
+            let r = metrics.request("upload_part", tier, part).await;
+            if r.is_ok() {
+                metrics.bytes("upload_part", tier, size);
+            }
+            r
+        }
+        .boxed()
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let started = self.metrics.start("complete", self.tier);
-        let done = self.inner.complete().await;
-        self.metrics.end("complete", self.tier, started, done)
+        self.metrics
+            .request("complete", self.tier, self.inner.complete())
+            .await
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {
-        let started = self.metrics.start("abort", self.tier);
-        let done = self.inner.abort().await;
-        self.metrics.end("abort", self.tier, started, done)
+        self.metrics
+            .request("abort", self.tier, self.inner.abort())
+            .await
     }
 }
 
